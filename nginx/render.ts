@@ -1,0 +1,226 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** Everything environment-specific in the proxy's config. */
+export interface NginxVars {
+  /** Port nginx listens on. @example 80 */
+  listenPort: number;
+  /** IPv4 address to listen on; `null` listens on every address. @example "127.0.0.1" */
+  listenAddress: string | null;
+  /**
+   * App replicas as "host:port". A DNS name may stand for several replicas: nginx uses every
+   * address it resolves to, and the container's watcher reloads nginx when they change.
+   * @example ["app:3000"]
+   */
+  upstreams: string[];
+  /** DNS resolver for lookups nginx makes at run time, or `null`. @example "127.0.0.11" */
+  resolver: string | null;
+  /** Largest request body accepted (nginx size: digits with optional k/m/g); larger → 413. @example "1m" */
+  clientMaxBodySize: string;
+  /** User the worker processes run as, or `null` to keep nginx's built-in default. @example "nginx" */
+  user: string | null;
+  /** Absolute path of the pid file. @example "/var/run/nginx.pid" */
+  pidPath: string;
+  /** Absolute directory for nginx's temporary files (body and proxy buffers). @example "/var/cache/nginx" */
+  tempDir: string;
+  /** Absolute path of the mime.types file to include. @example "/etc/nginx/mime.types" */
+  mimeTypesPath: string;
+  /** Worker processes: a count, or "auto" for one per core. @default "auto" */
+  workerProcesses: number | "auto";
+  /** Connections per worker (clients plus upstreams). @default 1024 */
+  workerConnections: number;
+}
+
+/** The few choices the Docker stack makes; everything else is fixed by the image and network. */
+export interface DockerNginxOptions {
+  /** @default "1m" */
+  clientMaxBodySize?: string;
+  /** @default "auto" */
+  workerProcesses?: number | "auto";
+  /** @default 1024 */
+  workerConnections?: number;
+}
+
+/** Where the nginx container's files go, and the command that starts it. */
+export const NGINX_CONF_PATH = "/etc/nginx/nginx.conf";
+export const NGINX_SCRIPT_DIR = "/etc/nginx/webstack";
+export const NGINX_COMMAND: string[] = ["/bin/sh", `${NGINX_SCRIPT_DIR}/start.sh`];
+
+/** Vars for the official nginx image on the stack's Docker network (app replicas under the alias `app`). */
+export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
+  return {
+    listenPort: 80,
+    listenAddress: null,
+    upstreams: ["app:3000"],
+    resolver: "127.0.0.11",
+    clientMaxBodySize: options.clientMaxBodySize ?? "1m",
+    user: "nginx",
+    pidPath: "/var/run/nginx.pid",
+    tempDir: "/var/cache/nginx",
+    mimeTypesPath: "/etc/nginx/mime.types",
+    workerProcesses: options.workerProcesses ?? "auto",
+    workerConnections: options.workerConnections ?? 1024,
+  };
+}
+
+export class NginxConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "NginxConfigError";
+  }
+}
+
+const TEMPLATE = readFileSync(join(__dirname, "nginx.conf.template"), "utf8");
+const START_SCRIPT = readFileSync(join(__dirname, "start.sh"), "utf8");
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const SIZE = /^[1-9]\d{0,9}[kKmMgG]?$/;
+const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
+// Characters that would end or escape an nginx directive argument.
+const SAFE_PATH = /^\/[A-Za-z0-9._/-]*$/;
+
+function show(value: unknown): string {
+  return JSON.stringify(value) ?? String(value);
+}
+
+function isPort(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535;
+}
+
+function parsePort(text: string): number | null {
+  if (!/^\d{1,5}$/.test(text)) return null;
+  const port = Number(text);
+  return isPort(port) ? port : null;
+}
+
+/** Splits "host:port" into its parts, or returns null when it is not that shape. */
+export function parseUpstream(value: string): { host: string; port: number } | null {
+  const colon = value.lastIndexOf(":");
+  if (colon <= 0) return null;
+  const host = value.slice(0, colon);
+  const port = parsePort(value.slice(colon + 1));
+  if (port === null || !(IPV4.test(host) || HOSTNAME.test(host))) return null;
+  return { host, port };
+}
+
+/** Upstream hosts that are DNS names (not IP literals): the names the watcher polls. */
+export function upstreamNames(vars: Pick<NginxVars, "upstreams">): string[] {
+  const names = vars.upstreams
+    .map((upstream) => parseUpstream(upstream)?.host)
+    .filter((host): host is string => host !== undefined && !IPV4.test(host));
+  return [...new Set(names)];
+}
+
+/** Every problem with `vars`, each naming the setting, its value and what is allowed. */
+export function validateNginxVars(vars: NginxVars): string[] {
+  const problems: string[] = [];
+  const bad = (field: string, value: unknown, allowed: string) =>
+    problems.push(`nginx setting ${field} is ${show(value)}; allowed: ${allowed}`);
+
+  if (!isPort(vars.listenPort)) bad("listenPort", vars.listenPort, "an integer from 1 to 65535");
+  if (vars.listenAddress !== null && !(typeof vars.listenAddress === "string" && IPV4.test(vars.listenAddress))) {
+    bad("listenAddress", vars.listenAddress, "an IPv4 address, or null for every address");
+  }
+  if (!Array.isArray(vars.upstreams) || vars.upstreams.length === 0) {
+    bad("upstreams", vars.upstreams, 'a non-empty list of "host:port" strings');
+  } else {
+    vars.upstreams.forEach((upstream, index) => {
+      if (typeof upstream !== "string" || parseUpstream(upstream) === null) {
+        bad(`upstreams[${index}]`, upstream, '"host:port" with a DNS name or IPv4 address and a port from 1 to 65535');
+      }
+    });
+    if (new Set(vars.upstreams).size !== vars.upstreams.length) {
+      bad("upstreams", vars.upstreams, "each upstream at most once");
+    }
+  }
+  if (vars.resolver !== null && !(typeof vars.resolver === "string" && IPV4.test(vars.resolver))) {
+    bad("resolver", vars.resolver, "an IPv4 address, or null for none");
+  }
+  if (typeof vars.clientMaxBodySize !== "string" || !SIZE.test(vars.clientMaxBodySize)) {
+    bad("clientMaxBodySize", vars.clientMaxBodySize, 'a positive size in bytes with an optional k, m or g suffix, e.g. "512k" or "1m"');
+  }
+  if (vars.user !== null && !(typeof vars.user === "string" && USER.test(vars.user))) {
+    bad("user", vars.user, "a user name (lower-case letters, digits, _ and -), or null");
+  }
+  for (const field of ["pidPath", "tempDir", "mimeTypesPath"] as const) {
+    const value = vars[field];
+    if (typeof value !== "string" || !SAFE_PATH.test(value) || value.length < 2) {
+      bad(field, value, "an absolute path of letters, digits, '.', '_', '-' and '/'");
+    }
+  }
+  const workers = vars.workerProcesses;
+  if (workers !== "auto" && !(typeof workers === "number" && Number.isInteger(workers) && workers >= 1 && workers <= 256)) {
+    bad("workerProcesses", workers, '"auto" or an integer from 1 to 256');
+  }
+  const connections = vars.workerConnections;
+  if (!(typeof connections === "number" && Number.isInteger(connections) && connections >= 64 && connections <= 65535)) {
+    bad("workerConnections", connections, "an integer from 64 to 65535");
+  }
+  return problems;
+}
+
+/**
+ * Replaces every `{{NAME}}` in `template`. Fails when the template names a placeholder that has
+ * no value, or when a value has no placeholder (a renamed placeholder must not go unnoticed).
+ */
+export function fillTemplate(template: string, values: Record<string, string>): string {
+  const used = new Set<string>();
+  const missing = new Set<string>();
+  const filled = template.replace(/\{\{([A-Za-z0-9_]*)\}\}/g, (_match, name: string) => {
+    if (!Object.prototype.hasOwnProperty.call(values, name)) {
+      missing.add(name);
+      return "";
+    }
+    used.add(name);
+    return values[name];
+  });
+  const problems = [...missing].map((name) => `template placeholder {{${name}}} has no value`);
+  for (const name of Object.keys(values)) {
+    if (!used.has(name)) problems.push(`value ${name} has no {{${name}}} placeholder in the template`);
+  }
+  const leftover = filled.search(/\{\{|\}\}/);
+  if (problems.length === 0 && leftover >= 0) {
+    problems.push(`template has a malformed placeholder near ${show(filled.slice(Math.max(0, leftover - 20), leftover + 20))}`);
+  }
+  if (problems.length > 0) throw new NginxConfigError(problems);
+  return filled;
+}
+
+/** The complete nginx.conf for `vars`; throws NginxConfigError listing every invalid setting. */
+export function renderNginxConfig(vars: NginxVars): string {
+  const problems = validateNginxVars(vars);
+  if (problems.length > 0) throw new NginxConfigError(problems);
+  const listen = vars.listenAddress === null ? String(vars.listenPort) : `${vars.listenAddress}:${vars.listenPort}`;
+  return fillTemplate(TEMPLATE, {
+    USER_DIRECTIVE: vars.user === null ? "# no user directive: workers keep nginx's built-in user" : `user ${vars.user};`,
+    WORKER_PROCESSES: String(vars.workerProcesses),
+    PID_PATH: vars.pidPath,
+    WORKER_CONNECTIONS: String(vars.workerConnections),
+    MIME_TYPES_PATH: vars.mimeTypesPath,
+    RESOLVER_DIRECTIVE:
+      vars.resolver === null
+        ? "    # no resolver: upstream names are resolved by the system resolver at (re)load"
+        : `    resolver ${vars.resolver} valid=5s ipv6=off;`,
+    TEMP_DIR: vars.tempDir,
+    CLIENT_MAX_BODY_SIZE: vars.clientMaxBodySize,
+    UPSTREAM_SERVERS: vars.upstreams.map((upstream) => `        server ${upstream} max_fails=1 fail_timeout=5s;`).join("\n"),
+    LISTEN: listen,
+  });
+}
+
+export interface ContainerFile {
+  path: string;
+  content: string;
+  executable: boolean;
+}
+
+/** Every file the nginx container needs; the container runs NGINX_COMMAND. */
+export function nginxContainerFiles(vars: NginxVars): ContainerFile[] {
+  const names = upstreamNames(vars);
+  return [
+    { path: NGINX_CONF_PATH, content: renderNginxConfig(vars), executable: false },
+    { path: `${NGINX_SCRIPT_DIR}/start.sh`, content: START_SCRIPT, executable: true },
+    { path: `${NGINX_SCRIPT_DIR}/upstream-names`, content: names.map((name) => `${name}\n`).join(""), executable: false },
+  ];
+}
