@@ -1,0 +1,203 @@
+// The HTTP service: routes, readiness, background schema set-up and graceful shutdown.
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import type { AppConfig } from "./config";
+import { CounterCache } from "./counter-cache";
+import { CounterStore, isMissingTable } from "./counter-store";
+
+/** Request ids remembered for de-duplication; a proxy retries within seconds, not minutes. */
+const COUNTED_REQUEST_RETENTION_SECONDS = 15 * 60;
+const PRUNE_INTERVAL_MS = 60_000;
+const SCHEMA_RETRY_MAX_MS = 2000;
+/** Longer ids are not used for de-duplication (nginx's $request_id has 32 characters). */
+const MAX_REQUEST_ID_LENGTH = 128;
+
+export interface App {
+  readonly server: FastifyInstance;
+  readonly config: AppConfig;
+  /** Starts listening and returns the bound port; schema set-up continues in the background. */
+  start(): Promise<number>;
+  /** Resolves once the schema exists (after retries while Postgres is unreachable). */
+  schemaReady(): Promise<void>;
+  /**
+   * Stops accepting connections, lets in-flight requests finish within `shutdownGraceMs`, then
+   * closes the database pool and the Redis client. Resolves true when nothing had to be cut off.
+   */
+  shutdown(): Promise<boolean>;
+}
+
+class ServiceUnavailable extends Error {}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function buildServer(config: AppConfig): App {
+  const server = Fastify({
+    logger: {
+      level: config.logLevel,
+      base: { replica: config.replicaId },
+      // Never log request headers or URLs with credentials; method, url and ids are enough.
+      serializers: {
+        req: (req) => ({ method: req.method, url: req.url, remoteAddress: req.ip }),
+      },
+    },
+    // nginx sends X-Request-Id; fastify logs it as `reqId` on every line about the request.
+    requestIdHeader: "x-request-id",
+    // Requests that arrive on an already open keep-alive connection during shutdown are served
+    // (with `Connection: close`) rather than refused with a 503 nginx may not retry.
+    return503OnClosing: false,
+    forceCloseConnections: "idle",
+  });
+  const log = server.log;
+  const store = new CounterStore(config.databaseUrl);
+  const cache = new CounterCache(config.redisUrl, log);
+  let shuttingDown = false;
+  let schemaIsReady = false;
+  let schemaTask: Promise<void> | undefined;
+  let pruneTimer: NodeJS.Timeout | undefined;
+
+  // An idle pooled connection that Postgres drops emits "error" on the pool; without this
+  // listener that would crash the process.
+  store.pool.on("error", (error) => log.warn({ err: { message: error.message } }, "idle postgres connection lost"));
+
+  const ensureSchemaWithRetry = (): Promise<void> => {
+    schemaTask ??= (async () => {
+      for (let attempt = 0; !shuttingDown; attempt += 1) {
+        try {
+          await store.ensureSchema();
+          schemaIsReady = true;
+          log.info("database schema ready");
+          return;
+        } catch (error) {
+          const delay = Math.min(100 * 2 ** attempt, SCHEMA_RETRY_MAX_MS);
+          log.warn({ err: { message: (error as Error).message }, retryInMs: delay }, "database not ready");
+          await sleep(delay);
+        }
+      }
+    })().finally(() => {
+      schemaTask = undefined;
+    });
+    return schemaTask;
+  };
+
+  const withDatabase = async <T>(work: () => Promise<T>): Promise<T> => {
+    if (!schemaIsReady) throw new ServiceUnavailable("database not ready");
+    try {
+      return await work();
+    } catch (error) {
+      if (isMissingTable(error)) {
+        // Postgres came back without our tables (a fresh data directory): set them up again.
+        schemaIsReady = false;
+        void ensureSchemaWithRetry();
+      }
+      log.error({ err: { message: (error as Error).message } }, "database query failed");
+      throw new ServiceUnavailable("database unavailable");
+    }
+  };
+
+  const requestIdOf = (header: string | string[] | undefined): string | undefined =>
+    typeof header === "string" && header.length > 0 && header.length <= MAX_REQUEST_ID_LENGTH ? header : undefined;
+
+  server.addHook("onRequest", async (_request, reply) => {
+    reply.header("x-served-by", config.replicaId);
+  });
+  // Checked when the response goes out, so requests already in flight when shutdown began also
+  // tell their keep-alive client to go elsewhere next time.
+  server.addHook("onSend", async (_request, reply) => {
+    if (shuttingDown) reply.header("connection", "close");
+  });
+
+  server.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply: FastifyReply) => {
+    if (error instanceof ServiceUnavailable) {
+      return reply.code(503).send({ error: error.message });
+    }
+    const statusCode = error.statusCode;
+    if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) {
+      return reply.code(statusCode).send({ error: error.message });
+    }
+    request.log.error({ err: error }, "unexpected error");
+    return reply.code(500).send({ error: "internal error" });
+  });
+
+  server.get("/", async (request) => {
+    const visit = await withDatabase(() => store.recordVisit(requestIdOf(request.headers["x-request-id"])));
+    if (!visit.duplicate) await cache.store(visit);
+    return { count: visit.count, replica: config.replicaId };
+  });
+
+  server.get("/count", async () => {
+    const cached = await cache.read();
+    if (cached !== undefined) return { count: cached };
+    const state = await withDatabase(() => store.read());
+    await cache.store(state);
+    return { count: state.count };
+  });
+
+  server.post("/reset", async () => {
+    const state = await withDatabase(() => store.reset());
+    await cache.store(state);
+    return { count: state.count };
+  });
+
+  server.get("/healthz", async () => ({ status: "ok" }));
+
+  server.get("/readyz", async (_request, reply) => {
+    const [postgresUp, redisUp] = await Promise.all([
+      schemaIsReady ? store.ping().then(() => true, () => false) : Promise.resolve(false),
+      cache.ping(),
+    ]);
+    const body = { postgres: postgresUp ? "up" : "down", redis: redisUp ? "up" : "down" };
+    return reply.code(postgresUp ? 200 : 503).send(body);
+  });
+
+  server.addHook("onClose", async () => {
+    clearInterval(pruneTimer);
+    await Promise.allSettled([store.close(), cache.close()]);
+  });
+
+  return {
+    server,
+    config,
+    async start(): Promise<number> {
+      cache.connect();
+      void ensureSchemaWithRetry();
+      pruneTimer = setInterval(() => {
+        if (!schemaIsReady) return;
+        store.pruneCountedRequests(COUNTED_REQUEST_RETENTION_SECONDS).then(
+          (removed) => log.debug({ removed }, "pruned counted request ids"),
+          (error: Error) => log.warn({ err: { message: error.message } }, "pruning counted request ids failed"),
+        );
+      }, PRUNE_INTERVAL_MS);
+      pruneTimer.unref();
+      await server.listen({ port: config.port, host: config.host });
+      const address = server.server.address();
+      if (address === null || typeof address === "string") throw new Error("server is not bound to a TCP port");
+      return address.port;
+    },
+    schemaReady(): Promise<void> {
+      return schemaIsReady ? Promise.resolve() : ensureSchemaWithRetry();
+    },
+    async shutdown(): Promise<boolean> {
+      if (shuttingDown) return false;
+      shuttingDown = true;
+      log.info({ graceMs: config.shutdownGraceMs }, "shutting down: no new connections, finishing in-flight requests");
+      let timer: NodeJS.Timeout | undefined;
+      const graceExpired = new Promise<"expired">((resolve) => {
+        timer = setTimeout(() => resolve("expired"), config.shutdownGraceMs);
+      });
+      // server.close() stops listening at once, closes idle keep-alive sockets, waits for the rest,
+      // then runs the onClose hook that closes the pool and the Redis client.
+      const closed = server.close().then(() => "closed" as const);
+      const outcome = await Promise.race([closed, graceExpired]);
+      clearTimeout(timer);
+      if (outcome === "expired") {
+        log.warn("shutdown grace period over: closing the remaining connections");
+        server.server.closeAllConnections();
+        await closed;
+        return false;
+      }
+      log.info("shutdown complete");
+      return true;
+    },
+  };
+}

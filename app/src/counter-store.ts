@@ -1,0 +1,155 @@
+// The visit counter in Postgres, the source of truth. Every change bumps `version`, which only
+// ever grows (a reset included), so the cache can tell a newer value from an older one.
+import { Pool, type PoolClient } from "pg";
+
+/** A counter value together with the version of the change that produced it. */
+export interface CounterState {
+  count: number;
+  version: number;
+}
+
+export interface VisitResult extends CounterState {
+  /** True when this request id was counted before: the visit was not counted again. */
+  duplicate: boolean;
+}
+
+// Any constant works, as long as every replica uses the same one.
+const SCHEMA_LOCK_KEY = 7_351_240_118;
+
+const SCHEMA_STATEMENTS = [
+  `CREATE TABLE IF NOT EXISTS visit_counter (
+     id smallint PRIMARY KEY CHECK (id = 1),
+     count bigint NOT NULL CHECK (count >= 0),
+     version bigint NOT NULL
+   )`,
+  `INSERT INTO visit_counter (id, count, version) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING`,
+  `CREATE TABLE IF NOT EXISTS counted_requests (
+     request_id text PRIMARY KEY,
+     count bigint NOT NULL,
+     counted_at timestamptz NOT NULL DEFAULT now()
+   )`,
+  `CREATE INDEX IF NOT EXISTS counted_requests_counted_at ON counted_requests (counted_at)`,
+];
+
+const INCREMENT = `UPDATE visit_counter SET count = count + 1, version = version + 1 WHERE id = 1 RETURNING count, version`;
+const RESET = `UPDATE visit_counter SET count = 0, version = version + 1 WHERE id = 1 RETURNING count, version`;
+const READ = `SELECT count, version FROM visit_counter WHERE id = 1`;
+
+export interface CounterStoreOptions {
+  /** Upper bound for any single statement, so a request never waits forever on the database. */
+  statementTimeoutMs?: number;
+  /** How long to wait for a connection (new, or free in the pool). */
+  connectTimeoutMs?: number;
+  poolSize?: number;
+}
+
+function toState(row: { count: string; version: string } | undefined): CounterState {
+  if (row === undefined) throw new Error("visit_counter row is missing");
+  return { count: Number(row.count), version: Number(row.version) };
+}
+
+export class CounterStore {
+  readonly pool: Pool;
+
+  constructor(databaseUrl: string, options: CounterStoreOptions = {}) {
+    this.pool = new Pool({
+      connectionString: databaseUrl,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 3000,
+      idleTimeoutMillis: 30_000,
+      statement_timeout: options.statementTimeoutMs ?? 5000,
+      query_timeout: (options.statementTimeoutMs ?? 5000) + 1000,
+      application_name: "webstack-app",
+    });
+  }
+
+  /** Creates the tables and the counter row; safe when many replicas run it at the same moment. */
+  async ensureSchema(): Promise<void> {
+    await this.transaction(async (client) => {
+      // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (both may pass the check
+      // and one then fails on the catalog's unique index), so replicas take turns.
+      await client.query("SELECT pg_advisory_xact_lock($1)", [SCHEMA_LOCK_KEY]);
+      for (const statement of SCHEMA_STATEMENTS) await client.query(statement);
+      return { value: undefined, commit: true };
+    });
+  }
+
+  /**
+   * Counts one visit. With a request id, a repeat of an id already counted (a proxy retrying the
+   * same request on another replica) is not counted again and gets the original count back.
+   */
+  async recordVisit(requestId: string | undefined): Promise<VisitResult> {
+    if (requestId === undefined) {
+      const result = await this.pool.query<{ count: string; version: string }>(INCREMENT);
+      return { ...toState(result.rows[0]), duplicate: false };
+    }
+    return this.transaction<VisitResult>(async (client) => {
+      // The UPDATE takes the counter's row lock first, so a twin request still in flight has
+      // committed its request id by the time this one gets to insert it.
+      const bumped = toState((await client.query<{ count: string; version: string }>(INCREMENT)).rows[0]);
+      const claimed = await client.query(
+        "INSERT INTO counted_requests (request_id, count) VALUES ($1, $2) ON CONFLICT (request_id) DO NOTHING",
+        [requestId, bumped.count],
+      );
+      if (claimed.rowCount === 1) return { value: { ...bumped, duplicate: false }, commit: true };
+      const original = await client.query<{ count: string }>(
+        "SELECT count FROM counted_requests WHERE request_id = $1",
+        [requestId],
+      );
+      // Pruned in the meantime: answer with the current total (the increment is rolled back).
+      const count = original.rows[0] === undefined ? bumped.count - 1 : Number(original.rows[0].count);
+      // Version -1: nothing changed, so there is nothing newer for the cache.
+      return { value: { count, version: -1, duplicate: true }, commit: false };
+    });
+  }
+
+  async read(): Promise<CounterState> {
+    const result = await this.pool.query<{ count: string; version: string }>(READ);
+    return toState(result.rows[0]);
+  }
+
+  async reset(): Promise<CounterState> {
+    const result = await this.pool.query<{ count: string; version: string }>(RESET);
+    return toState(result.rows[0]);
+  }
+
+  /** Forgets request ids counted longer ago than `maxAgeSeconds`; returns how many. */
+  async pruneCountedRequests(maxAgeSeconds: number): Promise<number> {
+    const result = await this.pool.query(
+      "DELETE FROM counted_requests WHERE counted_at < now() - make_interval(secs => $1)",
+      [maxAgeSeconds],
+    );
+    return result.rowCount ?? 0;
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query("SELECT 1");
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async transaction<T>(work: (client: PoolClient) => Promise<{ value: T; commit: boolean }>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const { value, commit } = await work(client);
+      await client.query(commit ? "COMMIT" : "ROLLBACK");
+      client.release();
+      return value;
+    } catch (error) {
+      // A connection in an unknown state must not go back into the pool.
+      await client.query("ROLLBACK").then(
+        () => client.release(),
+        (rollbackError: Error) => client.release(rollbackError),
+      );
+      throw error;
+    }
+  }
+}
+
+/** True for "the table is not there", e.g. after Postgres came back with an empty data directory. */
+export function isMissingTable(error: unknown): boolean {
+  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "42P01";
+}
