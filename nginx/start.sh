@@ -32,6 +32,7 @@ snapshot() {
     if [ -z "$addrs" ]; then
       return 1
     fi
+    addrs=${addrs% }
     out="$out$name: $addrs;"
   done
   printf '%s\n' "$out"

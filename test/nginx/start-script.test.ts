@@ -1,0 +1,239 @@
+// The container's start script, run for real with /bin/sh, against a fake `nginx` on PATH that
+// records how it is called and a fake lookup command whose answers the test controls.
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+
+const START_SCRIPT = join(__dirname, "../../nginx/start.sh");
+const START_CALL = "-g daemon off;";
+const RELOAD_CALL = "-s reload";
+
+// Records every call; a reload exits with the next code queued in reload-exits (default 0); the
+// start call becomes a long sleep, keeping the pid the start script exec'd into, like nginx does.
+const FAKE_NGINX = `#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_DIR/nginx-calls"
+if [ "$*" = "${RELOAD_CALL}" ]; then
+  code=$(head -n 1 "$FAKE_DIR/reload-exits" 2>/dev/null)
+  sed -i 1d "$FAKE_DIR/reload-exits" 2>/dev/null
+  exit "\${code:-0}"
+fi
+exec sleep 300
+`;
+
+// Answers from answer-<name> (like getent: nothing and exit 2 when the name is unknown); a file
+// once-<name> is served a single time instead, to imitate one odd DNS answer.
+const FAKE_LOOKUP = `#!/bin/sh
+echo "$1" >> "$FAKE_DIR/lookups"
+if [ -f "$FAKE_DIR/once-$1" ]; then
+  cat "$FAKE_DIR/once-$1"
+  rm -f "$FAKE_DIR/once-$1"
+  exit 0
+fi
+cat "$FAKE_DIR/answer-$1" 2>/dev/null || exit 2
+`;
+
+function getentOutput(name: string, addresses: string[]): string {
+  return addresses
+    .flatMap((address) => [`${address}      STREAM ${name}`, `${address}      DGRAM  `, `${address}      RAW    `])
+    .join("\n") + "\n";
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function readLines(file: string): Promise<string[]> {
+  try {
+    return (await readFile(file, "utf8")).split("\n").filter((line) => line !== "");
+  } catch {
+    return [];
+  }
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+class Harness {
+  private child: ChildProcess | null = null;
+
+  constructor(readonly dir: string) {}
+
+  static async create(names: string[]): Promise<Harness> {
+    const dir = await mkdtemp(join(tmpdir(), "webstack-start-"));
+    await copyFile(START_SCRIPT, join(dir, "start.sh"));
+    await writeFile(join(dir, "upstream-names"), names.map((name) => `${name}\n`).join(""));
+    await writeFile(join(dir, "nginx"), FAKE_NGINX, { mode: 0o755 });
+    await writeFile(join(dir, "lookup"), FAKE_LOOKUP, { mode: 0o755 });
+    return new Harness(dir);
+  }
+
+  start(): void {
+    this.child = spawn("/bin/sh", [join(this.dir, "start.sh")], {
+      // Own process group, so the watcher running in the background can be stopped with it.
+      detached: true,
+      stdio: ["ignore", "ignore", "inherit"],
+      env: {
+        PATH: `${this.dir}:/usr/bin:/bin`,
+        FAKE_DIR: this.dir,
+        WATCH_LOOKUP: join(this.dir, "lookup"),
+        WATCH_INTERVAL: "0.05",
+        WATCH_RELOAD_GAP: "0.2",
+        WATCH_START_WAIT: "30",
+      },
+    });
+  }
+
+  get pid(): number {
+    assert.ok(this.child?.pid, "start script not started");
+    return this.child.pid;
+  }
+
+  answer(name: string, addresses: string[]): Promise<void> {
+    return writeFile(join(this.dir, `answer-${name}`), getentOutput(name, addresses));
+  }
+
+  unresolvable(name: string): Promise<void> {
+    return rm(join(this.dir, `answer-${name}`), { force: true });
+  }
+
+  answerOnce(name: string, addresses: string[]): Promise<void> {
+    return writeFile(join(this.dir, `once-${name}`), getentOutput(name, addresses));
+  }
+
+  failNextReloads(count: number): Promise<void> {
+    return writeFile(join(this.dir, "reload-exits"), "1\n".repeat(count));
+  }
+
+  nginxCalls(): Promise<string[]> {
+    return readLines(join(this.dir, "nginx-calls"));
+  }
+
+  async lookupCount(): Promise<number> {
+    return (await readLines(join(this.dir, "lookups"))).length;
+  }
+
+  /** Waits until the watcher has polled `polls` more times, so a reload it would do has happened. */
+  async letPolls(polls: number): Promise<void> {
+    const target = (await this.lookupCount()) + polls;
+    await waitFor(`${polls} lookups`, async () => (await this.lookupCount()) >= target);
+  }
+
+  async waitForCalls(count: number): Promise<void> {
+    await waitFor(`${count} nginx calls`, async () => (await this.nginxCalls()).length >= count);
+  }
+
+  groupAlive(): boolean {
+    try {
+      process.kill(-this.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.child?.pid !== undefined && this.groupAlive()) process.kill(-this.child.pid, "SIGKILL");
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+const harnesses: Harness[] = [];
+async function harness(names: string[]): Promise<Harness> {
+  const created = await Harness.create(names);
+  harnesses.push(created);
+  return created;
+}
+
+after(async () => {
+  await Promise.all(harnesses.map((h) => h.stop()));
+});
+
+describe("nginx/start.sh", () => {
+  it("reloads nginx exactly once per change of addresses, and never otherwise", async () => {
+    const h = await harness(["app"]);
+    await h.answer("app", ["10.0.0.2", "10.0.0.3"]);
+    h.start();
+    await h.waitForCalls(1);
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL]);
+
+    // Same set in another order (Docker's DNS rotates answers): nothing to do.
+    await h.answer("app", ["10.0.0.3", "10.0.0.2"]);
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL]);
+
+    // A replica joins: one reload.
+    await h.answer("app", ["10.0.0.3", "10.0.0.2", "10.0.0.4"]);
+    await h.waitForCalls(2);
+    await h.letPolls(10);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+
+    // The name briefly does not resolve, then comes back unchanged: nginx keeps what it has.
+    await h.unresolvable("app");
+    await h.letPolls(6);
+    await h.answer("app", ["10.0.0.2", "10.0.0.3", "10.0.0.4"]);
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+
+    // One odd answer that is gone on the next poll does not cause a reload.
+    await h.answerOnce("app", ["10.0.0.9"]);
+    await waitFor("the odd answer to be served", async () => !(await readLines(join(h.dir, "once-app"))).length);
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+
+    // A replica leaves and the first reload fails: it is tried again, and then left alone.
+    await h.failNextReloads(1);
+    await h.answer("app", ["10.0.0.2", "10.0.0.4"]);
+    await h.waitForCalls(4);
+    await h.letPolls(10);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL, RELOAD_CALL, RELOAD_CALL]);
+    assert.equal((await readLines(join(h.dir, "reload-exits"))).length, 0);
+    assert.ok(h.groupAlive(), "nginx must keep running");
+  });
+
+  it("waits for the names to resolve before starting nginx, then does not reload for them", async () => {
+    const h = await harness(["app"]);
+    h.start();
+    await h.letPolls(5);
+    assert.deepEqual(await h.nginxCalls(), []);
+    await h.answer("app", ["10.0.0.2"]);
+    await h.waitForCalls(1);
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL]);
+  });
+
+  it("watches every name and stops watching when nginx exits", async () => {
+    const h = await harness(["app", "admin"]);
+    await h.answer("app", ["10.0.0.2"]);
+    await h.answer("admin", ["10.0.1.2"]);
+    h.start();
+    await h.waitForCalls(1);
+    await h.answer("admin", ["10.0.1.3"]);
+    await h.waitForCalls(2);
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+    const looked = new Set(await readLines(join(h.dir, "lookups")));
+    assert.deepEqual([...looked].sort(), ["admin", "app"]);
+
+    process.kill(h.pid, "SIGTERM");
+    await waitFor("the watcher to exit after nginx", async () => !h.groupAlive());
+  });
+
+  it("starts nginx at once, with no watcher, when there are no names", async () => {
+    const h = await harness([]);
+    h.start();
+    await h.waitForCalls(1);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL]);
+    process.kill(h.pid, "SIGTERM");
+    await waitFor("nginx to exit", async () => !h.groupAlive());
+    assert.equal(await h.lookupCount(), 0);
+  });
+});
