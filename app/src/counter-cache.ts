@@ -5,7 +5,8 @@ import Redis from "ioredis";
 import type { FastifyBaseLogger } from "fastify";
 import type { CounterState } from "./counter-store";
 
-const KEY = "webstack:visit-counter";
+/** The Redis hash holding the cached count and its version. */
+export const CACHE_KEY = "webstack:visit-counter";
 
 // Writes only when the incoming version is newer than the cached one, so replicas whose writes
 // arrive out of order can never put an older count over a newer one.
@@ -55,7 +56,7 @@ export class CounterCache {
       this.reportUp();
       // While this replica could not reach Redis, others may have changed the count and Redis
       // may have restarted with old data; start from an empty cache rather than trust it.
-      this.client.del(KEY).catch((error: Error) => this.reportDown(error));
+      this.client.del(CACHE_KEY).catch((error: Error) => this.reportDown(error));
     });
     this.client.on("end", () => this.log.info("redis connection closed"));
   }
@@ -80,7 +81,7 @@ export class CounterCache {
   /** The cached count, or undefined when there is none or Redis is unavailable. */
   async read(): Promise<number | undefined> {
     try {
-      const count = await this.client.hget(KEY, "count");
+      const count = await this.client.hget(CACHE_KEY, "count");
       return count === null ? undefined : Number(count);
     } catch (error) {
       this.reportDown(error as Error);
@@ -91,7 +92,7 @@ export class CounterCache {
   /** Stores the state unless the cache already holds a newer one. Failures are logged only. */
   async store(state: CounterState): Promise<void> {
     try {
-      await this.client.eval(SET_IF_NEWER, 1, KEY, state.version, state.count, this.ttlMs);
+      await this.client.eval(SET_IF_NEWER, 1, CACHE_KEY, state.version, state.count, this.ttlMs);
     } catch (error) {
       this.reportDown(error as Error);
     }

@@ -1,0 +1,198 @@
+// Counting, reset, the cache, request-id de-duplication, several replicas on one database, and
+// concurrent schema set-up — against real Postgres and Redis.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import Redis from "ioredis";
+import { Client } from "pg";
+import { startPostgres, startRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
+import { CACHE_KEY } from "../src/counter-cache";
+import { CounterStore } from "../src/counter-store";
+import { call, startApp, testConfig, type RunningApp } from "./helpers";
+
+describe("visit counter", () => {
+  let pg: PostgresServer;
+  let redisServer: RedisServer;
+  let databaseUrl: string;
+  let redis: Redis;
+  let db: Client;
+  const apps: RunningApp[] = [];
+
+  const launch = async (replicaId: string): Promise<RunningApp> => {
+    const running = await startApp(testConfig({ databaseUrl, redisUrl: redisServer.url, replicaId }));
+    apps.push(running);
+    return running;
+  };
+
+  before(async () => {
+    [pg, redisServer] = await Promise.all([startPostgres(), startRedis()]);
+    databaseUrl = await pg.createDatabase("counter");
+    redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
+    db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+  });
+
+  after(async () => {
+    await Promise.allSettled(apps.map((running) => running.stop()));
+    await db?.end().catch(() => undefined);
+    redis?.disconnect();
+    await Promise.allSettled([pg?.stop(), redisServer?.stop()]);
+  });
+
+  it("counts visits, reads without counting, and resets", async () => {
+    const { baseUrl } = await launch("r1");
+    assert.deepEqual((await call(`${baseUrl}/reset`, { method: "POST" })).body, { count: 0 });
+
+    const first = await call(`${baseUrl}/`);
+    assert.equal(first.status, 200);
+    assert.deepEqual(first.body, { count: 1, replica: "r1" });
+    assert.equal(first.headers.get("x-served-by"), "r1");
+    assert.deepEqual((await call(`${baseUrl}/`)).body, { count: 2, replica: "r1" });
+
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 2 });
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 2 });
+
+    const reset = await call(`${baseUrl}/reset`, { method: "POST" });
+    assert.equal(reset.status, 200);
+    assert.deepEqual(reset.body, { count: 0 });
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 0 });
+    assert.deepEqual((await call(`${baseUrl}/`)).body, { count: 1, replica: "r1" });
+
+    const stored = await db.query<{ count: string }>("SELECT count FROM visit_counter WHERE id = 1");
+    assert.equal(stored.rows[0]?.count, "1");
+  });
+
+  it("answers health and readiness probes, with X-Served-By on every response", async () => {
+    const { baseUrl } = apps[0];
+    const health = await call(`${baseUrl}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(health.body, { status: "ok" });
+    const ready = await call(`${baseUrl}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.body, { postgres: "up", redis: "up" });
+    const missing = await call(`${baseUrl}/no-such-page`);
+    assert.equal(missing.status, 404);
+    assert.equal(missing.headers.get("x-served-by"), "r1");
+  });
+
+  it("keeps the cache current and reads /count from it first", async () => {
+    const { baseUrl } = apps[0];
+    const visit = await call(`${baseUrl}/`);
+    assert.equal(await redis.hget(CACHE_KEY, "count"), String(visit.body.count));
+
+    // A value only the cache can know proves /count did not go to Postgres.
+    await redis.hset(CACHE_KEY, "count", "424242");
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 424242 });
+
+    // Without a cached value /count falls back to Postgres and fills the cache again.
+    await redis.del(CACHE_KEY);
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: visit.body.count });
+    assert.equal(await redis.hget(CACHE_KEY, "count"), String(visit.body.count));
+  });
+
+  it("never lets an older value overwrite a newer one in the cache", async () => {
+    const { baseUrl } = apps[0];
+    await call(`${baseUrl}/`);
+    const version = Number(await redis.hget(CACHE_KEY, "version"));
+    // Simulate a replica whose write for a later change arrived first.
+    await redis.hset(CACHE_KEY, "version", String(version + 1), "count", "777");
+    assert.deepEqual((await call(`${baseUrl}/reset`, { method: "POST" })).body, { count: 0 });
+    // The reset had version + 1 as well (same as the planted value), so it must not replace it...
+    assert.equal(await redis.hget(CACHE_KEY, "count"), "777");
+    // ...while the next change, with a higher version, does.
+    const next = await call(`${baseUrl}/`);
+    assert.equal(next.body.count, 1);
+    assert.equal(await redis.hget(CACHE_KEY, "count"), "1");
+  });
+
+  it("counts a request id once, even when retried on other replicas at the same time", async () => {
+    const [r1, r2, r3] = [apps[0], await launch("r2"), await launch("r3")];
+    await call(`${r1.baseUrl}/reset`, { method: "POST" });
+
+    const first = await call(`${r1.baseUrl}/`, { headers: { "x-request-id": "retry-1" } });
+    const again = await call(`${r2.baseUrl}/`, { headers: { "x-request-id": "retry-1" } });
+    assert.deepEqual(first.body, { count: 1, replica: "r1" });
+    assert.deepEqual(again.body, { count: 1, replica: "r2" });
+
+    const burst = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        call(`${[r1, r2, r3][i % 3].baseUrl}/`, { headers: { "x-request-id": "retry-2" } }),
+      ),
+    );
+    assert.deepEqual(new Set(burst.map((response) => response.body.count)), new Set([2]));
+    assert.deepEqual((await call(`${r3.baseUrl}/`)).body, { count: 3, replica: "r3" });
+    assert.deepEqual((await call(`${r3.baseUrl}/count`)).body, { count: 3 });
+  });
+
+  it("forgets old request ids when pruning", async () => {
+    const store = new CounterStore(databaseUrl);
+    try {
+      await call(`${apps[0].baseUrl}/`, { headers: { "x-request-id": "prune-me" } });
+      assert.equal(await store.pruneCountedRequests(3600), 0);
+      await db.query("UPDATE counted_requests SET counted_at = now() - interval '2 hours' WHERE request_id = $1", [
+        "prune-me",
+      ]);
+      assert.equal(await store.pruneCountedRequests(3600), 1);
+      const before = (await call(`${apps[0].baseUrl}/count`)).body.count as number;
+      const recounted = await call(`${apps[0].baseUrl}/`, { headers: { "x-request-id": "prune-me" } });
+      assert.equal(recounted.body.count, before + 1);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("loses no visit and counts none twice: 600 concurrent requests over 3 replicas", async () => {
+    const replicas = apps.slice(0, 3);
+    await call(`${replicas[0].baseUrl}/reset`, { method: "POST" });
+    const total = 600;
+    const startedAt = performance.now();
+    const responses = await Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        call(`${replicas[i % 3].baseUrl}/`, { headers: { "x-request-id": `load-${i}` } }),
+      ),
+    );
+    const elapsedMs = performance.now() - startedAt;
+    console.log(`600 concurrent counted requests over 3 replicas: ${elapsedMs.toFixed(0)} ms`);
+
+    assert.deepEqual(
+      responses.filter((response) => response.status !== 200).map((response) => response.body),
+      [],
+    );
+    const counts = responses.map((response) => response.body.count as number).sort((a, b) => a - b);
+    assert.deepEqual(counts, Array.from({ length: total }, (_, i) => i + 1));
+    const served = new Set(responses.map((response) => response.headers.get("x-served-by")));
+    assert.deepEqual(served, new Set(["r1", "r2", "r3"]));
+
+    const stored = await db.query<{ count: string }>("SELECT count FROM visit_counter WHERE id = 1");
+    assert.equal(stored.rows[0]?.count, String(total));
+    // Out-of-order cache writes from three replicas still leave the newest value in the cache.
+    assert.equal(await redis.hget(CACHE_KEY, "count"), String(total));
+    for (const replica of replicas) {
+      assert.deepEqual((await call(`${replica.baseUrl}/count`)).body, { count: total });
+    }
+  });
+
+  it("sets up the schema once when several replicas start at the same moment", async () => {
+    for (let round = 0; round < 3; round += 1) {
+      const url = await pg.createDatabase(`schema_race_${round}`);
+      const stores = Array.from({ length: 6 }, () => new CounterStore(url));
+      try {
+        const results = await Promise.allSettled(stores.map((store) => store.ensureSchema()));
+        const failures = results.filter((result) => result.status === "rejected");
+        assert.deepEqual(failures, []);
+        const check = new Client({ connectionString: url });
+        await check.connect();
+        try {
+          const rows = await check.query<{ count: string }>("SELECT count FROM visit_counter");
+          assert.deepEqual(rows.rows, [{ count: "0" }]);
+        } finally {
+          await check.end();
+        }
+        // Running it again changes nothing.
+        await stores[0].ensureSchema();
+        assert.deepEqual(await stores[0].read(), { count: 0, version: 0 });
+      } finally {
+        await Promise.all(stores.map((store) => store.close()));
+      }
+    }
+  });
+});

@@ -1,0 +1,73 @@
+// Shared by the app's tests: start in-process instances, make HTTP calls, wait (boundedly).
+import { buildServer, type App } from "../src/app";
+import type { AppConfig } from "../src/config";
+
+export interface RunningApp {
+  app: App;
+  baseUrl: string;
+  stop(): Promise<void>;
+}
+
+export function testConfig(overrides: Partial<AppConfig> & Pick<AppConfig, "databaseUrl" | "redisUrl">): AppConfig {
+  return {
+    port: 0,
+    host: "127.0.0.1",
+    replicaId: "test-replica",
+    shutdownGraceMs: 5000,
+    logLevel: "silent",
+    ...overrides,
+  };
+}
+
+/** Starts an instance on a free loopback port; `waitForSchema` waits until it can count. */
+export async function startApp(config: AppConfig, options: { waitForSchema?: boolean } = {}): Promise<RunningApp> {
+  const app = buildServer(config);
+  const port = await app.start();
+  if (options.waitForSchema ?? true) await app.schemaReady();
+  return {
+    app,
+    baseUrl: `http://127.0.0.1:${port}`,
+    stop: async () => {
+      await app.shutdown();
+    },
+  };
+}
+
+export interface JsonResponse {
+  status: number;
+  headers: Headers;
+  body: Record<string, unknown>;
+}
+
+export async function call(url: string, init: RequestInit = {}): Promise<JsonResponse> {
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(15_000) });
+  const text = await response.text();
+  let body: Record<string, unknown>;
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new Error(`${init.method ?? "GET"} ${url} answered ${response.status} with non-JSON body: ${text}`);
+  }
+  return { status: response.status, headers: response.headers, body };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls `probe` until it returns something other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(100);
+  }
+  const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : "";
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+}
