@@ -1,0 +1,136 @@
+// Redis and Postgres going away and coming back while the app keeps running.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import Redis from "ioredis";
+import { Client } from "pg";
+import { startPostgres, startRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
+import { CACHE_KEY } from "../src/counter-cache";
+import { call, startApp, testConfig, waitFor, type RunningApp } from "./helpers";
+
+describe("outages", () => {
+  let pg: PostgresServer;
+  let redisServer: RedisServer;
+  let databaseUrl: string;
+  let redis: Redis;
+  const apps: RunningApp[] = [];
+
+  before(async () => {
+    [pg, redisServer] = await Promise.all([startPostgres(), startRedis()]);
+    databaseUrl = await pg.createDatabase("outages");
+    // The test's own client must survive the Redis restart below.
+    redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+    redis.on("error", () => undefined);
+  });
+
+  after(async () => {
+    await Promise.allSettled(apps.map((running) => running.stop()));
+    redis?.disconnect();
+    await Promise.allSettled([pg?.stop(), redisServer?.stop()]);
+  });
+
+  const launch = async (options: { waitForSchema?: boolean } = {}): Promise<RunningApp> => {
+    const running = await startApp(testConfig({ databaseUrl, redisUrl: redisServer.url }), options);
+    apps.push(running);
+    return running;
+  };
+
+  it("keeps counting without Redis and uses the cache again when Redis returns", async () => {
+    const { baseUrl } = await launch();
+    await waitFor("redis to be up", async () =>
+      (await call(`${baseUrl}/readyz`)).body.redis === "up" ? true : undefined,
+    );
+    assert.deepEqual((await call(`${baseUrl}/reset`, { method: "POST" })).body, { count: 0 });
+    assert.equal((await call(`${baseUrl}/`)).body.count, 1);
+
+    await redisServer.halt();
+    const withoutRedis = await call(`${baseUrl}/`);
+    assert.equal(withoutRedis.status, 200);
+    assert.equal(withoutRedis.body.count, 2);
+    const ready = await call(`${baseUrl}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(ready.body, { postgres: "up", redis: "down" });
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 2 });
+    assert.equal((await call(`${baseUrl}/`)).body.count, 3);
+
+    await redisServer.resume();
+    await waitFor("the app to reconnect to redis", async () =>
+      (await call(`${baseUrl}/readyz`)).body.redis === "up" ? true : undefined,
+    );
+    assert.equal((await call(`${baseUrl}/`)).body.count, 4);
+    await waitFor("the test's client to reconnect", async () => ((await redis.ping()) === "PONG" ? true : undefined));
+    assert.equal(await redis.hget(CACHE_KEY, "count"), "4");
+    // Served from the cache again: a value only the cache holds comes back.
+    await redis.hset(CACHE_KEY, "count", "99");
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 99 });
+    await redis.del(CACHE_KEY);
+    assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 4 });
+  });
+
+  it("answers 503 with a JSON error while Postgres is down and recovers when it returns", async () => {
+    const { baseUrl } = apps[0];
+    await pg.halt();
+    try {
+      const visit = await call(`${baseUrl}/`);
+      assert.equal(visit.status, 503);
+      assert.equal(typeof visit.body.error, "string");
+      const reset = await call(`${baseUrl}/reset`, { method: "POST" });
+      assert.equal(reset.status, 503);
+      const ready = await call(`${baseUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.deepEqual(ready.body, { postgres: "down", redis: "up" });
+      await redis.del(CACHE_KEY);
+      const count = await call(`${baseUrl}/count`);
+      assert.equal(count.status, 503);
+      assert.equal(typeof count.body.error, "string");
+      const health = await call(`${baseUrl}/healthz`);
+      assert.equal(health.status, 200);
+    } finally {
+      await pg.resume();
+    }
+    const recovered = await waitFor("counting to work again", async () => {
+      const response = await call(`${baseUrl}/`);
+      return response.status === 200 ? response : undefined;
+    });
+    // The refused requests counted nothing.
+    assert.equal(recovered.body.count, 5);
+    assert.deepEqual((await call(`${baseUrl}/readyz`)).body, { postgres: "up", redis: "up" });
+  });
+
+  it("starts while Postgres is unreachable and becomes ready once it is there", async () => {
+    await pg.halt();
+    let running: RunningApp;
+    try {
+      running = await launch({ waitForSchema: false });
+      assert.equal((await call(`${running.baseUrl}/healthz`)).status, 200);
+      const ready = await call(`${running.baseUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.postgres, "down");
+      const visit = await call(`${running.baseUrl}/`);
+      assert.equal(visit.status, 503);
+      assert.equal(typeof visit.body.error, "string");
+    } finally {
+      await pg.resume();
+    }
+    const { baseUrl } = running;
+    await waitFor("readiness", async () => ((await call(`${baseUrl}/readyz`)).status === 200 ? true : undefined));
+    assert.equal((await call(`${baseUrl}/`)).body.count, 6);
+  });
+
+  it("sets its tables up again when they disappear", async () => {
+    const { baseUrl } = apps[0];
+    const client = new Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      await client.query("DROP TABLE visit_counter, counted_requests");
+    } finally {
+      await client.end();
+    }
+    const failed = await call(`${baseUrl}/`);
+    assert.equal(failed.status, 503);
+    const recovered = await waitFor("the schema to be recreated", async () => {
+      const response = await call(`${baseUrl}/`);
+      return response.status === 200 ? response : undefined;
+    });
+    assert.equal(recovered.body.count, 1);
+  });
+});
