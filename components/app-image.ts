@@ -1,0 +1,77 @@
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+import { DockerHost } from "./hosts/docker-host";
+
+export interface AppImageArgs {
+  /** Where the image is built and where it runs. */
+  host: DockerHost;
+  /** The app's build context; holds its Dockerfile. @example "./app" */
+  context: string;
+  /** Content hash of the build context (see `hashTree`); it tags the image, so a change is a rebuild. */
+  sourceHash: string;
+  /** Base image given to the Dockerfile as build argument NODE_IMAGE. @example "node:22.19.0-bookworm-slim" */
+  nodeImage: string;
+  /** Local image name when no registry is used, unique per stack. @example "webstack-dev-app" */
+  localName: string;
+  /** Change what AppImage did not foresee. */
+  transform?: {
+    image?: (args: docker.ImageArgs, opts: pulumi.CustomResourceOptions) => void;
+  };
+}
+
+/**
+ * The app image, built from `app/`'s Dockerfile. Without a registry it is built by the host's own
+ * engine and never pushed; with one it is built on the deployer's engine, pushed, and pulled by the
+ * host by digest. Either way `ref` pins containers to exactly what was built, so a rebuild is a
+ * visible diff of every replica.
+ */
+export class AppImage extends pulumi.ComponentResource {
+  /** Image reference containers run: the image id (local) or the pulled digest (registry). */
+  readonly ref: pulumi.Output<string>;
+  /** Hash of everything the image is built from (sources and base image); also its tag. */
+  readonly revision: string;
+
+  constructor(name: string, args: AppImageArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:index:AppImage", name, {}, opts);
+    const { host } = args;
+    this.revision = createHash("sha256").update(args.sourceHash).update(args.nodeImage).digest("hex").slice(0, 12);
+    const tag = this.revision;
+    const registry = host.registry;
+
+    const imageArgs: docker.ImageArgs = {
+      imageName: registry ? pulumi.interpolate`${registry.repository}:${tag}` : `${args.localName}:${tag}`,
+      build: {
+        context: args.context,
+        dockerfile: path.join(args.context, "Dockerfile"),
+        args: { NODE_IMAGE: args.nodeImage },
+        // The Dockerfile needs no BuildKit feature, and every engine still has the classic builder.
+        builderVersion: "BuilderV1",
+      },
+      skipPush: registry === undefined,
+      registry: registry
+        ? { server: registry.server, username: registry.username, password: registry.password }
+        : undefined,
+    };
+    const imageOpts: pulumi.CustomResourceOptions = {
+      parent: this,
+      provider: registry ? host.buildProvider : host.provider,
+      dependsOn: registry ? [] : host.ready,
+    };
+    args.transform?.image?.(imageArgs, imageOpts);
+    const image = new docker.Image(`${name}-image`, imageArgs, imageOpts);
+
+    if (registry) {
+      const pulled = new docker.RemoteImage(
+        `${name}-pulled`,
+        { name: image.repoDigest, keepLocally: true },
+        { parent: this, provider: host.provider, dependsOn: host.ready },
+      );
+      this.ref = pulled.imageId;
+    } else {
+      this.ref = image.repoDigest;
+    }
+    this.registerOutputs({ ref: this.ref, revision: this.revision });
+  }
+}

@@ -1,0 +1,354 @@
+// The stack configuration: one schema, parsed and validated before any resource exists.
+//
+// Every problem is reported at once, each message naming the key, the value given and what is
+// allowed, so a wrong stack file costs one `pulumi preview`, not five.
+import * as pulumi from "@pulumi/pulumi";
+import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
+import * as net from "node:net";
+import { z } from "zod";
+
+export const NAMESPACE = "webstack";
+
+export type Target = "local" | "digitalocean" | "aws";
+export const TARGETS: readonly Target[] = ["local", "digitalocean", "aws"];
+
+/** Where the app image lives between build and run on a cloud host. */
+export type ImageRegistry = "host" | "cloud";
+
+/** Official images the stack pins. Tags are exact releases, so an upstream re-tag is the only drift. */
+export const DEFAULT_IMAGES = {
+  postgresImage: "postgres:17.6-bookworm",
+  redisImage: "redis:8.2.1-bookworm",
+  nginxImage: "nginx:1.28.0-bookworm",
+  nodeImage: "node:22.19.0-bookworm-slim",
+} as const;
+
+export const DEFAULT_SIZES: Record<Exclude<Target, "local">, string> = {
+  digitalocean: "s-1vcpu-2gb",
+  aws: "t3.small",
+};
+
+/** The validated, defaulted configuration every component is built from. */
+export interface WebstackConfig {
+  target: Target;
+  replicas: number;
+  /** Set for cloud targets only. */
+  region?: string;
+  /** Droplet size slug or EC2 instance type; set for cloud targets only. */
+  size?: string;
+  /** Host port nginx is published on: `httpPort` for local, 80 on cloud hosts. */
+  httpPort: number;
+  /** Host address nginx is published on: 127.0.0.1 by default for local, 0.0.0.0 on cloud hosts. */
+  httpBindAddress: string;
+  /** Release id given by CI (usually the git SHA); undefined means "derive from the app's content". */
+  release?: string;
+  /** CIDRs allowed to reach SSH and the TLS-protected Docker API of a cloud host. */
+  adminCidrs: string[];
+  imageRegistry: ImageRegistry;
+  /** Name of an existing DigitalOcean Container Registry, for `imageRegistry: cloud` on DigitalOcean. */
+  docrRegistry?: string;
+  /** AWS availability zone for the instance and its data volume (both must share it). */
+  availabilityZone?: string;
+  postgresImage: string;
+  redisImage: string;
+  nginxImage: string;
+  nodeImage: string;
+  /** Size of the cloud block-storage volume holding Postgres data. */
+  dataVolumeGb: number;
+  /** Protect data-bearing resources (volumes) from `pulumi destroy`. */
+  protectData: boolean;
+  /** Keep Redis's append-only file on a volume so the cache survives a restart warm. */
+  redisAof: boolean;
+  /** nginx's request body limit, as nginx writes sizes (`1m`, `512k`). */
+  maxRequestBody: string;
+  /** Seconds an app replica gets to finish in-flight requests when it is stopped. */
+  shutdownGraceSeconds: number;
+}
+
+/** A raw setting: what `pulumi config` holds, as text (lists as JSON text). */
+export type RawConfig = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(
+      `Invalid webstack configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+const KEYS = [
+  "target",
+  "replicas",
+  "region",
+  "size",
+  "httpPort",
+  "httpBindAddress",
+  "release",
+  "adminCidrs",
+  "imageRegistry",
+  "docrRegistry",
+  "availabilityZone",
+  "postgresImage",
+  "redisImage",
+  "nginxImage",
+  "nodeImage",
+  "dataVolumeGb",
+  "protectData",
+  "redisAof",
+  "maxRequestBody",
+  "shutdownGraceSeconds",
+] as const;
+type Key = (typeof KEYS)[number];
+
+const show = (value: string): string => JSON.stringify(value);
+
+/** Each check returns the parsed value or a message; messages all start with the key's full name. */
+type Check<T> = (key: string, value: string) => T | { problem: string };
+const problem = (key: string, value: string, allowed: string) => ({
+  problem: `${NAMESPACE}:${key} must be ${allowed} (got ${show(value)})`,
+});
+
+function wholeNumber(min: number, max: number): Check<number> {
+  return (key, value) => {
+    const n = /^\s*[0-9]+\s*$/.test(value) ? Number(value) : NaN;
+    return Number.isSafeInteger(n) && n >= min && n <= max
+      ? n
+      : problem(key, value, `a whole number from ${min} to ${max}`);
+  };
+}
+
+function oneOf<T extends string>(allowed: readonly T[]): Check<T> {
+  return (key, value) =>
+    (allowed as readonly string[]).includes(value)
+      ? (value as T)
+      : problem(key, value, `one of ${allowed.map((a) => show(a)).join(", ")}`);
+}
+
+function boolean(): Check<boolean> {
+  return (key, value) =>
+    value === "true" ? true : value === "false" ? false : problem(key, value, `true or false`);
+}
+
+function matching(pattern: RegExp, allowed: string): Check<string> {
+  return (key, value) => (pattern.test(value) ? value : problem(key, value, allowed));
+}
+
+const DO_REGION = /^[a-z]{3}[0-9]$/;
+const AWS_REGION = /^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$/;
+const DO_SIZE = /^[a-z0-9]+(-[a-z0-9]+)+$/;
+const AWS_INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+// A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+const IMAGE_REF =
+  /^([a-zA-Z0-9.-]+(:[0-9]+)?\/)?[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
+const RELEASE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/;
+const NGINX_SIZE = /^[1-9][0-9]{0,5}[km]?$/;
+
+function ipv4(key: string, value: string) {
+  return net.isIPv4(value) ? value : problem(key, value, "an IPv4 address such as 127.0.0.1");
+}
+
+function cidr(text: string): boolean {
+  const [address, bits, ...rest] = text.split("/");
+  if (rest.length > 0 || bits === undefined || !/^[0-9]{1,3}$/.test(bits)) return false;
+  const family = net.isIP(address);
+  return family !== 0 && Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+function cidrList(key: string, value: string): string[] | { problem: string } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  const list = z.array(z.string()).min(1).safeParse(parsed);
+  if (!list.success || !list.data.every(cidr)) {
+    return problem(key, value, `a non-empty list of CIDRs such as ["203.0.113.7/32"]`);
+  }
+  return list.data;
+}
+
+function isProblem(value: unknown): value is { problem: string } {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && "problem" in value;
+}
+
+const CHECKS: { [K in Key]: Check<unknown> } = {
+  target: oneOf(TARGETS),
+  replicas: wholeNumber(1, 20),
+  region: (_key, value) => value,
+  size: (_key, value) => value,
+  httpPort: wholeNumber(1, 65535),
+  httpBindAddress: ipv4,
+  release: matching(RELEASE, "1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+  adminCidrs: cidrList,
+  imageRegistry: oneOf<ImageRegistry>(["host", "cloud"]),
+  docrRegistry: matching(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a DigitalOcean registry name"),
+  availabilityZone: matching(/^[a-z]{2}(-gov)?-[a-z]+-[0-9][a-z]$/, "an AWS availability zone such as us-east-1a"),
+  postgresImage: matching(IMAGE_REF, "a Docker image reference such as postgres:17.6-bookworm"),
+  redisImage: matching(IMAGE_REF, "a Docker image reference such as redis:8.2.1-bookworm"),
+  nginxImage: matching(IMAGE_REF, "a Docker image reference such as nginx:1.28.0-bookworm"),
+  nodeImage: matching(IMAGE_REF, "a Docker image reference such as node:22.19.0-bookworm-slim"),
+  dataVolumeGb: wholeNumber(1, 16384),
+  protectData: boolean(),
+  redisAof: boolean(),
+  maxRequestBody: matching(NGINX_SIZE, "an nginx size such as 1m, 512k or 1048576"),
+  shutdownGraceSeconds: wholeNumber(1, 300),
+};
+
+const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
+const LOCAL_ONLY: readonly Key[] = ["httpPort", "httpBindAddress"];
+
+/** Settings that must be Pulumi secrets (`pulumi config set --secret`); their values are never echoed. */
+export const SECRET_KEYS = ["postgresPassword", "redisPassword"] as const;
+export type SecretKey = (typeof SECRET_KEYS)[number];
+
+function secretProblems(raw: RawConfig, secretKeys: ReadonlySet<string>): string[] {
+  const problems: string[] = [];
+  for (const key of SECRET_KEYS) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    if (!secretKeys.has(key)) {
+      problems.push(
+        `${NAMESPACE}:${key} must be stored encrypted: run \`pulumi config set --secret ${key}\` (value not shown)`,
+      );
+    } else if (!/^[A-Za-z0-9_-]{16,128}$/.test(value)) {
+      problems.push(
+        `${NAMESPACE}:${key} must be 16-128 letters, digits, '_' or '-' (value not shown: it is a secret)`,
+      );
+    }
+  }
+  return problems;
+}
+
+/**
+ * Parses raw stack settings (keys without the `webstack:` prefix) into a full configuration.
+ * Throws a ConfigError listing every problem; never returns a partly valid configuration.
+ */
+export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = new Set()): WebstackConfig {
+  const problems: string[] = secretProblems(raw, secretKeys);
+  const values: Partial<Record<Key, unknown>> = {};
+  const known: readonly string[] = [...KEYS, ...SECRET_KEYS];
+
+  for (const key of Object.keys(raw)) {
+    if (raw[key] !== undefined && !known.includes(key)) {
+      problems.push(`${NAMESPACE}:${key} is not a webstack setting (known settings: ${known.join(", ")})`);
+    }
+  }
+  for (const key of KEYS) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    const parsed = CHECKS[key](key, value);
+    if (isProblem(parsed)) problems.push(parsed.problem);
+    else values[key] = parsed;
+  }
+
+  const target = (values.target as Target | undefined) ?? (raw.target === undefined ? "local" : undefined);
+  if (target === "local") {
+    for (const key of CLOUD_ONLY.concat(["docrRegistry", "availabilityZone"])) {
+      if (raw[key] !== undefined) {
+        problems.push(`${NAMESPACE}:${key} applies only to the digitalocean and aws targets (target is "local")`);
+      }
+    }
+  } else if (target !== undefined) {
+    problems.push(...cloudProblems(target, raw));
+    for (const key of LOCAL_ONLY) {
+      if (raw[key] !== undefined) {
+        problems.push(`${NAMESPACE}:${key} applies only to the local target (target is ${show(target)})`);
+      }
+    }
+  }
+
+  if (problems.length > 0 || target === undefined) throw new ConfigError(problems);
+
+  const cloud = target !== "local";
+  return {
+    target,
+    replicas: (values.replicas as number | undefined) ?? 3,
+    region: raw.region,
+    size: cloud ? (raw.size ?? DEFAULT_SIZES[target]) : undefined,
+    httpPort: cloud ? 80 : ((values.httpPort as number | undefined) ?? 8080),
+    httpBindAddress: cloud ? "0.0.0.0" : ((values.httpBindAddress as string | undefined) ?? "127.0.0.1"),
+    release: values.release as string | undefined,
+    adminCidrs: (values.adminCidrs as string[] | undefined) ?? [],
+    imageRegistry: (values.imageRegistry as ImageRegistry | undefined) ?? "host",
+    docrRegistry: values.docrRegistry as string | undefined,
+    availabilityZone:
+      target === "aws" ? ((values.availabilityZone as string | undefined) ?? `${raw.region}a`) : undefined,
+    postgresImage: (values.postgresImage as string | undefined) ?? DEFAULT_IMAGES.postgresImage,
+    redisImage: (values.redisImage as string | undefined) ?? DEFAULT_IMAGES.redisImage,
+    nginxImage: (values.nginxImage as string | undefined) ?? DEFAULT_IMAGES.nginxImage,
+    nodeImage: (values.nodeImage as string | undefined) ?? DEFAULT_IMAGES.nodeImage,
+    dataVolumeGb: (values.dataVolumeGb as number | undefined) ?? 10,
+    protectData: (values.protectData as boolean | undefined) ?? false,
+    redisAof: (values.redisAof as boolean | undefined) ?? true,
+    maxRequestBody: (values.maxRequestBody as string | undefined) ?? "1m",
+    shutdownGraceSeconds: (values.shutdownGraceSeconds as number | undefined) ?? 10,
+  };
+}
+
+function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string[] {
+  const problems: string[] = [];
+  const { region, size } = raw;
+  const regionExample = target === "digitalocean" ? "a DigitalOcean region slug such as nyc3" : "an AWS region such as us-east-1";
+  if (region === undefined) {
+    problems.push(`${NAMESPACE}:region is required for target ${show(target)}: set it to ${regionExample}`);
+  } else if (!(target === "digitalocean" ? DO_REGION : AWS_REGION).test(region)) {
+    problems.push(`${NAMESPACE}:region must be ${regionExample} for target ${show(target)} (got ${show(region)})`);
+  }
+  if (size !== undefined && !(target === "digitalocean" ? DO_SIZE : AWS_INSTANCE_TYPE).test(size)) {
+    const allowed = target === "digitalocean" ? "a droplet size slug such as s-1vcpu-2gb" : "an EC2 instance type such as t3.small";
+    problems.push(`${NAMESPACE}:size must be ${allowed} for target ${show(target)} (got ${show(size)})`);
+  }
+  if (raw.adminCidrs === undefined) {
+    problems.push(
+      `${NAMESPACE}:adminCidrs is required for target ${show(target)}: the CIDRs allowed to reach SSH and the Docker API, such as ["203.0.113.7/32"]`,
+    );
+  }
+  if (target === "digitalocean" && raw.imageRegistry === "cloud" && raw.docrRegistry === undefined) {
+    problems.push(
+      `${NAMESPACE}:docrRegistry is required when imageRegistry is "cloud" on DigitalOcean: the name of an existing container registry`,
+    );
+  }
+  if (target !== "digitalocean" && raw.docrRegistry !== undefined) {
+    problems.push(`${NAMESPACE}:docrRegistry applies only to the digitalocean target (target is ${show(target)})`);
+  }
+  if (target !== "aws" && raw.availabilityZone !== undefined) {
+    problems.push(`${NAMESPACE}:availabilityZone applies only to the aws target (target is ${show(target)})`);
+  }
+  if (target === "aws" && region !== undefined && raw.availabilityZone !== undefined && !raw.availabilityZone.startsWith(region)) {
+    problems.push(
+      `${NAMESPACE}:availabilityZone must be a zone of region ${show(region)} (got ${show(raw.availabilityZone)})`,
+    );
+  }
+  return problems;
+}
+
+// The SDK knows which settings were stored encrypted but marks that check internal; it is the
+// only way to refuse a password someone set without --secret.
+const isConfigSecret = (runtimeConfig as unknown as { isConfigSecret(key: string): boolean }).isConfigSecret;
+
+/**
+ * Reads every `webstack:` setting of the current stack and parses it. Secret settings come back
+ * as secret Outputs only.
+ */
+export function readStackConfig(): { config: WebstackConfig; secrets: Partial<Record<SecretKey, pulumi.Output<string>>> } {
+  const prefix = `${NAMESPACE}:`;
+  const raw: Record<string, string> = {};
+  const secretKeys = new Set<string>();
+  for (const [fullKey, value] of Object.entries(pulumi.runtime.allConfig())) {
+    if (!fullKey.startsWith(prefix)) continue;
+    const key = fullKey.slice(prefix.length);
+    raw[key] = value;
+    if (isConfigSecret(fullKey)) secretKeys.add(key);
+  }
+  const config = parseConfig(raw, secretKeys);
+  const stackConfig = new pulumi.Config(NAMESPACE);
+  const secrets: Partial<Record<SecretKey, pulumi.Output<string>>> = {};
+  for (const key of SECRET_KEYS) {
+    const value = stackConfig.getSecret(key);
+    if (value !== undefined) secrets[key] = value;
+  }
+  return { config, secrets };
+}

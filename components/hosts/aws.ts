@@ -1,0 +1,175 @@
+import * as aws from "@pulumi/aws";
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { cloudInit, DATA_MOUNT } from "../specs/cloud-init";
+import { cloudName, inboundRules } from "../specs/firewall";
+import { DockerHost, ImageRegistryTarget } from "./docker-host";
+import { RemoteEngine } from "./remote-engine";
+
+export interface AwsHostArgs {
+  /** AWS region. @example "us-east-1" */
+  region: string;
+  /** Availability zone of the instance and of its data volume. @default "<region>a" */
+  availabilityZone: string;
+  /** EC2 instance type. @default "t3.small" */
+  size: string;
+  /** CIDRs allowed to reach SSH and the Docker API. @example ["203.0.113.7/32"] */
+  adminCidrs: string[];
+  /** Size of the EBS volume that holds Postgres data. @default 10 */
+  dataVolumeGb: number;
+  /** Protect the data volume from `pulumi destroy`. @default false */
+  protectData: boolean;
+  /** Push the app image to an ECR repository of this stack instead of building it on the instance. @default false */
+  useEcr: boolean;
+  /** Prefix of cloud resource names, unique per stack. @example "webstack-prod" */
+  namePrefix: string;
+}
+
+/** Debian's official AMIs are published by this account. */
+const DEBIAN_OWNER = "136693071363";
+const SSH_USER = "admin";
+
+/** Graviton families (t4g, m7g, c6gn, …) need an arm64 image; everything else here is x86_64. */
+export function amiArchitecture(instanceType: string): "arm64" | "x86_64" {
+  const family = instanceType.split(".")[0];
+  return /^[a-z]+[0-9]+[a-z]*g[a-z]*$/.test(family) ? "arm64" : "x86_64";
+}
+
+/** Nitro instances show an EBS volume as an NVMe disk whose by-id name carries the volume id. */
+export function ebsDevicePath(volumeId: string): string {
+  return `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${volumeId.replace("-", "")}`;
+}
+
+/**
+ * An EC2 instance running Docker: key pair, security group, instance from the newest Debian 12
+ * AMI, Elastic IP, and an encrypted EBS volume for Postgres data in the same zone. Uses its own
+ * explicit provider for the configured region, so it can never deploy elsewhere by accident.
+ */
+export class AwsHost extends pulumi.ComponentResource implements DockerHost {
+  readonly provider: docker.Provider;
+  readonly buildProvider: docker.Provider;
+  readonly publicAddress: pulumi.Output<string>;
+  readonly publicIp: pulumi.Output<string>;
+  readonly dataDir = `${DATA_MOUNT}/postgres`;
+  readonly ready: pulumi.Resource[];
+  readonly registry?: ImageRegistryTarget;
+
+  constructor(name: string, args: AwsHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:hosts:AwsHost", name, {}, opts);
+    const cloud = new aws.Provider(`${name}-provider`, { region: args.region as aws.Region }, { parent: this });
+    const inCloud = { parent: this, provider: cloud };
+    const prefix = cloudName(args.namePrefix);
+    const tags = { "webstack:stack": prefix, Name: prefix };
+
+    const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
+    const keyPair = new aws.ec2.KeyPair(`${name}-key`, { keyName: prefix, publicKey: sshKey.publicKeyOpenssh, tags }, inCloud);
+
+    const rules = inboundRules(args.adminCidrs);
+    const group = new aws.ec2.SecurityGroup(
+      `${name}-firewall`,
+      {
+        name: prefix,
+        description: "webstack host: HTTP(S) from anywhere, SSH and Docker API from admin CIDRs",
+        ingress: rules.map((rule) => ({
+          protocol: "tcp",
+          fromPort: rule.port,
+          toPort: rule.port,
+          cidrBlocks: rule.sources.filter((s) => !s.includes(":")),
+          ipv6CidrBlocks: rule.sources.filter((s) => s.includes(":")),
+          description: rule.description,
+        })),
+        egress: [{ protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], ipv6CidrBlocks: ["::/0"] }],
+        tags,
+      },
+      inCloud,
+    );
+
+    const ami = aws.ec2.getAmiOutput(
+      {
+        owners: [DEBIAN_OWNER],
+        mostRecent: true,
+        filters: [
+          { name: "name", values: [`debian-12-${amiArchitecture(args.size) === "arm64" ? "arm64" : "amd64"}-*`] },
+          { name: "architecture", values: [amiArchitecture(args.size)] },
+          { name: "virtualization-type", values: ["hvm"] },
+        ],
+      },
+      { provider: cloud, parent: this },
+    );
+    const ip = new aws.ec2.Eip(`${name}-ip`, { domain: "vpc", tags }, inCloud);
+    const volume = new aws.ebs.Volume(
+      `${name}-data`,
+      { availabilityZone: args.availabilityZone, size: args.dataVolumeGb, type: "gp3", encrypted: true, tags },
+      { ...inCloud, protect: args.protectData },
+    );
+    const instance = new aws.ec2.Instance(
+      `${name}-instance`,
+      {
+        ami: ami.id,
+        instanceType: args.size,
+        availabilityZone: args.availabilityZone,
+        keyName: keyPair.keyName,
+        vpcSecurityGroupIds: [group.id],
+        userData: cloudInit({ sshUser: SSH_USER }),
+        userDataReplaceOnChange: true,
+        metadataOptions: { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 },
+        rootBlockDevice: { volumeSize: 20, volumeType: "gp3", encrypted: true },
+        tags,
+      },
+      // A newer AMI must not replace a running host behind the user's back.
+      { ...inCloud, ignoreChanges: ["ami"] },
+    );
+    const association = new aws.ec2.EipAssociation(
+      `${name}-ip-association`,
+      { allocationId: ip.allocationId, instanceId: instance.id },
+      inCloud,
+    );
+    const attachment = new aws.ec2.VolumeAttachment(
+      `${name}-data-attachment`,
+      { deviceName: "/dev/sdf", volumeId: volume.id, instanceId: instance.id },
+      inCloud,
+    );
+
+    if (args.useEcr) {
+      this.registry = ecrTarget(name, prefix, inCloud);
+    }
+    const engine = new RemoteEngine(
+      `${name}-engine`,
+      {
+        publicIp: ip.publicIp,
+        sshUser: SSH_USER,
+        sshPrivateKey: sshKey.privateKeyOpenssh,
+        dataDevice: volume.id.apply(ebsDevicePath),
+        hostResources: [instance, group, association, attachment],
+        registry: this.registry,
+      },
+      { parent: this },
+    );
+    this.provider = engine.provider;
+    this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
+    this.ready = [engine.ready];
+    this.publicIp = ip.publicIp;
+    this.publicAddress = ip.publicIp;
+    this.registerOutputs({ publicIp: this.publicIp });
+  }
+}
+
+/** An ECR repository of this stack (emptied and deleted with it) and a push token for it. */
+function ecrTarget(name: string, prefix: string, opts: pulumi.CustomResourceOptions): ImageRegistryTarget {
+  const repository = new aws.ecr.Repository(
+    `${name}-registry`,
+    { name: `${prefix}-app`, forceDelete: true, imageScanningConfiguration: { scanOnPush: true } },
+    opts,
+  );
+  const token = aws.ecr.getAuthorizationTokenOutput(
+    { registryId: repository.registryId },
+    { provider: opts.provider, parent: opts.parent },
+  );
+  return {
+    server: token.proxyEndpoint.apply((endpoint) => endpoint.replace(/^https:\/\//, "")),
+    repository: repository.repositoryUrl,
+    username: token.userName,
+    password: pulumi.secret(token.password),
+  };
+}

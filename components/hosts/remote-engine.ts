@@ -1,0 +1,117 @@
+import * as command from "@pulumi/command";
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+import { DOCKER_TLS_PORT, readinessCommand } from "../specs/cloud-init";
+import { ImageRegistryTarget } from "./docker-host";
+
+export interface RemoteEngineArgs {
+  /** The host's stable public IP (reserved IP / Elastic IP); the server certificate is issued for it. */
+  publicIp: pulumi.Input<string>;
+  /** Login user of the cloud image, holding the key below. */
+  sshUser: string;
+  /** OpenSSH private key for that user (a secret). */
+  sshPrivateKey: pulumi.Input<string>;
+  /** Block device of the data volume, as the VM sees it. */
+  dataDevice: pulumi.Input<string>;
+  /** Resources the host is not usable before (VM, IP assignment, volume attachment, firewall). */
+  hostResources: pulumi.Resource[];
+  /** Registry the engine pulls the app image from, when images go through one. */
+  registry?: ImageRegistryTarget;
+}
+
+const CERT_HOURS = 24 * 365;
+const RENEW_HOURS = 24 * 30;
+
+/**
+ * A Docker engine on a cloud VM, reached over TCP with mutual TLS: webstack is its own CA and
+ * issues the engine a server certificate for the public IP and itself a client certificate. The
+ * keys never enter cloud-init user data; the server's reach the VM over SSH on the readiness
+ * command's standard input. The Docker provider is configured only after that command reports
+ * the engine up, and `ready` is what every resource on the engine must depend on.
+ */
+export class RemoteEngine extends pulumi.ComponentResource {
+  readonly provider: docker.Provider;
+  readonly ready: command.remote.Command;
+
+  constructor(name: string, args: RemoteEngineArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("webstack:hosts:RemoteEngine", name, {}, opts);
+    const parent = { parent: this };
+
+    const caKey = new tls.PrivateKey(`${name}-ca-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, parent);
+    const ca = new tls.SelfSignedCert(
+      `${name}-ca`,
+      {
+        privateKeyPem: caKey.privateKeyPem,
+        subject: { commonName: `${name} Docker CA`, organization: "webstack" },
+        isCaCertificate: true,
+        validityPeriodHours: CERT_HOURS * 5,
+        earlyRenewalHours: RENEW_HOURS,
+        allowedUses: ["cert_signing", "crl_signing", "digital_signature"],
+      },
+      parent,
+    );
+    const issue = (role: "server" | "client", ipAddresses: pulumi.Input<string>[] | undefined) => {
+      const key = new tls.PrivateKey(`${name}-${role}-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, parent);
+      const request = new tls.CertRequest(
+        `${name}-${role}-csr`,
+        { privateKeyPem: key.privateKeyPem, subject: { commonName: `${name} docker ${role}` }, ipAddresses },
+        parent,
+      );
+      const cert = new tls.LocallySignedCert(
+        `${name}-${role}-cert`,
+        {
+          certRequestPem: request.certRequestPem,
+          caPrivateKeyPem: caKey.privateKeyPem,
+          caCertPem: ca.certPem,
+          validityPeriodHours: CERT_HOURS,
+          earlyRenewalHours: RENEW_HOURS,
+          allowedUses:
+            role === "server"
+              ? ["digital_signature", "key_encipherment", "server_auth"]
+              : ["digital_signature", "key_encipherment", "client_auth"],
+        },
+        parent,
+      );
+      return { key, cert };
+    };
+    const server = issue("server", [args.publicIp]);
+    const client = issue("client", undefined);
+
+    this.ready = new command.remote.Command(
+      `${name}-ready`,
+      {
+        connection: { host: args.publicIp, user: args.sshUser, privateKey: args.sshPrivateKey },
+        create: pulumi.output(args.dataDevice).apply(readinessCommand),
+        // CA cert, server cert, server key: the prepare script splits them by their PEM headers.
+        stdin: pulumi.secret(pulumi.interpolate`${ca.certPem}${server.cert.certPem}${server.key.privateKeyPem}`),
+        // New material (renewal) must reach the engine: re-run when it changes.
+        triggers: [server.cert.certPem],
+      },
+      { parent: this, dependsOn: args.hostResources },
+    );
+
+    const address = pulumi.output(args.publicIp);
+    this.provider = new docker.Provider(
+      `${name}-docker`,
+      {
+        // Derived from the command's output, so the provider is configured only once the engine is up.
+        host: pulumi.all([address, this.ready.stdout]).apply(([ip]) => `tcp://${ip}:${DOCKER_TLS_PORT}`),
+        caMaterial: ca.certPem,
+        certMaterial: client.cert.certPem,
+        keyMaterial: pulumi.secret(client.key.privateKeyPem),
+        registryAuth: args.registry
+          ? [
+              {
+                address: args.registry.server,
+                username: args.registry.username,
+                password: pulumi.secret(args.registry.password),
+              },
+            ]
+          : undefined,
+      },
+      { parent: this, dependsOn: [this.ready] },
+    );
+    this.registerOutputs({});
+  }
+}
