@@ -1,0 +1,123 @@
+#!/bin/sh
+# Builds the stand-in base images the real-engine tests substitute for official images (no image
+# registry is reachable here): a debootstrapped Debian bookworm imported as
+# webstack-standin/debian:bookworm, and from it postgres:15, redis:7, nginx:1.22 and node:20 under
+# webstack-standin/. Cached: an image is rebuilt only when its tag is missing or its
+# webstack.recipe label differs from the hash of its recipe (files, base image id, inputs).
+#
+# Usage: DOCKER_HOST=unix:///run/webstack-test-docker.sock build-standin-images.sh [NAME...]
+#   NAME is postgres, redis, nginx or node; none means all.
+set -eu
+
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
+repo=$(CDPATH='' cd -- "$here/../.." && pwd)
+standins="$here/standins"
+prefix=webstack-standin
+suite=bookworm
+base_tag="$prefix/debian:$suite"
+
+log() { printf 'build-standin-images: %s\n' "$*" >&2; }
+
+sha() { sha256sum | cut -c1-16; }
+
+# The recipe label of an existing image, or nothing when the tag does not exist.
+current_recipe() {
+  docker image inspect --format '{{index .Config.Labels "webstack.recipe"}}' "$1" 2>/dev/null || true
+}
+
+# The Debian mirror this machine already uses (deb822 .sources or one-line sources.list).
+debian_mirror() {
+  mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }')
+  if [ -z "$mirror" ]; then
+    mirror=$(cat /etc/apt/sources.list 2>/dev/null \
+      | awk '$1 == "deb" && $2 !~ /^\[/ && $2 !~ /security/ { print $2; exit }')
+  fi
+  printf '%s\n' "${mirror:-http://deb.debian.org/debian}"
+}
+
+build_base() {
+  mirror=$(debian_mirror)
+  # The recipe covers this function's own text, so changing how the rootfs is made rebuilds it.
+  recipe=$( (printf '%s %s minbase\n' "$suite" "$mirror"; sed -n '/^build_base()/,/^}/p' "$0") | sha)
+  if [ "$(current_recipe "$base_tag")" = "$recipe" ]; then
+    log "$base_tag is up to date"
+    return 0
+  fi
+  sh "$repo/scripts/ensure-debian-packages.sh" debootstrap
+  rootfs=$(mktemp -d /var/tmp/webstack-standin-rootfs.XXXXXX)
+  trap 'rm -rf "$rootfs"' EXIT INT TERM
+  log "debootstrap $suite from $mirror (minbase)"
+  debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \
+    || { tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"; exit 1; }
+  rm -f "$rootfs.log"
+  # Container conventions: services never start at install time, no docs or recommends.
+  printf '#!/bin/sh\nexit 101\n' > "$rootfs/usr/sbin/policy-rc.d"
+  chmod 755 "$rootfs/usr/sbin/policy-rc.d"
+  printf 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n' \
+    > "$rootfs/etc/apt/apt.conf.d/90webstack-no-recommends"
+  printf 'path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/info/*\npath-exclude /usr/share/locale/*\npath-include /usr/share/doc/*/copyright\n' \
+    > "$rootfs/etc/dpkg/dpkg.cfg.d/90webstack-excludes"
+  rm -rf "$rootfs/var/lib/apt/lists"/* "$rootfs/var/cache/apt"/*.bin "$rootfs/var/cache/apt/archives"/*.deb \
+    "$rootfs/usr/share/doc"/* "$rootfs/usr/share/man"/* "$rootfs/usr/share/info"/*
+  tar -C "$rootfs" --numeric-owner -c . \
+    | docker import --change "LABEL webstack.recipe=$recipe" --change 'CMD ["/bin/bash"]' - "$base_tag" >/dev/null
+  rm -rf "$rootfs"
+  trap - EXIT INT TERM
+  log "imported $base_tag"
+}
+
+# build_standin NAME TAG CONTEXT_DIR: CONTEXT_DIR holds the Dockerfile and its files.
+build_standin() {
+  name=$1 tag=$2 context=$3
+  base_id=$(docker image inspect --format '{{.Id}}' "$base_tag")
+  recipe=$( (printf '%s\n' "$base_id"; cd "$context" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha)
+  if [ "$(current_recipe "$tag")" = "$recipe" ]; then
+    log "$tag is up to date"
+    return 0
+  fi
+  log "building $tag"
+  # Only the host network reaches the Debian mirror and the npm registry from here.
+  docker build --network host --build-arg "BASE_IMAGE=$base_tag" --label "webstack.recipe=$recipe" \
+    --tag "$tag" "$context" >"/var/tmp/webstack-standin-$name.log" 2>&1 \
+    || { log "building $tag failed; last lines of /var/tmp/webstack-standin-$name.log:"; tail -n 30 "/var/tmp/webstack-standin-$name.log" >&2; exit 1; }
+  log "built $tag"
+}
+
+# The node stand-in carries this machine's node and npm, so its context is assembled in a
+# temporary directory (the recipe hash then covers the binary, npm's files and extra CAs too).
+build_node() {
+  node_bin=$(command -v node)
+  npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+  if [ ! -f "$npm_dir/package.json" ]; then
+    log "cannot find npm's package directory (looked at $npm_dir)"
+    exit 1
+  fi
+  context=$(mktemp -d /var/tmp/webstack-standin-node.XXXXXX)
+  cp "$standins/node/Dockerfile" "$context/"
+  cp "$(readlink -f "$node_bin")" "$context/node"
+  cp -a "$npm_dir" "$context/npm"
+  mkdir "$context/extra-ca"
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    if [ -f "$crt" ]; then cp "$crt" "$context/extra-ca/"; fi
+  done
+  build_standin node "$prefix/node:20" "$context" || { rm -rf "$context"; exit 1; }
+  rm -rf "$context"
+}
+
+if ! docker info >/dev/null 2>&1; then
+  log "no Docker engine answers at ${DOCKER_HOST:-the default socket}; run scripts/engine/ensure-docker.sh start"
+  exit 1
+fi
+
+names=${*:-postgres redis nginx node}
+build_base
+for name in $names; do
+  case "$name" in
+    postgres) build_standin postgres "$prefix/postgres:15" "$standins/postgres" ;;
+    redis) build_standin redis "$prefix/redis:7" "$standins/redis" ;;
+    nginx) build_standin nginx "$prefix/nginx:1.22" "$standins/nginx" ;;
+    node) build_node ;;
+    *) log "unknown stand-in '$name' (allowed: postgres redis nginx node)"; exit 2 ;;
+  esac
+done
