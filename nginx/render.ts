@@ -25,6 +25,12 @@ export interface NginxVars {
   tempDir: string;
   /** Absolute path of the mime.types file to include. @example "/etc/nginx/mime.types" */
   mimeTypesPath: string;
+  /**
+   * Where the JSON access log goes. "/dev/stdout" works when stdout is a pipe (as in a
+   * container); it cannot be opened when stdout is a socket, so tests use a file.
+   * @example "/dev/stdout"
+   */
+  accessLogPath: string;
   /** Worker processes: a count, or "auto" for one per core. @default "auto" */
   workerProcesses: number | "auto";
   /** Connections per worker (clients plus upstreams). @default 1024 */
@@ -58,6 +64,7 @@ export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
     pidPath: "/var/run/nginx.pid",
     tempDir: "/var/cache/nginx",
     mimeTypesPath: "/etc/nginx/mime.types",
+    accessLogPath: "/dev/stdout",
     workerProcesses: options.workerProcesses ?? "auto",
     workerConnections: options.workerConnections ?? 1024,
   };
@@ -143,7 +150,7 @@ export function validateNginxVars(vars: NginxVars): string[] {
   if (vars.user !== null && !(typeof vars.user === "string" && USER.test(vars.user))) {
     bad("user", vars.user, "a user name (lower-case letters, digits, _ and -), or null");
   }
-  for (const field of ["pidPath", "tempDir", "mimeTypesPath"] as const) {
+  for (const field of ["pidPath", "tempDir", "mimeTypesPath", "accessLogPath"] as const) {
     const value = vars[field];
     if (typeof value !== "string" || !SAFE_PATH.test(value) || value.length < 2) {
       bad(field, value, "an absolute path of letters, digits, '.', '_', '-' and '/'");
@@ -198,6 +205,7 @@ export function renderNginxConfig(vars: NginxVars): string {
     PID_PATH: vars.pidPath,
     WORKER_CONNECTIONS: String(vars.workerConnections),
     MIME_TYPES_PATH: vars.mimeTypesPath,
+    ACCESS_LOG_PATH: vars.accessLogPath,
     RESOLVER_DIRECTIVE:
       vars.resolver === null
         ? "    # no resolver: upstream names are resolved by the system resolver at (re)load"

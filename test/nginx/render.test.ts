@@ -24,6 +24,7 @@ const loopbackVars: NginxVars = {
   pidPath: "/tmp/x/nginx.pid",
   tempDir: "/tmp/x/tmp",
   mimeTypesPath: "/etc/nginx/mime.types",
+  accessLogPath: "/tmp/x/access.log",
   workerProcesses: 1,
   workerConnections: 512,
 };
@@ -120,6 +121,7 @@ describe("renderNginxConfig for loopback tests", () => {
     assert.ok(configLines.includes("server 127.0.0.1:3001 max_fails=1 fail_timeout=5s;"));
     assert.ok(configLines.includes("server 127.0.0.1:3002 max_fails=1 fail_timeout=5s;"));
     assert.ok(configLines.includes("client_max_body_size 64k;"));
+    assert.ok(configLines.includes("access_log /tmp/x/access.log webstack_json;"));
   });
 });
 
