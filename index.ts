@@ -1,45 +1,19 @@
-// webstack: read and validate the stack's config, build the host, the app image and the stack,
-// export what a user needs. Every decision lives in components/.
+// webstack: read and validate the stack's config, build host → app image → stack, export what a
+// user needs. Every decision lives in components/.
 import * as pulumi from "@pulumi/pulumi";
 import * as path from "node:path";
-import { AppImage } from "./components/app-image";
 import { readStackConfig } from "./components/config";
-import { createHost } from "./components/hosts";
-import { hashTree } from "./components/specs/release";
-import { WebStack } from "./components/web-stack";
+import { buildWebstack } from "./components/program";
 
 const { config, secrets } = readStackConfig();
-const names = { prefix: `webstack-${pulumi.getStack()}`, stack: pulumi.getStack() };
-const appDir = path.join(__dirname, "app");
-
-const host = createHost("host", config, names.prefix);
-
-const image = new AppImage("app", {
-  host,
-  context: appDir,
-  sourceHash: hashTree(appDir),
-  nodeImage: config.nodeImage,
-  localName: `${names.prefix}-app`,
+const { host, stack } = buildWebstack(config, secrets, {
+  stack: pulumi.getStack(),
+  appDir: path.join(__dirname, "app"),
 });
 
-const stack = new WebStack("webstack", {
-  host,
-  names,
-  appImage: image.ref,
-  appRevision: image.revision,
-  release: config.release,
-  replicas: config.replicas,
-  httpPort: config.httpPort,
-  bindAddress: config.httpBindAddress,
-  images: { postgres: config.postgresImage, redis: config.redisImage, nginx: config.nginxImage },
-  postgresPassword: secrets.postgresPassword,
-  redisPassword: secrets.redisPassword,
-  redisAof: config.redisAof,
-  maxRequestBody: config.maxRequestBody,
-  shutdownGraceSeconds: config.shutdownGraceSeconds,
-  protectData: config.protectData,
-});
-
+/** Where the stack answers: http://127.0.0.1:8080 locally, http://<public IP> on a cloud host. */
 export const url = stack.url;
+/** The cloud host's public IP (undefined for the local engine). */
 export const publicIp = host.publicIp;
+/** The release the app replicas belong to. */
 export const release = stack.releaseId;

@@ -21,6 +21,8 @@ export interface RemoteEngineArgs {
 }
 
 const CERT_HOURS = 24 * 365;
+// Private keys are wrapped in pulumi.secret() where they are used, not only where the tls provider
+// marks them: a key must stay secret even in a program evaluated without the provider's schema.
 const RENEW_HOURS = 24 * 30;
 
 /**
@@ -42,7 +44,7 @@ export class RemoteEngine extends pulumi.ComponentResource {
     const ca = new tls.SelfSignedCert(
       `${name}-ca`,
       {
-        privateKeyPem: caKey.privateKeyPem,
+        privateKeyPem: pulumi.secret(caKey.privateKeyPem),
         subject: { commonName: `${name} Docker CA`, organization: "webstack" },
         isCaCertificate: true,
         validityPeriodHours: CERT_HOURS * 5,
@@ -55,14 +57,14 @@ export class RemoteEngine extends pulumi.ComponentResource {
       const key = new tls.PrivateKey(`${name}-${role}-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, parent);
       const request = new tls.CertRequest(
         `${name}-${role}-csr`,
-        { privateKeyPem: key.privateKeyPem, subject: { commonName: `${name} docker ${role}` }, ipAddresses },
+        { privateKeyPem: pulumi.secret(key.privateKeyPem), subject: { commonName: `${name} docker ${role}` }, ipAddresses },
         parent,
       );
       const cert = new tls.LocallySignedCert(
         `${name}-${role}-cert`,
         {
           certRequestPem: request.certRequestPem,
-          caPrivateKeyPem: caKey.privateKeyPem,
+          caPrivateKeyPem: pulumi.secret(caKey.privateKeyPem),
           caCertPem: ca.certPem,
           validityPeriodHours: CERT_HOURS,
           earlyRenewalHours: RENEW_HOURS,
@@ -81,7 +83,7 @@ export class RemoteEngine extends pulumi.ComponentResource {
     this.ready = new command.remote.Command(
       `${name}-ready`,
       {
-        connection: { host: args.publicIp, user: args.sshUser, privateKey: args.sshPrivateKey },
+        connection: { host: args.publicIp, user: args.sshUser, privateKey: pulumi.secret(args.sshPrivateKey) },
         create: pulumi.output(args.dataDevice).apply(readinessCommand),
         // CA cert, server cert, server key: the prepare script splits them by their PEM headers.
         stdin: pulumi.secret(pulumi.interpolate`${ca.certPem}${server.cert.certPem}${server.key.privateKeyPem}`),

@@ -1,0 +1,189 @@
+// Runs the real program (index.ts) under Pulumi's mocks and records what it registers.
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import * as path from "node:path";
+import { parseConfig } from "../../../components/config";
+import { buildWebstack } from "../../../components/program";
+
+export interface Registered {
+  type: string;
+  name: string;
+  /** Inputs with secret markers removed. */
+  inputs: Record<string, unknown>;
+  /** Inputs as the mock monitor received them: secrets still wrapped (see `isSecretValue`). */
+  raw: Record<string, unknown>;
+  /** Position in registration order. */
+  order: number;
+}
+
+const hex = (text: string, length = 64) => createHash("sha256").update(text).digest("hex").slice(0, length);
+
+/** Deterministic outputs, so two evaluations of one config are comparable byte for byte. */
+export class RecordingMocks implements pulumi.runtime.Mocks {
+  readonly resources: Registered[] = [];
+  readonly calls: { token: string; inputs: Record<string, unknown> }[] = [];
+
+  newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+    this.resources.push({
+      type: args.type,
+      name: args.name,
+      inputs: reveal(args.inputs) as Record<string, unknown>,
+      raw: args.inputs,
+      order: this.resources.length,
+    });
+    const id = args.type.startsWith("pulumi:providers:") ? `${args.name}-provider-id` : `${args.name}-id`;
+    return { id, state: { ...args.inputs, ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }) } };
+  }
+
+  call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
+    this.calls.push({ token: args.token, inputs: args.inputs });
+    switch (args.token) {
+      case "aws:ec2/getAmi:getAmi":
+        return { id: "ami-0123456789abcdef0", name: "debian-12-amd64-20260101-0000", architecture: "x86_64" };
+      case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+        return {
+          userName: "AWS",
+          password: "ecr-token",
+          proxyEndpoint: "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        };
+      case "digitalocean:index/getContainerRegistry:getContainerRegistry":
+        return {
+          name: args.inputs.name,
+          endpoint: `registry.digitalocean.com/${String(args.inputs.name)}`,
+          serverUrl: "registry.digitalocean.com",
+        };
+      default:
+        throw new Error(`unexpected invoke ${args.token}`);
+    }
+  }
+
+  ofType(type: string): Registered[] {
+    return this.resources.filter((r) => r.type === type);
+  }
+
+  named(name: string): Registered {
+    const found = this.resources.find((r) => r.name === name);
+    if (found === undefined) throw new Error(`no resource named ${name}; have ${this.resources.map((r) => r.name).join(", ")}`);
+    return found;
+  }
+}
+
+// How the SDK marks a secret value on the wire (rpc.specialSigKey / specialSecretSig).
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+/** Whether a raw input value arrived as a Pulumi secret. */
+export function isSecretValue(value: unknown): boolean {
+  return typeof value === "object" && value !== null && (value as Record<string, unknown>)[SIG_KEY] === SECRET_SIG;
+}
+
+function reveal(value: unknown): unknown {
+  if (isSecretValue(value)) return reveal((value as { value: unknown }).value);
+  if (Array.isArray(value)) return value.map(reveal);
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
+  }
+  return value;
+}
+
+function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+  const name = args.name;
+  switch (args.type) {
+    case "random:index/randomPassword:RandomPassword":
+      return { result: `pw${hex(name, 30)}` };
+    case "tls:index/privateKey:PrivateKey":
+      return {
+        privateKeyPem: `-----BEGIN PRIVATE KEY-----\n${hex(name)}\n-----END PRIVATE KEY-----\n`,
+        privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\n${hex(name)}\n-----END OPENSSH PRIVATE KEY-----\n`,
+        publicKeyOpenssh: `ssh-ed25519 ${hex(name, 40)}\n`,
+      };
+    case "tls:index/selfSignedCert:SelfSignedCert":
+    case "tls:index/locallySignedCert:LocallySignedCert":
+      return { certPem: `-----BEGIN CERTIFICATE-----\n${hex(name)}\n-----END CERTIFICATE-----\n` };
+    case "tls:index/certRequest:CertRequest":
+      return { certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${hex(name)}\n-----END CERTIFICATE REQUEST-----\n` };
+    case "docker:index/image:Image":
+      return { repoDigest: `sha256:${hex(name)}` };
+    case "docker:index/remoteImage:RemoteImage":
+      return { imageId: `sha256:${hex(`${name}:${String(args.inputs.name)}`)}` };
+    case "command:remote:Command":
+      return { stdout: "28.2.2\n", stderr: "" };
+    case "digitalocean:index/reservedIp:ReservedIp":
+      return { ipAddress: "203.0.113.10" };
+    case "digitalocean:index/droplet:Droplet":
+      return { ipv4Address: "198.51.100.5" };
+    case "digitalocean:index/sshKey:SshKey":
+      return { fingerprint: `fp:${hex(name, 32)}` };
+    case "digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials":
+      return {
+        dockerCredentials: JSON.stringify({
+          auths: { "registry.digitalocean.com": { auth: Buffer.from("docr-user:docr-token").toString("base64") } },
+        }),
+      };
+    case "aws:ec2/eip:Eip":
+      return { publicIp: "203.0.113.20", allocationId: "eipalloc-0123456789abcdef0" };
+    case "aws:ebs/volume:Volume":
+      return {};
+    case "aws:ecr/repository:Repository":
+      return {
+        registryId: "123456789012",
+        repositoryUrl: `123456789012.dkr.ecr.us-east-1.amazonaws.com/${String(args.inputs.name)}`,
+      };
+    default:
+      return {};
+  }
+}
+
+export interface ProgramRun {
+  mocks: RecordingMocks;
+  /** The program's stack outputs, resolved. */
+  outputs: Record<string, unknown>;
+}
+
+const ROOT = path.join(__dirname, "..", "..", "..");
+const INDEX = path.join(ROOT, "index.ts");
+const APP_DIR = path.join(ROOT, "app");
+
+/**
+ * Evaluates index.ts with the given `webstack:` settings (keys without the prefix) under fresh
+ * mocks, waits for every registration, and returns what was registered. Throws what the program throws.
+ */
+export async function runProgram(
+  settings: Record<string, string>,
+  options: { secretKeys?: string[]; stack?: string } = {},
+): Promise<ProgramRun> {
+  const mocks = new RecordingMocks();
+  await pulumi.runtime.setMocks(mocks, "webstack", options.stack ?? "test", false);
+  const config = Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v]));
+  pulumi.runtime.setAllConfig(config, (options.secretKeys ?? []).map((k) => `webstack:${k}`));
+  delete require.cache[require.resolve(INDEX)];
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const program = require(INDEX) as Record<string, unknown>;
+  const outputs: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(program)) {
+    outputs[key] = pulumi.Output.isInstance(value) ? await promiseOf(value) : value;
+  }
+  await pulumi.runtime.disconnect();
+  return { mocks, outputs };
+}
+
+/** The value of an Output, awaited. */
+export function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
+  return new Promise((resolve) => output.apply((value) => resolve(value)));
+}
+
+/**
+ * Builds the program from raw settings through buildWebstack, so a test can pass per-child
+ * transform hooks and see the arguments and options exactly as the components made them.
+ */
+export async function runBuild(
+  settings: Record<string, string>,
+  transform: NonNullable<Parameters<typeof buildWebstack>[2]["transform"]>,
+): Promise<{ mocks: RecordingMocks; built: ReturnType<typeof buildWebstack> }> {
+  const mocks = new RecordingMocks();
+  await pulumi.runtime.setMocks(mocks, "webstack", "test", false);
+  const built = buildWebstack(parseConfig(settings), {}, { stack: "test", appDir: APP_DIR, transform });
+  await promiseOf(built.stack.url);
+  await pulumi.runtime.disconnect();
+  return { mocks, built };
+}
