@@ -150,9 +150,9 @@ const APP_DIR = path.join(ROOT, "app");
  */
 export async function runProgram(
   settings: Record<string, string>,
-  options: { secretKeys?: string[]; stack?: string } = {},
+  options: { secretKeys?: string[]; stack?: string; mocks?: RecordingMocks } = {},
 ): Promise<ProgramRun> {
-  const mocks = new RecordingMocks();
+  const mocks = options.mocks ?? new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, "webstack", options.stack ?? "test", false);
   const config = Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v]));
   pulumi.runtime.setAllConfig(config, (options.secretKeys ?? []).map((k) => `webstack:${k}`));

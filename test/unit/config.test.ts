@@ -1,0 +1,206 @@
+// Config validation: every bad setting is rejected with its exact message, all at once, before
+// the program registers a single resource.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ConfigError, DEFAULT_IMAGES, parseConfig } from "../../components/config";
+import * as pulumi from "@pulumi/pulumi";
+import { RecordingMocks, runProgram } from "./support/mocks";
+
+const ADMIN = '["198.51.100.0/24"]';
+const DO = { target: "digitalocean", region: "nyc3", adminCidrs: ADMIN };
+const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN };
+
+const one = (problem: string) => `Invalid webstack configuration (1 problem):\n  - ${problem}`;
+
+const BAD: { settings: Record<string, string>; message: string; secretKeys?: string[] }[] = [
+  { settings: { target: "gcp" }, message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "gcp")') },
+  { settings: { target: "Local" }, message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "Local")') },
+  { settings: { replicas: "0" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "0")') },
+  { settings: { replicas: "21" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "21")') },
+  { settings: { replicas: "2.5" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "2.5")') },
+  { settings: { replicas: "three" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "three")') },
+  { settings: { replicas: "-1" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "-1")') },
+  { settings: { replicas: "" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "")') },
+  { settings: { httpPort: "0" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "0")') },
+  { settings: { httpPort: "65536" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "65536")') },
+  { settings: { httpPort: "http" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "http")') },
+  {
+    settings: { httpBindAddress: "localhost" },
+    message: one('webstack:httpBindAddress must be an IPv4 address such as 127.0.0.1 (got "localhost")'),
+  },
+  {
+    settings: { target: "digitalocean", adminCidrs: ADMIN },
+    message: one('webstack:region is required for target "digitalocean": set it to a DigitalOcean region slug such as nyc3'),
+  },
+  {
+    settings: { target: "aws", adminCidrs: ADMIN },
+    message: one('webstack:region is required for target "aws": set it to an AWS region such as us-east-1'),
+  },
+  {
+    settings: { ...DO, region: "us-east-1" },
+    message: one('webstack:region must be a DigitalOcean region slug such as nyc3 for target "digitalocean" (got "us-east-1")'),
+  },
+  {
+    settings: { ...AWS, region: "nyc3" },
+    message: one('webstack:region must be an AWS region such as us-east-1 for target "aws" (got "nyc3")'),
+  },
+  {
+    settings: { ...AWS, size: "s-1vcpu-2gb" },
+    message: one('webstack:size must be an EC2 instance type such as t3.small for target "aws" (got "s-1vcpu-2gb")'),
+  },
+  {
+    settings: { ...DO, size: "t3.small" },
+    message: one('webstack:size must be a droplet size slug such as s-1vcpu-2gb for target "digitalocean" (got "t3.small")'),
+  },
+  {
+    settings: { target: "aws", region: "us-east-1" },
+    message: one(
+      'webstack:adminCidrs is required for target "aws": the CIDRs allowed to reach SSH and the Docker API, such as ["203.0.113.7/32"]',
+    ),
+  },
+  {
+    settings: { ...AWS, adminCidrs: '["0.0.0.0/33"]' },
+    message: one('webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "[\\"0.0.0.0/33\\"]")'),
+  },
+  {
+    settings: { ...AWS, adminCidrs: "10.0.0.0/8" },
+    message: one('webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "10.0.0.0/8")'),
+  },
+  { settings: { region: "nyc3" }, message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")') },
+  { settings: { ...DO, httpPort: "8080" }, message: one('webstack:httpPort applies only to the local target (target is "digitalocean")') },
+  {
+    settings: { ...DO, imageRegistry: "cloud" },
+    message: one(
+      'webstack:docrRegistry is required when imageRegistry is "cloud" on DigitalOcean: the name of an existing container registry',
+    ),
+  },
+  { settings: { ...AWS, imageRegistry: "dockerhub" }, message: one('webstack:imageRegistry must be one of "host", "cloud" (got "dockerhub")') },
+  {
+    settings: { ...AWS, availabilityZone: "eu-west-1a" },
+    message: one('webstack:availabilityZone must be a zone of region "us-east-1" (got "eu-west-1a")'),
+  },
+  { settings: { replica: "3" }, message: one(`webstack:replica is not a webstack setting (known settings: ${knownSettings()})`) },
+  {
+    settings: { postgresImage: "Postgres:latest" },
+    message: one('webstack:postgresImage must be a Docker image reference such as postgres:17.6-bookworm (got "Postgres:latest")'),
+  },
+  { settings: { protectData: "yes" }, message: one('webstack:protectData must be true or false (got "yes")') },
+  {
+    settings: { maxRequestBody: "10 MB" },
+    message: one('webstack:maxRequestBody must be an nginx size such as 1m, 512k or 1048576 (got "10 MB")'),
+  },
+  {
+    settings: { release: "feature/login" },
+    message: one(
+      `webstack:release must be 1-40 letters, digits, '.', '_' or '-', starting with a letter or digit (got "feature/login")`,
+    ),
+  },
+  {
+    settings: { postgresPassword: "plain-text-password-123" },
+    message: one("webstack:postgresPassword must be stored encrypted: run `pulumi config set --secret postgresPassword` (value not shown)"),
+  },
+  {
+    settings: { redisPassword: "has spaces in it, sadly" },
+    secretKeys: ["redisPassword"],
+    message: one("webstack:redisPassword must be 16-128 letters, digits, '_' or '-' (value not shown: it is a secret)"),
+  },
+];
+
+function knownSettings(): string {
+  return [
+    "target", "replicas", "region", "size", "httpPort", "httpBindAddress", "release", "adminCidrs", "imageRegistry",
+    "docrRegistry", "availabilityZone", "postgresImage", "redisImage", "nginxImage", "nodeImage", "dataVolumeGb",
+    "protectData", "redisAof", "maxRequestBody", "shutdownGraceSeconds", "postgresPassword", "redisPassword",
+  ].join(", ");
+}
+
+describe("bad configs are rejected before any resource exists", () => {
+  for (const { settings, message, secretKeys } of BAD) {
+    test(JSON.stringify(settings), async () => {
+      const mocks = new RecordingMocks();
+      await assert.rejects(runProgram(settings, { secretKeys, mocks }), (error: unknown) => {
+        assert.ok(error instanceof ConfigError, String(error));
+        assert.equal(error.message, message);
+        return true;
+      });
+      // Let anything the program might have started reach the mocks before counting.
+      await pulumi.runtime.disconnect();
+      assert.equal(mocks.resources.length, 0, "no resource registered");
+    });
+  }
+
+  test("a secret's value never appears in its error message", () => {
+    const secret = "has spaces in it, sadly";
+    assert.throws(
+      () => parseConfig({ redisPassword: secret }, new Set(["redisPassword"])),
+      (error: Error) => !error.message.includes(secret),
+    );
+  });
+
+  test("every problem is reported at once", () => {
+    assert.throws(
+      () => parseConfig({ target: "aws", replicas: "0", httpPort: "x", size: "huge" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(error.problems, [
+          'webstack:replicas must be a whole number from 1 to 20 (got "0")',
+          'webstack:httpPort must be a whole number from 1 to 65535 (got "x")',
+          'webstack:region is required for target "aws": set it to an AWS region such as us-east-1',
+          'webstack:size must be an EC2 instance type such as t3.small for target "aws" (got "huge")',
+          'webstack:adminCidrs is required for target "aws": the CIDRs allowed to reach SSH and the Docker API, such as ["203.0.113.7/32"]',
+          'webstack:httpPort applies only to the local target (target is "aws")',
+        ]);
+        assert.match(error.message, /^Invalid webstack configuration \(6 problems\):\n {2}- /);
+        return true;
+      },
+    );
+  });
+});
+
+describe("defaults and good configs", () => {
+  test("an empty config is the local stack with 3 replicas on 127.0.0.1:8080", () => {
+    assert.deepEqual(parseConfig({}), {
+      target: "local",
+      replicas: 3,
+      region: undefined,
+      size: undefined,
+      httpPort: 8080,
+      httpBindAddress: "127.0.0.1",
+      release: undefined,
+      adminCidrs: [],
+      imageRegistry: "host",
+      docrRegistry: undefined,
+      availabilityZone: undefined,
+      ...DEFAULT_IMAGES,
+      dataVolumeGb: 10,
+      protectData: false,
+      redisAof: true,
+      maxRequestBody: "1m",
+      shutdownGraceSeconds: 10,
+    });
+  });
+
+  test("cloud targets get their default sizes, port 80 on every address, and an AWS zone", () => {
+    const doConfig = parseConfig(DO);
+    assert.equal(doConfig.size, "s-1vcpu-2gb");
+    assert.equal(doConfig.httpPort, 80);
+    assert.equal(doConfig.httpBindAddress, "0.0.0.0");
+    assert.deepEqual(doConfig.adminCidrs, ["198.51.100.0/24"]);
+    const awsConfig = parseConfig({ ...AWS, adminCidrs: '["198.51.100.0/24", "2001:db8::/32"]' });
+    assert.equal(awsConfig.size, "t3.small");
+    assert.equal(awsConfig.availabilityZone, "us-east-1a");
+    assert.deepEqual(awsConfig.adminCidrs, ["198.51.100.0/24", "2001:db8::/32"]);
+  });
+
+  test("limits are inclusive and a configured value is kept as given", () => {
+    assert.equal(parseConfig({ replicas: "1" }).replicas, 1);
+    assert.equal(parseConfig({ replicas: "20" }).replicas, 20);
+    assert.equal(parseConfig({ httpPort: "65535" }).httpPort, 65535);
+    assert.equal(parseConfig({ redisAof: "false" }).redisAof, false);
+    assert.equal(parseConfig({ ...AWS, size: "t4g.micro" }).size, "t4g.micro");
+    assert.equal(
+      parseConfig({ nginxImage: "registry.example.com:5000/team/nginx:1.28@sha256:" + "a".repeat(64) }).nginxImage,
+      "registry.example.com:5000/team/nginx:1.28@sha256:" + "a".repeat(64),
+    );
+  });
+});

@@ -1,0 +1,232 @@
+// The pure helpers: exact data in, exact data out.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, test } from "node:test";
+import { amiArchitecture, ebsDevicePath } from "../../components/hosts/aws";
+import { parseDockerAuth } from "../../components/hosts/digitalocean";
+import { cloudInit, PREPARE_SCRIPT, readinessCommand } from "../../components/specs/cloud-init";
+import {
+  appReplicaSpec,
+  databaseUrl,
+  nginxSpec,
+  postgresSpec,
+  redisConf,
+  redisSpec,
+  redisUrl,
+} from "../../components/specs/containers";
+import { cloudName, inboundRules } from "../../components/specs/firewall";
+import { hashTree, releaseId } from "../../components/specs/release";
+import { dockerNginxVars } from "../../nginx/render";
+
+const names = { prefix: "webstack-dev", stack: "dev" };
+const LOGS = { "max-size": "10m", "max-file": "3" };
+
+describe("container specs", () => {
+  test("postgres", () => {
+    assert.deepEqual(postgresSpec(names), {
+      role: "postgres",
+      containerName: "webstack-dev-postgres",
+      env: { POSTGRES_USER: "webstack", POSTGRES_DB: "webstack", PGDATA: "/var/lib/postgresql/data/pgdata" },
+      secretEnv: ["POSTGRES_PASSWORD"],
+      aliases: ["postgres"],
+      healthcheck: {
+        tests: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "webstack", "-d", "webstack"],
+        interval: "5s",
+        timeout: "3s",
+        startPeriod: "60s",
+        retries: 5,
+      },
+      restart: "unless-stopped",
+      ports: [],
+      volumes: [{ volume: "postgres-data", containerPath: "/var/lib/postgresql/data" }],
+      labels: { "webstack.stack": "dev", "webstack.role": "postgres" },
+      logOpts: LOGS,
+      stopSignal: "SIGINT",
+      stopTimeout: 30,
+    });
+  });
+
+  test("redis takes its password from a file and its health check from REDISCLI_AUTH", () => {
+    const spec = redisSpec(names);
+    assert.deepEqual(spec.command, ["redis-server", "/usr/local/etc/redis/redis.conf"]);
+    assert.deepEqual(spec.secretEnv, ["REDISCLI_AUTH"]);
+    assert.deepEqual(spec.env, {});
+    assert.deepEqual(spec.healthcheck.tests, ["CMD-SHELL", "redis-cli ping | grep -q PONG"]);
+    assert.deepEqual(spec.volumes, [{ volume: "redis-data", containerPath: "/data" }]);
+    assert.deepEqual(spec.ports, []);
+  });
+
+  test("redis.conf", () => {
+    assert.equal(
+      redisConf({ password: "abc_DEF-123", appendOnly: true }),
+      "bind * -::*\nport 6379\ndir /data\nappendonly yes\nappendfsync everysec\nmaxmemory-policy noeviction\nrequirepass abc_DEF-123\n",
+    );
+    assert.match(redisConf({ password: "x", appendOnly: false }), /^appendonly no$/m);
+    assert.throws(() => redisConf({ password: "a b", appendOnly: true }), /only letters, digits/);
+  });
+
+  test("an app replica is named after its release and index", () => {
+    assert.deepEqual(appReplicaSpec(names, { release: "abc123", index: 2, shutdownGraceSeconds: 10 }), {
+      role: "app",
+      containerName: "webstack-dev-app-abc123-2",
+      user: "10001:10001",
+      env: { PORT: "3000", REPLICA_ID: "webstack-dev-app-abc123-2", SHUTDOWN_GRACE_MS: "10000" },
+      secretEnv: ["DATABASE_URL", "REDIS_URL"],
+      aliases: ["app"],
+      healthcheck: {
+        tests: ["CMD", "node", "/app/dist/healthcheck.js"],
+        interval: "5s",
+        timeout: "3s",
+        startPeriod: "30s",
+        retries: 3,
+      },
+      restart: "unless-stopped",
+      ports: [],
+      volumes: [],
+      labels: { "webstack.stack": "dev", "webstack.role": "app", "webstack.release": "abc123" },
+      logOpts: LOGS,
+      stopSignal: "SIGTERM",
+      stopTimeout: 15,
+    });
+  });
+
+  test("nginx is the one container with a published port", () => {
+    const spec = nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
+    assert.deepEqual(spec.ports, [{ internal: 80, external: 8080, ip: "127.0.0.1" }]);
+    assert.equal(spec.stopSignal, "SIGQUIT");
+    assert.deepEqual(spec.labels, { "webstack.stack": "dev", "webstack.role": "nginx", "webstack.config-hash": "0123" });
+    assert.deepEqual(spec.healthcheck.tests, ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1/nginx-health"]);
+  });
+
+  test("connection URLs escape the password", () => {
+    assert.equal(databaseUrl("p@ss/word"), "postgres://webstack:p%40ss%2Fword@postgres:5432/webstack");
+    assert.equal(redisUrl("secret"), "redis://:secret@redis:6379");
+  });
+
+  test("nginx variables of the Docker stack", () => {
+    const vars = dockerNginxVars({ clientMaxBodySize: "2m" });
+    assert.deepEqual(vars.upstreams, ["app:3000"]);
+    assert.equal(vars.resolver, "127.0.0.11");
+    assert.equal(vars.listenPort, 80);
+    assert.equal(vars.clientMaxBodySize, "2m");
+  });
+});
+
+describe("cloud-init and the readiness command", () => {
+  const doc = cloudInit({ sshUser: "admin" });
+  const parsed = JSON.parse(doc.slice("#cloud-config\n".length)) as {
+    packages: string[];
+    write_files: { path: string; permissions: string; content: string }[];
+    runcmd: string[][];
+  };
+
+  test("installs Docker, hardens SSH, ships the prepare script, and is byte-stable", () => {
+    assert.ok(doc.startsWith("#cloud-config\n"));
+    assert.equal(cloudInit({ sshUser: "admin" }), doc);
+    assert.deepEqual(parsed.packages, ["docker.io", "sudo", "curl", "unattended-upgrades", "e2fsprogs"]);
+    assert.deepEqual(
+      parsed.write_files.map((f) => [f.path, f.permissions]),
+      [
+        ["/etc/ssh/sshd_config.d/90-webstack.conf", "0644"],
+        ["/etc/docker/daemon.json", "0644"],
+        [PREPARE_SCRIPT, "0750"],
+      ],
+    );
+    const sshd = parsed.write_files[0].content;
+    for (const line of ["PasswordAuthentication no", "PermitRootLogin prohibit-password", "KbdInteractiveAuthentication no"]) {
+      assert.match(sshd, new RegExp(`^${line}$`, "m"));
+    }
+    assert.deepEqual(JSON.parse(parsed.write_files[1].content), {
+      "log-driver": "json-file",
+      "log-opts": { "max-size": "10m", "max-file": "3" },
+      "live-restore": true,
+    });
+    assert.deepEqual(parsed.runcmd[3], ["sh", "-c", "usermod -aG docker admin || true"]);
+    assert.ok(!/PRIVATE KEY|-----BEGIN/.test(doc), "no key material in user data");
+  });
+
+  test("the prepare script and the readiness command are valid sh", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-sh-"));
+    try {
+      const script = path.join(dir, "prepare");
+      fs.writeFileSync(script, parsed.write_files[2].content);
+      execFileSync("sh", ["-n", script]);
+      const command = path.join(dir, "ready");
+      fs.writeFileSync(command, readinessCommand("/dev/disk/by-id/scsi-0DO_Volume_webstack-dev-data"));
+      execFileSync("sh", ["-n", command]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the readiness command tolerates cloud-init's 'recoverable errors' exit and refuses odd device paths", () => {
+    assert.equal(
+      readinessCommand("/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc"),
+      [
+        "set -e",
+        "rc=0; cloud-init status --wait >/dev/null || rc=$?",
+        'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then cloud-init status --long >&2; exit "$rc"; fi',
+        "sudo -n /usr/local/sbin/webstack-prepare /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc",
+      ].join("\n"),
+    );
+    assert.throws(() => readinessCommand("/dev/sdf; rm -rf /"), /data device must be a \/dev path/);
+  });
+});
+
+describe("cloud hosts", () => {
+  test("firewall: HTTP(S) from anywhere, SSH and Docker TLS from admin CIDRs only", () => {
+    assert.deepEqual(inboundRules(["198.51.100.0/24"]), [
+      { port: 80, sources: ["0.0.0.0/0", "::/0"], description: "HTTP" },
+      { port: 443, sources: ["0.0.0.0/0", "::/0"], description: "HTTPS" },
+      { port: 22, sources: ["198.51.100.0/24"], description: "SSH from admin CIDRs" },
+      { port: 2376, sources: ["198.51.100.0/24"], description: "Docker API (mutual TLS) from admin CIDRs" },
+    ]);
+  });
+
+  test("cloud names, AMI architecture, EBS device paths, DOCR credentials", () => {
+    assert.equal(cloudName("webstack-PR_42.preview"), "webstack-pr-42-preview");
+    assert.equal(cloudName(`webstack-${"x".repeat(80)}`).length, 63);
+    assert.equal(amiArchitecture("t3.small"), "x86_64");
+    assert.equal(amiArchitecture("t4g.micro"), "arm64");
+    assert.equal(amiArchitecture("c6gn.large"), "arm64");
+    assert.equal(amiArchitecture("m7i.large"), "x86_64");
+    assert.equal(ebsDevicePath("vol-0abc123"), "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc123");
+    const json = JSON.stringify({ auths: { "registry.digitalocean.com": { auth: Buffer.from("u:p:w").toString("base64") } } });
+    assert.deepEqual(parseDockerAuth(json, "registry.digitalocean.com"), { username: "u", password: "p:w" });
+    assert.throws(() => parseDockerAuth("{}", "registry.digitalocean.com"), /no credentials for registry.digitalocean.com/);
+  });
+});
+
+describe("release ids", () => {
+  test("a given release is shortened to 12 characters; otherwise a content hash", () => {
+    assert.equal(releaseId("0123456789ABCDEF", "x", {}), "0123456789ab");
+    assert.equal(releaseId(undefined, "source", { a: 1 }), releaseId(undefined, "source", { a: 1 }));
+    assert.notEqual(releaseId(undefined, "source", { a: 1 }), releaseId(undefined, "source", { a: 2 }));
+    assert.notEqual(releaseId(undefined, "source", { a: 1 }), releaseId(undefined, "other", { a: 1 }));
+    assert.match(releaseId(undefined, "source", {}), /^[0-9a-f]{12}$/);
+  });
+
+  test("hashTree follows content and ignores node_modules and dist", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-tree-"));
+    try {
+      fs.mkdirSync(path.join(dir, "src"));
+      fs.writeFileSync(path.join(dir, "src", "a.ts"), "one");
+      const first = hashTree(dir);
+      fs.mkdirSync(path.join(dir, "node_modules"));
+      fs.writeFileSync(path.join(dir, "node_modules", "x.js"), "ignored");
+      fs.mkdirSync(path.join(dir, "dist"));
+      fs.writeFileSync(path.join(dir, "dist", "a.js"), "ignored");
+      assert.equal(hashTree(dir), first);
+      fs.writeFileSync(path.join(dir, "src", "a.ts"), "two");
+      assert.notEqual(hashTree(dir), first);
+      fs.writeFileSync(path.join(dir, "src", "a.ts"), "one");
+      fs.renameSync(path.join(dir, "src", "a.ts"), path.join(dir, "src", "b.ts"));
+      assert.notEqual(hashTree(dir), first, "a rename is a change");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
