@@ -115,6 +115,8 @@ export interface NginxInstance {
   /** Parsed JSON access log lines so far (nginx writes them as each request ends). */
   accessLog(): Record<string, unknown>[];
   errorLog(): string;
+  /** `nginx -s reload`: what the container's upstream watcher does when replicas change. */
+  reload(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -186,6 +188,9 @@ export async function startNginx(upstreams: string[], overrides: Partial<NginxVa
         .filter((line) => line.startsWith("{"))
         .map((line) => JSON.parse(line) as Record<string, unknown>),
     errorLog: () => stderr,
+    async reload() {
+      await run("nginx", ["-e", "stderr", "-p", `${dir}/`, "-c", configPath, "-s", "reload"]);
+    },
     async stop() {
       // SIGTERM is nginx's fast shutdown: the master stops its workers, then exits.
       if (child.exitCode === null && child.signalCode === null) {

@@ -379,3 +379,85 @@ describe("retries", () => {
     assert.ok(retried.length > 0, "some requests were retried on another replica");
   });
 });
+
+describe("reloads (what the upstream watcher does when replicas come and go)", () => {
+  // Requests started per socket, to tell a reused keep-alive connection from a fresh one (Node's
+  // req.reusedSocket misses sockets handed straight to a queued request).
+  const socketUses = new WeakMap<net.Socket, number>();
+
+  function get(port: number, agent: http.Agent | false): Promise<{ status: number }> {
+    return new Promise((resolve, reject) => {
+      let reused = false;
+      const req = http.request({ host: "127.0.0.1", port, path: "/", agent, timeout: 15_000 }, (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode ?? 0 }));
+      });
+      req.on("socket", (socket) => {
+        const uses = socketUses.get(socket) ?? 0;
+        reused = uses > 0;
+        socketUses.set(socket, uses + 1);
+      });
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", (error) => reject(Object.assign(error, { reused })));
+      req.end();
+    });
+  }
+
+  async function loadWithReloads(edge: NginxInstance, agent: http.Agent | false, retryReused: boolean) {
+    const total = 2000;
+    const reloadEvery = 400;
+    let issued = 0;
+    let completed = 0;
+    const reloads: Promise<void>[] = [];
+    const failures: string[] = [];
+    let retriedReused = 0;
+    const worker = async (): Promise<void> => {
+      while (issued < total) {
+        issued += 1;
+        for (let attempt = 0; ; attempt += 1) {
+          try {
+            // A retry goes out on a new connection, as browsers and curl do.
+            const res = await get(edge.port, attempt === 0 ? agent : false);
+            if (res.status !== 200) failures.push(`status ${res.status}`);
+            break;
+          } catch (error) {
+            const { message, reused } = error as Error & { reused: boolean };
+            // RFC 9112 9.3.1: a client may retry an idempotent request when a reused connection
+            // closes before any response, which is what browsers do.
+            if (retryReused && reused && attempt === 0) {
+              retriedReused += 1;
+              continue;
+            }
+            failures.push(`${message} (reused connection: ${reused}, attempt ${attempt + 1})`);
+            break;
+          }
+        }
+        completed += 1;
+        if (completed % reloadEvery === 0 && completed < total) reloads.push(edge.reload());
+      }
+    };
+    await Promise.all(Array.from({ length: 20 }, worker));
+    await Promise.all(reloads);
+    return { failures, retriedReused, reloads: reloads.length };
+  }
+
+  let edge: NginxInstance;
+  before(async () => {
+    edge = await track(await startNginx([`127.0.0.1:${replicas[0].port}`, `127.0.0.1:${replicas[2].port}`]));
+  });
+
+  it("lose no request on new connections", async () => {
+    const result = await loadWithReloads(edge, false, false);
+    assert.equal(result.reloads, 4);
+    assert.deepEqual(result.failures, []);
+  });
+
+  it("only close idle keep-alive connections, so a client that retries those loses nothing", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+    const result = await loadWithReloads(edge, agent, true);
+    agent.destroy();
+    assert.equal(result.reloads, 4);
+    assert.deepEqual(result.failures, []);
+    process.stderr.write(`keep-alive requests retried after a reload closed their connection: ${result.retriedReused}\n`);
+  });
+});
