@@ -5,7 +5,12 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, describe, it } from "node:test";
+import { renderNginxConfig } from "../../nginx/render";
+import { loopbackNginxVars, nginxPrefix, request } from "./harness";
+import { ensureDebianPackages, freePort } from "../support/services";
 
 const START_SCRIPT = join(__dirname, "../../nginx/start.sh");
 const START_CALL = "-g daemon off;";
@@ -61,16 +66,27 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
+/** Child pids of a process (nginx master: its workers, plus the watcher's shell). */
+async function childPids(pid: number): Promise<number[]> {
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, "utf8")).trim().split(/\s+/).filter(Boolean);
+  const workers: number[] = [];
+  for (const child of children) {
+    const comm = await readFile(`/proc/${child}/cmdline`, "utf8").catch(() => "");
+    if (comm.startsWith("nginx: worker process")) workers.push(Number(child));
+  }
+  return workers;
+}
+
 class Harness {
   private child: ChildProcess | null = null;
 
   constructor(readonly dir: string) {}
 
-  static async create(names: string[]): Promise<Harness> {
+  static async create(names: string[], nginxScript = FAKE_NGINX): Promise<Harness> {
     const dir = await mkdtemp(join(tmpdir(), "webstack-start-"));
     await copyFile(START_SCRIPT, join(dir, "start.sh"));
     await writeFile(join(dir, "upstream-names"), names.map((name) => `${name}\n`).join(""));
-    await writeFile(join(dir, "nginx"), FAKE_NGINX, { mode: 0o755 });
+    await writeFile(join(dir, "nginx"), nginxScript, { mode: 0o755 });
     await writeFile(join(dir, "lookup"), FAKE_LOOKUP, { mode: 0o755 });
     return new Harness(dir);
   }
@@ -146,8 +162,8 @@ class Harness {
 }
 
 const harnesses: Harness[] = [];
-async function harness(names: string[]): Promise<Harness> {
-  const created = await Harness.create(names);
+async function harness(names: string[], nginxScript?: string): Promise<Harness> {
+  const created = await Harness.create(names, nginxScript);
   harnesses.push(created);
   return created;
 }
@@ -235,5 +251,50 @@ describe("nginx/start.sh", () => {
     process.kill(h.pid, "SIGTERM");
     await waitFor("nginx to exit", async () => !h.groupAlive());
     assert.equal(await h.lookupCount(), 0);
+  });
+});
+
+describe("nginx/start.sh with the real nginx", () => {
+  it("starts nginx, reloads it when the addresses change, and serves throughout", async () => {
+    await ensureDebianPackages("nginx");
+    const upstream = http.createServer((_req, res) => res.end("ok"));
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const upstreamPort = (upstream.address() as AddressInfo).port;
+
+    const prefix = await nginxPrefix();
+    after(() => rm(prefix, { recursive: true, force: true }));
+    const port = await freePort();
+    // "localhost" is the name nginx resolves itself; the watcher sees the fake lookup's answers.
+    await writeFile(join(prefix, "nginx.conf"), renderNginxConfig(loopbackNginxVars(prefix, port, [`localhost:${upstreamPort}`])));
+    // In the container nginx finds its config at the default path; here the wrapper points it at
+    // the temporary prefix, and records each call like the fake does.
+    const wrapper = `#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_DIR/nginx-calls"
+exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
+`;
+    const h = await harness(["localhost"], wrapper);
+    await h.answer("localhost", ["127.0.0.1"]);
+    h.start();
+    await waitFor("nginx to answer", async () => (await request(port, { path: "/nginx-health" }).then((r) => r.status, () => 0)) === 200);
+    assert.equal((await request(port)).body.toString("utf8"), "ok");
+    const workersBefore = await childPids(h.pid);
+    assert.equal(workersBefore.length, 1);
+
+    await h.answer("localhost", ["127.0.0.1", "127.0.0.2"]);
+    await h.waitForCalls(2);
+    // A reload replaces the worker: proof the signal reached the nginx the script started.
+    await waitFor("a new nginx worker", async () => {
+      const workers = await childPids(h.pid);
+      return workers.length === 1 && workers[0] !== workersBefore[0];
+    });
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+    for (let i = 0; i < 5; i += 1) assert.equal((await request(port)).status, 200);
+    assert.ok(h.groupAlive());
+
+    // nginx stopping ends the watcher too.
+    process.kill(h.pid, "SIGTERM");
+    await waitFor("nginx and the watcher to exit", async () => !h.groupAlive());
   });
 });
