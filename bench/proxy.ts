@@ -4,6 +4,7 @@
 //
 //   npm run bench                       (defaults: 10 s, 32 connections, 2 threads)
 //   BENCH_DURATION=20 BENCH_CONNECTIONS=64 BENCH_THREADS=2 npm run bench
+//   BENCH_PATH=/healthz npm run bench   (no database work: shows what the proxy itself costs)
 //
 // Every request carries a unique X-Request-Id in all three cases (nginx passes a well-formed one
 // through), so the app does the same work per request whether nginx is in front or not.
@@ -29,7 +30,16 @@ const settings = {
   connections: intSetting("BENCH_CONNECTIONS", 32, 1, 10_000),
   threads: intSetting("BENCH_THREADS", 2, 1, 64),
   warmupSeconds: intSetting("BENCH_WARMUP", 3, 0, 60),
+  path: benchPath(),
 };
+
+function benchPath(): string {
+  const raw = process.env.BENCH_PATH ?? "/";
+  if (!/^\/[A-Za-z0-9._~/-]*$/.test(raw)) {
+    throw new Error(`BENCH_PATH is ${JSON.stringify(raw)}; allowed: a URL path such as "/" or "/healthz"`);
+  }
+  return raw;
+}
 
 // Runs inside wrk. Each request gets an id unique across threads and runs; done() prints one
 // JSON line so nothing depends on wrk's human-readable layout.
@@ -42,13 +52,15 @@ end
 
 local prefix
 local counter = 0
+local path
 init = function(args)
   prefix = "bench-" .. args[1] .. "-" .. thread_id .. "-"
+  path = args[2]
 end
 
 request = function()
   counter = counter + 1
-  return wrk.format("GET", "/", { ["X-Request-Id"] = prefix .. counter })
+  return wrk.format("GET", path, { ["X-Request-Id"] = prefix .. counter })
 end
 
 done = function(summary, latency, requests)
@@ -88,7 +100,7 @@ async function wrk(scriptPath: string, port: number, seconds: number): Promise<W
   const runId = `${process.pid}-${runNumber}`;
   const output = await execText(
     "wrk",
-    ["-t", String(settings.threads), "-c", String(settings.connections), "-d", `${seconds}s`, "--timeout", "5s", "-s", scriptPath, `http://127.0.0.1:${port}/`, "--", runId],
+    ["-t", String(settings.threads), "-c", String(settings.connections), "-d", `${seconds}s`, "--timeout", "5s", "-s", scriptPath, `http://127.0.0.1:${port}/`, "--", runId, settings.path],
     (seconds + 60) * 1000,
   );
   const line = output.split("\n").find((l) => l.startsWith("WRK_RESULT "));
@@ -128,7 +140,7 @@ function printTable(rows: Row[], nginxVersion: string): void {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
   const format = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
   console.log(
-    `\nGET / (counts a visit), wrk ${settings.threads} threads, ${settings.connections} connections, ` +
+    `\nGET ${settings.path}${settings.path === "/" ? " (counts a visit)" : ""}, wrk ${settings.threads} threads, ${settings.connections} connections, ` +
       `${settings.durationSeconds} s each after ${settings.warmupSeconds} s warm-up; ${nginxVersion}; ` +
       `${availableParallelism()} cores shared by wrk, nginx, the app, Postgres and Redis\n`,
   );
