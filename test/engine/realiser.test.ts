@@ -50,10 +50,10 @@ http.createServer((req, res) => {
 const DOCKERFILE = `FROM ${STANDIN_IMAGES.node}
 ARG GREETING=unset
 RUN mkdir -p /srv && echo "$GREETING" > /srv/greeting
-COPY server.js /srv/server.js
+COPY . /srv/context/
 USER node
 EXPOSE 8080
-CMD ["node", "/srv/server.js"]
+CMD ["node", "/srv/context/server.js"]
 `;
 
 const NODE_HEALTHCHECK = [
@@ -62,6 +62,73 @@ const NODE_HEALTHCHECK = [
   "-e",
   "require('http').get('http://127.0.0.1:8080/healthz', (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on('error', () => process.exit(1))",
 ];
+
+/**
+ * The program under test: the resource kinds the webstack program uses, in its shapes. A new
+ * `release` renames the web container, as a new app release does.
+ */
+function program(prefix: string, context: string, release: string): { postgres: docker.Container; web: docker.Container } {
+  const provider = new docker.Provider("local-docker", {});
+  const network = new docker.Network("net", { name: `${prefix}-net`, driver: "bridge" }, { provider });
+  const volume = new docker.Volume("pgdata", { name: `${prefix}-pgdata` }, { provider });
+  const postgresImage = new docker.RemoteImage("pg-image", { name: STANDIN_IMAGES.postgres, keepLocally: true }, { provider });
+  const password = new random.RandomPassword("pg-password", { length: 24, special: false });
+  const postgres = new docker.Container(
+    "pg",
+    {
+      name: `${prefix}-postgres`,
+      image: postgresImage.imageId,
+      envs: pulumi.secret(pulumi.interpolate`POSTGRES_PASSWORD=${password.result}`.apply((e) => [e, "POSTGRES_DB=smoke"])),
+      volumes: [{ volumeName: volume.name, containerPath: "/var/lib/postgresql/data" }],
+      networksAdvanced: [{ name: network.name, aliases: ["postgres"] }],
+      healthcheck: {
+        tests: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", "smoke"],
+        interval: "1s",
+        timeout: "3s",
+        startPeriod: "60s",
+        retries: 5,
+      },
+      restart: "unless-stopped",
+      logDriver: "json-file",
+      logOpts: { "max-size": "10m", "max-file": "3" },
+      stopSignal: "SIGINT",
+      stopTimeout: 30,
+      destroyGraceSeconds: 30,
+      labels: [{ label: "webstack.role", value: "postgres" }],
+      wait: true,
+      waitTimeout: 120,
+    },
+    { provider },
+  );
+  // Stands in for the cloud hosts' readiness command; recorded, never run.
+  const ready = new command.local.Command("ready", { create: "true" });
+  const image = new docker.Image(
+    "web-image",
+    {
+      imageName: `${prefix}-web:1`,
+      build: { context, args: { GREETING: "hello" }, builderVersion: "BuilderV1" },
+      skipPush: true,
+    },
+    { provider },
+  );
+  const web = new docker.Container(
+    `web-${release}`,
+    {
+      name: `${prefix}-web-${release}`,
+      image: image.repoDigest,
+      networksAdvanced: [{ name: network.name, aliases: ["web"] }],
+      ports: [{ internal: 8080, ip: "127.0.0.1" }],
+      uploads: [{ file: "/srv/message.txt", content: "from an upload" }],
+      healthcheck: { tests: NODE_HEALTHCHECK, interval: "1s", timeout: "3s", retries: 3 },
+      // node as PID 1 ignores SIGTERM; an init process forwards it, so stopping takes no grace period.
+      init: true,
+      wait: true,
+      waitTimeout: 60,
+    },
+    { provider, dependsOn: [ready, postgres] },
+  );
+  return { postgres, web };
+}
 
 describe("engine realiser", { timeout: 30 * 60_000 }, () => {
   const stack = `smoke-${randomBytes(3).toString("hex")}`;
@@ -84,66 +151,7 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     await fs.writeFile(path.join(contextDir, ".dockerignore"), "secret.txt\n");
     await fs.writeFile(path.join(contextDir, "secret.txt"), "must not reach the build context\n");
 
-    // The program under test: the resource kinds the webstack program uses, in its shapes.
-    const provider = new docker.Provider("local-docker", {});
-    const network = new docker.Network("net", { name: `${prefix}-net`, driver: "bridge" }, { provider });
-    const volume = new docker.Volume("pgdata", { name: `${prefix}-pgdata` }, { provider });
-    const postgresImage = new docker.RemoteImage("pg-image", { name: STANDIN_IMAGES.postgres, keepLocally: true }, { provider });
-    const password = new random.RandomPassword("pg-password", { length: 24, special: false });
-    postgres = new docker.Container(
-      "pg",
-      {
-        name: `${prefix}-postgres`,
-        image: postgresImage.imageId,
-        envs: pulumi.secret(pulumi.interpolate`POSTGRES_PASSWORD=${password.result}`.apply((e) => [e, "POSTGRES_DB=smoke"])),
-        volumes: [{ volumeName: volume.name, containerPath: "/var/lib/postgresql/data" }],
-        networksAdvanced: [{ name: network.name, aliases: ["postgres"] }],
-        healthcheck: {
-          tests: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "postgres", "-d", "smoke"],
-          interval: "1s",
-          timeout: "3s",
-          startPeriod: "60s",
-          retries: 5,
-        },
-        restart: "unless-stopped",
-        logDriver: "json-file",
-        logOpts: { "max-size": "10m", "max-file": "3" },
-        stopSignal: "SIGINT",
-        stopTimeout: 30,
-        destroyGraceSeconds: 30,
-        labels: [{ label: "webstack.role", value: "postgres" }],
-        wait: true,
-        waitTimeout: 120,
-      },
-      { provider },
-    );
-    // Stands in for the cloud hosts' readiness command; recorded, never run.
-    const ready = new command.local.Command("ready", { create: "true" });
-    const image = new docker.Image(
-      "web-image",
-      {
-        imageName: `${prefix}-web:1`,
-        build: { context: contextDir, args: { GREETING: "hello" }, builderVersion: "BuilderV1" },
-        skipPush: true,
-      },
-      { provider },
-    );
-    web = new docker.Container(
-      "web",
-      {
-        name: `${prefix}-web`,
-        image: image.repoDigest,
-        networksAdvanced: [{ name: network.name, aliases: ["web"] }],
-        ports: [{ internal: 8080, ip: "127.0.0.1" }],
-        uploads: [{ file: "/srv/message.txt", content: "from an upload" }],
-        healthcheck: { tests: NODE_HEALTHCHECK, interval: "1s", timeout: "3s", retries: 3 },
-        // node as PID 1 ignores SIGTERM; an init process forwards it, so stopping takes no grace period.
-        init: true,
-        wait: true,
-        waitTimeout: 60,
-      },
-      { provider, dependsOn: [ready, postgres] },
-    );
+    ({ postgres, web } = program(prefix, contextDir, "1"));
     await promiseOf(web.id);
     await realiser.settled();
   });
@@ -179,7 +187,7 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
   });
 
   it("builds the image with its build args and .dockerignore, and serves the uploaded file on 127.0.0.1", async () => {
-    const info = await realiser.docker.getContainer(`${prefix}-web`).inspect();
+    const info = await realiser.docker.getContainer(`${prefix}-web-1`).inspect();
     assert.equal(info.State.Health?.Status, "healthy");
     const binding = info.NetworkSettings.Ports["8080/tcp"]?.[0];
     assert.equal(binding?.HostIp, "127.0.0.1");
@@ -187,19 +195,36 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     assert.equal(ports?.[0].external, Number(binding?.HostPort));
     const response = await fetch(`http://127.0.0.1:${binding?.HostPort}/`);
     assert.equal(await response.text(), "hello from an upload");
-    const ignored = await execIn(realiser.docker.getContainer(`${prefix}-web`), ["sh", "-c", "find / -name secret.txt -not -path '/proc/*' 2>/dev/null | wc -l"]);
-    assert.deepEqual(ignored, { exitCode: 0, output: "0\n" });
+    const context = await execIn(realiser.docker.getContainer(`${prefix}-web-1`), ["ls", "-A", "/srv/context"]);
+    assert.deepEqual(context, { exitCode: 0, output: ".dockerignore\nDockerfile\nserver.js\n" });
     const built = realiser.ofType("docker:index/image:Image")[0];
     assert.match(String(built.outputs.repoDigest), /^sha256:[0-9a-f]{64}$/);
   });
 
   it("registers a container only after its dependsOn and input dependencies have completed", () => {
-    const registeredWeb = realiser.eventIndex("registered", "web");
+    const registeredWeb = realiser.eventIndex("registered", "web-1");
     assert.ok(registeredWeb > realiser.eventIndex("completed", "pg"), "web registered before pg completed");
     assert.ok(registeredWeb > realiser.eventIndex("completed", "ready"), "web registered before ready completed");
     assert.ok(registeredWeb > realiser.eventIndex("completed", "web-image"), "web registered before its image completed");
     // Independent resources are not serialised behind the slow Postgres realisation.
     assert.ok(realiser.eventIndex("registered", "web-image") < realiser.eventIndex("completed", "pg"));
+  });
+
+  it("a second evaluation keeps unchanged containers, creates the new release and deletes the old one at the end", async () => {
+    assert.ok(contextDir !== undefined);
+    const postgresBefore = await realiser.docker.getContainer(`${prefix}-postgres`).inspect();
+    realiser.beginUpdate();
+    await realiser.install();
+    const second = program(prefix, contextDir, "2");
+    await promiseOf(second.web.id);
+    await realiser.settled();
+    const postgresAfter = await realiser.docker.getContainer(`${prefix}-postgres`).inspect();
+    assert.equal(postgresAfter.Id, postgresBefore.Id);
+    assert.equal(postgresAfter.State.StartedAt, postgresBefore.State.StartedAt);
+    assert.equal((await realiser.docker.getContainer(`${prefix}-web-2`).inspect()).State.Health?.Status, "healthy");
+    assert.equal((await realiser.docker.getContainer(`${prefix}-web-1`).inspect()).State.Running, true);
+    assert.deepEqual(await realiser.finishUpdate(), [`${prefix}-web-1`]);
+    await assert.rejects(realiser.docker.getContainer(`${prefix}-web-1`).inspect(), { statusCode: 404 });
   });
 
   it("recreates the Postgres container on its volume and keeps the data", async () => {
@@ -218,7 +243,7 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
 
   it("destroy removes every container, network and volume of the stack and keeps the stand-in image", async () => {
     const summary = await realiser.destroy({ images: true });
-    assert.deepEqual(summary.containers.sort(), [`${prefix}-postgres`, `${prefix}-web`]);
+    assert.deepEqual(summary.containers.sort(), [`${prefix}-postgres`, `${prefix}-web-2`]);
     assert.deepEqual(summary.networks, [`${prefix}-net`]);
     assert.deepEqual(summary.volumes, [`${prefix}-pgdata`]);
     assert.equal(summary.images.length, 1);

@@ -33,6 +33,10 @@ export interface RecordedResource {
   id: string | undefined;
   /** True when the resource exists on the engine (docker networks, volumes, images, containers). */
   realised: boolean;
+  /** The program evaluation it was registered in (see `beginUpdate`). */
+  update: number;
+  /** True once `finishUpdate` deleted it because a later evaluation no longer registered it. */
+  deleted: boolean;
 }
 
 /** One step in the life of a registration, in the order they happened. */
@@ -67,6 +71,12 @@ export interface DestroySummary {
 }
 
 type Json = Record<string, unknown>;
+interface PortSpec {
+  internal: number;
+  external: number | undefined;
+  ip: string;
+  protocol: string;
+}
 /** Realises one resource from its plain inputs; returns the outputs the provider computes. */
 type Realise = (name: string, inputs: Json) => Promise<{ id: string; outputs: Json }>;
 
@@ -98,6 +108,9 @@ export class EngineRealiser {
   private readonly log: (line: string) => void;
   private readonly realisers: Record<string, Realise>;
   private readonly inFlight = new Set<Promise<unknown>>();
+  private currentUpdate = 0;
+  /** Hash of the plain inputs each container was created from; in memory only, as they hold secrets. */
+  private readonly appliedInputs = new Map<string, string>();
 
   constructor(args: EngineRealiserArgs) {
     this.docker = args.docker;
@@ -152,16 +165,44 @@ export class EngineRealiser {
     return this.resources.filter((r) => r.type === type);
   }
 
-  /** A recorded container by Docker name or logical name. */
-  container(name: string): RecordedResource {
-    const found = this.ofType("docker:index/container:Container").filter(
-      (r) => r.name === name || r.outputs.name === name,
+  /**
+   * Starts a new evaluation of the program, like a second `pulumi up`: containers registered
+   * again with the same inputs are kept as they are, changed ones are replaced (deleted, then
+   * created), and `finishUpdate()` deletes those the new evaluation did not register. Install the
+   * mocks again (`install()`) before evaluating the program anew.
+   */
+  beginUpdate(): number {
+    return ++this.currentUpdate;
+  }
+
+  /**
+   * Ends the current update: deletes the containers of earlier updates that this one did not
+   * register (e.g. the previous release's app replicas), each after its stop grace period, as
+   * Pulumi does at the end of an update. Returns their Docker names.
+   */
+  async finishUpdate(): Promise<string[]> {
+    const containers = this.ofType("docker:index/container:Container");
+    const current = new Set(containers.filter((r) => r.update === this.currentUpdate).map((r) => String(r.outputs.name)));
+    const stale = containers.filter((r) => r.update < this.currentUpdate && r.realised && !r.deleted && !current.has(String(r.outputs.name)));
+    await Promise.all(
+      stale.map(async (r) => {
+        await this.removeContainer(String(r.outputs.name), destroyGrace(reveal(r.inputs) as Json));
+        this.appliedInputs.delete(String(r.outputs.name));
+        r.deleted = true;
+      }),
     );
-    if (found.length !== 1) {
-      const known = this.ofType("docker:index/container:Container").map((r) => String(r.outputs.name ?? r.name));
-      throw new Error(`realiser: no single recorded container named '${name}' (known: ${known.join(", ") || "none"})`);
+    return stale.map((r) => String(r.outputs.name));
+  }
+
+  /** The latest recorded, not deleted container by Docker name or logical name. */
+  container(name: string): RecordedResource {
+    const all = this.ofType("docker:index/container:Container").filter((r) => !r.deleted);
+    const found = all.filter((r) => r.name === name || r.outputs.name === name).at(-1);
+    if (found === undefined) {
+      const known = all.map((r) => String(r.outputs.name ?? r.name));
+      throw new Error(`realiser: no recorded container named '${name}' (known: ${known.join(", ") || "none"})`);
     }
-    return found[0];
+    return found;
   }
 
   /**
@@ -171,7 +212,7 @@ export class EngineRealiser {
   async recreateContainer(name: string): Promise<Json> {
     const record = this.container(name);
     await this.removeContainer(String(record.outputs.name), destroyGrace(record.inputs));
-    const { id, outputs } = await this.realiseContainer(record.name, reveal(record.inputs) as Json);
+    const { id, outputs } = await this.realiseContainer(record.name, reveal(record.inputs) as Json, { replace: true });
     record.id = id;
     record.outputs = { ...record.inputs, ...outputs };
     return record.outputs;
@@ -242,6 +283,8 @@ export class EngineRealiser {
       outputs: {},
       id: undefined,
       realised: false,
+      update: this.currentUpdate,
+      deleted: false,
     };
     this.resources.push(record);
     this.events.push({ phase: "registered", type: args.type, name: args.name });
@@ -257,8 +300,13 @@ export class EngineRealiser {
       } else if (!record.custom) {
         record.outputs = raw;
       } else {
-        record.id = `${args.name}-id`;
-        record.outputs = { ...raw, ...plausibleOutputs(args.type, reveal(raw) as Json) };
+        // Unchanged inputs in a later evaluation keep their outputs, as Pulumi's state would
+        // (a generated password must not change between updates).
+        const previous = this.resources.find(
+          (r) => r.update < record.update && r.type === args.type && r.name === args.name && sameJson(r.inputs, raw),
+        );
+        record.id = previous?.id ?? `${args.name}-id`;
+        record.outputs = previous?.outputs ?? { ...raw, ...plausibleOutputs(args.type, reveal(raw) as Json) };
       }
       this.events.push({ phase: "completed", type: args.type, name: args.name });
       return { id: record.id, state: record.outputs };
@@ -405,7 +453,11 @@ export class EngineRealiser {
     };
   }
 
-  private async realiseContainer(logical: string, inputs: Json): Promise<{ id: string; outputs: Json }> {
+  private async realiseContainer(
+    logical: string,
+    inputs: Json,
+    options: { replace?: boolean } = {},
+  ): Promise<{ id: string; outputs: Json }> {
     for (const key of Object.keys(inputs)) {
       if (!CONTAINER_INPUTS.has(key) && !key.startsWith("__")) {
         throw new Error(
@@ -417,14 +469,20 @@ export class EngineRealiser {
     const name = optStr(inputs.name, `${logical}.name`) ?? autoName(logical);
     const spec = this.containerSpec(logical, name, inputs);
 
-    // A re-run that registers the same container again replaces it, as `pulumi up` would on a diff.
+    // A later evaluation keeps an unchanged running container and replaces a changed one,
+    // delete-before-replace like the provider.
+    const inputsHash = createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
     const existing = await this.docker
       .getContainer(name)
       .inspect()
       .catch(() => undefined);
     if (existing !== undefined) {
       this.ensureOurs("container", name, existing.Config.Labels);
+      if (options.replace !== true && this.appliedInputs.get(name) === inputsHash && existing.State.Running) {
+        return { id: existing.Id, outputs: containerOutputs(existing, name, spec.ports) };
+      }
       await this.removeContainer(existing.Id, destroyGrace(inputs));
+      this.appliedInputs.delete(name);
     }
 
     const container = await this.docker.createContainer(spec.create);
@@ -440,30 +498,9 @@ export class EngineRealiser {
         await waitHealthy(container, logical, optNum(inputs.waitTimeout, `${logical}.waitTimeout`) ?? 60);
       }
     }
+    this.appliedInputs.set(name, inputsHash);
     const state = await container.inspect();
-    const networkData = Object.entries(state.NetworkSettings.Networks).map(([networkName, n]) => ({
-      networkName,
-      ipAddress: n.IPAddress,
-      ipPrefixLength: n.IPPrefixLen,
-      gateway: n.Gateway,
-      macAddress: n.MacAddress,
-      globalIpv6Address: n.GlobalIPv6Address,
-      ipv6Gateway: n.IPv6Gateway,
-    }));
-    const ports = spec.ports.map((p) => {
-      const bound = state.NetworkSettings.Ports[`${p.internal}/${p.protocol}`]?.[0];
-      return { ...p, external: bound === undefined ? p.external : Number(bound.HostPort) };
-    });
-    return {
-      id: state.Id,
-      outputs: {
-        id: state.Id,
-        name,
-        hostname: state.Config.Hostname,
-        networkData,
-        ...(spec.ports.length > 0 ? { ports } : {}),
-      },
-    };
+    return { id: state.Id, outputs: containerOutputs(state, name, spec.ports) };
   }
 
   /** Translates the provider's container inputs into Engine API create options. */
@@ -475,7 +512,7 @@ export class EngineRealiser {
     create: Docker.ContainerCreateOptions;
     extraNetworks: { name: string; aliases: string[] }[];
     uploads: Promise<Buffer>[];
-    ports: { internal: number; external: number | undefined; ip: string; protocol: string }[];
+    ports: PortSpec[];
   } {
     const at = (key: string) => `${logical}.${key}`;
     const networks = list(inputs.networksAdvanced, at("networksAdvanced")).map((n, i) => {
@@ -595,6 +632,24 @@ export class EngineRealiser {
 }
 
 // ---- container helpers --------------------------------------------------------------------------
+
+/** The outputs the provider computes for a container, read back from the engine. */
+function containerOutputs(state: Docker.ContainerInspectInfo, name: string, ports: PortSpec[]): Json {
+  const networkData = Object.entries(state.NetworkSettings.Networks).map(([networkName, n]) => ({
+    networkName,
+    ipAddress: n.IPAddress,
+    ipPrefixLength: n.IPPrefixLen,
+    gateway: n.Gateway,
+    macAddress: n.MacAddress,
+    globalIpv6Address: n.GlobalIPv6Address,
+    ipv6Gateway: n.IPv6Gateway,
+  }));
+  const bound = ports.map((p) => {
+    const binding = state.NetworkSettings.Ports[`${p.internal}/${p.protocol}`]?.[0];
+    return { ...p, external: binding === undefined ? p.external : Number(binding.HostPort) };
+  });
+  return { id: state.Id, name, hostname: state.Config.Hostname, networkData, ...(ports.length > 0 ? { ports: bound } : {}) };
+}
 
 function destroyGrace(inputs: Json): number {
   const grace = inputs.destroyGraceSeconds ?? inputs.stopTimeout;
@@ -859,6 +914,10 @@ export function reveal(value: unknown): unknown {
     return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, reveal(v)]));
   }
   return value;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 function autoName(logical: string): string {
