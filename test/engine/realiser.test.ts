@@ -288,6 +288,19 @@ describe("engine realiser input checks", { timeout: 10 * 60_000 }, () => {
     );
   });
 
+  it("names a missing Dockerfile before building", async () => {
+    await assert.rejects(
+      async () =>
+        realiser.mocks.newResource({
+          type: "docker:index/image:Image",
+          name: "app-image",
+          inputs: { imageName: "probe:1", skipPush: true, build: { context: os.tmpdir(), dockerfile: "/nonexistent/Dockerfile" } },
+          custom: true,
+        }),
+      /Image app-image: build\.dockerfile '\/nonexistent\/Dockerfile' is not an existing file/,
+    );
+  });
+
   it("rejects a health check interval that is not a Go duration", async () => {
     await assert.rejects(container({ healthcheck: { tests: ["CMD", "true"], interval: "5 seconds" } }), /probe\.healthcheck\.interval: '5 seconds' is not a Go duration/);
   });

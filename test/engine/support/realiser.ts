@@ -415,6 +415,12 @@ export class EngineRealiser {
     }
     const context = path.resolve(optStr(build.context, `${logical}.build.context`) ?? ".");
     const dockerfile = path.resolve(optStr(build.dockerfile, `${logical}.build.dockerfile`) ?? path.join(context, "Dockerfile"));
+    for (const [setting, file, kind] of [["build.context", context, "directory"], ["build.dockerfile", dockerfile, "file"]] as const) {
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (kind === "directory" ? !stat?.isDirectory() : !stat?.isFile()) {
+        throw new Error(`Image ${logical}: ${setting} '${file}' is not an existing ${kind}`);
+      }
+    }
     const { stream, dockerfileInContext } = await packContext(context, dockerfile);
     const buildArgs = stringMap(build.args, `${logical}.build.args`);
     const target = optStr(build.target, `${logical}.build.target`);
