@@ -153,7 +153,7 @@ for (const { target, settings, cloud } of TARGETS) {
     });
 
     test("the Postgres and Redis passwords and every container's environment are Pulumi secrets", async () => {
-      const envs: { name: string; envs: pulumi.Input<string[]> | undefined }[] = [];
+      const envs: { name: string; envs: docker.ContainerArgs["envs"] }[] = [];
       const capture = (args: docker.ContainerArgs) => envs.push({ name: String(args.name), envs: args.envs });
       const { built } = await runBuild(settings, { postgres: capture, redis: capture, app: capture });
       assert.equal(await pulumi.isSecret(built.stack.postgresPassword), true);
@@ -175,7 +175,7 @@ for (const { target, settings, cloud } of TARGETS) {
           redis: capture,
           app: capture,
           nginx: capture,
-          network: (a, o) => opts.push({ name: "network", dependsOn: o.dependsOn }),
+          network: (_args, o) => opts.push({ name: "network", dependsOn: o.dependsOn }),
           volume: (a, o) => opts.push({ name: String(a.name), dependsOn: o.dependsOn }),
         });
         const [ready] = built.host.ready;
