@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import Redis from "ioredis";
 import { Client } from "pg";
-import { startPostgres, startRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
+import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
 import { CounterStore } from "../src/counter-store";
 import { call, startApp, testConfig, type RunningApp } from "./helpers";
@@ -24,7 +24,7 @@ describe("visit counter", () => {
   };
 
   before(async () => {
-    [pg, redisServer] = await Promise.all([startPostgres(), startRedis()]);
+    ({ postgres: pg, redis: redisServer } = await startPostgresAndRedis());
     databaseUrl = await pg.createDatabase("counter");
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     db = new Client({ connectionString: databaseUrl });

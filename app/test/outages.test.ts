@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import Redis from "ioredis";
 import { Client } from "pg";
-import { startPostgres, startRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
+import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
 import { call, startApp, testConfig, waitFor, type RunningApp } from "./helpers";
 
@@ -15,7 +15,7 @@ describe("outages", () => {
   const apps: RunningApp[] = [];
 
   before(async () => {
-    [pg, redisServer] = await Promise.all([startPostgres(), startRedis()]);
+    ({ postgres: pg, redis: redisServer } = await startPostgresAndRedis());
     databaseUrl = await pg.createDatabase("outages");
     // The test's own client must survive the Redis restart below.
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 });

@@ -72,7 +72,7 @@ function sleep(ms: number): Promise<void> {
 // Synchronous clean-up callbacks run on process exit: the last line of defence when a test file
 // throws before its `after` hook gets to stop a server.
 const exitCleanups = new Set<() => void>();
-process.once("exit", () => {
+function runExitCleanups(): void {
   for (const cleanup of exitCleanups) {
     try {
       cleanup();
@@ -80,7 +80,17 @@ process.once("exit", () => {
       // Nothing more can be done while the process is exiting.
     }
   }
-});
+  exitCleanups.clear();
+}
+process.once("exit", runExitCleanups);
+// A test process killed by a signal (a CI timeout, Ctrl-C) skips "exit" handlers: clean up, then
+// die from the same signal as if nobody had listened.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    runExitCleanups();
+    process.kill(process.pid, signal);
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Postgres
@@ -310,6 +320,10 @@ export async function startRedis(): Promise<RedisServer> {
     child = proc;
     proc.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
     proc.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString("utf8")));
+    // A server the test forgot to stop must not keep the test process alive: the process then
+    // exits, and the exit clean-up kills the server.
+    proc.unref();
+    for (const stream of [proc.stdout, proc.stderr]) (stream as unknown as { unref?: () => void } | null)?.unref?.();
     for (let attempt = 0; attempt < 200; attempt += 1) {
       if (proc.exitCode !== null) break;
       if (await redisPing(port, password)) return;
@@ -351,4 +365,20 @@ export async function startRedis(): Promise<RedisServer> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Starts Postgres and Redis side by side. Either both start or neither is left running, so an
+ * `after` hook never has to clean up a half-finished `before`.
+ */
+export async function startPostgresAndRedis(): Promise<{ postgres: PostgresServer; redis: RedisServer }> {
+  const [postgres, redis] = await Promise.allSettled([startPostgres(), startRedis()]);
+  if (postgres.status === "fulfilled" && redis.status === "fulfilled") {
+    return { postgres: postgres.value, redis: redis.value };
+  }
+  await Promise.allSettled([
+    postgres.status === "fulfilled" ? postgres.value.stop() : undefined,
+    redis.status === "fulfilled" ? redis.value.stop() : undefined,
+  ]);
+  throw postgres.status === "rejected" ? postgres.reason : (redis as PromiseRejectedResult).reason;
 }

@@ -1,0 +1,229 @@
+// The built artifact as a real process: `node app/dist/server.js` and `node app/dist/healthcheck.js`.
+import assert from "node:assert/strict";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { readdir, stat } from "node:fs/promises";
+import { Agent, request, type IncomingHttpHeaders } from "node:http";
+import { createConnection, type Socket } from "node:net";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "pg";
+import { freePort, startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
+import { call, waitFor } from "./helpers";
+
+const APP_DIR = path.resolve(__dirname, "..");
+const SERVER_JS = path.join(APP_DIR, "dist", "server.js");
+const HEALTHCHECK_JS = path.join(APP_DIR, "dist", "healthcheck.js");
+
+function runNode(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { env, timeout: 60_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Builds dist/ when it is missing or older than any source file. */
+async function ensureBuilt(): Promise<void> {
+  const sources = [
+    ...(await readdir(path.join(APP_DIR, "src"))).map((name) => path.join(APP_DIR, "src", name)),
+    path.join(APP_DIR, "tsconfig.json"),
+    path.join(APP_DIR, "tsconfig.build.json"),
+  ];
+  const newestSource = Math.max(...(await Promise.all(sources.map(async (file) => (await stat(file)).mtimeMs))));
+  const built = await stat(SERVER_JS).then((info) => info.mtimeMs, () => 0);
+  if (built >= newestSource) return;
+  const tsc = path.join(APP_DIR, "node_modules", "typescript", "bin", "tsc");
+  const result = await runNode([tsc, "-p", path.join(APP_DIR, "tsconfig.build.json")], process.env);
+  assert.equal(result.code, 0, `building the app failed:\n${result.stdout}${result.stderr}`);
+}
+
+interface AppProcess {
+  child: ChildProcess;
+  stdout: () => string;
+  exited: Promise<number | null>;
+}
+
+function spawnApp(env: Record<string, string>): AppProcess {
+  const child = spawn(process.execPath, [SERVER_JS], {
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
+  child.stderr?.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, stdout: () => out, exited };
+}
+
+/** Resolves "refused" when nothing accepts connections on the port any more, else "accepted". */
+function tryConnect(port: number): Promise<"refused" | "accepted"> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = createConnection({ host: "127.0.0.1", port });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve("accepted");
+    });
+    socket.once("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "ECONNREFUSED") resolve("refused");
+      else reject(error);
+    });
+  });
+}
+
+function get(
+  port: number,
+  urlPath: string,
+  agent: Agent,
+  headers: Record<string, string> = {},
+  onSocket?: (socket: Socket) => void,
+): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path: urlPath, agent, headers }, (res) => {
+      let body = "";
+      res.on("data", (chunk: Buffer) => (body += chunk.toString("utf8")));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    if (onSocket) req.once("socket", onSocket);
+    req.setTimeout(30_000, () => req.destroy(new Error(`GET ${urlPath} timed out`)));
+    req.once("error", reject);
+    req.end();
+  });
+}
+
+/** `promise`, or a rejection naming `what` after `ms`: keeps a broken shutdown from hanging the suite. */
+function bounded<T>(what: string, promise: Promise<T>, ms = 20_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up waiting for ${what} after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+describe("app process", () => {
+  let pg: PostgresServer;
+  let redisServer: RedisServer;
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    await ensureBuilt();
+    ({ postgres: pg, redis: redisServer } = await startPostgresAndRedis());
+  });
+
+  after(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await Promise.allSettled([pg?.stop(), redisServer?.stop()]);
+  });
+
+  it("exits 1 with one line naming the bad variables, without echoing a password", async () => {
+    const result = await runNode([SERVER_JS], {
+      PATH: process.env.PATH,
+      PORT: "eighty",
+      REDIS_URL: "http://:top-secret-value@redis:6379",
+    });
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, "");
+    assert.equal(
+      result.stderr,
+      "webstack-app: invalid configuration: " +
+        'PORT must be an integer from 0 to 65535, got "eighty"; ' +
+        "DATABASE_URL is required (e.g. postgres://user:password@postgres:5432/app); " +
+        "REDIS_URL must start with redis:// or rediss://, got http://:***@redis:6379/\n",
+    );
+  });
+
+  it("on SIGTERM refuses new connections, finishes the in-flight request, and exits 0", async () => {
+    const databaseUrl = await pg.createDatabase("sigterm");
+    const port = await freePort();
+    const app = spawnApp({
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisServer.url,
+      REPLICA_ID: "proc-1",
+      // Far longer than the test needs: a clean exit must not depend on the grace period running out.
+      SHUTDOWN_GRACE_MS: "30000",
+    });
+    children.push(app.child);
+    await waitFor("the app to be ready", async () =>
+      (await call(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined,
+    );
+
+    const healthy = await runNode([HEALTHCHECK_JS], { PATH: process.env.PATH, PORT: String(port) });
+    assert.equal(healthy.code, 0);
+
+    // An idle keep-alive connection must not hold up the shutdown.
+    const idleAgent = new Agent({ keepAlive: true });
+    let idleSocket: Socket | undefined;
+    const idle = await get(port, "/healthz", idleAgent, {}, (socket) => (idleSocket = socket));
+    assert.equal(idle.status, 200);
+    assert.ok(idleSocket);
+    const idleClosed = new Promise<void>((resolve) => idleSocket?.once("close", () => resolve()));
+
+    // Make one visit genuinely slow: hold the counter's row lock from the test's own connection.
+    const locker = new Client({ connectionString: databaseUrl });
+    await locker.connect();
+    const observer = new Client({ connectionString: databaseUrl });
+    await observer.connect();
+    const busyAgent = new Agent({ keepAlive: true });
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+      const inFlight = get(port, "/", busyAgent, { "x-request-id": "slow-request-1" });
+      await waitFor("the visit to wait on the row lock", async () => {
+        // Not `locker`: inside its transaction pg_stat_activity would stay one frozen snapshot.
+        const waiting = await observer.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE visit_counter%'",
+        );
+        return waiting.rows[0]?.n === "1" ? true : undefined;
+      });
+
+      assert.ok(app.child.kill("SIGTERM"));
+      assert.equal(
+        await waitFor("new connections to be refused", async () =>
+          (await tryConnect(port)) === "refused" ? ("refused" as const) : undefined,
+        ),
+        "refused",
+      );
+      await bounded("the idle keep-alive connection to be closed", idleClosed);
+      assert.equal(app.child.exitCode, null, "the process must wait for the in-flight request");
+
+      await locker.query("COMMIT");
+      const response = await bounded("the in-flight response", inFlight);
+      assert.equal(response.status, 200);
+      assert.deepEqual(JSON.parse(response.body), { count: 1, replica: "proc-1" });
+      assert.equal(response.headers["x-served-by"], "proc-1");
+      assert.equal(response.headers.connection, "close");
+    } finally {
+      await locker.end().catch(() => undefined);
+      await observer.end().catch(() => undefined);
+      idleAgent.destroy();
+      busyAgent.destroy();
+    }
+
+    assert.equal(await bounded("the process to exit", app.exited), 0);
+    const unhealthy = await runNode([HEALTHCHECK_JS], { PATH: process.env.PATH, PORT: String(port) });
+    assert.equal(unhealthy.code, 1);
+
+    const check = new Client({ connectionString: databaseUrl });
+    await check.connect();
+    try {
+      assert.equal((await check.query<{ count: string }>("SELECT count FROM visit_counter")).rows[0]?.count, "1");
+    } finally {
+      await check.end();
+    }
+
+    // Logs are JSON lines; the proxy's request id shows up as reqId.
+    const lines = app
+      .stdout()
+      .split("\n")
+      .filter((line) => line.trim() !== "");
+    const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.ok(
+      entries.some((entry) => entry.reqId === "slow-request-1" && entry.msg === "request completed"),
+      "expected an access log line with reqId slow-request-1",
+    );
+    assert.ok(!app.stdout().includes(redisServer.password), "the Redis password must not be logged");
+    assert.ok(!app.stdout().includes(pg.password), "the Postgres password must not be logged");
+  });
+});
