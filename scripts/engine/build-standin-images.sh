@@ -94,6 +94,7 @@ build_node() {
     exit 1
   fi
   context=$(mktemp -d /var/tmp/webstack-standin-node.XXXXXX)
+  trap 'rm -rf "$context"' EXIT INT TERM
   cp "$standins/node/Dockerfile" "$context/"
   cp "$(readlink -f "$node_bin")" "$context/node"
   cp -a "$npm_dir" "$context/npm"
@@ -101,14 +102,19 @@ build_node() {
   for crt in /usr/local/share/ca-certificates/*.crt; do
     if [ -f "$crt" ]; then cp "$crt" "$context/extra-ca/"; fi
   done
-  build_standin node "$prefix/node:20" "$context" || { rm -rf "$context"; exit 1; }
+  build_standin node "$prefix/node:20" "$context"
   rm -rf "$context"
+  trap - EXIT INT TERM
 }
 
 if ! docker info >/dev/null 2>&1; then
   log "no Docker engine answers at ${DOCKER_HOST:-the default socket}; run scripts/engine/ensure-docker.sh start"
   exit 1
 fi
+
+# Two test processes building at once would race on the same tags.
+exec 8>/var/lock/webstack-standin-images.lock
+flock -w 1800 8 || { log "timed out waiting for /var/lock/webstack-standin-images.lock"; exit 1; }
 
 names=${*:-postgres redis nginx node}
 build_base

@@ -42,6 +42,9 @@ recorded_pid() {
 
 start() {
   sh "$repo/scripts/ensure-debian-packages.sh" docker.io
+  # Serialised, so two test processes starting at once do not both launch a daemon.
+  exec 7>/var/lock/webstack-test-docker.lock
+  flock -w 300 7 || { echo "ensure-docker: timed out waiting for /var/lock/webstack-test-docker.lock" >&2; return 1; }
   if answers; then
     printf 'DOCKER_HOST=%s\nSTARTED=0\n' "$host"
     return 0
@@ -53,7 +56,8 @@ start() {
   mkdir -p "$data_root" "$exec_root" "$(dirname "$logfile")"
   rm -f "$pidfile"
   # setsid detaches the daemon from the caller's process group, so a test runner that kills its
-  # own group on exit does not take the engine down mid-cleanup; `stop` ends it explicitly.
+  # own group on exit does not take the engine down mid-cleanup; `stop` ends it explicitly. The
+  # daemon must not inherit the lock's descriptor, or it would hold the lock for its lifetime.
   setsid dockerd \
     --host "$host" \
     --data-root "$data_root" \
@@ -61,7 +65,7 @@ start() {
     --pidfile "$pidfile" \
     --storage-driver overlay2 \
     --log-level warn \
-    </dev/null >>"$logfile" 2>&1 &
+    </dev/null >>"$logfile" 2>&1 7>&- &
   waited=0
   until answers; do
     if [ "$waited" -ge "$start_timeout" ]; then
