@@ -109,10 +109,10 @@ export class CounterCache {
   // Log transitions, not every failed reconnect attempt.
   private reportDown(error: Error): void {
     if (this.lastReportedUp !== false) {
-      this.log.warn({ err: { message: error.message } }, "redis unavailable, serving from postgres only");
+      this.log.warn({ error: error.message }, "redis unavailable, serving from postgres only");
       this.lastReportedUp = false;
     } else {
-      this.log.debug({ err: { message: error.message } }, "redis still unavailable");
+      this.log.debug({ error: error.message }, "redis still unavailable");
     }
   }
 

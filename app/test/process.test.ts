@@ -100,6 +100,24 @@ function bounded<T>(what: string, promise: Promise<T>, ms = 20_000): Promise<T> 
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
 }
 
+/** Waits until a visit is blocked on the counter's row lock, i.e. a request is in flight. */
+async function waitForLockWaiter(databaseUrl: string): Promise<void> {
+  // A connection of its own: inside the lock holder's transaction pg_stat_activity would be one
+  // frozen snapshot.
+  const observer = new Client({ connectionString: databaseUrl });
+  await observer.connect();
+  try {
+    await waitFor("a visit waiting on the row lock", async () => {
+      const waiting = await observer.query<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE visit_counter%'",
+      );
+      return waiting.rows[0]?.n === "1" ? true : undefined;
+    });
+  } finally {
+    await observer.end();
+  }
+}
+
 describe("app process", () => {
   let pg: PostgresServer;
   let redisServer: RedisServer;
@@ -163,20 +181,12 @@ describe("app process", () => {
     // Make one visit genuinely slow: hold the counter's row lock from the test's own connection.
     const locker = new Client({ connectionString: databaseUrl });
     await locker.connect();
-    const observer = new Client({ connectionString: databaseUrl });
-    await observer.connect();
     const busyAgent = new Agent({ keepAlive: true });
     try {
       await locker.query("BEGIN");
       await locker.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
       const inFlight = get(port, "/", busyAgent, { "x-request-id": "slow-request-1" });
-      await waitFor("the visit to wait on the row lock", async () => {
-        // Not `locker`: inside its transaction pg_stat_activity would stay one frozen snapshot.
-        const waiting = await observer.query<{ n: string }>(
-          "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE visit_counter%'",
-        );
-        return waiting.rows[0]?.n === "1" ? true : undefined;
-      });
+      await waitForLockWaiter(databaseUrl);
 
       assert.ok(app.child.kill("SIGTERM"));
       assert.equal(
@@ -196,7 +206,6 @@ describe("app process", () => {
       assert.equal(response.headers.connection, "close");
     } finally {
       await locker.end().catch(() => undefined);
-      await observer.end().catch(() => undefined);
       idleAgent.destroy();
       busyAgent.destroy();
     }
@@ -225,5 +234,40 @@ describe("app process", () => {
     );
     assert.ok(!app.stdout().includes(redisServer.password), "the Redis password must not be logged");
     assert.ok(!app.stdout().includes(pg.password), "the Postgres password must not be logged");
+  });
+
+  it("cuts off a request still running when the grace period ends, and exits 1", async () => {
+    const databaseUrl = await pg.createDatabase("grace");
+    const port = await freePort();
+    const app = spawnApp({
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      DATABASE_URL: databaseUrl,
+      REDIS_URL: redisServer.url,
+      SHUTDOWN_GRACE_MS: "500",
+    });
+    children.push(app.child);
+    await waitFor("the app to be ready", async () =>
+      (await call(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined,
+    );
+    const locker = new Client({ connectionString: databaseUrl });
+    await locker.connect();
+    const agent = new Agent({ keepAlive: false });
+    try {
+      await locker.query("BEGIN");
+      await locker.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+      const stuck = get(port, "/", agent).then(
+        () => "answered",
+        (error: NodeJS.ErrnoException) => error.code ?? error.message,
+      );
+      await waitForLockWaiter(databaseUrl);
+      assert.ok(app.child.kill("SIGTERM"));
+      assert.equal(await bounded("the process to exit", app.exited), 1);
+      assert.equal(await bounded("the cut-off request to fail", stuck), "ECONNRESET");
+      assert.match(app.stdout(), /shutdown grace period over/);
+    } finally {
+      await locker.end().catch(() => undefined);
+      agent.destroy();
+    }
   });
 });
