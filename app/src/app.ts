@@ -46,6 +46,8 @@ export function buildServer(config: AppConfig): App {
     // Requests that arrive on an already open keep-alive connection during shutdown are served
     // (with `Connection: close`) rather than refused with a 503 nginx may not retry.
     return503OnClosing: false,
+    // A HEAD request must not count a visit.
+    exposeHeadRoutes: false,
     forceCloseConnections: "idle",
   });
   const log = server.log;

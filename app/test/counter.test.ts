@@ -69,6 +69,8 @@ describe("visit counter", () => {
     const ready = await call(`${baseUrl}/readyz`);
     assert.equal(ready.status, 200);
     assert.deepEqual(ready.body, { postgres: "up", redis: "up" });
+    const head = await fetch(`${baseUrl}/`, { method: "HEAD" });
+    assert.equal(head.status, 404, "HEAD / must not count a visit");
     const missing = await call(`${baseUrl}/no-such-page`);
     assert.equal(missing.status, 404);
     assert.equal(missing.headers.get("x-served-by"), "r1");
