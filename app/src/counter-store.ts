@@ -139,7 +139,7 @@ export class CounterStore {
       client.release();
       return value;
     } catch (error) {
-      // A connection in an unknown state must not go back into the pool.
+      // Roll back; a connection that cannot even do that is discarded instead of pooled.
       await client.query("ROLLBACK").then(
         () => client.release(),
         (rollbackError: Error) => client.release(rollbackError),
