@@ -686,8 +686,14 @@ function uploadArchives(logical: string, given: unknown): Promise<Buffer>[] {
   });
 }
 
+/**
+ * Waits like the provider's `wait`, but gives up early once Docker reports the container
+ * unhealthy (retries exhausted after the start period) or stopped, rather than sitting out the
+ * whole timeout.
+ */
 async function waitHealthy(container: Docker.Container, logical: string, timeoutSeconds: number): Promise<void> {
-  const deadline = Date.now() + timeoutSeconds * 1000;
+  const started = Date.now();
+  const deadline = started + timeoutSeconds * 1000;
   for (;;) {
     const state = (await container.inspect()).State;
     const health = state.Health;
@@ -697,7 +703,7 @@ async function waitHealthy(container: Docker.Container, logical: string, timeout
       const lastCheck = health?.Log?.at(-1);
       const logs = await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0));
       throw new Error(
-        `Container ${logical}: not healthy after ${timeoutSeconds}s (status ${state.Status}, health ${health?.Status ?? "none"}, exit code ${state.ExitCode}); ` +
+        `Container ${logical}: not healthy after ${Math.round((Date.now() - started) / 1000)}s of its ${timeoutSeconds}s wait (status ${state.Status}, health ${health?.Status ?? "none"}, exit code ${state.ExitCode}); ` +
           `last health check: ${lastCheck === undefined ? "none" : `exit ${lastCheck.ExitCode}: ${lastCheck.Output.trim()}`}; ` +
           `last log lines:\n${demux(logs)}`,
       );
