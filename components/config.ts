@@ -36,9 +36,9 @@ export interface WebstackConfig {
   region?: string;
   /** Droplet size slug or EC2 instance type; set for cloud targets only. */
   size?: string;
-  /** Host port nginx is published on: `httpPort` for local, 80 on cloud hosts. */
+  /** Host port nginx is published on: 8080 by default locally, 80 on cloud hosts. */
   httpPort: number;
-  /** Host address nginx is published on: 127.0.0.1 by default for local, 0.0.0.0 on cloud hosts. */
+  /** Host address nginx is published on: 127.0.0.1 by default locally, 0.0.0.0 on cloud hosts. */
   httpBindAddress: string;
   /** Release id given by CI (usually the git SHA); undefined means "derive from the app's content". */
   release?: string;
@@ -198,7 +198,6 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
 };
 
 const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
-const LOCAL_ONLY: readonly Key[] = ["httpPort", "httpBindAddress"];
 
 /** Settings that must be Pulumi secrets (`pulumi config set --secret`); their values are never echoed. */
 export const SECRET_KEYS = ["postgresPassword", "redisPassword"] as const;
@@ -253,11 +252,6 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     }
   } else if (target !== undefined) {
     problems.push(...cloudProblems(target, raw));
-    for (const key of LOCAL_ONLY) {
-      if (raw[key] !== undefined) {
-        problems.push(`${NAMESPACE}:${key} applies only to the local target (target is ${show(target)})`);
-      }
-    }
   }
 
   if (problems.length > 0 || target === undefined) throw new ConfigError(problems);
@@ -268,8 +262,8 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     replicas: (values.replicas as number | undefined) ?? 3,
     region: raw.region,
     size: cloud ? (raw.size ?? DEFAULT_SIZES[target]) : undefined,
-    httpPort: cloud ? 80 : ((values.httpPort as number | undefined) ?? 8080),
-    httpBindAddress: cloud ? "0.0.0.0" : ((values.httpBindAddress as string | undefined) ?? "127.0.0.1"),
+    httpPort: (values.httpPort as number | undefined) ?? (cloud ? 80 : 8080),
+    httpBindAddress: (values.httpBindAddress as string | undefined) ?? (cloud ? "0.0.0.0" : "127.0.0.1"),
     release: values.release as string | undefined,
     adminCidrs: (values.adminCidrs as string[] | undefined) ?? [],
     imageRegistry: (values.imageRegistry as ImageRegistry | undefined) ?? "host",

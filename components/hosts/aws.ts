@@ -16,6 +16,8 @@ export interface AwsHostArgs {
   size: string;
   /** CIDRs allowed to reach SSH and the Docker API. @example ["203.0.113.7/32"] */
   adminCidrs: string[];
+  /** Port nginx is published on, opened to everyone. @default 80 */
+  httpPort: number;
   /** Size of the EBS volume that holds Postgres data. @default 10 */
   dataVolumeGb: number;
   /** Protect the data volume from `pulumi destroy`. @default false */
@@ -65,7 +67,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
     const keyPair = new aws.ec2.KeyPair(`${name}-key`, { keyName: prefix, publicKey: sshKey.publicKeyOpenssh, tags }, inCloud);
 
-    const rules = inboundRules(args.adminCidrs);
+    const rules = inboundRules(args.adminCidrs, args.httpPort);
     const group = new aws.ec2.SecurityGroup(
       `${name}-firewall`,
       {

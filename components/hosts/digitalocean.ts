@@ -14,6 +14,8 @@ export interface DigitalOceanHostArgs {
   size: string;
   /** CIDRs allowed to reach SSH and the Docker API. @example ["203.0.113.7/32"] */
   adminCidrs: string[];
+  /** Port nginx is published on, opened to everyone. @default 80 */
+  httpPort: number;
   /** Size of the block-storage volume that holds Postgres data. @default 10 */
   dataVolumeGb: number;
   /** Protect the data volume from `pulumi destroy`. @default false */
@@ -78,7 +80,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
       {
         name: prefix,
         dropletIds: [dropletId],
-        inboundRules: inboundRules(args.adminCidrs).map((rule) => ({
+        inboundRules: inboundRules(args.adminCidrs, args.httpPort).map((rule) => ({
           protocol: "tcp",
           portRange: String(rule.port),
           sourceAddresses: rule.sources,

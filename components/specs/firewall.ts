@@ -11,10 +11,10 @@ export interface InboundRule {
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
 /** HTTP(S) from anywhere; SSH and the TLS-protected Docker API only from the admin CIDRs. */
-export function inboundRules(adminCidrs: readonly string[]): InboundRule[] {
+export function inboundRules(adminCidrs: readonly string[], httpPort = 80): InboundRule[] {
   return [
-    { port: 80, sources: ANYWHERE, description: "HTTP" },
-    { port: 443, sources: ANYWHERE, description: "HTTPS" },
+    { port: httpPort, sources: ANYWHERE, description: "HTTP" },
+    ...(httpPort === 443 ? [] : [{ port: 443, sources: ANYWHERE, description: "HTTPS" }]),
     { port: 22, sources: [...adminCidrs], description: "SSH from admin CIDRs" },
     { port: DOCKER_TLS_PORT, sources: [...adminCidrs], description: "Docker API (mutual TLS) from admin CIDRs" },
   ];

@@ -67,7 +67,7 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     message: one('webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "10.0.0.0/8")'),
   },
   { settings: { region: "nyc3" }, message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")') },
-  { settings: { ...DO, httpPort: "8080" }, message: one('webstack:httpPort applies only to the local target (target is "digitalocean")') },
+  { settings: { ...DO, httpPort: "80.5" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "80.5")') },
   {
     settings: { ...DO, imageRegistry: "cloud" },
     message: one(
@@ -148,9 +148,8 @@ describe("bad configs are rejected before any resource exists", () => {
           'webstack:region is required for target "aws": set it to an AWS region such as us-east-1',
           'webstack:size must be an EC2 instance type such as t3.small for target "aws" (got "huge")',
           'webstack:adminCidrs is required for target "aws": the CIDRs allowed to reach SSH and the Docker API, such as ["203.0.113.7/32"]',
-          'webstack:httpPort applies only to the local target (target is "aws")',
         ]);
-        assert.match(error.message, /^Invalid webstack configuration \(6 problems\):\n {2}- /);
+        assert.match(error.message, /^Invalid webstack configuration \(5 problems\):\n {2}- /);
         return true;
       },
     );
@@ -178,6 +177,12 @@ describe("defaults and good configs", () => {
       maxRequestBody: "1m",
       shutdownGraceSeconds: 10,
     });
+  });
+
+  test("a cloud host may publish nginx elsewhere than 0.0.0.0:80", () => {
+    const config = parseConfig({ ...DO, httpPort: "8443", httpBindAddress: "127.0.0.1" });
+    assert.equal(config.httpPort, 8443);
+    assert.equal(config.httpBindAddress, "127.0.0.1");
   });
 
   test("cloud targets get their default sizes, port 80 on every address, and an AWS zone", () => {

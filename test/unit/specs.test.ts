@@ -184,6 +184,10 @@ describe("cloud hosts", () => {
       { port: 22, sources: ["198.51.100.0/24"], description: "SSH from admin CIDRs" },
       { port: 2376, sources: ["198.51.100.0/24"], description: "Docker API (mutual TLS) from admin CIDRs" },
     ]);
+    assert.deepEqual(
+      inboundRules(["198.51.100.0/24"], 8080).slice(0, 2).map((r) => r.port),
+      [8080, 443],
+    );
   });
 
   test("cloud names, AMI architecture, EBS device paths, DOCR credentials", () => {
