@@ -11,7 +11,7 @@ export interface AppImageArgs {
   context: string;
   /** Content hash of the build context (see `hashTree`); it tags the image, so a change is a rebuild. */
   sourceHash: string;
-  /** Base image given to the Dockerfile as build argument NODE_IMAGE. @example "node:22.19.0-bookworm-slim" */
+  /** Base image given to the Dockerfile as build argument NODE_IMAGE. @example "node:22.20.0-bookworm-slim" */
   nodeImage: string;
   /** Local image name when no registry is used, unique per stack. @example "webstack-dev-app" */
   localName: string;

@@ -20,7 +20,7 @@ export const DEFAULT_IMAGES = {
   postgresImage: "postgres:17.6-bookworm",
   redisImage: "redis:8.2.1-bookworm",
   nginxImage: "nginx:1.28.0-bookworm",
-  nodeImage: "node:22.19.0-bookworm-slim",
+  nodeImage: "node:22.20.0-bookworm-slim",
 } as const;
 
 export const DEFAULT_SIZES: Record<Exclude<Target, "local">, string> = {
@@ -189,7 +189,7 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   postgresImage: matching(IMAGE_REF, "a Docker image reference such as postgres:17.6-bookworm"),
   redisImage: matching(IMAGE_REF, "a Docker image reference such as redis:8.2.1-bookworm"),
   nginxImage: matching(IMAGE_REF, "a Docker image reference such as nginx:1.28.0-bookworm"),
-  nodeImage: matching(IMAGE_REF, "a Docker image reference such as node:22.19.0-bookworm-slim"),
+  nodeImage: matching(IMAGE_REF, "a Docker image reference such as node:22.20.0-bookworm-slim"),
   dataVolumeGb: wholeNumber(1, 16384),
   protectData: boolean(),
   redisAof: boolean(),

@@ -282,7 +282,7 @@ describe("image registries", () => {
     const image = mocks.ofType("docker:index/image:Image")[0];
     assert.equal(image.inputs.skipPush, true);
     assert.match(String(image.inputs.imageName), /^webstack-test-app:[0-9a-f]{12}$/);
-    assert.deepEqual((image.inputs.build as Inputs).args, { NODE_IMAGE: "node:22.19.0-bookworm-slim" });
+    assert.deepEqual((image.inputs.build as Inputs).args, { NODE_IMAGE: "node:22.20.0-bookworm-slim" });
     assert.equal(mocks.ofType("docker:index/remoteImage:RemoteImage").length, 3);
   });
 });

@@ -1,0 +1,4 @@
+// target=local: the whole stack on a real engine, end to end.
+import { describeStack } from "./support/scenario";
+
+describeStack({ stack: "e2e-local", settings: { target: "local", replicas: "3" } });

@@ -1,0 +1,252 @@
+// The end-to-end scenario of the real-engine tier: the unchanged index.ts, evaluated under the
+// engine realiser's mocks, brings the whole stack up on a real Docker engine; then it is used over
+// HTTP, inspected, broken on purpose, released again, and torn down.
+import * as pulumi from "@pulumi/pulumi";
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { freePort } from "../../support/services";
+import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./engine";
+import { startLoad, visit } from "./load";
+import { EngineRealiser } from "./realiser";
+
+const INDEX = path.join(__dirname, "..", "..", "..", "index.ts");
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls `check` until it returns a value (not undefined) or `seconds` pass. */
+async function eventually<T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s${last ? ` (${String(last)})` : ""}`);
+    await sleep(500);
+  }
+}
+
+export interface Scenario {
+  /** Test stack name; Docker objects are named `webstack-<stack>-…`. */
+  stack: string;
+  /** `webstack:` settings of the target besides images, port and release. */
+  settings: Record<string, string>;
+  /** Host directory the target keeps Postgres data in, if any (a cloud host's mounted volume). */
+  dataDir?: string;
+}
+
+/** Evaluates index.ts with these settings on the realiser and waits until everything is realised. */
+async function deploy(realiser: EngineRealiser, settings: Record<string, string>): Promise<void> {
+  await realiser.install();
+  pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v])));
+  delete require.cache[require.resolve(INDEX)];
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require(INDEX);
+  await realiser.settled();
+}
+
+export function describeStack(scenario: Scenario): void {
+  const { stack } = scenario;
+  const prefix = `webstack-${stack}`;
+  let engine: Engine;
+  let realiser: EngineRealiser;
+  let port: number;
+  let settings: Record<string, string>;
+
+  const docker = () => engine.docker;
+  const inspect = (name: string) => docker().getContainer(name).inspect();
+  const replicas = () =>
+    realiser
+      .ofType("docker:index/container:Container")
+      .filter((r) => !r.deleted && String(r.outputs.name).startsWith(`${prefix}-app-`))
+      .map((r) => String(r.outputs.name))
+      .sort();
+  const stackContainers = async () =>
+    (await docker().listContainers({ all: true, filters: { label: [`webstack.stack=${stack}`] } })).map((c) =>
+      c.Names[0].replace(/^\//, ""),
+    );
+  const readCount = async () => {
+    const { status, body } = await visit(port, "/count");
+    assert.equal(status, 200, body);
+    return (JSON.parse(body) as { count: number }).count;
+  };
+  const passwords = async () => {
+    const env = [...((await inspect(`${prefix}-postgres`)).Config.Env ?? []), ...((await inspect(`${prefix}-redis`)).Config.Env ?? [])];
+    const found = env
+      .filter((e) => e.startsWith("POSTGRES_PASSWORD=") || e.startsWith("REDISCLI_AUTH="))
+      .map((e) => e.slice(e.indexOf("=") + 1));
+    assert.equal(found.length, 2);
+    return found;
+  };
+  const healthy = (name: string, seconds = 90) =>
+    eventually(`${name} healthy`, seconds, async () => ((await inspect(name)).State.Health?.Status === "healthy" ? true : undefined));
+
+  describe(`${stack}: the whole stack on a real Docker engine`, { timeout: 20 * 60_000 }, () => {
+    before(async () => {
+      engine = await startEngine();
+      await ensureStandinImages(engine);
+      realiser = new EngineRealiser({ docker: engine.docker, stack });
+      await realiser.destroy();
+      if (scenario.dataDir !== undefined) {
+        // Stands in for the cloud host's readiness command, which mounts the volume and creates this.
+        await fs.rm(scenario.dataDir, { recursive: true, force: true });
+        await fs.mkdir(scenario.dataDir, { recursive: true });
+      }
+      port = await freePort();
+      settings = {
+        ...scenario.settings,
+        httpPort: String(port),
+        httpBindAddress: "127.0.0.1",
+        release: "r1",
+        postgresImage: STANDIN_IMAGES.postgres,
+        redisImage: STANDIN_IMAGES.redis,
+        nginxImage: STANDIN_IMAGES.nginx,
+        nodeImage: STANDIN_IMAGES.node,
+      };
+      await deploy(realiser, settings);
+    });
+
+    after(async () => {
+      await realiser?.destroy();
+      if (scenario.dataDir !== undefined) await fs.rm(scenario.dataDir, { recursive: true, force: true });
+      await engine?.stop();
+    });
+
+    test("GET / through nginx counts up, and every replica serves", async () => {
+      const servedBy = new Set<string>();
+      let previous: number | undefined;
+      for (let i = 0; i < 30; i++) {
+        const { status, body, servedBy: replica } = await visit(port);
+        assert.equal(status, 200, body);
+        const { count, replica: named } = JSON.parse(body) as { count: number; replica: string };
+        if (previous !== undefined) assert.equal(count, previous + 1);
+        previous = count;
+        assert.equal(replica, named);
+        servedBy.add(named);
+      }
+      assert.deepEqual([...servedBy].sort(), replicas());
+      assert.deepEqual(replicas(), [1, 2, 3].map((i) => `${prefix}-app-r1-${i}`));
+    });
+
+    test("only nginx publishes a port; all healthy; restart policies; the app runs as non-root; no secret in labels or command lines", async () => {
+      const names = await stackContainers();
+      assert.deepEqual(
+        names.sort(),
+        [...replicas(), `${prefix}-nginx`, `${prefix}-postgres`, `${prefix}-redis`].sort(),
+      );
+      const secrets = await passwords();
+      for (const name of names) {
+        const info = await inspect(name);
+        const bindings = Object.values(info.HostConfig.PortBindings ?? {}).flat();
+        if (name === `${prefix}-nginx`) {
+          assert.deepEqual(bindings, [{ HostIp: "127.0.0.1", HostPort: String(port) }]);
+        } else {
+          assert.deepEqual(bindings, [], `${name} publishes nothing`);
+        }
+        assert.equal(info.State.Health?.Status, "healthy", `${name} healthy`);
+        assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped", `${name} restart policy`);
+        assert.equal(info.HostConfig.LogConfig?.Type, "json-file");
+        assert.deepEqual(info.HostConfig.LogConfig?.Config, { "max-file": "3", "max-size": "10m" });
+
+        const top = await docker().getContainer(name).top();
+        const commandLines = [
+          JSON.stringify(info.Config.Labels),
+          JSON.stringify(info.Config.Cmd),
+          JSON.stringify(info.Config.Entrypoint),
+          JSON.stringify(info.Args),
+          ...(top.Processes as string[][]).map((p) => p.join(" ")),
+        ];
+        for (const secret of secrets) {
+          for (const line of commandLines) assert.ok(!line.includes(secret), `${name} shows a secret in ${line.slice(0, 80)}…`);
+        }
+      }
+      for (const name of replicas()) {
+        const info = await inspect(name);
+        assert.equal(info.Config.User, "10001:10001");
+        const status = await fs.readFile(`/proc/${info.State.Pid}/status`, "utf8");
+        assert.match(status, /^Uid:\s+10001\s+10001\s+10001\s+10001$/m, `${name}'s process runs as uid 10001`);
+      }
+      const appImage = realiser.ofType("docker:index/image:Image")[0];
+      const history = await docker().getImage(String(appImage.outputs.repoDigest)).history();
+      for (const secret of secrets) assert.ok(!JSON.stringify(history).includes(secret), "no secret in an image layer");
+    });
+
+    test("data survives Postgres recreated on its volume and Redis restarted", async () => {
+      const before = await readCount();
+      assert.ok(before >= 30);
+      await realiser.recreateContainer(`${prefix}-postgres`);
+      await healthy(`${prefix}-postgres`);
+      assert.equal(await eventually("count readable after Postgres returned", 60, async () => readCount().catch(() => undefined)), before);
+      await docker().getContainer(`${prefix}-redis`).restart({ t: 10 });
+      await healthy(`${prefix}-redis`);
+      assert.equal(await readCount(), before);
+      const { body } = await visit(port);
+      assert.equal((JSON.parse(body) as { count: number }).count, before + 1);
+    });
+
+    test("under load, killing a replica and restarting Redis fail no request; the killed replica comes back by its restart policy", async (t) => {
+      const before = await readCount();
+      const victim = replicas()[0];
+      const restartsBefore = (await inspect(victim)).RestartCount;
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+      await sleep(2000);
+      // A crash, not a `docker stop`: the restart policy must bring it back.
+      process.kill((await inspect(victim)).State.Pid, "SIGKILL");
+      await eventually(`${victim} restarted`, 60, async () => {
+        const info = await inspect(victim);
+        return info.RestartCount > restartsBefore && info.State.Health?.Status === "healthy" ? true : undefined;
+      });
+      await docker().getContainer(`${prefix}-redis`).restart({ t: 10 });
+      await healthy(`${prefix}-redis`);
+      await sleep(3000);
+      const result = await load.stop();
+      t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
+      assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
+      assert.ok(result.ok > 100, `only ${result.ok} requests`);
+      // No visit lost, none counted twice.
+      assert.equal(await readCount(), before + result.ok);
+      assert.equal(new Set(result.counts).size, result.counts.length);
+      assert.deepEqual([...result.servedBy.keys()].sort(), replicas());
+    });
+
+    test("a new release replaces every replica under load with no failed request and no lost visit", async (t) => {
+      const oldReplicas = replicas();
+      const before = await readCount();
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
+      await sleep(2000);
+      realiser.beginUpdate();
+      await deploy(realiser, { ...settings, release: "r2" });
+      const removed = await realiser.finishUpdate();
+      assert.deepEqual(removed.sort(), oldReplicas);
+      await sleep(4000);
+      const result = await load.stop();
+      t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
+      assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
+      assert.ok(result.ok > 100, `only ${result.ok} requests`);
+      assert.equal(await readCount(), before + result.ok);
+      assert.equal(new Set(result.counts).size, result.counts.length);
+
+      const now = replicas();
+      assert.deepEqual(now, [1, 2, 3].map((i) => `${prefix}-app-r2-${i}`));
+      assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), now);
+      const servedAfter = new Set<string>();
+      for (let i = 0; i < 30; i++) servedAfter.add((await visit(port)).servedBy ?? "none");
+      assert.deepEqual([...servedAfter].sort(), now);
+    });
+
+    test("teardown leaves no container, network or volume of the stack", async () => {
+      await realiser.destroy();
+      const label = { label: [`webstack.stack=${stack}`] };
+      assert.deepEqual(await docker().listContainers({ all: true, filters: label }), []);
+      assert.deepEqual(await docker().listNetworks({ filters: label }), []);
+      assert.deepEqual((await docker().listVolumes({ filters: label })).Volumes ?? [], []);
+      assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
+    });
+  });
+}
+
