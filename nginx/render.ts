@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { APP_ALIAS, APP_PORT } from "../components/specs/containers";
 
 /** Everything environment-specific in the proxy's config. */
 export interface NginxVars {
@@ -57,7 +58,8 @@ export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
   return {
     listenPort: 80,
     listenAddress: null,
-    upstreams: ["app:3000"],
+    // Every app replica carries this network alias; Docker's DNS answers with all of them.
+    upstreams: [`${APP_ALIAS}:${APP_PORT}`],
     resolver: "127.0.0.11",
     clientMaxBodySize: options.clientMaxBodySize ?? "1m",
     user: "nginx",

@@ -14,7 +14,7 @@ const MAX_REQUEST_ID_LENGTH = 128;
 export interface App {
   readonly server: FastifyInstance;
   readonly config: AppConfig;
-  /** Starts listening and returns the bound port; schema set-up continues in the background. */
+  /** Waits until the database schema is ready, then starts listening; returns the bound port. */
   start(): Promise<number>;
   /** Resolves once the schema exists (after retries while Postgres is unreachable). */
   schemaReady(): Promise<void>;
@@ -162,7 +162,6 @@ export function buildServer(config: AppConfig): App {
     config,
     async start(): Promise<number> {
       cache.connect();
-      void ensureSchemaWithRetry();
       pruneTimer = setInterval(() => {
         if (!schemaIsReady) return;
         store.pruneCountedRequests(COUNTED_REQUEST_RETENTION_SECONDS).then(
@@ -171,6 +170,12 @@ export function buildServer(config: AppConfig): App {
         );
       }, PRUNE_INTERVAL_MS);
       pruneTimer.unref();
+      // Open the port only once the database is usable. nginx sends traffic to every replica
+      // the `app` alias resolves to, with no health checks of its own: a replica that listened
+      // early would answer 503 to requests a ready replica could have served. Refused
+      // connections, instead, nginx retries on another replica.
+      await ensureSchemaWithRetry();
+      if (shuttingDown) throw new Error("shut down before the database was ready");
       await server.listen({ port: config.port, host: config.host });
       const address = server.server.address();
       if (address === null || typeof address === "string") throw new Error("server is not bound to a TCP port");

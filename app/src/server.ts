@@ -40,6 +40,8 @@ async function main(): Promise<void> {
   try {
     await app.start();
   } catch (error) {
+    // A signal during start-up is a normal stop, and `stop` exits with the shutdown's verdict.
+    if (stopping) return;
     app.server.log.fatal({ err: error }, "could not start listening");
     process.exit(1);
   }

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, test, TestContext } from "node:test";
 import { freePort } from "../../support/services";
 import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./engine";
 import { startLoad, visit } from "./load";
@@ -82,6 +82,27 @@ export function describeStack(scenario: Scenario): void {
       .map((e) => e.slice(e.indexOf("=") + 1));
     assert.equal(found.length, 2);
     return found;
+  };
+  /** nginx's error-log lines and its access-log lines of failed requests, to explain a failure. */
+  const nginxTrouble = async () => {
+    const raw = (await docker().getContainer(`${prefix}-nginx`).logs({ stdout: true, stderr: true, tail: 5000 })) as Buffer;
+    return raw
+      .toString("utf8")
+      .split("\n")
+      .filter((line) => /\[(error|warn|alert|crit)\]|"status":\s*"?5\d\d|upstream-watch/.test(line))
+      .slice(-40)
+      .join("\n");
+  };
+  /** Stops a load and checks it: no failed request, no visit lost, none counted twice. */
+  const stopLoad = async (t: TestContext, load: ReturnType<typeof startLoad>, countBefore: number) => {
+    const result = await load.stop();
+    t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
+    if (result.failed > 0) t.diagnostic(`nginx said:\n${await nginxTrouble()}`);
+    assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
+    assert.ok(result.ok > 100, `only ${result.ok} requests`);
+    assert.equal(await readCount(), countBefore + result.ok);
+    assert.equal(new Set(result.counts).size, result.counts.length);
+    return result;
   };
   const healthy = (name: string, seconds = 90) =>
     eventually(`${name} healthy`, seconds, async () => ((await inspect(name)).State.Health?.Status === "healthy" ? true : undefined));
@@ -204,13 +225,7 @@ export function describeStack(scenario: Scenario): void {
       await docker().getContainer(`${prefix}-redis`).restart({ t: 10 });
       await healthy(`${prefix}-redis`);
       await sleep(3000);
-      const result = await load.stop();
-      t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
-      assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
-      assert.ok(result.ok > 100, `only ${result.ok} requests`);
-      // No visit lost, none counted twice.
-      assert.equal(await readCount(), before + result.ok);
-      assert.equal(new Set(result.counts).size, result.counts.length);
+      const result = await stopLoad(t, load, before);
       assert.deepEqual([...result.servedBy.keys()].sort(), replicas());
     });
 
@@ -224,15 +239,11 @@ export function describeStack(scenario: Scenario): void {
       const removed = await realiser.finishUpdate();
       assert.deepEqual(removed.sort(), oldReplicas);
       await sleep(4000);
-      const result = await load.stop();
-      t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
-      assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
-      assert.ok(result.ok > 100, `only ${result.ok} requests`);
-      assert.equal(await readCount(), before + result.ok);
-      assert.equal(new Set(result.counts).size, result.counts.length);
+      const result = await stopLoad(t, load, before);
 
       const now = replicas();
       assert.deepEqual(now, [1, 2, 3].map((i) => `${prefix}-app-r2-${i}`));
+      for (const name of now) assert.ok(result.servedBy.has(name), `${name} took traffic during the release`);
       assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), now);
       const servedAfter = new Set<string>();
       for (let i = 0; i < 30; i++) servedAfter.add((await visit(port)).servedBy ?? "none");
