@@ -69,7 +69,9 @@ describe("renderNginxConfig for the Docker stack", () => {
       configLines.filter((line) => line.startsWith("proxy_next_upstream ")),
       ["proxy_next_upstream error timeout;"],
     );
-    assert.ok(configLines.includes("proxy_next_upstream_tries 3;"));
+    assert.ok(configLines.includes("proxy_next_upstream_tries 0;"));
+    assert.ok(configLines.includes("proxy_next_upstream_timeout 10s;"));
+    assert.ok(configLines.includes("zone webstack_app 64k;"));
     assert.ok(configLines.includes("proxy_next_upstream_timeout 10s;"));
     assert.ok(configLines.includes("proxy_connect_timeout 1s;"));
   });
