@@ -124,7 +124,7 @@ export class WebStack extends pulumi.ComponentResource {
     const args: docker.NetworkArgs = {
       name: names.prefix,
       driver: "bridge",
-      labels: toLabels({ "webstack.stack": names.stack }),
+      labels: this.labels({ "webstack.stack": names.stack }),
     };
     const opts = this.onHost();
     this.args.transform?.network?.(args, opts);
@@ -135,7 +135,7 @@ export class WebStack extends pulumi.ComponentResource {
     const { names, protectData } = this.args;
     const args: docker.VolumeArgs = {
       name: `${names.prefix}-${role}`,
-      labels: toLabels({ "webstack.stack": names.stack, "webstack.role": role }),
+      labels: this.labels({ "webstack.stack": names.stack, "webstack.role": role }),
       // On a cloud host the data lives on block storage that outlives the VM.
       driverOpts: bindTo ? { type: "none", o: "bind", device: bindTo } : undefined,
     };
@@ -259,7 +259,7 @@ export class WebStack extends pulumi.ComponentResource {
       command: spec.command,
       user: spec.user,
       envs,
-      labels: toLabels(spec.labels),
+      labels: this.labels(spec.labels),
       networksAdvanced: [{ name: this.network.name, aliases: spec.aliases }],
       ports: spec.ports.length > 0 ? spec.ports : undefined,
       volumes:
@@ -289,12 +289,15 @@ export class WebStack extends pulumi.ComponentResource {
     return { spec, container: new docker.Container(logicalName, args, opts) };
   }
 
+  /** Docker labels from a spec's labels, plus the VM the object lives on (cloud hosts). */
+  private labels(labels: Record<string, string>): pulumi.Input<docker.types.input.ContainerLabel[]> {
+    const plain = Object.entries(labels).map(([label, value]) => ({ label, value }));
+    const { vmId } = this.args.host;
+    return vmId === undefined ? plain : vmId.apply((id) => [...plain, { label: "webstack.vm", value: id }]);
+  }
+
   /** Options of every Docker resource: on the host's engine, after the host is ready. */
   private onHost(): pulumi.CustomResourceOptions {
     return { parent: this, provider: this.args.host.provider, dependsOn: this.args.host.ready };
   }
-}
-
-function toLabels(labels: Record<string, string>): { label: string; value: string }[] {
-  return Object.entries(labels).map(([label, value]) => ({ label, value }));
 }

@@ -55,6 +55,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
   readonly publicIp: pulumi.Output<string>;
   readonly dataDir = `${DATA_MOUNT}/postgres`;
   readonly ready: pulumi.Resource[];
+  readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
 
   constructor(name: string, args: AwsHostArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -144,6 +145,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
         sshPrivateKey: sshKey.privateKeyOpenssh,
         dataDevice: volume.id.apply(ebsDevicePath),
         hostResources: [instance, group, association, attachment],
+        vmId: instance.id,
         registry: this.registry,
       },
       { parent: this },
@@ -151,6 +153,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
+    this.vmId = instance.id;
     this.publicIp = ip.publicIp;
     this.publicAddress = ip.publicIp;
     this.registerOutputs({ publicIp: this.publicIp });

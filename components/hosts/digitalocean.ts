@@ -42,6 +42,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
   readonly publicIp: pulumi.Output<string>;
   readonly dataDir = `${DATA_MOUNT}/postgres`;
   readonly ready: pulumi.Resource[];
+  readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
 
   constructor(name: string, args: DigitalOceanHostArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -115,6 +116,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
         sshPrivateKey: sshKey.privateKeyOpenssh,
         dataDevice: volume.name.apply((volumeName) => `/dev/disk/by-id/scsi-0DO_Volume_${volumeName}`),
         hostResources: [droplet, firewall, assignment, attachment],
+        vmId: droplet.id,
         registry: this.registry,
       },
       { parent: this },
@@ -122,6 +124,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
+    this.vmId = droplet.id;
     this.publicIp = ip.ipAddress;
     this.publicAddress = ip.ipAddress;
     this.registerOutputs({ publicIp: this.publicIp });

@@ -27,6 +27,11 @@ export interface DockerHost {
   dataDir?: string;
   /** What every Docker resource on this host must wait for (the readiness command on a cloud host). */
   ready: pulumi.Resource[];
+  /**
+   * The cloud VM's id; undefined for the local engine. Docker objects carry it as a label, so a
+   * replaced VM (same reserved IP, empty engine) gets the whole stack again in the same update.
+   */
+  vmId?: pulumi.Output<string>;
   /** Where the app image goes; undefined means "build it on the host's own engine, no registry". */
   registry?: ImageRegistryTarget;
 }

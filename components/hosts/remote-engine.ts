@@ -16,6 +16,8 @@ export interface RemoteEngineArgs {
   dataDevice: pulumi.Input<string>;
   /** Resources the host is not usable before (VM, IP assignment, volume attachment, firewall). */
   hostResources: pulumi.Resource[];
+  /** The VM's id: a new VM behind the same IP must be prepared again. */
+  vmId: pulumi.Input<string>;
   /** Registry the engine pulls the app image from, when images go through one. */
   registry?: ImageRegistryTarget;
 }
@@ -87,8 +89,8 @@ export class RemoteEngine extends pulumi.ComponentResource {
         create: pulumi.output(args.dataDevice).apply(readinessCommand),
         // CA cert, server cert, server key: the prepare script splits them by their PEM headers.
         stdin: pulumi.secret(pulumi.interpolate`${ca.certPem}${server.cert.certPem}${server.key.privateKeyPem}`),
-        // New material (renewal) must reach the engine: re-run when it changes.
-        triggers: [server.cert.certPem],
+        // Re-run for a new VM (same IP, blank engine) and for renewed TLS material.
+        triggers: [args.vmId, server.cert.certPem],
       },
       { parent: this, dependsOn: args.hostResources },
     );

@@ -194,6 +194,26 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.equal(mocks.named("host-engine-docker").inputs.host, `tcp://${target === "aws" ? "203.0.113.20" : "203.0.113.10"}:2376`);
       });
 
+      test("a replaced VM gets its engine prepared again and every Docker object recreated", async () => {
+        const { mocks } = await runProgram(settings);
+        const vmId = target === "aws" ? "host-instance-id" : "host-droplet-id";
+        const triggers = mocks.named("host-engine-ready").inputs.triggers as string[];
+        assert.equal(triggers.length, 2);
+        assert.equal(triggers[0], vmId);
+        assert.match(triggers[1], /BEGIN CERTIFICATE/);
+        const labelled = mocks.resources.filter((r) =>
+          ["docker:index/container:Container", "docker:index/network:Network", "docker:index/volume:Volume"].includes(r.type),
+        );
+        assert.equal(labelled.length, 6 + 1 + 2);
+        for (const r of labelled) {
+          assert.deepEqual(
+            (r.inputs.labels as Inputs[]).filter((l) => l.label === "webstack.vm"),
+            [{ label: "webstack.vm", value: vmId }],
+            `${r.name} is labelled with its VM`,
+          );
+        }
+      });
+
       test("the cloud host: firewall rules, TLS material never in user data, stable public IP output", async () => {
         const { mocks, outputs } = await runProgram(settings);
         const ip = target === "aws" ? "203.0.113.20" : "203.0.113.10";
@@ -211,6 +231,13 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.match(String(provider.inputs.caMaterial), /BEGIN CERTIFICATE/);
       });
     } else {
+      test("Docker objects on the local engine carry no VM label", async () => {
+        const { mocks } = await runProgram(settings);
+        for (const r of containers(mocks.resources)) {
+          assert.ok(!(r.inputs.labels as Inputs[]).some((l) => l.label === "webstack.vm"), r.name);
+        }
+      });
+
       test("the local host publishes on 127.0.0.1 and reports no public IP", async () => {
         const { outputs } = await runProgram({ httpPort: "18080" });
         assert.equal(outputs.url, "http://127.0.0.1:18080");
