@@ -298,7 +298,12 @@ describe("headers", () => {
     assert.equal(header(res, "x-request-id"), id);
     const replica = replicas.find((r) => r.id === header(res, "x-served-by"));
     assert.ok(replica);
-    assert.match(replica.output(), new RegExp(`"reqId":"${id}"`));
+    // The replica's log reaches us through a pipe, a moment after the response.
+    const logged = new RegExp(`"reqId":"${id}"`);
+    for (let waited = 0; !logged.test(replica.output()) && waited < 5000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.match(replica.output(), logged);
   });
 });
 
