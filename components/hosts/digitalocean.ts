@@ -29,6 +29,7 @@ export interface DigitalOceanHostArgs {
 }
 
 const SSH_USER = "root";
+const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
 /**
  * A DigitalOcean droplet running Docker: SSH key, droplet, cloud firewall, reserved IP, and a
@@ -86,11 +87,12 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
           portRange: String(rule.port),
           sourceAddresses: rule.sources,
         })),
-        outboundRules: ["tcp", "udp"].map((protocol) => ({
-          protocol,
-          portRange: "1-65535",
-          destinationAddresses: ["0.0.0.0/0", "::/0"],
-        })).concat([{ protocol: "icmp", portRange: "", destinationAddresses: ["0.0.0.0/0", "::/0"] }]),
+        // ICMP has no ports: the API wants no port range for it at all.
+        outboundRules: [
+          { protocol: "tcp", portRange: "1-65535", destinationAddresses: ANYWHERE },
+          { protocol: "udp", portRange: "1-65535", destinationAddresses: ANYWHERE },
+          { protocol: "icmp", destinationAddresses: ANYWHERE },
+        ],
       },
       inCloud,
     );

@@ -196,7 +196,7 @@ for (const { target, settings, cloud } of TARGETS) {
 
       test("a replaced VM gets its engine prepared again and every Docker object recreated", async () => {
         const { mocks } = await runProgram(settings);
-        const vmId = target === "aws" ? "host-instance-id" : "host-droplet-id";
+        const vmId = target === "aws" ? "host-instance-id" : "123456";
         const triggers = mocks.named("host-engine-ready").inputs.triggers as string[];
         assert.equal(triggers.length, 2);
         assert.equal(triggers[0], vmId);
@@ -219,6 +219,33 @@ for (const { target, settings, cloud } of TARGETS) {
         const ip = target === "aws" ? "203.0.113.20" : "203.0.113.10";
         assert.equal(outputs.publicIp, ip);
         assert.equal(outputs.url, `http://${ip}`);
+        if (target === "digitalocean") {
+          const firewall = mocks.ofType("digitalocean:index/firewall:Firewall")[0];
+          assert.deepEqual(firewall.inputs.inboundRules, [
+            { protocol: "tcp", portRange: "80", sourceAddresses: ["0.0.0.0/0", "::/0"] },
+            { protocol: "tcp", portRange: "443", sourceAddresses: ["0.0.0.0/0", "::/0"] },
+            { protocol: "tcp", portRange: "22", sourceAddresses: ["198.51.100.0/24"] },
+            { protocol: "tcp", portRange: "2376", sourceAddresses: ["198.51.100.0/24"] },
+          ]);
+          assert.deepEqual(firewall.inputs.dropletIds, [123456]);
+          assert.deepEqual(mocks.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")[0].inputs.dropletId, 123456);
+        } else {
+          const group = mocks.ofType("aws:ec2/securityGroup:SecurityGroup")[0];
+          assert.deepEqual(
+            (group.inputs.ingress as Inputs[]).map((r) => [r.fromPort, r.toPort, r.cidrBlocks, r.ipv6CidrBlocks]),
+            [
+              [80, 80, ["0.0.0.0/0"], ["::/0"]],
+              [443, 443, ["0.0.0.0/0"], ["::/0"]],
+              [22, 22, ["198.51.100.0/24"], []],
+              [2376, 2376, ["198.51.100.0/24"], []],
+            ],
+          );
+          const instance = mocks.ofType("aws:ec2/instance:Instance")[0];
+          assert.deepEqual(instance.inputs.metadataOptions, { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 });
+          assert.equal(instance.inputs.ami, "ami-0123456789abcdef0");
+          assert.equal(instance.inputs.availabilityZone, "us-east-1a");
+          assert.equal(mocks.ofType("aws:ebs/volume:Volume")[0].inputs.availabilityZone, "us-east-1a");
+        }
         const vm = mocks.resources.find((r) => r.type === "aws:ec2/instance:Instance" || r.type === "digitalocean:index/droplet:Droplet")!;
         const userData = String(vm.inputs.userData);
         assert.ok(userData.startsWith("#cloud-config\n"));

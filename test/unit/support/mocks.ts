@@ -31,7 +31,13 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       raw: args.inputs,
       order: this.resources.length,
     });
-    const id = args.type.startsWith("pulumi:providers:") ? `${args.name}-provider-id` : `${args.name}-id`;
+    // DigitalOcean droplet ids are numbers the program converts; everything else gets a readable id.
+    const id =
+      args.type === "digitalocean:index/droplet:Droplet"
+        ? "123456"
+        : args.type.startsWith("pulumi:providers:")
+          ? `${args.name}-provider-id`
+          : `${args.name}-id`;
     return { id, state: { ...args.inputs, ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }) } };
   }
 
