@@ -322,7 +322,12 @@ describe("retries", () => {
     assert.equal(get.status, 502);
     assert.equal(c.attempts(), 1);
     assert.equal(d.attempts(), 1);
-    const getLog = getProxy.accessLog().find((line) => line.uri === "/");
+    // nginx writes the access-log line just after the response.
+    let getLog = getProxy.accessLog().find((line) => line.uri === "/");
+    for (let waited = 0; getLog === undefined && waited < 5000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      getLog = getProxy.accessLog().find((line) => line.uri === "/");
+    }
     assert.ok(getLog);
     assert.match(String(getLog.upstream_addr), /^127\.0\.0\.1:\d+, 127\.0\.0\.1:\d+$/);
   });

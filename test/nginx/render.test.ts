@@ -72,7 +72,6 @@ describe("renderNginxConfig for the Docker stack", () => {
     assert.ok(configLines.includes("proxy_next_upstream_tries 0;"));
     assert.ok(configLines.includes("proxy_next_upstream_timeout 10s;"));
     assert.ok(configLines.includes("zone webstack_app 64k;"));
-    assert.ok(configLines.includes("proxy_next_upstream_timeout 10s;"));
     assert.ok(configLines.includes("proxy_connect_timeout 1s;"));
   });
 

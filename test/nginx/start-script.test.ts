@@ -2,7 +2,7 @@
 // records how it is called and a fake lookup command whose answers the test controls.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import http from "node:http";
@@ -35,6 +35,7 @@ echo "$1" >> "$FAKE_DIR/lookups"
 if [ -f "$FAKE_DIR/once-$1" ]; then
   cat "$FAKE_DIR/once-$1"
   rm -f "$FAKE_DIR/once-$1"
+  echo served >> "$FAKE_DIR/once-served-$1"
   exit 0
 fi
 cat "$FAKE_DIR/answer-$1" 2>/dev/null || exit 2
@@ -112,8 +113,15 @@ class Harness {
     return this.child.pid;
   }
 
+  /** Files the fake scripts read appear whole (write, then rename), never half written. */
+  private async put(file: string, content: string): Promise<void> {
+    const temporary = join(this.dir, `.${file}.tmp`);
+    await writeFile(temporary, content);
+    await rename(temporary, join(this.dir, file));
+  }
+
   answer(name: string, addresses: string[]): Promise<void> {
-    return writeFile(join(this.dir, `answer-${name}`), getentOutput(name, addresses));
+    return this.put(`answer-${name}`, getentOutput(name, addresses));
   }
 
   unresolvable(name: string): Promise<void> {
@@ -121,11 +129,11 @@ class Harness {
   }
 
   answerOnce(name: string, addresses: string[]): Promise<void> {
-    return writeFile(join(this.dir, `once-${name}`), getentOutput(name, addresses));
+    return this.put(`once-${name}`, getentOutput(name, addresses));
   }
 
   failNextReloads(count: number): Promise<void> {
-    return writeFile(join(this.dir, "reload-exits"), "1\n".repeat(count));
+    return this.put("reload-exits", "1\n".repeat(count));
   }
 
   nginxCalls(): Promise<string[]> {
@@ -201,7 +209,7 @@ describe("nginx/start.sh", () => {
 
     // One odd answer that is gone on the next poll does not cause a reload.
     await h.answerOnce("app", ["10.0.0.9"]);
-    await waitFor("the odd answer to be served", async () => !(await readLines(join(h.dir, "once-app"))).length);
+    await waitFor("the odd answer to be served", async () => (await readLines(join(h.dir, "once-served-app"))).length === 1);
     await h.letPolls(6);
     assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
 
