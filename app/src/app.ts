@@ -51,8 +51,8 @@ export function buildServer(config: AppConfig): App {
     forceCloseConnections: "idle",
   });
   const log = server.log;
-  const store = new CounterStore(config.databaseUrl);
-  const cache = new CounterCache(config.redisUrl, log);
+  const store = new CounterStore(config.databaseUrl, { statementTimeoutMs: config.statementTimeoutMs });
+  const cache = new CounterCache(config.redisUrl, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
   let shuttingDown = false;
   let schemaIsReady = false;
   let schemaTask: Promise<void> | undefined;

@@ -15,6 +15,10 @@ export interface AppConfig {
   replicaId: string;
   /** How long in-flight requests may run after SIGTERM before the process gives up on them. */
   shutdownGraceMs: number;
+  /** Upper bound for one database statement, so a request never waits forever on a lock. */
+  statementTimeoutMs: number;
+  /** Upper bound for one Redis command; past it the request falls back to Postgres. */
+  redisCommandTimeoutMs: number;
   logLevel: LogLevel;
 }
 
@@ -106,6 +110,21 @@ export function loadConfig(env: Env = process.env): AppConfig {
 
   const shutdownGraceMs = parseInteger("SHUTDOWN_GRACE_MS", env.SHUTDOWN_GRACE_MS ?? "10000", 0, 600_000, problems);
 
+  const statementTimeoutMs = parseInteger(
+    "STATEMENT_TIMEOUT_MS",
+    env.STATEMENT_TIMEOUT_MS ?? "5000",
+    1,
+    600_000,
+    problems,
+  );
+  const redisCommandTimeoutMs = parseInteger(
+    "REDIS_COMMAND_TIMEOUT_MS",
+    env.REDIS_COMMAND_TIMEOUT_MS ?? "500",
+    1,
+    60_000,
+    problems,
+  );
+
   const logLevel = env.LOG_LEVEL ?? "info";
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
@@ -116,7 +135,9 @@ export function loadConfig(env: Env = process.env): AppConfig {
     port === undefined ||
     databaseUrl === undefined ||
     redisUrl === undefined ||
-    shutdownGraceMs === undefined
+    shutdownGraceMs === undefined ||
+    statementTimeoutMs === undefined ||
+    redisCommandTimeoutMs === undefined
   ) {
     throw new ConfigError(problems);
   }
@@ -127,6 +148,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     redisUrl,
     replicaId,
     shutdownGraceMs,
+    statementTimeoutMs,
+    redisCommandTimeoutMs,
     logLevel: logLevel as LogLevel,
   };
 }

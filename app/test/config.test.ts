@@ -27,6 +27,8 @@ describe("loadConfig", () => {
       redisUrl: valid.REDIS_URL,
       replicaId: hostname(),
       shutdownGraceMs: 10_000,
+      statementTimeoutMs: 5000,
+      redisCommandTimeoutMs: 500,
       logLevel: "info",
     });
   });
@@ -38,12 +40,16 @@ describe("loadConfig", () => {
       HOST: "127.0.0.1",
       REPLICA_ID: "app-2",
       SHUTDOWN_GRACE_MS: "2500",
+      STATEMENT_TIMEOUT_MS: "60000",
+      REDIS_COMMAND_TIMEOUT_MS: "1500",
       LOG_LEVEL: "debug",
     });
     assert.equal(config.port, 8080);
     assert.equal(config.host, "127.0.0.1");
     assert.equal(config.replicaId, "app-2");
     assert.equal(config.shutdownGraceMs, 2500);
+    assert.equal(config.statementTimeoutMs, 60_000);
+    assert.equal(config.redisCommandTimeoutMs, 1500);
     assert.equal(config.logLevel, "debug");
   });
 
@@ -59,6 +65,10 @@ describe("loadConfig", () => {
     assert.deepEqual(problemsOf({ ...valid, PORT: "70000" }), ['PORT must be an integer from 0 to 65535, got "70000"']);
     assert.deepEqual(problemsOf({ ...valid, SHUTDOWN_GRACE_MS: "-1" }), [
       'SHUTDOWN_GRACE_MS must be an integer from 0 to 600000, got "-1"',
+    ]);
+    assert.deepEqual(problemsOf({ ...valid, STATEMENT_TIMEOUT_MS: "0", REDIS_COMMAND_TIMEOUT_MS: "fast" }), [
+      'STATEMENT_TIMEOUT_MS must be an integer from 1 to 600000, got "0"',
+      'REDIS_COMMAND_TIMEOUT_MS must be an integer from 1 to 60000, got "fast"',
     ]);
   });
 

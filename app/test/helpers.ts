@@ -14,23 +14,49 @@ export function testConfig(overrides: Partial<AppConfig> & Pick<AppConfig, "data
     host: "127.0.0.1",
     replicaId: "test-replica",
     shutdownGraceMs: 5000,
+    statementTimeoutMs: 5000,
+    // A busy CI machine can stall a Redis round trip past the production limit, and a timed-out
+    // command silently falls back to Postgres, which would defeat the tests of the cache.
+    redisCommandTimeoutMs: 5000,
     logLevel: "silent",
     ...overrides,
   };
 }
 
-/** Starts an instance on a free loopback port; `waitForSchema` waits until it can count. */
-export async function startApp(config: AppConfig, options: { waitForSchema?: boolean } = {}): Promise<RunningApp> {
+export interface StartOptions {
+  /** Wait until the instance can count (default true). */
+  waitForSchema?: boolean;
+  /** Wait until `/readyz` reports Redis up, so cache tests do not race the connect (default true). */
+  waitForRedis?: boolean;
+  /**
+   * Receives the instance's shutdown as soon as it exists, before it listens: a test can then
+   * stop an instance whose start is still waiting (e.g. for Postgres) or failed an assertion.
+   */
+  track?: (stop: () => Promise<void>) => void;
+}
+
+/** Starts an instance on a free loopback port; on any failure it is shut down again before rethrowing. */
+export async function startApp(config: AppConfig, options: StartOptions = {}): Promise<RunningApp> {
   const app = buildServer(config);
-  const port = await app.start();
-  if (options.waitForSchema ?? true) await app.schemaReady();
-  return {
-    app,
-    baseUrl: `http://127.0.0.1:${port}`,
-    stop: async () => {
-      await app.shutdown();
-    },
+  const stop = async (): Promise<void> => {
+    await app.shutdown();
   };
+  options.track?.(stop);
+  try {
+    const port = await app.start();
+    const baseUrl = `http://127.0.0.1:${port}`;
+    if (options.waitForSchema ?? true) await app.schemaReady();
+    if (options.waitForRedis ?? true) {
+      await waitFor("the app to report redis up", async () =>
+        (await call(`${baseUrl}/readyz`)).body.redis === "up" ? true : undefined,
+      );
+    }
+    return { app, baseUrl, stop };
+  } catch (error) {
+    // Otherwise the Redis client keeps reconnecting and the test process never exits.
+    await app.shutdown();
+    throw error;
+  }
 }
 
 export interface JsonResponse {

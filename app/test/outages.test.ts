@@ -5,7 +5,7 @@ import Redis from "ioredis";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
-import { call, sleep, startApp, testConfig, waitFor, type RunningApp } from "./helpers";
+import { call, sleep, startApp, testConfig, waitFor, type RunningApp, type StartOptions } from "./helpers";
 
 describe("outages", () => {
   let pg: PostgresServer;
@@ -13,6 +13,7 @@ describe("outages", () => {
   let databaseUrl: string;
   let redis: Redis;
   const apps: RunningApp[] = [];
+  const cleanups: Array<() => Promise<void>> = [];
 
   before(async () => {
     ({ postgres: pg, redis: redisServer } = await startPostgresAndRedis());
@@ -23,13 +24,17 @@ describe("outages", () => {
   });
 
   after(async () => {
-    await Promise.allSettled(apps.map((running) => running.stop()));
+    await Promise.allSettled(cleanups.map((cleanup) => cleanup()));
     redis?.disconnect();
     await Promise.allSettled([pg?.stop(), redisServer?.stop()]);
   });
 
-  const launch = async (options: { waitForSchema?: boolean } = {}): Promise<RunningApp> => {
-    const running = await startApp(testConfig({ databaseUrl, redisUrl: redisServer.url }), options);
+  const launch = async (options: StartOptions = {}): Promise<RunningApp> => {
+    // Tracked from the start, so `after` also stops an instance whose start never finished.
+    const running = await startApp(testConfig({ databaseUrl, redisUrl: redisServer.url }), {
+      ...options,
+      track: (stop) => cleanups.push(stop),
+    });
     apps.push(running);
     return running;
   };

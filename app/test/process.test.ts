@@ -7,7 +7,7 @@ import { createConnection, type Socket } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
-import { freePort, startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
+import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { call, waitFor } from "./helpers";
 
 const APP_DIR = path.resolve(__dirname, "..");
@@ -38,10 +38,16 @@ async function ensureBuilt(): Promise<void> {
   assert.equal(result.code, 0, `building the app failed:\n${result.stdout}${result.stderr}`);
 }
 
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 interface AppProcess {
   child: ChildProcess;
   stdout: () => string;
-  exited: Promise<number | null>;
+  /** Resolves once the process has exited and its output has been read to the end. */
+  exited: Promise<Exit>;
 }
 
 function spawnApp(env: Record<string, string>): AppProcess {
@@ -52,8 +58,24 @@ function spawnApp(env: Record<string, string>): AppProcess {
   let out = "";
   child.stdout?.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
   child.stderr?.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // "close", not "exit": at "exit" the pipes may still hold the last log lines.
+  const exited = new Promise<Exit>((resolve) => child.once("close", (code, signal) => resolve({ code, signal })));
   return { child, stdout: () => out, exited };
+}
+
+/**
+ * The app listens on PORT=0 (a port picked at bind time cannot be taken by anyone else in the
+ * meantime); its port comes from Fastify's "Server listening at http://host:port" log line.
+ */
+async function listeningPort(app: AppProcess): Promise<number> {
+  return waitFor("the app to log the port it listens on", async () => {
+    const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(app.stdout());
+    if (match) return Number(match[1]);
+    if (app.child.exitCode !== null || app.child.signalCode !== null) {
+      throw new Error(`the app exited before listening:\n${app.stdout()}`);
+    }
+    return undefined;
+  });
 }
 
 /** Resolves "refused" when nothing accepts connections on the port any more, else "accepted". */
@@ -152,17 +174,19 @@ describe("app process", () => {
 
   it("on SIGTERM refuses new connections, finishes the in-flight request, and exits 0", async () => {
     const databaseUrl = await pg.createDatabase("sigterm");
-    const port = await freePort();
     const app = spawnApp({
-      PORT: String(port),
+      PORT: "0",
       HOST: "127.0.0.1",
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisServer.url,
       REPLICA_ID: "proc-1",
       // Far longer than the test needs: a clean exit must not depend on the grace period running out.
       SHUTDOWN_GRACE_MS: "30000",
+      // The test holds the row lock for as long as it needs: no statement timeout may end it first.
+      STATEMENT_TIMEOUT_MS: "60000",
     });
     children.push(app.child);
+    const port = await listeningPort(app);
     await waitFor("the app to be ready", async () =>
       (await call(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined,
     );
@@ -210,7 +234,7 @@ describe("app process", () => {
       busyAgent.destroy();
     }
 
-    assert.equal(await bounded("the process to exit", app.exited), 0);
+    assert.deepEqual(await bounded("the process to exit", app.exited), { code: 0, signal: null });
     const unhealthy = await runNode([HEALTHCHECK_JS], { PATH: process.env.PATH, PORT: String(port) });
     assert.equal(unhealthy.code, 1);
 
@@ -238,15 +262,17 @@ describe("app process", () => {
 
   it("cuts off a request still running when the grace period ends, and exits 1", async () => {
     const databaseUrl = await pg.createDatabase("grace");
-    const port = await freePort();
     const app = spawnApp({
-      PORT: String(port),
+      PORT: "0",
       HOST: "127.0.0.1",
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisServer.url,
       SHUTDOWN_GRACE_MS: "500",
+      // The request must still be waiting on the lock when the grace period ends.
+      STATEMENT_TIMEOUT_MS: "60000",
     });
     children.push(app.child);
+    const port = await listeningPort(app);
     await waitFor("the app to be ready", async () =>
       (await call(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined,
     );
@@ -262,7 +288,7 @@ describe("app process", () => {
       );
       await waitForLockWaiter(databaseUrl);
       assert.ok(app.child.kill("SIGTERM"));
-      assert.equal(await bounded("the process to exit", app.exited), 1);
+      assert.deepEqual(await bounded("the process to exit", app.exited), { code: 1, signal: null });
       assert.equal(await bounded("the cut-off request to fail", stuck), "ECONNRESET");
       assert.match(app.stdout(), /shutdown grace period over/);
     } finally {

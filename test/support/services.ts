@@ -3,7 +3,7 @@
 // a safety net also when the test process exits, so a failing test does not leave one running.
 import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, chown, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { createConnection, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -68,6 +68,12 @@ function randomPassword(): string {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+// A server re-bound to its old port (halt/resume) can find it briefly taken, e.g. as the local
+// end of some outgoing connection: retry a bounded number of times before giving up.
+const BIND_ATTEMPTS = 20;
+const BIND_RETRY_DELAY_MS = 250;
+const ADDRESS_IN_USE = /address already in use|could not bind|EADDRINUSE/i;
 
 // Synchronous clean-up callbacks run on process exit: the last line of defence when a test file
 // throws before its `after` hook gets to stop a server.
@@ -169,10 +175,29 @@ export async function startPostgres(): Promise<PostgresServer> {
   let running = false;
   let removed = false;
 
+  const logSince = async (offset: number): Promise<string> =>
+    (await readFile(logFile).catch(() => Buffer.alloc(0))).subarray(offset).toString("utf8");
   const startServer = async (): Promise<void> => {
     const [cmd, args] = pgCtl(["-l", logFile, "-o", serverOptions, "-w", "-t", "60", "start"]);
-    await run(cmd, args);
-    running = true;
+    for (let attempt = 1; ; attempt += 1) {
+      const logOffset = (await readFile(logFile).catch(() => Buffer.alloc(0))).length;
+      // Set before starting: a start that times out may leave a server running, and stop() and
+      // the exit clean-up must still stop it (stopping a server that is not running is harmless).
+      running = true;
+      try {
+        await run(cmd, args);
+        return;
+      } catch (error) {
+        const log = await logSince(logOffset);
+        if (attempt >= BIND_ATTEMPTS || !ADDRESS_IN_USE.test(log)) {
+          throw new Error(`${(error as Error).message}\nserver log:\n${log}`);
+        }
+        // The postmaster gave up on the port and exited; make sure of it before the next try.
+        stopServerSync();
+        running = false;
+        await sleep(BIND_RETRY_DELAY_MS);
+      }
+    }
   };
   const stopServerSync = (): void => {
     const [cmd, args] = pgCtl(["-m", "immediate", "-w", "-t", "30", "stop"]);
@@ -315,6 +340,17 @@ export async function startRedis(): Promise<RedisServer> {
   let output = "";
 
   const startServer = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await startServerOnce();
+        return;
+      } catch (error) {
+        if (attempt >= BIND_ATTEMPTS || !ADDRESS_IN_USE.test(output)) throw error;
+        await sleep(BIND_RETRY_DELAY_MS);
+      }
+    }
+  };
+  const startServerOnce = async (): Promise<void> => {
     output = "";
     const proc = spawn("redis-server", [configFile], { stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
@@ -330,6 +366,21 @@ export async function startRedis(): Promise<RedisServer> {
       await sleep(50);
     }
     proc.kill("SIGKILL");
+    // Until "close" the pipes may still hold the reason it failed (e.g. the port was taken).
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 10_000);
+      timer.unref();
+      proc.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      const streamsDone = [proc.stdout, proc.stderr].every((stream) => stream === null || stream.readableEnded);
+      if (streamsDone && (proc.exitCode !== null || proc.signalCode !== null)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    if (child === proc) child = undefined;
     throw new Error(`redis-server did not become ready on port ${port}:\n${output}`);
   };
   const haltServer = async (): Promise<void> => {
