@@ -60,7 +60,7 @@ export function startLoad(port: number, options: { concurrency: number; maxSecon
   const clients = Promise.all(Array.from({ length: options.concurrency }, client));
   return {
     result,
-    /** Stops the clients and waits for the requests in flight. */
+    /** Stops the clients and waits for the requests in flight; calling it again is harmless. */
     async stop(): Promise<LoadResult> {
       stopping = true;
       await clients;
