@@ -214,7 +214,10 @@ export function renderNginxConfig(vars: NginxVars): string {
         : `    resolver ${vars.resolver} valid=5s ipv6=off;`,
     TEMP_DIR: vars.tempDir,
     CLIENT_MAX_BODY_SIZE: vars.clientMaxBodySize,
-    UPSTREAM_SERVERS: vars.upstreams.map((upstream) => `        server ${upstream} max_fails=1 fail_timeout=5s;`).join("\n"),
+    // max_fails=0: a replica that refused is not set aside. Refusals are cheap to retry, while
+    // setting replicas aside could leave none: in a release the new replicas refuse until their
+    // database is ready and the old ones refuse while they drain, moments apart.
+    UPSTREAM_SERVERS: vars.upstreams.map((upstream) => `        server ${upstream} max_fails=0;`).join("\n"),
     LISTEN: listen,
   });
 }

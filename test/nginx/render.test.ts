@@ -53,7 +53,7 @@ describe("renderNginxConfig for the Docker stack", () => {
 
   it("proxies to the app alias through a keepalive upstream", () => {
     for (const expected of [
-      "server app:3000 max_fails=1 fail_timeout=5s;",
+      "server app:3000 max_fails=0;",
       "keepalive 32;",
       "proxy_pass http://webstack_app;",
       "proxy_http_version 1.1;",
@@ -119,8 +119,8 @@ describe("renderNginxConfig for loopback tests", () => {
     assert.ok(!configLines.some((line) => line.startsWith("user ")));
     assert.ok(!configLines.some((line) => line.startsWith("resolver ")));
     assert.ok(configLines.includes("listen 127.0.0.1:18080 default_server;"));
-    assert.ok(configLines.includes("server 127.0.0.1:3001 max_fails=1 fail_timeout=5s;"));
-    assert.ok(configLines.includes("server 127.0.0.1:3002 max_fails=1 fail_timeout=5s;"));
+    assert.ok(configLines.includes("server 127.0.0.1:3001 max_fails=0;"));
+    assert.ok(configLines.includes("server 127.0.0.1:3002 max_fails=0;"));
     assert.ok(configLines.includes("client_max_body_size 64k;"));
     assert.ok(configLines.includes("access_log /tmp/x/access.log webstack_json;"));
   });
