@@ -24,7 +24,8 @@ export class LocalHost extends pulumi.ComponentResource implements DockerHost {
     super("webstack:hosts:LocalHost", name, {}, opts);
     this.provider = new docker.Provider(`${name}-docker`, {}, { parent: this });
     this.buildProvider = this.provider;
-    this.publicAddress = pulumi.output(args.bindAddress);
+    // Published on every address, the stack is still reached on loopback from this machine.
+    this.publicAddress = pulumi.output(args.bindAddress === "0.0.0.0" ? "127.0.0.1" : args.bindAddress);
     this.registerOutputs({ publicAddress: this.publicAddress });
   }
 }

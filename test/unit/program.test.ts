@@ -268,6 +268,8 @@ for (const { target, settings, cloud } of TARGETS) {
       test("the local host publishes on 127.0.0.1 and reports no public IP", async () => {
         const { outputs } = await runProgram({ httpPort: "18080" });
         assert.equal(outputs.url, "http://127.0.0.1:18080");
+        const everywhere = await runProgram({ httpBindAddress: "0.0.0.0" });
+        assert.equal(everywhere.outputs.url, "http://127.0.0.1:8080");
         assert.equal(outputs.publicIp, undefined);
       });
     }
