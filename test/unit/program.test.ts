@@ -3,7 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { isSecretValue, promiseOf, Registered, runBuild, runProgram } from "./support/mocks";
+import { isSecretValue, promiseOf, RecordingMocks, Registered, runBuild, runProgram } from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
 const ADMIN = '["198.51.100.0/24"]';
@@ -111,7 +111,8 @@ for (const { target, settings, cloud } of TARGETS) {
         .filter((p) => p.length >= 16);
       assert.equal(passwords.length, 2, "both generated passwords were found");
       for (const c of containers(mocks.resources)) {
-        const visible = JSON.stringify([c.inputs.labels, c.inputs.command, c.inputs.entrypoints, c.inputs.name, c.inputs.healthcheck]);
+        const uploadPaths = ((c.inputs.uploads as Inputs[] | undefined) ?? []).map((u) => u.file);
+        const visible = JSON.stringify([c.inputs.labels, c.inputs.command, c.inputs.entrypoints, c.inputs.name, c.inputs.healthcheck, uploadPaths]);
         for (const password of passwords) assert.ok(!visible.includes(password), `${c.name} shows a password`);
       }
       for (const password of passwords) assert.ok(!JSON.stringify(outputs).includes(password));
@@ -185,9 +186,7 @@ for (const { target, settings, cloud } of TARGETS) {
           assert.ok(Array.isArray(o.dependsOn) && o.dependsOn.includes(ready), `${o.name} depends on the readiness command`);
         }
         const readyAt = mocks.named("host-engine-ready").order;
-        const onEngine = mocks.resources.filter(
-          (r) => r.type.startsWith("docker:") && !(r.type === "docker:index/image:Image" && target === "aws"),
-        );
+        const onEngine = mocks.resources.filter((r) => r.type.startsWith("docker:"));
         assert.ok(onEngine.length >= 10);
         for (const r of onEngine) assert.ok(r.order > readyAt, `${r.name} registered after the readiness command`);
         assert.ok(mocks.named("host-engine-docker").order > readyAt, "the engine's provider is configured after it");
@@ -196,7 +195,7 @@ for (const { target, settings, cloud } of TARGETS) {
 
       test("a replaced VM gets its engine prepared again and every Docker object recreated", async () => {
         const { mocks } = await runProgram(settings);
-        const vmId = target === "aws" ? "host-instance-id" : "123456";
+        const vmId = target === "aws" ? "i-0123456789abcdef0" : "123456";
         const triggers = mocks.named("host-engine-ready").inputs.triggers as string[];
         assert.equal(triggers.length, 2);
         assert.equal(triggers[0], vmId);
@@ -211,6 +210,12 @@ for (const { target, settings, cloud } of TARGETS) {
             [{ label: "webstack.vm", value: vmId }],
             `${r.name} is labelled with its VM`,
           );
+        }
+        // Another VM behind the same IP: the readiness command and every Docker object change.
+        const other = await runProgram(settings, { mocks: new RecordingMocks({ vmId: target === "aws" ? "i-0fedcba9876543210" : "654321" }) });
+        assert.notDeepEqual(other.mocks.named("host-engine-ready").inputs.triggers, triggers);
+        for (const r of labelled) {
+          assert.notDeepEqual(other.mocks.named(r.name).inputs.labels, r.inputs.labels, `${r.name} changes with the VM`);
         }
       });
 

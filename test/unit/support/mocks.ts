@@ -21,6 +21,12 @@ const hex = (text: string, length = 64) => createHash("sha256").update(text).dig
 /** Deterministic outputs, so two evaluations of one config are comparable byte for byte. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly resources: Registered[] = [];
+  private readonly vmId: string | undefined;
+
+  /** `vmId`: the id the droplet or EC2 instance gets (default "123456" / "i-0123456789abcdef0"). */
+  constructor(options: { vmId?: string } = {}) {
+    this.vmId = options.vmId;
+  }
   readonly calls: { token: string; inputs: Record<string, unknown> }[] = [];
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
@@ -31,11 +37,14 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       raw: args.inputs,
       order: this.resources.length,
     });
-    // DigitalOcean droplet ids are numbers the program converts; everything else gets a readable id.
+    // VM ids look like the clouds' (DigitalOcean's are numbers the program converts); everything
+    // else gets a readable id.
     const id =
       args.type === "digitalocean:index/droplet:Droplet"
-        ? "123456"
-        : args.type.startsWith("pulumi:providers:")
+        ? (this.vmId ?? "123456")
+        : args.type === "aws:ec2/instance:Instance"
+          ? (this.vmId ?? "i-0123456789abcdef0")
+          : args.type.startsWith("pulumi:providers:")
           ? `${args.name}-provider-id`
           : `${args.name}-id`;
     return { id, state: { ...args.inputs, ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }) } };
@@ -128,8 +137,6 @@ function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       };
     case "aws:ec2/eip:Eip":
       return { publicIp: "203.0.113.20", allocationId: "eipalloc-0123456789abcdef0" };
-    case "aws:ebs/volume:Volume":
-      return {};
     case "aws:ecr/repository:Repository":
       return {
         registryId: "123456789012",
