@@ -36,7 +36,10 @@ export interface WebstackConfig {
   region?: string;
   /** Droplet size slug or EC2 instance type; set for cloud targets only. */
   size?: string;
-  /** Host port nginx is published on: 8080 by default locally, 80 on cloud hosts. */
+  /**
+   * Host port nginx is published on: 8080 by default locally, 80 on cloud hosts. 0 (local target
+   * only) lets Docker pick a free port, so several stacks share one engine; `url` reports it.
+   */
   httpPort: number;
   /** Host address nginx is published on: 127.0.0.1 by default locally, 0.0.0.0 on cloud hosts. */
   httpBindAddress: string;
@@ -179,7 +182,7 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   replicas: wholeNumber(1, 20),
   region: (_key, value) => value,
   size: (_key, value) => value,
-  httpPort: wholeNumber(1, 65535),
+  httpPort: wholeNumber(0, 65535),
   httpBindAddress: ipv4,
   release: matching(RELEASE, "1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"),
   adminCidrs: cidrList,
@@ -294,6 +297,11 @@ function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string
   if (size !== undefined && !(target === "digitalocean" ? DO_SIZE : AWS_INSTANCE_TYPE).test(size)) {
     const allowed = target === "digitalocean" ? "a droplet size slug such as s-1vcpu-2gb" : "an EC2 instance type such as t3.small";
     problems.push(`${NAMESPACE}:size must be ${allowed} for target ${show(target)} (got ${show(size)})`);
+  }
+  if (raw.httpPort !== undefined && /^\s*0+\s*$/.test(raw.httpPort)) {
+    problems.push(
+      `${NAMESPACE}:httpPort 0 (a port Docker picks) is for the local target only: the firewall of target ${show(target)} must open a known port, such as 80 (got ${show(raw.httpPort)})`,
+    );
   }
   if (raw.adminCidrs === undefined) {
     problems.push(

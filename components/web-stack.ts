@@ -101,11 +101,24 @@ export class WebStack extends pulumi.ComponentResource {
     this.releaseId = releaseId(args.release, args.appRevision, this.replicaTemplate());
     const replicas = this.createReplicas([postgres.container, redis.container]);
     this.replicaNames = replicas.map((r) => r.spec.containerName);
-    this.createProxy(replicas.map((r) => r.container));
+    const proxy = this.createProxy(replicas.map((r) => r.container));
 
-    const port = args.httpPort === 80 ? "" : `:${args.httpPort}`;
-    this.url = pulumi.interpolate`http://${args.host.publicAddress}${port}`;
+    this.url = pulumi.interpolate`http://${args.host.publicAddress}${this.boundPort(proxy.container)}`;
     this.registerOutputs({ url: this.url, releaseId: this.releaseId, replicaNames: this.replicaNames });
+  }
+
+  /** The URL's port part: none for 80, the configured port, or the one Docker picked for port 0. */
+  private boundPort(proxy: docker.Container): pulumi.Output<string> {
+    const { httpPort } = this.args;
+    const port =
+      httpPort !== 0
+        ? pulumi.output(httpPort)
+        : proxy.ports.apply((ports) => {
+            const bound = ports?.find((p) => p.internal === 80)?.external;
+            if (bound === undefined || bound === 0) throw new Error("nginx's container reports no host port for port 80");
+            return bound;
+          });
+    return port.apply((p) => (p === 80 ? "" : `:${p}`));
   }
 
   private password(role: "postgres" | "redis", given: pulumi.Input<string> | undefined): pulumi.Output<string> {

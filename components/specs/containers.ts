@@ -39,8 +39,8 @@ export interface ContainerSpec {
   aliases: string[];
   healthcheck: HealthcheckSpec;
   restart: "unless-stopped";
-  /** Published ports; only nginx has any. */
-  ports: { internal: number; external: number; ip: string }[];
+  /** Published ports; only nginx has any. No `external` means a free port Docker picks. */
+  ports: { internal: number; external?: number; ip: string }[];
   /** Named volumes of the stack mounted into the container, by role of the volume. */
   volumes: { volume: "postgres-data" | "redis-data"; containerPath: string }[];
   labels: Record<string, string>;
@@ -174,6 +174,7 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
 }
 
 export interface NginxSpecOptions {
+  /** Host port; 0 lets Docker pick a free one. */
   httpPort: number;
   bindAddress: string;
   command: string[];
@@ -197,7 +198,11 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
       retries: 3,
     },
     restart: "unless-stopped",
-    ports: [{ internal: 80, external: options.httpPort, ip: options.bindAddress }],
+    ports: [
+      options.httpPort === 0
+        ? { internal: 80, ip: options.bindAddress }
+        : { internal: 80, external: options.httpPort, ip: options.bindAddress },
+    ],
     volumes: [],
     labels: labels(names, "nginx", { "webstack.config-hash": options.configHash }),
     logOpts: LOG_OPTS,

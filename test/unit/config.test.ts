@@ -21,9 +21,21 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   { settings: { replicas: "three" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "three")') },
   { settings: { replicas: "-1" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "-1")') },
   { settings: { replicas: "" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "")') },
-  { settings: { httpPort: "0" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "0")') },
-  { settings: { httpPort: "65536" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "65536")') },
-  { settings: { httpPort: "http" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "http")') },
+  { settings: { httpPort: "-1" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "-1")') },
+  { settings: { httpPort: "65536" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "65536")') },
+  { settings: { httpPort: "http" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "http")') },
+  {
+    settings: { ...DO, httpPort: "0" },
+    message: one(
+      'webstack:httpPort 0 (a port Docker picks) is for the local target only: the firewall of target "digitalocean" must open a known port, such as 80 (got "0")',
+    ),
+  },
+  {
+    settings: { ...AWS, httpPort: "00" },
+    message: one(
+      'webstack:httpPort 0 (a port Docker picks) is for the local target only: the firewall of target "aws" must open a known port, such as 80 (got "00")',
+    ),
+  },
   {
     settings: { httpBindAddress: "localhost" },
     message: one('webstack:httpBindAddress must be an IPv4 address such as 127.0.0.1 (got "localhost")'),
@@ -67,7 +79,7 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     message: one('webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "10.0.0.0/8")'),
   },
   { settings: { region: "nyc3" }, message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")') },
-  { settings: { ...DO, httpPort: "80.5" }, message: one('webstack:httpPort must be a whole number from 1 to 65535 (got "80.5")') },
+  { settings: { ...DO, httpPort: "80.5" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "80.5")') },
   {
     settings: { ...DO, imageRegistry: "cloud" },
     message: one(
@@ -144,7 +156,7 @@ describe("bad configs are rejected before any resource exists", () => {
         assert.ok(error instanceof ConfigError);
         assert.deepEqual(error.problems, [
           'webstack:replicas must be a whole number from 1 to 20 (got "0")',
-          'webstack:httpPort must be a whole number from 1 to 65535 (got "x")',
+          'webstack:httpPort must be a whole number from 0 to 65535 (got "x")',
           'webstack:region is required for target "aws": set it to an AWS region such as us-east-1',
           'webstack:size must be an EC2 instance type such as t3.small for target "aws" (got "huge")',
           'webstack:adminCidrs is required for target "aws": the CIDRs allowed to reach SSH and the Docker API, such as ["203.0.113.7/32"]',
@@ -201,6 +213,7 @@ describe("defaults and good configs", () => {
     assert.equal(parseConfig({ replicas: "1" }).replicas, 1);
     assert.equal(parseConfig({ replicas: "20" }).replicas, 20);
     assert.equal(parseConfig({ httpPort: "65535" }).httpPort, 65535);
+    assert.equal(parseConfig({ httpPort: "0" }).httpPort, 0, "a configured 0 stays 0 on the local target");
     assert.equal(parseConfig({ redisAof: "false" }).redisAof, false);
     assert.equal(parseConfig({ ...AWS, size: "t4g.micro" }).size, "t4g.micro");
     assert.equal(

@@ -3,7 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { isSecretValue, promiseOf, RecordingMocks, Registered, runBuild, runProgram } from "./support/mocks";
+import { isSecretValue, MOCK_BOUND_PORT, promiseOf, RecordingMocks, Registered, runBuild, runProgram } from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
 const ADMIN = '["198.51.100.0/24"]';
@@ -276,6 +276,13 @@ for (const { target, settings, cloud } of TARGETS) {
         const everywhere = await runProgram({ httpBindAddress: "0.0.0.0" });
         assert.equal(everywhere.outputs.url, "http://127.0.0.1:8080");
         assert.equal(outputs.publicIp, undefined);
+      });
+
+      test("httpPort 0 publishes nginx without a host port, and url reports the port Docker bound", async () => {
+        const { mocks, outputs } = await runProgram({ httpPort: "0" });
+        const nginx = mocks.named("webstack-nginx");
+        assert.deepEqual(nginx.inputs.ports, [{ internal: 80, ip: "127.0.0.1" }], "no external port: Docker picks one");
+        assert.equal(outputs.url, `http://127.0.0.1:${MOCK_BOUND_PORT}`);
       });
     }
   });

@@ -96,6 +96,8 @@ describe("container specs", () => {
   test("nginx is the one container with a published port", () => {
     const spec = nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
     assert.deepEqual(spec.ports, [{ internal: 80, external: 8080, ip: "127.0.0.1" }]);
+    const anyPort = nginxSpec(names, { httpPort: 0, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
+    assert.deepEqual(anyPort.ports, [{ internal: 80, ip: "127.0.0.1" }], "port 0: no external port, Docker picks");
     assert.equal(spec.stopSignal, "SIGQUIT");
     assert.deepEqual(spec.labels, { "webstack.stack": "dev", "webstack.role": "nginx", "webstack.config-hash": "0123" });
     assert.deepEqual(spec.healthcheck.tests, ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1/nginx-health"]);

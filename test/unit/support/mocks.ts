@@ -16,6 +16,9 @@ export interface Registered {
   order: number;
 }
 
+/** The host port the mocked engine "picks" for a port published without `external`. */
+export const MOCK_BOUND_PORT = 49153;
+
 const hex = (text: string, length = 64) => createHash("sha256").update(text).digest("hex").slice(0, length);
 
 /** Deterministic outputs, so two evaluations of one config are comparable byte for byte. */
@@ -119,6 +122,11 @@ function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       return { certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${hex(name)}\n-----END CERTIFICATE REQUEST-----\n` };
     case "docker:index/image:Image":
       return { repoDigest: `sha256:${hex(name)}` };
+    case "docker:index/container:Container": {
+      // Like the provider: a port published without `external` reports the one Docker picked.
+      const ports = args.inputs.ports as { external?: number }[] | undefined;
+      return ports === undefined ? {} : { ports: ports.map((p) => ({ ...p, external: p.external ?? MOCK_BOUND_PORT })) };
+    }
     case "docker:index/remoteImage:RemoteImage":
       return { imageId: `sha256:${hex(`${name}:${String(args.inputs.name)}`)}` };
     case "command:remote:Command":
