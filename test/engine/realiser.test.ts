@@ -36,6 +36,20 @@ async function execIn(container: Docker.Container, cmd: string[]): Promise<{ exi
   return { exitCode: ExitCode ?? -1, output: Buffer.concat(parts).toString("utf8") };
 }
 
+/** Container events of the given containers since a time, as "action" and the signal of a kill. */
+async function containerEvents(docker: Docker, since: number, ids: string[]): Promise<{ id: string; action: string; signal?: string }[]> {
+  const stream = await docker.getEvents({ since, until: Math.ceil(Date.now() / 1000), filters: { type: ["container"], container: ids } });
+  const text: string[] = [];
+  for await (const chunk of stream) text.push(String(chunk));
+  return text
+    .join("")
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as { Action: string; Actor: { ID: string; Attributes: Record<string, string> } })
+    .filter((e) => ["kill", "die", "stop", "destroy"].includes(e.Action))
+    .map((e) => ({ id: e.Actor.ID, action: e.Action, ...(e.Action === "kill" ? { signal: e.Actor.Attributes.signal } : {}) }));
+}
+
 const SERVER_JS = `
 const http = require("node:http");
 const fs = require("node:fs");
@@ -241,13 +255,34 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     assert.deepEqual(read, { exitCode: 0, output: "42\n" });
   });
 
-  it("destroy removes every container, network and volume of the stack and keeps the stand-in image", async () => {
-    const summary = await realiser.destroy({ images: true });
-    assert.deepEqual(summary.containers.sort(), [`${prefix}-postgres`, `${prefix}-web-2`]);
-    assert.deepEqual(summary.networks, [`${prefix}-net`]);
-    assert.deepEqual(summary.volumes, [`${prefix}-pgdata`]);
-    assert.equal(summary.images.length, 1);
+  it("destroyStack deletes like pulumi destroy: dependents first, Postgres stopped within its grace period, a container without one killed, the built image's tag left", async () => {
+    const ids = { pg: String(realiser.container("pg").id), web: String(realiser.container("web-2").id) };
+    const since = Math.floor(Date.now() / 1000) - 1;
+    const summary = await realiser.destroyStack();
+
+    const at = (name: string) => summary.deleted.indexOf(name);
+    for (const name of ["pg", "pgdata", "net", "pg-image", "web-image", "ready", "pg-password"]) assert.ok(at(name) >= 0, `${name} deleted`);
+    assert.ok(!summary.deleted.includes("web-1"), "the old release was deleted by its update, not again");
+    for (const [dependent, dependency] of [["web-2", "pg"], ["web-2", "ready"], ["web-2", "web-image"], ["web-2", "net"], ["pg", "pgdata"], ["pg", "pg-image"], ["pg", "pg-password"], ["pg", "net"]]) {
+      assert.ok(at(dependent) < at(dependency), `${dependent} deleted before ${dependency}: ${summary.deleted.join(", ")}`);
+    }
+    assert.deepEqual(summary.removed, { containers: [`${prefix}-web-2`, `${prefix}-postgres`], networks: [`${prefix}-net`], volumes: [`${prefix}-pgdata`], images: [] });
+    assert.deepEqual(summary.kept.sort(), [`${prefix}-web:1`, STANDIN_IMAGES.postgres].sort());
     assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
+    assert.ok(realiser.resources.every((r) => !r.custom || r.deleted || r.id === undefined), "every resource of the state is marked deleted");
+
+    // The engine's own record of how each container ended.
+    const events = await containerEvents(realiser.docker, since, [ids.pg, ids.web]);
+    const of = (id: string) => events.filter((e) => e.id === id).map((e) => (e.signal === undefined ? e.action : `${e.action}:${e.signal}`));
+    assert.deepEqual(of(ids.pg), ["kill:2", "die", "stop", "destroy"], "Postgres got its stop signal (SIGINT) and stopped within its grace period");
+    assert.deepEqual(of(ids.web), ["kill:9", "die", "destroy"], "without destroyGraceSeconds the provider removes the container by force at once");
+    await realiser.docker.getImage(`${prefix}-web:1`).inspect();
+  });
+
+  it("destroy sweeps what destroyStack leaves: the built image, by its tag; the stand-in image stays", async () => {
+    const summary = await realiser.destroy({ images: true });
+    assert.deepEqual(summary, { containers: [], networks: [], volumes: [], images: [`${prefix}-web:1`] });
+    await assert.rejects(realiser.docker.getImage(`${prefix}-web:1`).inspect(), { statusCode: 404 });
     await realiser.docker.getImage(STANDIN_IMAGES.postgres).inspect();
   });
 });

@@ -62,12 +62,25 @@ export interface EngineRealiserArgs {
   log?: (line: string) => void;
 }
 
-/** What `destroy()` removed. */
+/** What `destroy()` removed, by Docker name (images by tag; an untagged image by id). */
 export interface DestroySummary {
   containers: string[];
   networks: string[];
   volumes: string[];
   images: string[];
+}
+
+/** What `destroyStack()` did. */
+export interface StackDestroySummary {
+  /** Logical names of the deleted resources, in the order they were deleted. */
+  deleted: string[];
+  /** Docker objects removed from the engine. */
+  removed: DestroySummary;
+  /**
+   * Images whose resource was deleted but which the provider leaves on the engine: an Image's tag
+   * (pulumi-docker's Image never deletes it) and a RemoteImage with `keepLocally`.
+   */
+  kept: string[];
 }
 
 type Json = Record<string, unknown>;
@@ -186,7 +199,7 @@ export class EngineRealiser {
     const stale = containers.filter((r) => r.update < this.currentUpdate && r.realised && !r.deleted && !current.has(String(r.outputs.name)));
     await Promise.all(
       stale.map(async (r) => {
-        await this.removeContainer(String(r.outputs.name), destroyGrace(reveal(r.inputs) as Json));
+        await this.deleteContainer(String(r.outputs.name), reveal(r.inputs) as Json);
         this.appliedInputs.delete(String(r.outputs.name));
         r.deleted = true;
       }),
@@ -211,7 +224,7 @@ export class EngineRealiser {
    */
   async recreateContainer(name: string): Promise<Json> {
     const record = this.container(name);
-    await this.removeContainer(String(record.outputs.name), destroyGrace(record.inputs));
+    await this.deleteContainer(String(record.outputs.name), reveal(record.inputs) as Json);
     const { id, outputs } = await this.realiseContainer(record.name, reveal(record.inputs) as Json, { replace: true });
     record.id = id;
     record.outputs = { ...record.inputs, ...outputs };
@@ -219,9 +232,41 @@ export class EngineRealiser {
   }
 
   /**
+   * Destroys the stack as `pulumi destroy` does: every resource of the recorded state (the latest
+   * registration of each, not already deleted) is deleted the way the provider deletes it, those
+   * depending on others first. A resource registers only after its dependencies completed, so
+   * reverse registration order is such an order; resources of earlier updates the last one did not
+   * register (an old release `finishUpdate` has not removed yet) depend on current ones, never the
+   * reverse, so they go first. One at a time: Pulumi deletes independent resources in parallel,
+   * which only makes it faster.
+   *
+   * What the mocks cannot see is not honoured: `protect` and `retainOnDelete` are resource options,
+   * not inputs.
+   */
+  async destroyStack(): Promise<StackDestroySummary> {
+    const latest = new Map<string, RecordedResource>();
+    for (const r of this.resources) latest.set(`${r.type}::${r.name}`, r);
+    const state = [...latest.values()].filter((r) => r.custom && !r.deleted && r.id !== undefined);
+    const position = (r: RecordedResource) => this.resources.indexOf(r);
+    const ordered = [
+      ...state.filter((r) => r.update < this.currentUpdate).sort((a, b) => position(b) - position(a)),
+      ...state.filter((r) => r.update === this.currentUpdate).sort((a, b) => position(b) - position(a)),
+    ];
+    const summary: StackDestroySummary = { deleted: [], removed: { containers: [], networks: [], volumes: [], images: [] }, kept: [] };
+    for (const record of ordered) {
+      await this.deleteResource(record, summary);
+      for (const r of this.resources) if (r.type === record.type && r.name === record.name) r.deleted = true;
+      summary.deleted.push(record.name);
+    }
+    this.appliedInputs.clear();
+    return summary;
+  }
+
+  /**
    * Removes every container, network and volume labelled with this stack (also those a crashed
    * earlier run left), and with `images: true` the images built for it. Containers go first,
-   * each stopped with its own grace period.
+   * each stopped with its own grace period. Images are untagged by name, never removed by id with
+   * force, which would also take the tags other stacks have on the same image.
    */
   async destroy(options: { images?: boolean } = {}): Promise<DestroySummary> {
     const filters = { label: [`${TEST_STACK_LABEL}=${this.stack}`] };
@@ -246,8 +291,10 @@ export class EngineRealiser {
     }
     if (options.images === true) {
       for (const image of await this.docker.listImages({ filters })) {
-        await this.docker.getImage(image.Id).remove({ force: true });
-        summary.images.push(image.Id);
+        const tags = (image.RepoTags ?? []).filter((tag) => tag !== "<none>:<none>");
+        for (const tag of tags) await this.docker.getImage(tag).remove();
+        if (tags.length === 0) await this.docker.getImage(image.Id).remove();
+        summary.images.push(...(tags.length > 0 ? tags : [image.Id]));
       }
     }
     return summary;
@@ -487,7 +534,7 @@ export class EngineRealiser {
       if (options.replace !== true && this.appliedInputs.get(name) === inputsHash && existing.State.Running) {
         return { id: existing.Id, outputs: containerOutputs(existing, name, spec.ports) };
       }
-      await this.removeContainer(existing.Id, destroyGrace(inputs));
+      await this.deleteContainer(existing.Id, inputs);
       this.appliedInputs.delete(name);
     }
 
@@ -625,13 +672,61 @@ export class EngineRealiser {
     return { create, extraNetworks: networks.slice(1), uploads: uploadArchives(logical, inputs.uploads), ports };
   }
 
-  private async removeContainer(idOrName: string, graceSeconds: number): Promise<void> {
+  /** Deletes one recorded resource the way the provider's Delete does. */
+  private async deleteResource(record: RecordedResource, summary: StackDestroySummary): Promise<void> {
+    const inputs = reveal(record.inputs) as Json;
+    const name = String(record.outputs.name ?? record.outputs.imageName ?? record.name);
+    const gone = (err: { statusCode?: number }) => {
+      if (err.statusCode !== 404) throw err;
+    };
+    switch (record.type) {
+      case "docker:index/container:Container":
+        await this.deleteContainer(name, inputs);
+        summary.removed.containers.push(name);
+        break;
+      case "docker:index/network:Network":
+        await this.docker.getNetwork(name).remove().catch(gone);
+        summary.removed.networks.push(name);
+        break;
+      case "docker:index/volume:Volume":
+        await this.docker.getVolume(name).remove().catch(gone);
+        summary.removed.volumes.push(name);
+        break;
+      case "docker:index/remoteImage:RemoteImage":
+        if (inputs.keepLocally === true) {
+          summary.kept.push(name);
+        } else {
+          await this.docker.getImage(name).remove({ force: inputs.forceRemove === true }).catch(gone);
+          summary.removed.images.push(name);
+        }
+        break;
+      case "docker:index/image:Image":
+        summary.kept.push(name);
+        break;
+      default:
+        // Recorded only: nothing of it exists on the engine.
+        break;
+    }
+  }
+
+  /** Deletes a container as the provider does, on destroy and on replacement alike. */
+  private deleteContainer(idOrName: string, inputs: Json): Promise<void> {
+    return this.removeContainer(idOrName, destroyGrace(inputs), inputs.removeVolumes !== false);
+  }
+
+  /**
+   * Stops the container first (its stop signal, then SIGKILL after `graceSeconds`) only when there
+   * is a grace period, then force-removes it, which kills whatever still runs at once.
+   */
+  private async removeContainer(idOrName: string, graceSeconds: number, removeVolumes = true): Promise<void> {
     const container = this.docker.getContainer(idOrName);
-    // 304 (already stopped) and 404 (already gone) are both fine here.
-    await container.stop({ t: graceSeconds }).catch((err: { statusCode?: number }) => {
-      if (err.statusCode !== 304 && err.statusCode !== 404) throw err;
-    });
-    await container.remove({ force: true, v: true }).catch((err: { statusCode?: number }) => {
+    if (graceSeconds > 0) {
+      // 304 (already stopped) and 404 (already gone) are both fine here.
+      await container.stop({ t: graceSeconds }).catch((err: { statusCode?: number }) => {
+        if (err.statusCode !== 304 && err.statusCode !== 404) throw err;
+      });
+    }
+    await container.remove({ force: true, v: removeVolumes }).catch((err: { statusCode?: number }) => {
       if (err.statusCode !== 404) throw err;
     });
   }
@@ -657,9 +752,13 @@ function containerOutputs(state: Docker.ContainerInspectInfo, name: string, port
   return { id: state.Id, name, hostname: state.Config.Hostname, networkData, ...(ports.length > 0 ? { ports: bound } : {}) };
 }
 
+/**
+ * Seconds the provider lets a container stop before removing it: `destroyGraceSeconds`, and none
+ * at all without it (not `stopTimeout`, not Docker's default), which means killed by the removal.
+ */
 function destroyGrace(inputs: Json): number {
-  const grace = inputs.destroyGraceSeconds ?? inputs.stopTimeout;
-  return typeof grace === "number" ? grace : 10;
+  const grace = inputs.destroyGraceSeconds;
+  return typeof grace === "number" && grace > 0 ? grace : 0;
 }
 
 /** One tar archive per upload, extracted at "/" (Docker creates missing parent directories). */
