@@ -8,15 +8,15 @@ import * as path from "node:path";
 import { after, before, describe, test, TestContext } from "node:test";
 import { freePort } from "../../support/services";
 import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./engine";
-import { startLoad, visit } from "./load";
+import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser } from "./realiser";
 
 const INDEX = path.join(__dirname, "..", "..", "..", "index.ts");
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls `check` until it returns a value (not undefined) or `seconds` pass. */
-async function eventually<T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> {
+export async function eventually<T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + seconds * 1000;
   let last: unknown;
   for (;;) {
@@ -40,16 +40,87 @@ export interface Scenario {
   dataDir?: string;
 }
 
-/** Evaluates index.ts with these settings on the realiser and waits until everything is realised. */
-async function deploy(realiser: EngineRealiser, settings: Record<string, string>): Promise<void> {
+/** The `webstack:` image settings that put the stand-ins in place of the pinned official images. */
+export const STANDIN_SETTINGS = {
+  postgresImage: STANDIN_IMAGES.postgres,
+  redisImage: STANDIN_IMAGES.redis,
+  nginxImage: STANDIN_IMAGES.nginx,
+  nodeImage: STANDIN_IMAGES.node,
+};
+
+/** The stack outputs index.ts exports. */
+export type ProgramExports = typeof import("../../../index");
+
+/**
+ * Evaluates index.ts with these settings on the realiser and waits until everything is realised.
+ * The Pulumi runtime's mock state (mocks, stack, config) is global: evaluations, also of different
+ * stacks, must run one after the other, and an output must be read before the next one starts.
+ */
+export async function deploy(realiser: EngineRealiser, settings: Record<string, string>): Promise<ProgramExports> {
   await realiser.install();
   pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v])));
   delete require.cache[require.resolve(INDEX)];
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  require(INDEX);
+  const program = require(INDEX) as ProgramExports;
   // Every registration, including those waiting on other resources' outputs, has reached the mocks.
   await pulumi.runtime.disconnect();
   await realiser.settled();
+  return program;
+}
+
+/** The value of a stack output once known; an output that never resolves is an error, not a hang. */
+export function outputValue<T>(output: pulumi.Output<T>, what: string, seconds = 30): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: no value within ${seconds} s`)), seconds * 1000);
+    output.apply((value) => {
+      clearTimeout(timer);
+      resolve(value);
+    });
+  });
+}
+
+/** The visit count a stack reports at GET /count (a read; it counts nothing). */
+export async function visitCount(port: number): Promise<number> {
+  const { status, body } = await visit(port, "/count");
+  assert.equal(status, 200, body);
+  return (JSON.parse(body) as { count: number }).count;
+}
+
+/** nginx's error-log lines and its access-log lines of failed requests, to explain a failure. */
+async function nginxTrouble(docker: Engine["docker"], nginx: string): Promise<string> {
+  const raw = (await docker.getContainer(nginx).logs({ stdout: true, stderr: true, tail: 5000 })) as Buffer;
+  return raw
+    .toString("utf8")
+    .split("\n")
+    .filter((line) => /\[(error|warn|alert|crit)\]|"status":\s*"?5\d\d|upstream-watch/.test(line))
+    .slice(-40)
+    .join("\n");
+}
+
+/**
+ * Stops a load on one stack and checks it: no failed request, no visit lost, none counted twice.
+ * `nginx` names the stack's proxy container, whose logs explain failures.
+ */
+export async function stopLoad(
+  t: TestContext,
+  load: ReturnType<typeof startLoad>,
+  stack: { docker: Engine["docker"]; port: number; nginx: string; countBefore: number },
+): Promise<LoadResult> {
+  const result = await load.stop();
+  t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
+  if (result.failed > 0) t.diagnostic(`nginx said:\n${await nginxTrouble(stack.docker, stack.nginx)}`);
+  assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
+  assert.ok(result.ok > 100, `only ${result.ok} requests`);
+  // /count reads the Redis cache first; a replica that reconnected to Redis late may leave it a
+  // step behind Postgres until the next visit or the cache entry's expiry.
+  const expected = stack.countBefore + result.ok;
+  let seen: number | undefined;
+  await eventually(`count to reach ${expected}`, 75, async () => {
+    seen = await visitCount(stack.port);
+    return seen === expected ? true : undefined;
+  }).catch((error: Error) => assert.fail(`${error.message}; last read ${seen}`));
+  assert.equal(new Set(result.counts).size, result.counts.length);
+  return result;
 }
 
 export function describeStack(scenario: Scenario): void {
@@ -72,11 +143,7 @@ export function describeStack(scenario: Scenario): void {
     (await docker().listContainers({ all: true, filters: { label: [`webstack.stack=${stack}`] } })).map((c) =>
       c.Names[0].replace(/^\//, ""),
     );
-  const readCount = async () => {
-    const { status, body } = await visit(port, "/count");
-    assert.equal(status, 200, body);
-    return (JSON.parse(body) as { count: number }).count;
-  };
+  const readCount = () => visitCount(port);
   const passwords = async () => {
     const env = [...((await inspect(`${prefix}-postgres`)).Config.Env ?? []), ...((await inspect(`${prefix}-redis`)).Config.Env ?? [])];
     const found = env
@@ -85,34 +152,8 @@ export function describeStack(scenario: Scenario): void {
     assert.equal(found.length, 2);
     return found;
   };
-  /** nginx's error-log lines and its access-log lines of failed requests, to explain a failure. */
-  const nginxTrouble = async () => {
-    const raw = (await docker().getContainer(`${prefix}-nginx`).logs({ stdout: true, stderr: true, tail: 5000 })) as Buffer;
-    return raw
-      .toString("utf8")
-      .split("\n")
-      .filter((line) => /\[(error|warn|alert|crit)\]|"status":\s*"?5\d\d|upstream-watch/.test(line))
-      .slice(-40)
-      .join("\n");
-  };
-  /** Stops a load and checks it: no failed request, no visit lost, none counted twice. */
-  const stopLoad = async (t: TestContext, load: ReturnType<typeof startLoad>, countBefore: number) => {
-    const result = await load.stop();
-    t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed`);
-    if (result.failed > 0) t.diagnostic(`nginx said:\n${await nginxTrouble()}`);
-    assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
-    assert.ok(result.ok > 100, `only ${result.ok} requests`);
-    // /count reads the Redis cache first; a replica that reconnected to Redis late may leave it a
-    // step behind Postgres until the next visit or the cache entry's expiry.
-    const expected = countBefore + result.ok;
-    let seen: number | undefined;
-    await eventually(`count to reach ${expected}`, 75, async () => {
-      seen = await readCount();
-      return seen === expected ? true : undefined;
-    }).catch((error: Error) => assert.fail(`${error.message}; last read ${seen}`));
-    assert.equal(new Set(result.counts).size, result.counts.length);
-    return result;
-  };
+  const settleLoad = (t: TestContext, load: ReturnType<typeof startLoad>, countBefore: number) =>
+    stopLoad(t, load, { docker: docker(), port, nginx: `${prefix}-nginx`, countBefore });
   const healthy = (name: string, seconds = 90) =>
     eventually(`${name} healthy`, seconds, async () => ((await inspect(name)).State.Health?.Status === "healthy" ? true : undefined));
 
@@ -133,10 +174,7 @@ export function describeStack(scenario: Scenario): void {
         httpPort: String(port),
         httpBindAddress: "127.0.0.1",
         release: "r1",
-        postgresImage: STANDIN_IMAGES.postgres,
-        redisImage: STANDIN_IMAGES.redis,
-        nginxImage: STANDIN_IMAGES.nginx,
-        nodeImage: STANDIN_IMAGES.node,
+        ...STANDIN_SETTINGS,
       };
       await deploy(realiser, settings);
     });
@@ -243,7 +281,7 @@ export function describeStack(scenario: Scenario): void {
       } finally {
         await load.stop();
       }
-      const result = await stopLoad(t, load, before);
+      const result = await settleLoad(t, load, before);
       assert.deepEqual([...result.servedBy.keys()].sort(), replicas());
       assert.ok((result.servedBy.get(victim) ?? 0) > servedByVictimOnReturn, `${victim} serves again after its restart`);
     });
@@ -263,7 +301,7 @@ export function describeStack(scenario: Scenario): void {
         await load.stop();
       }
       assert.deepEqual(removed.sort(), oldReplicas);
-      const result = await stopLoad(t, load, before);
+      const result = await settleLoad(t, load, before);
 
       const now = replicas();
       assert.deepEqual(now, [1, 2, 3].map((i) => `${prefix}-app-r2-${i}`));

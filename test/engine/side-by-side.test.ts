@@ -1,0 +1,257 @@
+// Several stacks on one engine, as throwaway and test stacks share a CI runner or a laptop: two
+// small local stacks of the unchanged program, both with `httpPort: 0`, run side by side on one
+// Docker engine; then one is destroyed, as `pulumi destroy` would, while the other serves a load.
+import Docker from "dockerode";
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Engine, ensureStandinImages, startEngine } from "./support/engine";
+import { startLoad, visit } from "./support/load";
+import { EngineRealiser, StackDestroySummary } from "./support/realiser";
+import { deploy, eventually, outputValue, sleep, STANDIN_SETTINGS, stopLoad, visitCount } from "./support/scenario";
+
+interface Side {
+  stack: string;
+  /** Every Docker object of the stack is named this or `<prefix>-…`. */
+  prefix: string;
+  replicas: number;
+  realiser: EngineRealiser;
+  /** The program's `url` output. */
+  url: string;
+  /** The program's `release` output. */
+  release: string;
+  /** The port in `url`. */
+  port: number;
+}
+
+/** Docker objects by name: containers, networks, volumes, and image tags. */
+interface Named {
+  containers: string[];
+  networks: string[];
+  volumes: string[];
+  images: string[];
+}
+
+/**
+ * Every object on the engine whose name says it belongs to a stack, whatever its labels: what a
+ * person sweeping a shared engine by name would find.
+ */
+async function namedFor(docker: Docker, prefix: string): Promise<Named> {
+  const ours = (name: string) => name === prefix || name.startsWith(`${prefix}-`);
+  const [containers, networks, volumes, images] = await Promise.all([
+    docker.listContainers({ all: true }),
+    docker.listNetworks(),
+    docker.listVolumes(),
+    docker.listImages({ all: true }),
+  ]);
+  return {
+    containers: containers.flatMap((c) => c.Names.map((n) => n.replace(/^\//, ""))).filter(ours).sort(),
+    networks: networks.map((n) => n.Name).filter(ours).sort(),
+    volumes: (volumes.Volumes ?? []).map((v) => v.Name).filter(ours).sort(),
+    images: images.flatMap((i) => i.RepoTags ?? []).filter((tag) => ours(tag.slice(0, tag.lastIndexOf(":")))).sort(),
+  };
+}
+
+/** The same objects found by the `webstack.stack` label the program puts on them (images carry none). */
+async function labelledFor(docker: Docker, stack: string): Promise<Omit<Named, "images">> {
+  const filters = { label: [`webstack.stack=${stack}`] };
+  const [containers, networks, volumes] = await Promise.all([
+    docker.listContainers({ all: true, filters }),
+    docker.listNetworks({ filters }),
+    docker.listVolumes({ filters }),
+  ]);
+  return {
+    containers: containers.flatMap((c) => c.Names.map((n) => n.replace(/^\//, ""))).sort(),
+    networks: networks.map((n) => n.Name).sort(),
+    volumes: (volumes.Volumes ?? []).map((v) => v.Name).sort(),
+  };
+}
+
+/** Identity and life of each named object, to tell "untouched" from "recreated" or "restarted". */
+async function snapshot(docker: Docker, named: Named): Promise<Record<string, string>> {
+  const entries = await Promise.all([
+    ...named.containers.map(async (n) => {
+      const info = await docker.getContainer(n).inspect();
+      return [`container ${n}`, `${info.Id} started ${info.State.StartedAt} restarts ${info.RestartCount} ${info.State.Status}`];
+    }),
+    ...named.networks.map(async (n) => [`network ${n}`, (await docker.getNetwork(n).inspect()).Id as string]),
+    ...named.volumes.map(async (n) => {
+      // The Engine API has CreatedAt; dockerode's types do not.
+      const info: Docker.VolumeInspectInfo & { CreatedAt?: string } = await docker.getVolume(n).inspect();
+      return [`volume ${n}`, `created ${info.CreatedAt}`];
+    }),
+    ...named.images.map(async (n) => [`image ${n}`, (await docker.getImage(n).inspect()).Id]),
+  ]);
+  return Object.fromEntries(entries);
+}
+
+describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () => {
+  let engine: Engine | undefined;
+  const sides: Side[] = [];
+  const [a, b] = [
+    { stack: "side-a", replicas: 2 },
+    { stack: "side-b", replicas: 1 },
+  ];
+  const docker = () => {
+    assert.ok(engine !== undefined);
+    return engine.docker;
+  };
+  const side = (stack: string) => {
+    const found = sides.find((s) => s.stack === stack);
+    assert.ok(found !== undefined, `${stack} deployed`);
+    return found;
+  };
+  /** The names the program gives a stack's objects. */
+  const expectedNames = (s: Side): Named => ({
+    containers: [
+      ...Array.from({ length: s.replicas }, (_, i) => `${s.prefix}-app-${s.release}-${i + 1}`),
+      `${s.prefix}-nginx`,
+      `${s.prefix}-postgres`,
+      `${s.prefix}-redis`,
+    ].sort(),
+    networks: [s.prefix],
+    volumes: [`${s.prefix}-postgres-data`, `${s.prefix}-redis-data`],
+    images: [String(s.realiser.ofType("docker:index/image:Image").at(-1)?.outputs.imageName)],
+  });
+  const boundPort = async (s: Side) => {
+    const info = await docker().getContainer(`${s.prefix}-nginx`).inspect();
+    return info.NetworkSettings.Ports["80/tcp"]?.map((p) => ({ HostIp: p.HostIp, HostPort: p.HostPort }));
+  };
+
+  before(async () => {
+    engine = await startEngine();
+    await ensureStandinImages(engine);
+    for (const { stack, replicas } of [a, b]) {
+      const realiser = new EngineRealiser({ docker: engine.docker, stack });
+      // What a crashed earlier run left.
+      await realiser.destroy({ images: true });
+      // One evaluation at a time: the runtime's mocks and config are global.
+      const program = await deploy(realiser, { target: "local", replicas: String(replicas), httpPort: "0", ...STANDIN_SETTINGS });
+      const url = await outputValue(program.url, `${stack}'s url`);
+      const port = Number(/^http:\/\/127\.0\.0\.1:(\d+)$/.exec(url)?.[1]);
+      sides.push({ stack, prefix: `webstack-${stack}`, replicas, realiser, url, release: program.release, port });
+    }
+  });
+
+  after(async () => {
+    try {
+      // Also sweeps what a destroy leaves, such as the destroyed stack's app image.
+      for (const s of sides) await s.realiser.destroy({ images: true });
+    } finally {
+      await engine?.stop();
+    }
+  });
+
+  test("each stack's containers, network, volumes and app image are named webstack-<stack>-…, and none is the other's", async () => {
+    const named = await Promise.all(sides.map((s) => namedFor(docker(), s.prefix)));
+    for (const [i, s] of sides.entries()) {
+      assert.deepEqual(named[i], expectedNames(s), `${s.stack}'s objects on the engine`);
+      assert.match(named[i].images[0], new RegExp(`^${s.prefix}-app:[0-9a-f]{12}$`));
+      assert.deepEqual(await labelledFor(docker(), s.stack), { containers: named[i].containers, networks: named[i].networks, volumes: named[i].volumes });
+    }
+    const [ofA, ofB] = named.map((n) => new Set(Object.values(n).flat()));
+    assert.deepEqual([...ofA].filter((name) => ofB.has(name)), []);
+  });
+
+  test("url reports the port Docker picked for each stack's nginx, and each stack answers there from its own replicas", async () => {
+    assert.notEqual(side(a.stack).port, side(b.stack).port);
+    for (const s of sides) {
+      assert.match(s.url, /^http:\/\/127\.0\.0\.1:\d+$/, `${s.stack}'s url`);
+      const info = await docker().getContainer(`${s.prefix}-nginx`).inspect();
+      // Asked for no host port: Docker chose it.
+      assert.deepEqual(info.HostConfig.PortBindings?.["80/tcp"], [{ HostIp: "127.0.0.1", HostPort: "" }]);
+      assert.deepEqual(await boundPort(s), [{ HostIp: "127.0.0.1", HostPort: String(s.port) }], `${s.stack}'s url names the bound port`);
+      const replicas = expectedNames(s).containers.filter((n) => n.includes("-app-"));
+      const servedBy = new Set<string>();
+      for (let i = 0; i < 10; i++) {
+        const { status, body, servedBy: replica } = await visit(s.port);
+        assert.equal(status, 200, body);
+        servedBy.add(String(replica));
+      }
+      assert.deepEqual([...servedBy].sort(), replicas);
+    }
+  });
+
+  test("a visit to one stack counts on that stack only", async () => {
+    const [first, second] = sides;
+    const start = await Promise.all(sides.map((s) => visitCount(s.port)));
+    const visits = async (s: Side, n: number) => {
+      const counts: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const { status, body } = await visit(s.port);
+        assert.equal(status, 200, body);
+        counts.push((JSON.parse(body) as { count: number }).count);
+      }
+      return counts;
+    };
+    assert.deepEqual(await visits(first, 5), [1, 2, 3, 4, 5].map((i) => start[0] + i));
+    assert.deepEqual(await Promise.all(sides.map((s) => visitCount(s.port))), [start[0] + 5, start[1]]);
+    assert.deepEqual(await visits(second, 3), [1, 2, 3].map((i) => start[1] + i));
+    assert.deepEqual(await Promise.all(sides.map((s) => visitCount(s.port))), [start[0] + 5, start[1] + 3]);
+  });
+
+  test("destroying B while A serves a load fails none of A's requests, removes B's containers, network and volumes, and leaves A untouched", async (t) => {
+    const [kept, destroyed] = [side(a.stack), side(b.stack)];
+    const keptNames = await namedFor(docker(), kept.prefix);
+    const keptBefore = await snapshot(docker(), keptNames);
+    const countBefore = await visitCount(kept.port);
+    const load = startLoad(kept.port, { concurrency: 8, maxSeconds: 180 });
+    let summary: StackDestroySummary;
+    let destroySeconds: number;
+    try {
+      await sleep(2000);
+      const started = Date.now();
+      summary = await destroyed.realiser.destroyStack();
+      destroySeconds = (Date.now() - started) / 1000;
+      // Whatever the engine does after the removals (iptables, DNS) happens under load too.
+      await sleep(2000);
+    } finally {
+      await load.stop();
+    }
+    t.diagnostic(`destroying ${destroyed.stack} took ${destroySeconds.toFixed(1)} s: ${summary.deleted.join(", ")}`);
+    const result = await stopLoad(t, load, { docker: docker(), port: kept.port, nginx: `${kept.prefix}-nginx`, countBefore });
+    assert.deepEqual([...result.servedBy.keys()].sort(), expectedNames(kept).containers.filter((n) => n.includes("-app-")));
+
+    const expected = expectedNames(destroyed);
+    assert.deepEqual(
+      { containers: [...summary.removed.containers].sort(), networks: summary.removed.networks, volumes: [...summary.removed.volumes].sort() },
+      { containers: expected.containers, networks: expected.networks, volumes: expected.volumes },
+    );
+    const left = await namedFor(docker(), destroyed.prefix);
+    assert.deepEqual({ containers: left.containers, networks: left.networks, volumes: left.volumes }, { containers: [], networks: [], volumes: [] });
+    // Only its app image may remain (see the next test); never a stock image.
+    assert.deepEqual(left.images.filter((tag) => !expected.images.includes(tag)), []);
+    assert.deepEqual(await destroyed.realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
+
+    assert.deepEqual(await namedFor(docker(), kept.prefix), keptNames);
+    assert.deepEqual(await snapshot(docker(), keptNames), keptBefore);
+  });
+
+  test(
+    "destroying B also removes B's app image",
+    { todo: "pulumi-docker's Image never deletes its tag on destroy, so a destroyed local stack leaves webstack-<stack>-app:<revision> behind" },
+    async (t) => {
+      const left = (await namedFor(docker(), side(b.stack).prefix)).images;
+      if (left.length > 0) t.diagnostic(`left on the engine: ${left.join(", ")}`);
+      assert.deepEqual(left, []);
+    },
+  );
+
+  test(
+    "A's url still reaches A after its nginx crashed and was restarted by its restart policy",
+    { todo: "Docker binds a new free port each time a container with an unpinned port starts, so url is only right until nginx restarts" },
+    async (t) => {
+      const kept = side(a.stack);
+      const nginx = docker().getContainer(`${kept.prefix}-nginx`);
+      const before = await nginx.inspect();
+      process.kill(before.State.Pid, "SIGKILL");
+      await eventually(`${kept.prefix}-nginx restarted and healthy`, 60, async () => {
+        const info = await nginx.inspect();
+        return info.RestartCount > before.RestartCount && info.State.Health?.Status === "healthy" ? true : undefined;
+      });
+      const now = await boundPort(kept);
+      t.diagnostic(`url ${kept.url}; bound after the restart: ${JSON.stringify(now)}`);
+      assert.deepEqual(now, [{ HostIp: "127.0.0.1", HostPort: String(kept.port) }]);
+      assert.equal((await visit(kept.port)).status, 200);
+    },
+  );
+});
