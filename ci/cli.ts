@@ -8,6 +8,7 @@
 //   sweep        [--dry-run]
 //   drift        [--stacks a,b]
 //   runner-stack [--load-seconds N]
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -199,7 +200,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-runner-state-"));
     const extra: NodeJS.ProcessEnv = {
       PULUMI_BACKEND_URL: `file://${stateDir}`,
-      PULUMI_CONFIG_PASSPHRASE: env.PULUMI_CONFIG_PASSPHRASE ?? "",
+      PULUMI_CONFIG_PASSPHRASE: randomBytes(24).toString("base64url"),
     };
     const stack = `ci-${env.GITHUB_RUN_ID ?? Date.now()}`;
     await withRunnerStack(await lifecycle(extra), stack, (url) => checkUrl(url, loadSeconds));

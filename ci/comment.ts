@@ -32,17 +32,31 @@ export function renderPreviewComment(previews: readonly StackPreview[], context:
   const head = summary.join("\n");
 
   const closing = `\n---\n<sub>Full preview: ${fullLog}.</sub>\n`;
-  let budget = limit - head.length - closing.length - 200;
-  const details: string[] = [];
-  for (const p of previews) {
-    if (p.changes.length === 0 && p.cost === undefined) continue;
-    const block = stackDetails(p, budget, fullLog);
-    details.push(block);
-    budget -= block.length;
-  }
+  const budget = limit - head.length - closing.length - 200;
+  const details = shareRoom(
+    previews.filter((p) => p.changes.length > 0 || p.cost !== undefined),
+    budget,
+    (p, room) => stackDetails(p, room, fullLog),
+  );
   const body = `${head}\n${details.join("\n")}${closing}`;
   // The summary alone can exceed the limit only with thousands of stacks or violations.
   return body.length <= limit ? body : `${body.slice(0, limit - 200)}\n\n… cut at GitHub's comment limit; see ${fullLog}.\n`;
+}
+
+/**
+ * Renders each stack's details within `budget` characters in all: stacks that need little get it
+ * whole, and the room left is shared evenly among the large ones.
+ */
+function shareRoom(previews: readonly StackPreview[], budget: number, render: (p: StackPreview, room: number) => string): string[] {
+  const whole = previews.map((p) => render(p, Number.MAX_SAFE_INTEGER));
+  const room = new Array<number>(previews.length).fill(0);
+  let left = Math.max(0, budget);
+  const bySize = previews.map((_, i) => i).sort((a, b) => whole[a].length - whole[b].length);
+  bySize.forEach((i, k) => {
+    room[i] = Math.min(whole[i].length, Math.floor(left / (bySize.length - k)));
+    left -= room[i];
+  });
+  return previews.map((p, i) => (whole[i].length <= room[i] ? whole[i] : render(p, room[i])));
 }
 
 function header(previews: readonly StackPreview[], context: CommentContext): string[] {

@@ -52,7 +52,7 @@ export function monthlyCost(resources: readonly PricedResource[], book: PriceBoo
         add(r.name, size(i.size) * digitalocean.volumeGiBMonth, `${size(i.size)} GiB volume`);
         break;
       case "digitalocean:index/reservedIp:ReservedIp":
-        add(r.name, digitalocean.reservedIpAssignedMonth, "reserved IP (assigned)");
+        add(r.name, digitalocean.reservedIpAssignedMonth, "assigned reserved IP");
         break;
       case "aws:ec2/instance:Instance": {
         const type = String(i.instanceType);
