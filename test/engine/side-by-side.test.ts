@@ -19,6 +19,8 @@ interface Side {
   url: string;
   /** The program's `release` output. */
   release: string;
+  /** How long its `pulumi up` took here. */
+  deploySeconds: number;
   /** The port in `url`. */
   port: number;
 }
@@ -125,10 +127,12 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       // What a crashed earlier run left.
       await realiser.destroy({ images: true });
       // One evaluation at a time: the runtime's mocks and config are global.
+      const started = Date.now();
       const program = await deploy(realiser, { target: "local", replicas: String(replicas), httpPort: "0", ...STANDIN_SETTINGS });
       const url = await outputValue(program.url, `${stack}'s url`);
       const port = Number(/^http:\/\/127\.0\.0\.1:(\d+)$/.exec(url)?.[1]);
-      sides.push({ stack, prefix: `webstack-${stack}`, replicas, realiser, url, release: program.release, port });
+      const deploySeconds = (Date.now() - started) / 1000;
+      sides.push({ stack, prefix: `webstack-${stack}`, replicas, realiser, url, release: program.release, port, deploySeconds });
     }
   });
 
@@ -141,7 +145,8 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
     }
   });
 
-  test("each stack's containers, network, volumes and app image are named webstack-<stack>-…, and none is the other's", async () => {
+  test("each stack's containers, network, volumes and app image are named webstack-<stack>-…, and none is the other's", async (t) => {
+    t.diagnostic(sides.map((s) => `${s.stack} (${s.replicas} replica${s.replicas === 1 ? "" : "s"}) deployed in ${s.deploySeconds.toFixed(1)} s`).join("; "));
     const named = await Promise.all(sides.map((s) => namedFor(docker(), s.prefix)));
     for (const [i, s] of sides.entries()) {
       assert.deepEqual(named[i], expectedNames(s), `${s.stack}'s objects on the engine`);
