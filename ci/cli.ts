@@ -51,9 +51,23 @@ function requireBackend(): void {
   }
 }
 
+/**
+ * The Pulumi CLI's environment. A state bucket on DigitalOcean Spaces is reached with S3
+ * credentials: SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY become AWS_ACCESS_KEY_ID/
+ * AWS_SECRET_ACCESS_KEY, unless AWS credentials are already set (AWS role assumption wins).
+ */
+export function pulumiEnvironment(given: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const result = { ...given };
+  if (given.SPACES_ACCESS_KEY_ID && given.SPACES_SECRET_ACCESS_KEY && !given.AWS_ACCESS_KEY_ID) {
+    result.AWS_ACCESS_KEY_ID = given.SPACES_ACCESS_KEY_ID;
+    result.AWS_SECRET_ACCESS_KEY = given.SPACES_SECRET_ACCESS_KEY;
+  }
+  return result;
+}
+
 async function lifecycle(extraEnv: NodeJS.ProcessEnv = {}): Promise<Lifecycle> {
   const bin = await resolvePulumiBinary();
-  return { pulumi: new PulumiCli(bin, { cwd: PROJECT_DIR, env: { ...env, ...extraEnv }, log }), projectDir: PROJECT_DIR, log };
+  return { pulumi: new PulumiCli(bin, { cwd: PROJECT_DIR, env: pulumiEnvironment({ ...env, ...extraEnv }), log }), projectDir: PROJECT_DIR, log };
 }
 
 function github(): GitHub | undefined {

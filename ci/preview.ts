@@ -258,7 +258,6 @@ export function resourcesBeforeAfter(
 }
 
 function stripColor(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.replace(/\u001b\[[0-9;]*m|<\{%[a-z]*%\}>/g, "");
 }
 
