@@ -14,6 +14,12 @@ export interface Registered {
   raw: Record<string, unknown>;
   /** Position in registration order. */
   order: number;
+  /** The `protect` option the resource was registered with (MockResourceArgs leaves options out). */
+  protect: boolean;
+  /** The URN the mock monitor gave the resource. */
+  urn: string;
+  /** The state newResource returned (inputs plus mocked outputs), secrets still wrapped. */
+  outputs: Record<string, unknown>;
 }
 
 /** The host port the mocked engine "picks" for a port published without `external`. */
@@ -31,15 +37,28 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     this.vmId = options.vmId;
   }
   readonly calls: { token: string; inputs: Record<string, unknown> }[] = [];
+  /** Options of registrations on their way to newResource, by type and name (see watchRegistrations). */
+  private readonly registering = new Map<string, { protect: boolean; urn: string }>();
+
+  /** Called by the mock monitor's register hook just before it calls newResource. */
+  noteRegistration(type: string, name: string, options: { protect: boolean; urn: string }): void {
+    this.registering.set(`${type}::${name}`, options);
+  }
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
-    this.resources.push({
+    const options = this.registering.get(`${args.type}::${args.name}`);
+    this.registering.delete(`${args.type}::${args.name}`);
+    const registered: Registered = {
       type: args.type,
       name: args.name,
       inputs: reveal(args.inputs) as Record<string, unknown>,
       raw: args.inputs,
       order: this.resources.length,
-    });
+      protect: options?.protect ?? false,
+      urn: options?.urn ?? "",
+      outputs: {},
+    };
+    this.resources.push(registered);
     // VM ids look like the clouds' (DigitalOcean's are numbers the program converts); everything
     // else gets a readable id.
     const id =
@@ -50,7 +69,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
           : args.type.startsWith("pulumi:providers:")
           ? `${args.name}-provider-id`
           : `${args.name}-id`;
-    return { id, state: { ...args.inputs, ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }) } };
+    registered.outputs = { ...args.inputs, ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }) };
+    return { id, state: registered.outputs };
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
@@ -161,6 +181,33 @@ export interface ProgramRun {
   outputs: Record<string, unknown>;
 }
 
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getProtect(): boolean;
+}
+interface MockMonitorInternals {
+  registerResource(req: RegisterRequest, callback: (err: unknown, response: unknown) => void): void;
+  newUrn(parent: string, type: string, name: string): string;
+}
+
+/**
+ * Passes each registration's `protect` option and URN to the mocks: the mock monitor receives the
+ * whole register request but hands newResource only type, name and inputs.
+ */
+export function watchRegistrations(mocks: RecordingMocks): void {
+  const monitor = pulumi.runtime.getMonitor() as unknown as MockMonitorInternals;
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    mocks.noteRegistration(req.getType(), req.getName(), {
+      protect: req.getProtect(),
+      urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
+    });
+    register(req, callback);
+  };
+}
+
 const ROOT = path.join(__dirname, "..", "..", "..");
 const INDEX = path.join(ROOT, "index.ts");
 const APP_DIR = path.join(ROOT, "app");
@@ -175,6 +222,7 @@ export async function runProgram(
 ): Promise<ProgramRun> {
   const mocks = options.mocks ?? new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, "webstack", options.stack ?? "test", false);
+  watchRegistrations(mocks);
   const config = Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v]));
   pulumi.runtime.setAllConfig(config, (options.secretKeys ?? []).map((k) => `webstack:${k}`));
   delete require.cache[require.resolve(INDEX)];
@@ -203,6 +251,7 @@ export async function runBuild(
 ): Promise<{ mocks: RecordingMocks; built: ReturnType<typeof buildWebstack> }> {
   const mocks = new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, "webstack", "test", false);
+  watchRegistrations(mocks);
   const built = buildWebstack(parseConfig(settings), {}, { stack: "test", appDir: APP_DIR, transform });
   await promiseOf(built.stack.url);
   await pulumi.runtime.disconnect();
