@@ -139,10 +139,14 @@ export function privilegeProblems(resource: string, props: Props): string[] {
 const IMAGE_ID = /^sha256:[a-f0-9]{64}$/;
 const DIGEST = /@sha256:[a-f0-9]{64}$/;
 
+/** A tag that is a content hash, as the stack tags the app image it builds (`webstack-dev-app:<revision>`). */
+const CONTENT_HASH_TAG = /^[a-f0-9]{12,64}$/;
+
 /**
  * Whether an image reference names one image for good: a digest (`…@sha256:…`), an image id the
- * stack produced (`sha256:…`), or a tag that names a version — one that contains a digit and is
- * not `latest` (`1.28.0-bookworm`, `22`, `v2`; not `latest`, `bookworm`, `alpine` or no tag).
+ * stack produced (`sha256:…`), a content-hash tag, or a tag that names a version — one that
+ * contains a digit and is not `latest` (`1.28.0-bookworm`, `22`, `v2`; not `latest`, `bookworm`,
+ * `alpine` or no tag).
  */
 export function isPinnedImage(reference: string): boolean {
   if (IMAGE_ID.test(reference) || DIGEST.test(reference)) return true;
@@ -150,7 +154,7 @@ export function isPinnedImage(reference: string): boolean {
   const colon = lastPart.indexOf(":");
   if (colon < 0) return false;
   const tag = lastPart.slice(colon + 1);
-  return tag.toLowerCase() !== "latest" && /[0-9]/.test(tag);
+  return CONTENT_HASH_TAG.test(tag) || (tag.toLowerCase() !== "latest" && /[0-9]/.test(tag));
 }
 
 const PIN_HINT = "use a tag that names a version (contains a digit, not latest) such as nginx:1.28.0-bookworm, or a digest (@sha256:…)";
