@@ -25,7 +25,7 @@ export interface AppImageArgs {
  * The app image, built from `app/`'s Dockerfile. Without a registry it is built by the host's own
  * engine and never pushed; with one it is built on the deployer's engine, pushed, and pulled by the
  * host by digest. Either way `ref` pins containers to exactly what was built, so a rebuild is a
- * visible diff of every replica.
+ * visible diff of every replica, and the stack's image goes with the stack.
  */
 export class AppImage extends pulumi.ComponentResource {
   /** Image reference containers run: the image id (local) or the pulled digest (registry). */
@@ -70,7 +70,16 @@ export class AppImage extends pulumi.ComponentResource {
       );
       this.ref = pulled.imageId;
     } else {
-      this.ref = image.repoDigest;
+      // pulumi-docker's Image never removes what it built. This resource owns the stack's tag on
+      // the host: destroying the stack (or moving to a new revision) removes the tag, and with it
+      // the image unless another stack's tag still points at it.
+      const local = new docker.RemoteImage(
+        `${name}-local`,
+        { name: imageArgs.imageName, keepLocally: false },
+        { parent: this, provider: host.provider, dependsOn: [image, ...host.ready] },
+      );
+      // Containers that run the image depend on both, so they are deleted before the tag is.
+      this.ref = pulumi.all([image.repoDigest, local.imageId]).apply(([digest]) => digest);
     }
     this.registerOutputs({ ref: this.ref, revision: this.revision });
   }

@@ -27,7 +27,7 @@ for (const { target, settings, cloud } of TARGETS) {
       assert.equal(count("docker:index/network:Network"), 1);
       assert.equal(count("docker:index/volume:Volume"), 2);
       assert.equal(count("docker:index/image:Image"), 1);
-      assert.equal(count("docker:index/remoteImage:RemoteImage"), 3);
+      assert.equal(count("docker:index/remoteImage:RemoteImage"), 3 + 1);
       const release = String(outputs.release);
       assert.deepEqual(
         containers(mocks.resources).map((c) => c.inputs.name).sort(),
@@ -351,7 +351,15 @@ describe("image registries", () => {
     assert.equal(image.inputs.skipPush, true);
     assert.match(String(image.inputs.imageName), /^webstack-test-app:[0-9a-f]{12}$/);
     assert.deepEqual((image.inputs.build as Inputs).args, { NODE_IMAGE: "node:22.20.0-bookworm-slim" });
-    assert.equal(mocks.ofType("docker:index/remoteImage:RemoteImage").length, 3);
+    // The three stock images, and the stack's own tag of what was built: removed with the stack.
+    const remote = mocks.ofType("docker:index/remoteImage:RemoteImage");
+    assert.deepEqual(remote.map((r) => r.name).sort(), ["app-local", "webstack-nginx-image", "webstack-postgres-image", "webstack-redis-image"]);
+    const local = mocks.named("app-local");
+    assert.deepEqual(local.inputs, { name: image.inputs.imageName, keepLocally: false });
+    assert.ok(local.order > image.order, "the tag is owned after the build");
+    for (const c of mocks.ofType(CONTAINER).filter((r) => r.name.includes("-app-"))) {
+      assert.ok(c.order > local.order, `${c.name} registers after the tag it runs, so it is deleted before it`);
+    }
   });
 });
 
