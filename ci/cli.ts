@@ -21,7 +21,8 @@ import { PulumiCli, resolvePulumiBinary } from "./pulumi";
 import { smokeTest, loadCheck } from "./smoke";
 import { environmentStacks, prStackName, selectStacks } from "./stacks";
 
-const PROJECT_DIR = path.join(__dirname, "..");
+/** The Pulumi project: this repository, or WEBSTACK_PROJECT_DIR. */
+const PROJECT_DIR = process.env.WEBSTACK_PROJECT_DIR ?? path.join(__dirname, "..");
 const env = process.env;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
