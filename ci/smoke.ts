@@ -66,6 +66,17 @@ export async function smokeTest(base: string, options: { waitSeconds?: number; l
   }
 }
 
+/** The replica that answered: the app names itself in its JSON (a proxy may hide its header). */
+export function replicaOf(v: Visit): string | undefined {
+  try {
+    const { replica } = JSON.parse(v.body) as { replica?: unknown };
+    if (typeof replica === "string") return replica;
+  } catch {
+    // not JSON: fall back to the header
+  }
+  return v.servedBy;
+}
+
 export interface LoadResult {
   ok: number;
   failed: number;
@@ -73,7 +84,7 @@ export interface LoadResult {
   failures: string[];
   /** Visit totals the app returned; all distinct when no visit is counted twice. */
   counts: number[];
-  /** Requests per replica (X-Served-By). */
+  /** Requests per replica (the `replica` the app names in its answer). */
   servedBy: Map<string, number>;
 }
 
@@ -91,7 +102,8 @@ export function startLoad(base: string, options: { concurrency: number; maxSecon
         const v = await visit(base, "/");
         result.counts.push(countOf(v, "GET /"));
         result.ok += 1;
-        if (v.servedBy !== undefined) result.servedBy.set(v.servedBy, (result.servedBy.get(v.servedBy) ?? 0) + 1);
+        const replica = replicaOf(v);
+        if (replica !== undefined) result.servedBy.set(replica, (result.servedBy.get(replica) ?? 0) + 1);
       } catch (error) {
         result.failed += 1;
         if (result.failures.length < 10) result.failures.push((error as Error).message);
