@@ -1,5 +1,7 @@
-// Configuration comes only from environment variables. Every problem is reported at once, each
-// naming its variable; values that may hold a password (the URLs) are never echoed.
+// Configuration comes only from environment variables, and from the files some of them name.
+// Every problem is reported at once, each naming its variable; values that may hold a password
+// (the URLs, the admin token) are never echoed.
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -20,6 +22,11 @@ export interface AppConfig {
   /** Upper bound for one Redis command; past it the request falls back to Postgres. */
   redisCommandTimeoutMs: number;
   logLevel: LogLevel;
+  /**
+   * The bearer token `POST /reset` requires, read from the file `ADMIN_TOKEN_FILE` names;
+   * undefined disables the route (it answers 404).
+   */
+  adminToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -32,6 +39,80 @@ export class ConfigError extends Error {
 type Env = Record<string, string | undefined>;
 
 const REPLICA_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+/** Visible ASCII only: the token travels in an HTTP header, and a short one could be guessed. */
+const ADMIN_TOKEN_PATTERN = /^[\x21-\x7e]{16,4096}$/;
+/** A secret is a line, not a document: a bigger file is the wrong file (or a device like /dev/zero). */
+const MAX_SECRET_FILE_BYTES = 64 * 1024;
+
+/** A variable set to nothing counts as unset, as in a container spec that leaves it blank. */
+function valueOf(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === "" ? undefined : value;
+}
+
+/**
+ * The trimmed content of the file the variable `name` names, or undefined after recording why
+ * it cannot be used. Only the path appears in a problem, never the content.
+ */
+function readSecretFile(name: string, path: string, problems: string[]): string | undefined {
+  const shown = `${name} ${JSON.stringify(path)}`;
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    problems.push(`${shown} cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+    return undefined;
+  }
+  try {
+    const info = fstatSync(fd);
+    if (!info.isFile()) {
+      problems.push(`${shown} is not a regular file`);
+      return undefined;
+    }
+    if (info.size > MAX_SECRET_FILE_BYTES) {
+      problems.push(`${shown} is larger than ${MAX_SECRET_FILE_BYTES} bytes`);
+      return undefined;
+    }
+    const content = readFileSync(fd, "utf8").trim();
+    if (content === "") {
+      problems.push(`${shown} is empty`);
+      return undefined;
+    }
+    return content;
+  } catch (error) {
+    problems.push(`${shown} cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A secret given either in the variable `name` or in the file `${name}_FILE` names — exactly one.
+ * The file keeps it out of `docker inspect`; the variable stays for local runs.
+ * `label` says where the value came from, for the messages about the value itself.
+ */
+function readSecret(
+  env: Env,
+  name: string,
+  example: string,
+  problems: string[],
+): { value: string; label: string } | undefined {
+  const fileVariable = `${name}_FILE`;
+  const direct = valueOf(env, name);
+  const path = valueOf(env, fileVariable);
+  if (direct !== undefined && path !== undefined) {
+    problems.push(`set ${name} or ${fileVariable}, not both`);
+    return undefined;
+  }
+  if (direct !== undefined) return { value: direct.trim(), label: name };
+  if (path === undefined) {
+    problems.push(`${name} or ${fileVariable} is required (e.g. ${example})`);
+    return undefined;
+  }
+  const value = readSecretFile(fileVariable, path, problems);
+  return value === undefined ? undefined : { value, label: `${name} (from ${fileVariable} ${JSON.stringify(path)})` };
+}
 
 function parseInteger(name: string, raw: string, min: number, max: number, problems: string[]): number | undefined {
   const trimmed = raw.trim();
@@ -50,32 +131,51 @@ function describeUrl(url: URL): string {
 }
 
 function parseServiceUrl(
+  env: Env,
   name: string,
-  raw: string | undefined,
   protocols: readonly string[],
   example: string,
   problems: string[],
 ): string | undefined {
-  if (raw === undefined || raw.trim() === "") {
-    problems.push(`${name} is required (e.g. ${example})`);
-    return undefined;
-  }
+  const secret = readSecret(env, name, example, problems);
+  if (secret === undefined) return undefined;
+  const { value, label } = secret;
   let url: URL;
   try {
-    url = new URL(raw.trim());
+    url = new URL(value);
   } catch {
-    problems.push(`${name} is not a valid URL (value not shown: it may contain a password); expected e.g. ${example}`);
+    problems.push(`${label} is not a valid URL (value not shown: it may contain a password); expected e.g. ${example}`);
     return undefined;
   }
   if (!protocols.includes(url.protocol)) {
-    problems.push(`${name} must start with ${protocols.map((p) => `${p}//`).join(" or ")}, got ${describeUrl(url)}`);
+    problems.push(`${label} must start with ${protocols.map((p) => `${p}//`).join(" or ")}, got ${describeUrl(url)}`);
     return undefined;
   }
   if (url.hostname === "") {
-    problems.push(`${name} must name a host, got ${describeUrl(url)}`);
+    problems.push(`${label} must name a host, got ${describeUrl(url)}`);
     return undefined;
   }
-  return raw.trim();
+  return value;
+}
+
+/** The admin token, or undefined when `ADMIN_TOKEN_FILE` is not set (the admin route is off). */
+function readAdminToken(env: Env, problems: string[]): string | undefined {
+  if (valueOf(env, "ADMIN_TOKEN") !== undefined) {
+    // Refused rather than ignored: a token in the environment shows in `docker inspect`, and an
+    // ignored one would leave the operator wondering why /reset answers 404.
+    problems.push("ADMIN_TOKEN is not read: put the token in a file and set ADMIN_TOKEN_FILE to its path");
+  }
+  const path = valueOf(env, "ADMIN_TOKEN_FILE");
+  if (path === undefined) return undefined;
+  const token = readSecretFile("ADMIN_TOKEN_FILE", path, problems);
+  if (token === undefined) return undefined;
+  if (!ADMIN_TOKEN_PATTERN.test(token)) {
+    problems.push(
+      `ADMIN_TOKEN_FILE ${JSON.stringify(path)} must hold 16 to 4096 visible ASCII characters without spaces (value not shown)`,
+    );
+    return undefined;
+  }
+  return token;
 }
 
 export function loadConfig(env: Env = process.env): AppConfig {
@@ -87,15 +187,15 @@ export function loadConfig(env: Env = process.env): AppConfig {
   if (host.trim() === "") problems.push('HOST must not be empty (e.g. "0.0.0.0" or "127.0.0.1")');
 
   const databaseUrl = parseServiceUrl(
+    env,
     "DATABASE_URL",
-    env.DATABASE_URL,
     ["postgres:", "postgresql:"],
     "postgres://user:password@postgres:5432/app",
     problems,
   );
   const redisUrl = parseServiceUrl(
+    env,
     "REDIS_URL",
-    env.REDIS_URL,
     ["redis:", "rediss:"],
     "redis://:password@redis:6379",
     problems,
@@ -130,6 +230,8 @@ export function loadConfig(env: Env = process.env): AppConfig {
     problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
   }
 
+  const adminToken = readAdminToken(env, problems);
+
   if (
     problems.length > 0 ||
     port === undefined ||
@@ -151,5 +253,6 @@ export function loadConfig(env: Env = process.env): AppConfig {
     statementTimeoutMs,
     redisCommandTimeoutMs,
     logLevel: logLevel as LogLevel,
+    adminToken,
   };
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { hostname } from "node:os";
-import { describe, it } from "node:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
 import { ConfigError, loadConfig } from "../src/config";
 
 const valid = {
@@ -30,6 +32,7 @@ describe("loadConfig", () => {
       statementTimeoutMs: 5000,
       redisCommandTimeoutMs: 500,
       logLevel: "info",
+      adminToken: undefined,
     });
   });
 
@@ -55,8 +58,8 @@ describe("loadConfig", () => {
 
   it("names each missing URL", () => {
     assert.deepEqual(problemsOf({}), [
-      "DATABASE_URL is required (e.g. postgres://user:password@postgres:5432/app)",
-      "REDIS_URL is required (e.g. redis://:password@redis:6379)",
+      "DATABASE_URL or DATABASE_URL_FILE is required (e.g. postgres://user:password@postgres:5432/app)",
+      "REDIS_URL or REDIS_URL_FILE is required (e.g. redis://:password@redis:6379)",
     ]);
   });
 
@@ -92,5 +95,116 @@ describe("loadConfig", () => {
     assert.equal(unparsable.length, 1);
     assert.match(unparsable[0], /^DATABASE_URL is not a valid URL/);
     assert.doesNotMatch(unparsable.join(" "), /secret/);
+  });
+});
+
+describe("loadConfig with secrets in files", () => {
+  const dir = mkdtempSync(join(tmpdir(), "webstack-config-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  let files = 0;
+  /** A new file holding `content`, mode 0400 as the stack mounts secrets. */
+  const secretFile = (content: string): string => {
+    const path = join(dir, `mounted-${(files += 1)}`);
+    writeFileSync(path, content, { mode: 0o400 });
+    return path;
+  };
+
+  it("reads DATABASE_URL_FILE and REDIS_URL_FILE, trimmed, instead of the variables", () => {
+    const config = loadConfig({
+      DATABASE_URL_FILE: secretFile(`${valid.DATABASE_URL}\n`),
+      REDIS_URL_FILE: secretFile(`  ${valid.REDIS_URL}\r\n\n`),
+    });
+    assert.equal(config.databaseUrl, valid.DATABASE_URL);
+    assert.equal(config.redisUrl, valid.REDIS_URL);
+  });
+
+  it("takes one from a file and the other from a variable", () => {
+    const config = loadConfig({ DATABASE_URL: valid.DATABASE_URL, REDIS_URL_FILE: secretFile(valid.REDIS_URL) });
+    assert.equal(config.databaseUrl, valid.DATABASE_URL);
+    assert.equal(config.redisUrl, valid.REDIS_URL);
+  });
+
+  it("refuses both the variable and its file", () => {
+    assert.deepEqual(
+      problemsOf({ ...valid, DATABASE_URL_FILE: secretFile(valid.DATABASE_URL), REDIS_URL_FILE: secretFile(valid.REDIS_URL) }),
+      ["set DATABASE_URL or DATABASE_URL_FILE, not both", "set REDIS_URL or REDIS_URL_FILE, not both"],
+    );
+  });
+
+  it("counts a blank variable as unset", () => {
+    const config = loadConfig({ DATABASE_URL: " ", DATABASE_URL_FILE: secretFile(valid.DATABASE_URL), REDIS_URL: valid.REDIS_URL, REDIS_URL_FILE: "" });
+    assert.equal(config.databaseUrl, valid.DATABASE_URL);
+    assert.equal(config.redisUrl, valid.REDIS_URL);
+  });
+
+  it("names the variable and the path of a missing, empty or oversized file, or a directory", () => {
+    const missing = join(dir, "no-such-file");
+    const blank = secretFile(" \n\n");
+    const huge = secretFile(`${valid.DATABASE_URL}${" ".repeat(70_000)}`);
+    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: missing, REDIS_URL_FILE: blank }), [
+      `DATABASE_URL_FILE "${missing}" cannot be read (ENOENT)`,
+      `REDIS_URL_FILE "${blank}" is empty`,
+    ]);
+    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: huge, REDIS_URL_FILE: dir }), [
+      `DATABASE_URL_FILE "${huge}" is larger than 65536 bytes`,
+      `REDIS_URL_FILE "${dir}" is not a regular file`,
+    ]);
+  });
+
+  it("names a path that cannot be opened", () => {
+    // Root may read any file whatever its mode, so the refusal here is a path through a file.
+    const throughFile = join(secretFile(valid.DATABASE_URL), "url");
+    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: throughFile, REDIS_URL: valid.REDIS_URL }), [
+      `DATABASE_URL_FILE "${throughFile}" cannot be read (ENOTDIR)`,
+    ]);
+  });
+
+  it("checks a URL from a file like one from a variable, without showing its password", () => {
+    const wrongScheme = secretFile("mysql://app:file-secret@db:3306/app\n");
+    const unparsable = secretFile("file-secret@@\n");
+    const problems = problemsOf({ DATABASE_URL_FILE: wrongScheme, REDIS_URL_FILE: unparsable });
+    assert.deepEqual(problems, [
+      `DATABASE_URL (from DATABASE_URL_FILE "${wrongScheme}") must start with postgres:// or postgresql://, got mysql://app:***@db:3306/app`,
+      `REDIS_URL (from REDIS_URL_FILE "${unparsable}") is not a valid URL (value not shown: it may contain a password); expected e.g. redis://:password@redis:6379`,
+    ]);
+    assert.doesNotMatch(problems.join(" "), /file-secret/);
+  });
+});
+
+describe("loadConfig's admin token", () => {
+  const dir = mkdtempSync(join(tmpdir(), "webstack-token-"));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = (name: string, content: string): string => {
+    const path = join(dir, name);
+    writeFileSync(path, content, { mode: 0o400 });
+    return path;
+  };
+
+  it("is off without ADMIN_TOKEN_FILE", () => {
+    assert.equal(loadConfig(valid).adminToken, undefined);
+    assert.equal(loadConfig({ ...valid, ADMIN_TOKEN_FILE: "" }).adminToken, undefined);
+  });
+
+  it("is the trimmed content of ADMIN_TOKEN_FILE", () => {
+    const path = tokenFile("good", "  Xy7-q9_LmN3.pR8~sT2+vW5/zA1=\n");
+    assert.equal(loadConfig({ ...valid, ADMIN_TOKEN_FILE: path }).adminToken, "Xy7-q9_LmN3.pR8~sT2+vW5/zA1=");
+  });
+
+  it("refuses a short token, one with spaces, an empty file and a missing one, without showing them", () => {
+    const short = tokenFile("short", "tiny-secret\n");
+    const spaced = tokenFile("spaced", "two words-secret-secret-secret\n");
+    const empty = tokenFile("empty", "\n");
+    const missing = join(dir, "missing");
+    const allowed = "must hold 16 to 4096 visible ASCII characters without spaces (value not shown)";
+    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: short }), [`ADMIN_TOKEN_FILE "${short}" ${allowed}`]);
+    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: spaced }), [`ADMIN_TOKEN_FILE "${spaced}" ${allowed}`]);
+    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: empty }), [`ADMIN_TOKEN_FILE "${empty}" is empty`]);
+    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: missing }), [`ADMIN_TOKEN_FILE "${missing}" cannot be read (ENOENT)`]);
+  });
+
+  it("refuses a token in the environment instead of ignoring it", () => {
+    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN: "in-the-environment-secret" }), [
+      "ADMIN_TOKEN is not read: put the token in a file and set ADMIN_TOKEN_FILE to its path",
+    ]);
   });
 });
