@@ -1,5 +1,6 @@
 // The HTTP service: routes, readiness, background schema set-up and graceful shutdown.
 import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
+import { requireAdmin } from "./admin";
 import type { AppConfig } from "./config";
 import { CounterCache } from "./counter-cache";
 import { CounterStore, isMissingTable } from "./counter-store";
@@ -135,11 +136,16 @@ export function buildServer(config: AppConfig): App {
     return { count: state.count };
   });
 
-  server.post("/reset", async () => {
-    const state = await withDatabase(() => store.reset());
-    await cache.store(state);
-    return { count: state.count };
-  });
+  // Without a token the route does not exist (404), so nobody can zero the count by accident.
+  const adminToken = config.adminToken;
+  if (adminToken !== undefined) {
+    server.post("/reset", { preHandler: requireAdmin(adminToken) }, async (request) => {
+      const state = await withDatabase(() => store.reset());
+      await cache.store(state);
+      request.log.info("visit counter reset by an admin request");
+      return { count: state.count };
+    });
+  }
 
   server.get("/healthz", async () => ({ status: "ok" }));
 

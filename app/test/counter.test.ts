@@ -7,7 +7,7 @@ import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
 import { CounterStore } from "../src/counter-store";
-import { call, startApp, testConfig, type JsonResponse, type RunningApp } from "./helpers";
+import { call, resetCounter, startApp, testConfig, type JsonResponse, type RunningApp } from "./helpers";
 
 describe("visit counter", () => {
   let pg: PostgresServer;
@@ -40,7 +40,7 @@ describe("visit counter", () => {
 
   it("counts visits, reads without counting, and resets", async () => {
     const { baseUrl } = await launch("r1");
-    assert.deepEqual((await call(`${baseUrl}/reset`, { method: "POST" })).body, { count: 0 });
+    assert.deepEqual((await resetCounter(baseUrl)).body, { count: 0 });
 
     const first = await call(`${baseUrl}/`);
     assert.equal(first.status, 200);
@@ -51,7 +51,7 @@ describe("visit counter", () => {
     assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 2 });
     assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 2 });
 
-    const reset = await call(`${baseUrl}/reset`, { method: "POST" });
+    const reset = await resetCounter(baseUrl);
     assert.equal(reset.status, 200);
     assert.deepEqual(reset.body, { count: 0 });
     assert.deepEqual((await call(`${baseUrl}/count`)).body, { count: 0 });
@@ -97,7 +97,7 @@ describe("visit counter", () => {
     const version = Number(await redis.hget(CACHE_KEY, "version"));
     // Simulate a replica whose write for a later change arrived first.
     await redis.hset(CACHE_KEY, "version", String(version + 1), "count", "777");
-    assert.deepEqual((await call(`${baseUrl}/reset`, { method: "POST" })).body, { count: 0 });
+    assert.deepEqual((await resetCounter(baseUrl)).body, { count: 0 });
     // The reset had version + 1 as well (same as the planted value), so it must not replace it...
     assert.equal(await redis.hget(CACHE_KEY, "count"), "777");
     // ...while the next change, with a higher version, does.
@@ -108,7 +108,7 @@ describe("visit counter", () => {
 
   it("counts a request id once, even when retried on other replicas at the same time", async () => {
     const [r1, r2, r3] = [apps[0], await launch("r2"), await launch("r3")];
-    await call(`${r1.baseUrl}/reset`, { method: "POST" });
+    await resetCounter(r1.baseUrl);
 
     const first = await call(`${r1.baseUrl}/`, { headers: { "x-request-id": "retry-1" } });
     const again = await call(`${r2.baseUrl}/`, { headers: { "x-request-id": "retry-1" } });
@@ -144,7 +144,7 @@ describe("visit counter", () => {
 
   it("loses no visit and counts none twice: 600 requests, 30 at a time, over 3 replicas", async () => {
     const replicas = apps.slice(0, 3);
-    await call(`${replicas[0].baseUrl}/reset`, { method: "POST" });
+    await resetCounter(replicas[0].baseUrl);
     const total = 600;
     // Enough in flight to keep every replica's pool contending on the row lock, yet bounded, so a
     // slow machine does not queue hundreds of requests past the pool's connection timeout.

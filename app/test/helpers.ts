@@ -8,6 +8,9 @@ export interface RunningApp {
   stop(): Promise<void>;
 }
 
+/** The admin token test instances get unless a test says otherwise. */
+export const TEST_ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
+
 export function testConfig(overrides: Partial<AppConfig> & Pick<AppConfig, "databaseUrl" | "redisUrl">): AppConfig {
   return {
     port: 0,
@@ -19,6 +22,7 @@ export function testConfig(overrides: Partial<AppConfig> & Pick<AppConfig, "data
     // command silently falls back to Postgres, which would defeat the tests of the cache.
     redisCommandTimeoutMs: 5000,
     logLevel: "silent",
+    adminToken: TEST_ADMIN_TOKEN,
     ...overrides,
   };
 }
@@ -75,6 +79,11 @@ export async function call(url: string, init: RequestInit = {}): Promise<JsonRes
     throw new Error(`${init.method ?? "GET"} ${url} answered ${response.status} with non-JSON body: ${text}`);
   }
   return { status: response.status, headers: response.headers, body };
+}
+
+/** `POST /reset` with the test token, as an operator would send it. */
+export function resetCounter(baseUrl: string): Promise<JsonResponse> {
+  return call(`${baseUrl}/reset`, { method: "POST", headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -5,7 +5,7 @@ import Redis from "ioredis";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
-import { call, sleep, startApp, testConfig, waitFor, type RunningApp, type StartOptions } from "./helpers";
+import { call, resetCounter, sleep, startApp, testConfig, waitFor, type RunningApp, type StartOptions } from "./helpers";
 
 describe("outages", () => {
   let pg: PostgresServer;
@@ -44,7 +44,7 @@ describe("outages", () => {
     await waitFor("redis to be up", async () =>
       (await call(`${baseUrl}/readyz`)).body.redis === "up" ? true : undefined,
     );
-    assert.deepEqual((await call(`${baseUrl}/reset`, { method: "POST" })).body, { count: 0 });
+    assert.deepEqual((await resetCounter(baseUrl)).body, { count: 0 });
     assert.equal((await call(`${baseUrl}/`)).body.count, 1);
 
     await redisServer.halt();
@@ -78,7 +78,7 @@ describe("outages", () => {
       const visit = await call(`${baseUrl}/`);
       assert.equal(visit.status, 503);
       assert.equal(typeof visit.body.error, "string");
-      const reset = await call(`${baseUrl}/reset`, { method: "POST" });
+      const reset = await resetCounter(baseUrl);
       assert.equal(reset.status, 503);
       const ready = await call(`${baseUrl}/readyz`);
       assert.equal(ready.status, 503);

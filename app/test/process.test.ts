@@ -1,7 +1,8 @@
 // The built artifact as a real process: `node app/dist/server.js` and `node app/dist/healthcheck.js`.
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { readdir, stat } from "node:fs/promises";
+import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { Agent, request, type IncomingHttpHeaders } from "node:http";
 import { createConnection, type Socket } from "node:net";
 import path from "node:path";
@@ -167,9 +168,54 @@ describe("app process", () => {
       result.stderr,
       "webstack-app: invalid configuration: " +
         'PORT must be an integer from 0 to 65535, got "eighty"; ' +
-        "DATABASE_URL is required (e.g. postgres://user:password@postgres:5432/app); " +
+        "DATABASE_URL or DATABASE_URL_FILE is required (e.g. postgres://user:password@postgres:5432/app); " +
         "REDIS_URL must start with redis:// or rediss://, got http://:***@redis:6379/\n",
     );
+  });
+
+  it("reads its secrets from files, guards /reset with the admin token, and logs none of them", async () => {
+    const secrets = await mkdtemp(path.join(tmpdir(), "webstack-secrets-"));
+    try {
+      const databaseUrl = await pg.createDatabase("file_secrets");
+      const token = "process-admin-token-5f0c9e2a71d4";
+      const wrongToken = "process-wrong-token-8b3d6a0e94c2";
+      const files = {
+        DATABASE_URL_FILE: path.join(secrets, "database-url"),
+        REDIS_URL_FILE: path.join(secrets, "redis-url"),
+        ADMIN_TOKEN_FILE: path.join(secrets, "admin-token"),
+      };
+      await writeFile(files.DATABASE_URL_FILE, `${databaseUrl}\n`, { mode: 0o400 });
+      await writeFile(files.REDIS_URL_FILE, `${redisServer.url}\n`, { mode: 0o400 });
+      await writeFile(files.ADMIN_TOKEN_FILE, `${token}\n`, { mode: 0o400 });
+      const app = spawnApp({ PORT: "0", HOST: "127.0.0.1", REPLICA_ID: "proc-files", LOG_LEVEL: "debug", ...files });
+      children.push(app.child);
+      const port = await listeningPort(app);
+      const base = `http://127.0.0.1:${port}`;
+      await waitFor("the app to be ready", async () =>
+        (await call(`${base}/readyz`)).body.redis === "up" ? true : undefined,
+      );
+      assert.deepEqual((await call(`${base}/`)).body, { count: 1, replica: "proc-files" });
+
+      const post = (headers: Record<string, string>) => call(`${base}/reset`, { method: "POST", headers });
+      assert.equal((await post({})).status, 401);
+      assert.equal((await post({ authorization: `Bearer ${wrongToken}` })).status, 401);
+      assert.equal((await post({ authorization: `Bearer ${token}`, origin: "http://attacker.example" })).status, 403);
+      assert.deepEqual((await call(`${base}/count`)).body, { count: 1 });
+      const done = await post({ authorization: `Bearer ${token}` });
+      assert.equal(done.status, 200);
+      assert.deepEqual(done.body, { count: 0 });
+
+      assert.ok(app.child.kill("SIGTERM"));
+      assert.deepEqual(await bounded("the process to exit", app.exited), { code: 0, signal: null });
+      const log = app.stdout();
+      assert.match(log, /"msg":"admin request refused"/);
+      assert.match(log, /"msg":"visit counter reset by an admin request"/);
+      for (const secret of [token, wrongToken, redisServer.password, pg.password]) {
+        assert.ok(!log.includes(secret), `a secret appears in the log: ${secret.slice(0, 8)}…`);
+      }
+    } finally {
+      await rm(secrets, { recursive: true, force: true });
+    }
   });
 
   it("on SIGTERM refuses new connections, finishes the in-flight request, and exits 0", async () => {
