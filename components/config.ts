@@ -66,6 +66,14 @@ export interface WebstackConfig {
   maxRequestBody: string;
   /** Seconds an app replica gets to finish in-flight requests when it is stopped. */
   shutdownGraceSeconds: number;
+  /** Let `/reset` through nginx to the app (which still requires the admin token). */
+  adminRoutes: boolean;
+  /** Requests one client address may have in progress at once; 0 is off. */
+  limitConnPerIp: number;
+  /** Requests per second one client address may make; 0 is off. */
+  limitRatePerIp: number;
+  /** Requests above the rate one address may make at once; undefined leaves nginx's default (twice the rate). */
+  limitBurst?: number;
 }
 
 /** A raw setting: what `pulumi config` holds, as text (lists as JSON text). */
@@ -102,6 +110,10 @@ const KEYS = [
   "redisAof",
   "maxRequestBody",
   "shutdownGraceSeconds",
+  "adminRoutes",
+  "limitConnPerIp",
+  "limitRatePerIp",
+  "limitBurst",
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -170,6 +182,14 @@ function cidrList(key: string, value: string): string[] | { problem: string } {
   if (!list.success || !list.data.every(cidr)) {
     return problem(key, value, `a non-empty list of CIDRs such as ["203.0.113.7/32"]`);
   }
+  const everyone = list.data.filter((c) => Number(c.split("/")[1]) === 0);
+  if (everyone.length > 0) {
+    return {
+      problem:
+        `${NAMESPACE}:${key} must not contain ${everyone.map(show).join(" or ")}: a /0 opens SSH and the Docker API ` +
+        `to the whole internet; list the addresses you deploy from, such as ["203.0.113.7/32"] (got ${show(value)})`,
+    };
+  }
   return list.data;
 }
 
@@ -198,6 +218,10 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   redisAof: boolean(),
   maxRequestBody: matching(NGINX_SIZE, "an nginx size such as 1m, 512k or 1048576"),
   shutdownGraceSeconds: wholeNumber(1, 300),
+  adminRoutes: boolean(),
+  limitConnPerIp: wholeNumber(0, 65535),
+  limitRatePerIp: wholeNumber(0, 100000),
+  limitBurst: wholeNumber(0, 1000000),
 };
 
 const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
@@ -257,6 +281,13 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     problems.push(...cloudProblems(target, raw));
   }
 
+  // A rate that is itself invalid is reported once, above; only a rate that is off makes a burst meaningless.
+  if (raw.limitBurst !== undefined && values.limitBurst !== undefined && (raw.limitRatePerIp === undefined || values.limitRatePerIp === 0)) {
+    problems.push(
+      `${NAMESPACE}:limitBurst applies only with a rate limit: set webstack:limitRatePerIp above 0, or leave limitBurst unset (got ${show(raw.limitBurst)})`,
+    );
+  }
+
   if (problems.length > 0 || target === undefined) throw new ConfigError(problems);
 
   const cloud = target !== "local";
@@ -282,6 +313,10 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     redisAof: (values.redisAof as boolean | undefined) ?? true,
     maxRequestBody: (values.maxRequestBody as string | undefined) ?? "1m",
     shutdownGraceSeconds: (values.shutdownGraceSeconds as number | undefined) ?? 10,
+    adminRoutes: (values.adminRoutes as boolean | undefined) ?? false,
+    limitConnPerIp: (values.limitConnPerIp as number | undefined) ?? 0,
+    limitRatePerIp: (values.limitRatePerIp as number | undefined) ?? 0,
+    limitBurst: values.limitBurst as number | undefined,
   };
 }
 

@@ -108,6 +108,49 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     ),
   },
   {
+    settings: { ...AWS, adminCidrs: '["198.51.100.0/24","0.0.0.0/0"]' },
+    message: one(
+      'webstack:adminCidrs must not contain "0.0.0.0/0": a /0 opens SSH and the Docker API to the whole internet; list the addresses you deploy from, such as ["203.0.113.7/32"] (got "[\\"198.51.100.0/24\\",\\"0.0.0.0/0\\"]")',
+    ),
+  },
+  {
+    settings: { ...DO, adminCidrs: '["::/0"]' },
+    message: one(
+      'webstack:adminCidrs must not contain "::/0": a /0 opens SSH and the Docker API to the whole internet; list the addresses you deploy from, such as ["203.0.113.7/32"] (got "[\\"::/0\\"]")',
+    ),
+  },
+  {
+    settings: { ...DO, adminCidrs: '["10.0.0.0/00"]' },
+    message: one(
+      'webstack:adminCidrs must not contain "10.0.0.0/00": a /0 opens SSH and the Docker API to the whole internet; list the addresses you deploy from, such as ["203.0.113.7/32"] (got "[\\"10.0.0.0/00\\"]")',
+    ),
+  },
+  { settings: { adminRoutes: "on" }, message: one('webstack:adminRoutes must be true or false (got "on")') },
+  {
+    settings: { limitConnPerIp: "-1" },
+    message: one('webstack:limitConnPerIp must be a whole number from 0 to 65535 (got "-1")'),
+  },
+  {
+    settings: { limitRatePerIp: "10r/s" },
+    message: one('webstack:limitRatePerIp must be a whole number from 0 to 100000 (got "10r/s")'),
+  },
+  {
+    settings: { limitRatePerIp: "20", limitBurst: "1000001" },
+    message: one('webstack:limitBurst must be a whole number from 0 to 1000000 (got "1000001")'),
+  },
+  {
+    settings: { limitBurst: "40" },
+    message: one(
+      'webstack:limitBurst applies only with a rate limit: set webstack:limitRatePerIp above 0, or leave limitBurst unset (got "40")',
+    ),
+  },
+  {
+    settings: { limitRatePerIp: "0", limitBurst: "40" },
+    message: one(
+      'webstack:limitBurst applies only with a rate limit: set webstack:limitRatePerIp above 0, or leave limitBurst unset (got "40")',
+    ),
+  },
+  {
     settings: { postgresPassword: "plain-text-password-123" },
     message: one("webstack:postgresPassword must be stored encrypted: run `pulumi config set --secret postgresPassword` (value not shown)"),
   },
@@ -122,7 +165,8 @@ function knownSettings(): string {
   return [
     "target", "replicas", "region", "size", "httpPort", "httpBindAddress", "release", "adminCidrs", "imageRegistry",
     "docrRegistry", "availabilityZone", "postgresImage", "redisImage", "nginxImage", "nodeImage", "dataVolumeGb",
-    "protectData", "redisAof", "maxRequestBody", "shutdownGraceSeconds", "postgresPassword", "redisPassword",
+    "protectData", "redisAof", "maxRequestBody", "shutdownGraceSeconds", "adminRoutes", "limitConnPerIp", "limitRatePerIp",
+    "limitBurst", "postgresPassword", "redisPassword",
   ].join(", ");
 }
 
@@ -188,7 +232,32 @@ describe("defaults and good configs", () => {
       redisAof: true,
       maxRequestBody: "1m",
       shutdownGraceSeconds: 10,
+      adminRoutes: false,
+      limitConnPerIp: 0,
+      limitRatePerIp: 0,
+      limitBurst: undefined,
     });
+  });
+
+  test("admin routes and per-address limits are off unless set; a burst is kept only with a rate", () => {
+    const on = parseConfig({ adminRoutes: "true", limitConnPerIp: "20", limitRatePerIp: "10", limitBurst: "0" });
+    assert.deepEqual(
+      [on.adminRoutes, on.limitConnPerIp, on.limitRatePerIp, on.limitBurst],
+      [true, 20, 10, 0],
+      "a configured 0 burst stays 0",
+    );
+    assert.equal(parseConfig({ limitRatePerIp: "10" }).limitBurst, undefined, "nginx's default burst applies");
+  });
+
+  test("a rate limit that is itself invalid is reported once, not again through the burst", () => {
+    assert.throws(
+      () => parseConfig({ limitRatePerIp: "fast", limitBurst: "40" }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(error.problems, ['webstack:limitRatePerIp must be a whole number from 0 to 100000 (got "fast")']);
+        return true;
+      },
+    );
   });
 
   test("a cloud host may publish nginx elsewhere than 0.0.0.0:80", () => {

@@ -475,7 +475,17 @@ describe("admin-ports-not-public", () => {
       assert.equal(ofType(resources, firewallType).length, 1);
       assert.deepEqual(await resourceViolations("admin-ports-not-public", resources), []);
 
-      const open = await resourcesOf({ ...settings, adminCidrs: '["0.0.0.0/0","::/0"]' });
+      // webstack:adminCidrs refuses a /0, so the open firewall is the program's with the admin rules widened.
+      const firewall = ofType(resources, firewallType)[0];
+      const rulesKey = target === "aws" ? "ingress" : "inboundRules";
+      const widened = (firewall.raw[rulesKey] as Record<string, unknown>[]).map((rule, i) =>
+        i < 2
+          ? rule
+          : target === "aws"
+            ? { ...rule, cidrBlocks: ["0.0.0.0/0"], ipv6CidrBlocks: ["::/0"] }
+            : { ...rule, sourceAddresses: ["0.0.0.0/0", "::/0"] },
+      );
+      const open = [withField(firewall, rulesKey, widened)];
       const expected =
         target === "aws"
           ? [
