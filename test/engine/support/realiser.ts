@@ -98,7 +98,7 @@ const CONTAINER_INPUTS = new Set([
   "ports", "volumes", "uploads", "healthcheck", "restart", "maxRetryCount", "logDriver", "logOpts",
   "stopSignal", "stopTimeout", "destroyGraceSeconds", "init", "readOnly", "tmpfs", "capabilities",
   "securityOpts", "memory", "memorySwap", "wait", "waitTimeout", "mustRun", "start", "hostname",
-  "shmSize", "removeVolumes",
+  "shmSize", "removeVolumes", "attach", "networkMode",
 ]);
 
 export class EngineRealiser {
@@ -531,7 +531,9 @@ export class EngineRealiser {
       .catch(() => undefined);
     if (existing !== undefined) {
       this.ensureOurs("container", name, existing.Config.Labels);
-      if (options.replace !== true && this.appliedInputs.get(name) === inputsHash && existing.State.Running) {
+      // A one-off (`attach`) that ran to its end is left alone too, as the provider leaves it.
+      const current = existing.State.Running || (inputs.attach === true && existing.State.Status === "exited");
+      if (options.replace !== true && this.appliedInputs.get(name) === inputsHash && current) {
         return { id: existing.Id, outputs: containerOutputs(existing, name, spec.ports) };
       }
       await this.deleteContainer(existing.Id, inputs);
@@ -547,6 +549,8 @@ export class EngineRealiser {
     }
     if (optBool(inputs.start, `${logical}.start`) !== false) {
       await container.start();
+      // Like the provider's `attach`: wait for the end of the run; its exit code is an output.
+      if (optBool(inputs.attach, `${logical}.attach`) === true) await container.wait();
       if (optBool(inputs.wait, `${logical}.wait`) === true) {
         await waitHealthy(container, logical, optNum(inputs.waitTimeout, `${logical}.waitTimeout`) ?? 60);
       }
@@ -642,7 +646,7 @@ export class EngineRealiser {
               Retries: optNum(healthcheck.retries, at("healthcheck.retries")),
             },
       HostConfig: {
-        NetworkMode: networks[0]?.name,
+        NetworkMode: networks[0]?.name ?? optStr(inputs.networkMode, at("networkMode")),
         PortBindings: Object.fromEntries(
           ports.map((p) => [`${p.internal}/${p.protocol}`, [{ HostIp: p.ip, HostPort: p.external === undefined ? "" : String(p.external) }]]),
         ),
@@ -749,7 +753,14 @@ function containerOutputs(state: Docker.ContainerInspectInfo, name: string, port
     const binding = state.NetworkSettings.Ports[`${p.internal}/${p.protocol}`]?.[0];
     return { ...p, external: binding === undefined ? p.external : Number(binding.HostPort) };
   });
-  return { id: state.Id, name, hostname: state.Config.Hostname, networkData, ...(ports.length > 0 ? { ports: bound } : {}) };
+  return {
+    id: state.Id,
+    name,
+    hostname: state.Config.Hostname,
+    networkData,
+    ...(ports.length > 0 ? { ports: bound } : {}),
+    ...(state.State.Running ? {} : { exitCode: state.State.ExitCode }),
+  };
 }
 
 /**
