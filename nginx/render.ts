@@ -36,6 +36,26 @@ export interface NginxVars {
   workerProcesses: number | "auto";
   /** Connections per worker (clients plus upstreams). @default 1024 */
   workerConnections: number;
+  /**
+   * Whether admin routes (`/reset`, and anything under `/reset/` or `/admin`) reach the app.
+   * When false nginx answers them 404 itself, whatever the app would have said.
+   * @default false
+   */
+  adminRoutes: boolean;
+  /**
+   * Requests one client address may have in progress at once; more are answered 429. 0 turns
+   * the limit off. Only connections with a request being processed count.
+   * @default 0
+   */
+  limitConnPerIp: number;
+  /** Requests per second one client address may make on average; more are answered 429. 0 turns it off. @default 0 */
+  limitRatePerIp: number;
+  /**
+   * Requests above `limitRatePerIp` one address may make at once before being limited (served
+   * without delay). Only with `limitRatePerIp` above 0.
+   * @default 0
+   */
+  limitBurst: number;
 }
 
 /** The few choices the Docker stack makes; everything else is fixed by the image and network. */
@@ -46,6 +66,17 @@ export interface DockerNginxOptions {
   workerProcesses?: number | "auto";
   /** @default 1024 */
   workerConnections?: number;
+  /**
+   * Let `/reset` (and `/admin…`) through to the app, which still requires its admin token.
+   * @default false
+   */
+  adminRoutes?: boolean;
+  /** Requests in progress per client address; 0 = off (many users may share one address behind NAT). @default 0 */
+  limitConnPerIp?: number;
+  /** Requests per second per client address; 0 = off. @default 0 */
+  limitRatePerIp?: number;
+  /** Requests above the rate allowed at once; only with `limitRatePerIp`. @default 2 × limitRatePerIp */
+  limitBurst?: number;
 }
 
 /** Where the nginx container's files go, and the command that starts it. */
@@ -55,6 +86,7 @@ export const NGINX_COMMAND: string[] = ["/bin/sh", `${NGINX_SCRIPT_DIR}/start.sh
 
 /** Vars for the official nginx image on the stack's Docker network (app replicas under the alias `app`). */
 export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
+  const limitRatePerIp = options.limitRatePerIp ?? 0;
   return {
     listenPort: 80,
     listenAddress: null,
@@ -69,6 +101,11 @@ export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
     accessLogPath: "/dev/stdout",
     workerProcesses: options.workerProcesses ?? "auto",
     workerConnections: options.workerConnections ?? 1024,
+    adminRoutes: options.adminRoutes ?? false,
+    limitConnPerIp: options.limitConnPerIp ?? 0,
+    limitRatePerIp,
+    // A bad rate is reported by validation; it must not also produce a confusing burst.
+    limitBurst: options.limitBurst ?? (isCount(limitRatePerIp, MAX_RATE) ? 2 * limitRatePerIp : 0),
   };
 }
 
@@ -91,6 +128,16 @@ const SAFE_PATH = /^\/[A-Za-z0-9._/-]*$/;
 
 function show(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
+}
+
+/** Upper bounds of the limits: far above any sane setting, low enough to catch a typo'd extra digit. */
+const MAX_CONNECTIONS = 65535;
+const MAX_RATE = 100_000;
+const MAX_BURST = 1_000_000;
+
+/** A whole number from 0 to `max`. */
+function isCount(value: unknown, max: number): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= max;
 }
 
 function isPort(value: unknown): value is number {
@@ -166,6 +213,18 @@ export function validateNginxVars(vars: NginxVars): string[] {
   if (!(typeof connections === "number" && Number.isInteger(connections) && connections >= 64 && connections <= 65535)) {
     bad("workerConnections", connections, "an integer from 64 to 65535");
   }
+  if (typeof vars.adminRoutes !== "boolean") bad("adminRoutes", vars.adminRoutes, "true or false");
+  if (!isCount(vars.limitConnPerIp, MAX_CONNECTIONS)) {
+    bad("limitConnPerIp", vars.limitConnPerIp, `an integer from 0 (off) to ${MAX_CONNECTIONS}`);
+  }
+  if (!isCount(vars.limitRatePerIp, MAX_RATE)) {
+    bad("limitRatePerIp", vars.limitRatePerIp, `an integer from 0 (off) to ${MAX_RATE} requests per second`);
+  }
+  if (!isCount(vars.limitBurst, MAX_BURST)) {
+    bad("limitBurst", vars.limitBurst, `an integer from 0 to ${MAX_BURST}`);
+  } else if (vars.limitBurst > 0 && vars.limitRatePerIp === 0) {
+    bad("limitBurst", vars.limitBurst, "0 while limitRatePerIp is 0 (a burst only applies to a rate limit)");
+  }
   return problems;
 }
 
@@ -219,7 +278,54 @@ export function renderNginxConfig(vars: NginxVars): string {
     // database is ready and the old ones refuse while they drain, moments apart.
     UPSTREAM_SERVERS: vars.upstreams.map((upstream) => `        server ${upstream} max_fails=0;`).join("\n"),
     LISTEN: listen,
+    ...limitDirectives(vars),
+    ADMIN_ROUTES: vars.adminRoutes
+      ? "        # adminRoutes: /reset and /admin reach the app, which requires its admin token."
+      : [
+          "        # Admin routes stop at the edge. Locations match the normalised path (%-decoded, dot",
+          "        # segments and repeated slashes resolved), so encoded spellings are caught too.",
+          "        location ~* ^/(reset|admin)(/|$) {",
+          "            default_type application/json;",
+          `            return 404 '{"error":"not found"}\\n';`,
+          "        }",
+        ].join("\n"),
   });
+}
+
+/** The per-address limits: zones at the http level, the limits themselves in the server. */
+function limitDirectives(vars: NginxVars): { LIMIT_ZONES: string; LIMITS: string } {
+  const zones: string[] = [];
+  const limits: string[] = [];
+  // Each zone of 10 MB holds the state of about 160,000 client addresses at once.
+  if (vars.limitConnPerIp > 0) {
+    zones.push("    limit_conn_zone $binary_remote_addr zone=webstack_conn_per_ip:10m;");
+    limits.push(`        limit_conn webstack_conn_per_ip ${vars.limitConnPerIp};`);
+  }
+  if (vars.limitRatePerIp > 0) {
+    zones.push(`    limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=${vars.limitRatePerIp}r/s;`);
+    // nodelay: requests within the burst are served at once rather than queued, so a limited
+    // client gets a quick 429 instead of holding a connection in a queue.
+    limits.push(`        limit_req zone=webstack_req_per_ip burst=${vars.limitBurst} nodelay;`);
+  }
+  if (limits.length === 0) {
+    return {
+      LIMIT_ZONES: "    # no per-address limits (limitConnPerIp and limitRatePerIp are 0)",
+      LIMITS: "        # no per-address limits",
+    };
+  }
+  return {
+    LIMIT_ZONES: zones.join("\n"),
+    LIMITS: [
+      ...limits,
+      // 429 for both: the client's own excess, not a server fault. A 503 would look like the
+      // app's "Postgres is down" to monitoring and invite retries.
+      "        limit_conn_status 429;",
+      "        limit_req_status 429;",
+      // Each refusal is already a 429 line in the access log; the error log stays for errors.
+      "        limit_conn_log_level notice;",
+      "        limit_req_log_level notice;",
+    ].join("\n"),
+  };
 }
 
 export interface ContainerFile {

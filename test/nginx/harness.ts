@@ -67,6 +67,8 @@ export interface RequestOptions {
   body?: string | Buffer;
   agent?: http.Agent;
   timeoutMs?: number;
+  /** Source address of the connection: another loopback address is another client to nginx. */
+  localAddress?: string;
 }
 
 /** One HTTP request to 127.0.0.1:port; the body is returned as sent (no decompression). */
@@ -81,6 +83,7 @@ export function request(port: number, options: RequestOptions = {}): Promise<Res
         headers: options.headers,
         agent: options.agent ?? false,
         timeout: options.timeoutMs ?? 15_000,
+        localAddress: options.localAddress,
       },
       (res) => {
         const chunks: Buffer[] = [];
@@ -135,6 +138,10 @@ export function loopbackNginxVars(dir: string, port: number, upstreams: string[]
     accessLogPath: join(dir, "access.log"),
     workerProcesses: 1,
     workerConnections: 1024,
+    adminRoutes: false,
+    limitConnPerIp: 0,
+    limitRatePerIp: 0,
+    limitBurst: 0,
   };
 }
 
@@ -241,7 +248,14 @@ export interface AppReplica {
   stop(): Promise<void>;
 }
 
-export async function startAppReplica(id: string, databaseUrl: string, redisUrl: string, logLevel = "info"): Promise<AppReplica> {
+/** Starts `app/dist/server.js` on a free port; `env` adds variables (e.g. ADMIN_TOKEN_FILE). */
+export async function startAppReplica(
+  id: string,
+  databaseUrl: string,
+  redisUrl: string,
+  logLevel = "info",
+  env: Record<string, string> = {},
+): Promise<AppReplica> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(APP_DIR, "dist", "server.js")], {
     detached: true,
@@ -255,6 +269,7 @@ export async function startAppReplica(id: string, databaseUrl: string, redisUrl:
       REPLICA_ID: id,
       SHUTDOWN_GRACE_MS: "2000",
       LOG_LEVEL: logLevel,
+      ...env,
     },
   });
   let output = "";

@@ -27,6 +27,10 @@ const loopbackVars: NginxVars = {
   accessLogPath: "/tmp/x/access.log",
   workerProcesses: 1,
   workerConnections: 512,
+  adminRoutes: false,
+  limitConnPerIp: 0,
+  limitRatePerIp: 0,
+  limitBurst: 0,
 };
 
 function lines(config: string): string[] {
@@ -82,7 +86,7 @@ describe("renderNginxConfig for the Docker stack", () => {
       "include /etc/nginx/mime.types;",
       "client_body_temp_path /var/cache/nginx/client_body;",
       "proxy_temp_path /var/cache/nginx/proxy;",
-      "listen 80 default_server;",
+      "listen 80 default_server backlog=4096;",
       "worker_processes auto;",
       "worker_connections 1024;",
       "client_max_body_size 1m;",
@@ -112,13 +116,129 @@ describe("renderNginxConfig for the Docker stack", () => {
   });
 });
 
+describe("the edge's defences", () => {
+  const configLines = lines(renderNginxConfig(dockerNginxVars()));
+  const BLOCK_ADMIN = "location ~* ^/(reset|admin)(/|$) {";
+
+  it("keeps admin routes and per-address limits off unless asked", () => {
+    const vars = dockerNginxVars();
+    assert.deepEqual(
+      { adminRoutes: vars.adminRoutes, limitConnPerIp: vars.limitConnPerIp, limitRatePerIp: vars.limitRatePerIp, limitBurst: vars.limitBurst },
+      { adminRoutes: false, limitConnPerIp: 0, limitRatePerIp: 0, limitBurst: 0 },
+    );
+    assert.ok(configLines.includes(BLOCK_ADMIN));
+    assert.deepEqual(configLines.filter((line) => line.startsWith("limit_")), []);
+  });
+
+  it("answers admin routes and /readyz at the edge, and hides X-Served-By", () => {
+    const blocked = configLines.indexOf(BLOCK_ADMIN);
+    assert.deepEqual(configLines.slice(blocked, blocked + 4), [
+      BLOCK_ADMIN,
+      "default_type application/json;",
+      `return 404 '{"error":"not found"}\\n';`,
+      "}",
+    ]);
+    const readyz = configLines.indexOf("location = /readyz {");
+    assert.deepEqual(configLines.slice(readyz, readyz + 4), [
+      "location = /readyz {",
+      "default_type application/json;",
+      `return 404 '{"error":"not found"}\\n';`,
+      "}",
+    ]);
+    assert.ok(configLines.includes("proxy_hide_header X-Served-By;"));
+    assert.ok(configLines.includes("location = /nginx-health {"));
+  });
+
+  it("lets admin routes through when adminRoutes is true", () => {
+    const open = lines(renderNginxConfig(dockerNginxVars({ adminRoutes: true })));
+    assert.ok(!open.includes(BLOCK_ADMIN));
+    assert.ok(!open.some((line) => line.includes("reset|admin")));
+    assert.ok(open.includes("location = /readyz {"), "/readyz stays hidden");
+  });
+
+  it("times out slow or idle clients in seconds", () => {
+    for (const expected of [
+      "client_header_timeout 10s;",
+      "client_body_timeout 10s;",
+      "send_timeout 10s;",
+      "keepalive_timeout 10s;",
+      "reset_timedout_connection on;",
+    ]) {
+      assert.ok(configLines.includes(expected), `missing line: ${expected}`);
+    }
+    assert.ok(!configLines.includes("keepalive_timeout 65s;"));
+  });
+
+  it("renders both limits, the burst defaulting to twice the rate, answered 429", () => {
+    const limited = lines(renderNginxConfig(dockerNginxVars({ limitConnPerIp: 20, limitRatePerIp: 15 })));
+    assert.deepEqual(
+      limited.filter((line) => line.startsWith("limit_")),
+      [
+        "limit_conn_zone $binary_remote_addr zone=webstack_conn_per_ip:10m;",
+        "limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=15r/s;",
+        "limit_conn webstack_conn_per_ip 20;",
+        "limit_req zone=webstack_req_per_ip burst=30 nodelay;",
+        "limit_conn_status 429;",
+        "limit_req_status 429;",
+        "limit_conn_log_level notice;",
+        "limit_req_log_level notice;",
+      ],
+    );
+    // The zones belong to the http block, the limits to the server, before any location.
+    assert.ok(limited.indexOf("limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=15r/s;") < limited.indexOf("server {"));
+    const limit = limited.indexOf("limit_conn webstack_conn_per_ip 20;");
+    assert.ok(limit > limited.indexOf("server {") && limit < limited.indexOf("location = /nginx-health {"));
+  });
+
+  it("renders each limit alone, and an explicit burst (0 included)", () => {
+    const connOnly = lines(renderNginxConfig(dockerNginxVars({ limitConnPerIp: 5 })));
+    assert.deepEqual(
+      connOnly.filter((line) => line.startsWith("limit_req")),
+      ["limit_req_status 429;", "limit_req_log_level notice;"],
+    );
+    assert.ok(connOnly.includes("limit_conn webstack_conn_per_ip 5;"));
+    const rateOnly = lines(renderNginxConfig(dockerNginxVars({ limitRatePerIp: 10, limitBurst: 0 })));
+    assert.ok(!rateOnly.some((line) => line.startsWith("limit_conn ") || line.startsWith("limit_conn_zone")));
+    assert.ok(rateOnly.includes("limit_req zone=webstack_req_per_ip burst=0 nodelay;"));
+    const bursty = lines(renderNginxConfig(dockerNginxVars({ limitRatePerIp: 10, limitBurst: 100 })));
+    assert.ok(bursty.includes("limit_req zone=webstack_req_per_ip burst=100 nodelay;"));
+  });
+
+  it("refuses bad limits and admin switch with exact messages", () => {
+    assert.deepEqual(renderError({ ...loopbackVars, limitConnPerIp: -1, limitRatePerIp: 2.5, limitBurst: 1_000_001 }), [
+      "nginx setting limitConnPerIp is -1; allowed: an integer from 0 (off) to 65535",
+      "nginx setting limitRatePerIp is 2.5; allowed: an integer from 0 (off) to 100000 requests per second",
+      "nginx setting limitBurst is 1000001; allowed: an integer from 0 to 1000000",
+    ]);
+    assert.deepEqual(renderError({ ...loopbackVars, limitConnPerIp: 70000, limitRatePerIp: 100_001 }), [
+      "nginx setting limitConnPerIp is 70000; allowed: an integer from 0 (off) to 65535",
+      "nginx setting limitRatePerIp is 100001; allowed: an integer from 0 (off) to 100000 requests per second",
+    ]);
+    assert.deepEqual(renderError({ ...loopbackVars, limitBurst: 40 }), [
+      "nginx setting limitBurst is 40; allowed: 0 while limitRatePerIp is 0 (a burst only applies to a rate limit)",
+    ]);
+    // Values from untyped config must not slip through as strings.
+    const untyped = { ...loopbackVars, adminRoutes: "yes", limitConnPerIp: "20" } as unknown as NginxVars;
+    assert.deepEqual(renderError(untyped), [
+      'nginx setting adminRoutes is "yes"; allowed: true or false',
+      'nginx setting limitConnPerIp is "20"; allowed: an integer from 0 (off) to 65535',
+    ]);
+  });
+
+  it("reports a bad rate once, not again as a derived burst", () => {
+    assert.deepEqual(renderError(dockerNginxVars({ limitRatePerIp: -5 })), [
+      "nginx setting limitRatePerIp is -5; allowed: an integer from 0 (off) to 100000 requests per second",
+    ]);
+  });
+});
+
 describe("renderNginxConfig for loopback tests", () => {
   const configLines = lines(renderNginxConfig(loopbackVars));
 
   it("has no user directive, no resolver, and listens on the given address", () => {
     assert.ok(!configLines.some((line) => line.startsWith("user ")));
     assert.ok(!configLines.some((line) => line.startsWith("resolver ")));
-    assert.ok(configLines.includes("listen 127.0.0.1:18080 default_server;"));
+    assert.ok(configLines.includes("listen 127.0.0.1:18080 default_server backlog=4096;"));
     assert.ok(configLines.includes("server 127.0.0.1:3001 max_fails=0;"));
     assert.ok(configLines.includes("server 127.0.0.1:3002 max_fails=0;"));
     assert.ok(configLines.includes("client_max_body_size 64k;"));
