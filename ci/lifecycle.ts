@@ -135,8 +135,7 @@ export async function upPrStack(
   const stack = prStackName(pr);
   const ttl = options.ttlHours ?? DEFAULT_TTL_HOURS;
   if (!Number.isFinite(ttl) || ttl <= 0 || ttl > 24 * 90) throw new Error(`ttl must be 1 hour to 90 days in hours (got ${ttl})`);
-  let file = prStackFile(readPrTemplate(ctx.projectDir));
-  if (options.release !== undefined) file = `${file.trimEnd()}\n  webstack:release: ${JSON.stringify(options.release)}\n`;
+  const file = prStackFile(readPrTemplate(ctx.projectDir), { release: options.release });
   fs.writeFileSync(path.join(ctx.projectDir, `Pulumi.${stack}.yaml`), file);
 
   const expires = new Date(now(ctx).getTime() + ttl * 3600_000).toISOString();

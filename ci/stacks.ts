@@ -58,7 +58,8 @@ export function selectStacks(requested: string | undefined, declared: string[]):
  * The stack file of `pr-<n>`, made from the template. The template may hold no encrypted values
  * (they belong to one stack's key) and may not protect data: a throwaway stack is destroyed.
  */
-export function prStackFile(template: string, templateName = PR_TEMPLATE): string {
+export function prStackFile(template: string, options: { release?: string; templateName?: string } = {}): string {
+  const templateName = options.templateName ?? PR_TEMPLATE;
   const doc = parseDocument(template);
   if (doc.errors.length > 0) throw new Error(`${templateName} is not valid YAML: ${doc.errors[0].message}`);
   const problems: string[] = [];
@@ -84,6 +85,7 @@ export function prStackFile(template: string, templateName = PR_TEMPLATE): strin
   if (problems.length > 0) throw new Error(problems.join("\n"));
   if (!doc.has("config")) doc.set("config", doc.createNode({}));
   doc.setIn(["config", "webstack:protectData"], "false");
+  if (options.release !== undefined) doc.setIn(["config", "webstack:release"], options.release);
   return `# Made by \`npm run ci:pr-stack\` from ${templateName}; not committed.\n${doc.toString()}`;
 }
 
