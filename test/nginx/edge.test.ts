@@ -310,7 +310,7 @@ describe("per-address limits", () => {
 
     assert.deepEqual(polite.errors, []);
     assert.deepEqual([...polite.statuses.keys()], [200], describeTally(polite));
-    assert.ok(polite.total >= 2 * floodSeconds, `the other client made only ${polite.total} requests during the flood`);
+    assert.ok(polite.total >= floodSeconds, `the other client made only ${polite.total} requests during the flood`);
     assert.equal(limited.accessLog().filter((line) => line.remote_addr === "127.0.0.2").length, polite.total);
 
     // A limit is not a ban: once the bucket has drained, the same address is served again,
