@@ -5,14 +5,17 @@
 // random, tls, command) is only recorded and answered with plausible outputs; nothing outside the
 // engine is ever contacted.
 //
-// Rules it enforces on purpose: ports are published on 127.0.0.1 only; nothing is pulled (images
-// must already be on the engine); secrets reach containers only through the Engine API's Env
-// field or uploaded files; a container input the realiser does not understand is an error, so a
-// new program setting is never silently ignored.
+// It does what pulumi-docker 5.2.0 (terraform-provider-docker underneath; its Image is native) and
+// the Pulumi engine would do, and where it cannot, it fails rather than doing less: a test that
+// passes here must not be one a real `pulumi up` could fail. Rules it adds on purpose: Docker
+// resources only on the providers the test engine stands in for; ports published on 127.0.0.1 or
+// 0.0.0.0 only; nothing is pulled (images must already be on the engine); secrets reach containers
+// only through the Engine API's Env field or uploaded files; an input it does not understand is an
+// error, so a new program setting is never silently ignored.
 import dockerignore from "@balena/dockerignore";
 import * as pulumi from "@pulumi/pulumi";
 import Docker from "dockerode";
-import { createHash, generateKeyPairSync, KeyObject, randomBytes, randomInt } from "node:crypto";
+import { createHash, generateKeyPairSync, KeyObject, randomBytes, randomInt, randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
@@ -20,6 +23,9 @@ import * as tar from "tar-stream";
 
 /** Label on every object the realiser creates; `destroy()` removes what carries it. */
 export const TEST_STACK_LABEL = "webstack.test.stack";
+
+/** The local target's Docker provider: it talks to DOCKER_HOST, which startEngine points at the test engine. */
+export const LOCAL_ENGINE_PROVIDER = "host-docker";
 
 export interface RecordedResource {
   type: string;
@@ -35,8 +41,14 @@ export interface RecordedResource {
   realised: boolean;
   /** The program evaluation it was registered in (see `beginUpdate`). */
   update: number;
-  /** True once `finishUpdate` deleted it because a later evaluation no longer registered it. */
+  /** True once it left the state: deleted, replaced, or dropped by `refresh()`. */
   deleted: boolean;
+  /** The provider reference the SDK sent (`<provider URN>::<provider id>`), if any. */
+  provider: string | undefined;
+  /** Position of its "registered" event in `events`. */
+  registeredAt: number;
+  /** Position of its "completed" event in `events`; -1 until it completed. */
+  completedAt: number;
 }
 
 /** One step in the life of a registration, in the order they happened. */
@@ -44,6 +56,8 @@ export interface RealiserEvent {
   phase: "registered" | "completed" | "failed";
   type: string;
   name: string;
+  /** When it happened (ms since the epoch). */
+  time: number;
 }
 
 export interface RecordedCall {
@@ -56,8 +70,24 @@ export interface EngineRealiserArgs {
   docker: Docker;
   /** Stack name: the `webstack.test.stack` label value, and the stack `install()` sets. */
   stack: string;
-  /** Network mode for RUN steps of image builds; only the host network reaches registries here. @default "host" */
-  buildNetworkMode?: string;
+  /**
+   * Logical names of the `pulumi:providers:docker` resources whose engine the test engine stands in
+   * for. A Docker resource on any other provider, or on none, is refused: a real update would put it
+   * on another engine. Naming a provider that points at another host (a cloud host's engine) is the
+   * test's explicit decision to realise that engine's resources here.
+   * @default [LOCAL_ENGINE_PROVIDER], accepted only while its `host` is the test engine's
+   * @example ["host-engine-docker"]
+   */
+  engineProviders?: string[];
+  /** The test engine's address as a provider's `host` names it. @default DOCKER_HOST (startEngine sets it) */
+  dockerHost?: string;
+  /**
+   * Milliseconds a created or replaced command (`command:remote:Command`, `command:local:Command`)
+   * takes to complete, so what waits for it can be told from what does not. An unchanged command in
+   * a later update completes at once: Pulumi does not run it again.
+   * @default 0
+   */
+  commandDelayMs?: number;
   /** Progress lines (never inputs or secrets). @default silent */
   log?: (line: string) => void;
 }
@@ -70,9 +100,9 @@ export interface DestroySummary {
   images: string[];
 }
 
-/** What `destroyStack()` did. */
+/** What `destroyStack()` or `finishUpdate()` deleted. */
 export interface StackDestroySummary {
-  /** Logical names of the deleted resources, in the order they were deleted. */
+  /** Logical names of the deleted resources, in the order their deletion finished. */
   deleted: string[];
   /** Docker objects removed from the engine. */
   removed: DestroySummary;
@@ -90,15 +120,32 @@ interface PortSpec {
   ip: string;
   protocol: string;
 }
-/** Realises one resource from its plain inputs; returns the outputs the provider computes. */
-type Realise = (name: string, inputs: Json) => Promise<{ id: string; outputs: Json }>;
+/**
+ * Realises one resource from its plain inputs; `previous` is its record in the state when its
+ * inputs changed since. Returns its id and the outputs the provider computes.
+ */
+type Realise = (record: RecordedResource, inputs: Json, previous: RecordedResource | undefined) => Promise<{ id: string; computed: Json }>;
+
+const CONTAINER = "docker:index/container:Container";
+const IMAGE = "docker:index/image:Image";
+const DOCKER_PROVIDER = "pulumi:providers:docker";
+const COMMANDS = new Set(["command:remote:Command", "command:local:Command"]);
 
 const CONTAINER_INPUTS = new Set([
   "name", "image", "envs", "command", "entrypoints", "user", "workingDir", "labels", "networksAdvanced",
   "ports", "volumes", "uploads", "healthcheck", "restart", "maxRetryCount", "logDriver", "logOpts",
   "stopSignal", "stopTimeout", "destroyGraceSeconds", "init", "readOnly", "tmpfs", "capabilities",
   "securityOpts", "memory", "memorySwap", "wait", "waitTimeout", "mustRun", "start", "hostname",
-  "shmSize", "removeVolumes", "attach", "networkMode",
+  "shmSize", "removeVolumes", "attach", "logs", "networkMode",
+]);
+/** Container inputs the provider's Update applies to the running container (resourceDockerContainerUpdate). */
+const UPDATED_IN_PLACE = new Set(["restart", "maxRetryCount", "memory", "memorySwap"]);
+/**
+ * Container inputs that are not ForceNew in the provider's schema and that its Update ignores: a
+ * change reaches the state, never the container. Every other container input forces a replacement.
+ */
+const STATE_ONLY = new Set([
+  "start", "attach", "logs", "mustRun", "wait", "waitTimeout", "destroyGraceSeconds", "removeVolumes", "healthcheck", "init", "tmpfs",
 ]);
 
 export class EngineRealiser {
@@ -117,25 +164,34 @@ export class EngineRealiser {
   readonly errors: Error[] = [];
   readonly mocks: pulumi.runtime.Mocks;
 
-  private readonly buildNetworkMode: string;
+  private readonly engineProviders: Set<string>;
+  /** The default mapping holds only for a provider whose host is the test engine. */
+  private readonly mappedByDefault: boolean;
+  private readonly engineAddress: string | undefined;
+  private readonly commandDelayMs: number;
   private readonly log: (line: string) => void;
   private readonly realisers: Record<string, Realise>;
   private readonly inFlight = new Set<Promise<unknown>>();
   private currentUpdate = 0;
-  /** Hash of the plain inputs each container was created from; in memory only, as they hold secrets. */
-  private readonly appliedInputs = new Map<string, string>();
+  /** What the provider computed for each realised record (the rest of its outputs echo its inputs). */
+  private readonly computed = new WeakMap<RecordedResource, Json>();
+  /** Records replaced create-before-delete (a RemoteImage's old tag): Pulumi deletes them at the end of the update. */
+  private pendingDeletes: RecordedResource[] = [];
 
   constructor(args: EngineRealiserArgs) {
     this.docker = args.docker;
     this.stack = args.stack;
-    this.buildNetworkMode = args.buildNetworkMode ?? "host";
+    this.engineProviders = new Set(args.engineProviders ?? [LOCAL_ENGINE_PROVIDER]);
+    this.mappedByDefault = args.engineProviders === undefined;
+    this.engineAddress = args.dockerHost ?? process.env.DOCKER_HOST;
+    this.commandDelayMs = args.commandDelayMs ?? 0;
     this.log = args.log ?? (() => undefined);
     this.realisers = {
-      "docker:index/network:Network": (n, i) => this.realiseNetwork(n, i),
-      "docker:index/volume:Volume": (n, i) => this.realiseVolume(n, i),
-      "docker:index/remoteImage:RemoteImage": (n, i) => this.realiseRemoteImage(n, i),
-      "docker:index/image:Image": (n, i) => this.realiseImage(n, i),
-      "docker:index/container:Container": (n, i) => this.realiseContainer(n, i),
+      "docker:index/network:Network": (r, i, p) => this.realiseNetwork(r.name, i, p),
+      "docker:index/volume:Volume": (r, i, p) => this.realiseVolume(r.name, i, p),
+      "docker:index/remoteImage:RemoteImage": (r, i, p) => this.realiseRemoteImage(r.name, i, p),
+      [IMAGE]: (r, i, p) => this.realiseImage(r.name, i, p),
+      [CONTAINER]: (r, i, p) => this.realiseContainer(r, i, p),
     };
     this.mocks = {
       newResource: (mockArgs) => this.track(this.newResource(mockArgs)),
@@ -160,7 +216,7 @@ export class EngineRealiser {
         await Promise.allSettled([...this.inFlight]);
       } else {
         const before = this.resources.length;
-        await new Promise((resolve) => setTimeout(resolve, quietMs));
+        await sleep(quietMs);
         if (this.inFlight.size === 0 && this.resources.length === before) break;
       }
       if (Date.now() > deadline) throw new Error("realiser: resources were still being registered at the deadline");
@@ -179,37 +235,59 @@ export class EngineRealiser {
   }
 
   /**
-   * Starts a new evaluation of the program, like a second `pulumi up`: containers registered
-   * again with the same inputs are kept as they are, changed ones are replaced (deleted, then
-   * created), and `finishUpdate()` deletes those the new evaluation did not register. Install the
-   * mocks again (`install()`) before evaluating the program anew.
+   * Starts a new evaluation of the program, like a second `pulumi up` (without `--refresh`; call
+   * `refresh()` first for that): a resource registered again with the same inputs and provider is
+   * left alone, engine untouched and outputs as recorded; a changed one is updated or replaced as
+   * the provider would; `finishUpdate()` deletes what the new evaluation did not register. Install
+   * the mocks again (`install()`) before evaluating the program anew.
    */
   beginUpdate(): number {
     return ++this.currentUpdate;
   }
 
   /**
-   * Ends the current update: deletes the containers of earlier updates that this one did not
-   * register (e.g. the previous release's app replicas), each after its stop grace period, as
-   * Pulumi does at the end of an update. Returns their Docker names.
+   * Ends the current update as Pulumi does: deletes every resource of the state this update did not
+   * register (the previous release's replicas, a renamed volume, a network or image the program
+   * dropped) and what was replaced create-before-delete, dependents first, each as the provider
+   * deletes it.
    */
-  async finishUpdate(): Promise<string[]> {
-    const containers = this.ofType("docker:index/container:Container");
-    const current = new Set(containers.filter((r) => r.update === this.currentUpdate).map((r) => String(r.outputs.name)));
-    const stale = containers.filter((r) => r.update < this.currentUpdate && r.realised && !r.deleted && !current.has(String(r.outputs.name)));
-    await Promise.all(
-      stale.map(async (r) => {
-        await this.deleteContainer(String(r.outputs.name), reveal(r.inputs) as Json);
-        this.appliedInputs.delete(String(r.outputs.name));
-        r.deleted = true;
-      }),
-    );
-    return stale.map((r) => String(r.outputs.name));
+  async finishUpdate(): Promise<StackDestroySummary> {
+    const stale = this.stateRecords().filter((r) => r.update < this.currentUpdate);
+    const doomed = [...this.pendingDeletes, ...stale];
+    this.pendingDeletes = [];
+    return this.deleteInOrder(doomed);
+  }
+
+  /**
+   * `pulumi refresh` for containers, through the provider's Read: a container gone from the engine
+   * leaves the state; a stopped one with `mustRun` (the default) is deleted by the Read and leaves
+   * the state too, so the next update creates it again; a running one reports its live ports and
+   * addresses. Returns the logical names that left the state.
+   */
+  async refresh(): Promise<string[]> {
+    const dropped: string[] = [];
+    for (const record of this.stateRecords().filter((r) => r.type === CONTAINER)) {
+      const inputs = reveal(record.inputs) as Json;
+      const info = await this.docker
+        .getContainer(String(record.id))
+        .inspect()
+        .catch(notFound(undefined));
+      if (info === undefined || (!info.State.Running && inputs.mustRun !== false)) {
+        if (info !== undefined) await this.removeAsProvider(info.Id, inputs);
+        this.markDeleted(record);
+        dropped.push(record.name);
+        continue;
+      }
+      const computed = containerOutputs(info, String(record.outputs.name), portSpecs(record.name, inputs), this.computed.get(record));
+      this.computed.set(record, computed);
+      record.outputs = { ...record.inputs, ...computed };
+    }
+    return dropped;
   }
 
   /** The latest recorded, not deleted container by Docker name or logical name. */
   container(name: string): RecordedResource {
-    const all = this.ofType("docker:index/container:Container").filter((r) => !r.deleted);
+    const all = this.ofType(CONTAINER).filter((r) => !r.deleted && r.id !== undefined);
     const found = all.filter((r) => r.name === name || r.outputs.name === name).at(-1);
     if (found === undefined) {
       const known = all.map((r) => String(r.outputs.name ?? r.name));
@@ -219,47 +297,32 @@ export class EngineRealiser {
   }
 
   /**
-   * Deletes one container (stopping it with its grace period) and creates it again from its
-   * recorded inputs — what the provider does on a replacement. Volumes are kept.
+   * Deletes one container as the provider deletes it (its grace period, from its recorded inputs)
+   * and creates it again from those inputs: what a replacement does. Volumes are kept.
    */
   async recreateContainer(name: string): Promise<Json> {
     const record = this.container(name);
-    await this.deleteContainer(String(record.outputs.name), reveal(record.inputs) as Json);
-    const { id, outputs } = await this.realiseContainer(record.name, reveal(record.inputs) as Json, { replace: true });
+    const inputs = reveal(record.inputs) as Json;
+    await this.deleteContainer(record);
+    const { id, computed } = await this.createContainer(record.name, inputs);
     record.id = id;
-    record.outputs = { ...record.inputs, ...outputs };
+    this.computed.set(record, computed);
+    record.outputs = { ...record.inputs, ...computed };
     return record.outputs;
   }
 
   /**
    * Destroys the stack as `pulumi destroy` does: every resource of the recorded state (the latest
-   * registration of each, not already deleted) is deleted the way the provider deletes it, those
-   * depending on others first. A resource registers only after its dependencies completed, so
-   * reverse registration order is such an order; resources of earlier updates the last one did not
-   * register (an old release `finishUpdate` has not removed yet) depend on current ones, never the
-   * reverse, so they go first. One at a time: Pulumi deletes independent resources in parallel,
-   * which only makes it faster.
+   * registration of each, not already deleted), and what a replacement left for the end of an
+   * update, each deleted the way the provider deletes it, those that may depend on others first.
    *
    * What the mocks cannot see is not honoured: `protect` and `retainOnDelete` are resource options,
    * not inputs.
    */
   async destroyStack(): Promise<StackDestroySummary> {
-    const latest = new Map<string, RecordedResource>();
-    for (const r of this.resources) latest.set(`${r.type}::${r.name}`, r);
-    const state = [...latest.values()].filter((r) => r.custom && !r.deleted && r.id !== undefined);
-    const position = (r: RecordedResource) => this.resources.indexOf(r);
-    const ordered = [
-      ...state.filter((r) => r.update < this.currentUpdate).sort((a, b) => position(b) - position(a)),
-      ...state.filter((r) => r.update === this.currentUpdate).sort((a, b) => position(b) - position(a)),
-    ];
-    const summary: StackDestroySummary = { deleted: [], removed: { containers: [], networks: [], volumes: [], images: [] }, kept: [] };
-    for (const record of ordered) {
-      await this.deleteResource(record, summary);
-      for (const r of this.resources) if (r.type === record.type && r.name === record.name) r.deleted = true;
-      summary.deleted.push(record.name);
-    }
-    this.appliedInputs.clear();
-    return summary;
+    const doomed = [...this.pendingDeletes, ...this.stateRecords()];
+    this.pendingDeletes = [];
+    return this.deleteInOrder(doomed);
   }
 
   /**
@@ -276,7 +339,10 @@ export class EngineRealiser {
       containers.map(async (c) => {
         const name = c.Names[0]?.replace(/^\//, "") ?? c.Id;
         const grace = Number(c.Labels["webstack.test.destroy-grace"] ?? "10");
-        await this.removeContainer(c.Id, grace);
+        const container = this.docker.getContainer(c.Id);
+        // A sweep, not the provider: whatever is already stopped or gone is fine.
+        if (grace > 0) await container.stop({ t: grace }).catch(ignoreStatus(304, 404));
+        await container.remove({ force: true, v: true }).catch(ignoreStatus(404));
         summary.containers.push(name);
       }),
     );
@@ -321,54 +387,170 @@ export class EngineRealiser {
   }
 
   private async newResource(args: pulumi.runtime.MockResourceArgs): Promise<pulumi.runtime.MockResourceResult> {
-    const raw = (args.inputs ?? {}) as Json;
     const record: RecordedResource = {
       type: args.type,
       name: args.name,
       custom: args.custom ?? true,
-      inputs: raw,
+      inputs: (args.inputs ?? {}) as Json,
       outputs: {},
       id: undefined,
       realised: false,
       update: this.currentUpdate,
       deleted: false,
+      provider: args.provider === undefined || args.provider === "" ? undefined : args.provider,
+      registeredAt: this.events.length,
+      completedAt: -1,
     };
+    const previous = this.inState(record.type, record.name);
     this.resources.push(record);
-    this.events.push({ phase: "registered", type: args.type, name: args.name });
+    this.events.push({ phase: "registered", type: args.type, name: args.name, time: Date.now() });
     try {
-      const realise = this.realisers[args.type];
-      if (realise !== undefined) {
-        this.log(`realising ${args.type} ${args.name}`);
-        const { id, outputs } = await realise(args.name, reveal(raw) as Json);
-        record.id = id;
-        // Outputs echo the inputs as sent, so values the program marked secret stay secret.
-        record.outputs = { ...raw, ...outputs };
-        record.realised = true;
+      if (args.type.startsWith("docker:")) {
+        await this.realise(record, previous, args.id);
       } else if (!record.custom) {
-        record.outputs = raw;
+        record.outputs = record.inputs;
       } else {
-        // Unchanged inputs in a later evaluation keep their outputs, as Pulumi's state would
-        // (a generated password must not change between updates).
-        const previous = this.resources.find(
-          (r) => r.update < record.update && r.type === args.type && r.name === args.name && sameJson(r.inputs, raw),
-        );
-        record.id = previous?.id ?? `${args.name}-id`;
-        record.outputs = previous?.outputs ?? { ...raw, ...plausibleOutputs(args.type, reveal(raw) as Json) };
+        await this.recordOnly(record, previous);
       }
-      this.events.push({ phase: "completed", type: args.type, name: args.name });
+      record.completedAt = this.events.length;
+      this.events.push({ phase: "completed", type: args.type, name: args.name, time: Date.now() });
       return { id: record.id, state: record.outputs };
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
       this.errors.push(error);
-      this.events.push({ phase: "failed", type: args.type, name: args.name });
+      this.events.push({ phase: "failed", type: args.type, name: args.name, time: Date.now() });
       throw error;
     }
   }
 
   private call(args: pulumi.runtime.MockCallArgs): Json {
+    if (args.token.startsWith("docker:")) {
+      throw new Error(`invoke ${args.token}: Docker functions are not realised by the engine realiser; teach test/engine/support/realiser.ts about it`);
+    }
     const inputs = (args.inputs ?? {}) as Json;
     this.calls.push({ token: args.token, inputs });
     return plausibleInvoke(args.token, reveal(inputs) as Json);
+  }
+
+  /** Realises a Docker resource, or leaves it alone when nothing about it changed. */
+  private async realise(record: RecordedResource, previous: RecordedResource | undefined, importId: string | undefined): Promise<void> {
+    const what = `${record.type} ${record.name}`;
+    if (importId !== undefined && importId !== "") throw new Error(`${what}: reading or importing an existing object is not supported by the engine realiser`);
+    const realise = this.realisers[record.type];
+    if (realise === undefined) throw new Error(`${what}: a Docker resource type the engine realiser does not realise; teach test/engine/support/realiser.ts about it`);
+    this.checkProvider(record);
+    const inputs = reveal(record.inputs) as Json;
+    const unchanged = previous !== undefined && previous.provider === record.provider && sameJson(reveal(previous.inputs), inputs);
+    // Without a diff, `pulumi up` neither calls the provider nor re-reads the object: a stopped
+    // container stays stopped, a removed one stays removed, outputs stay as recorded. pulumi-docker's
+    // Image is the exception: it hashes its build context on every update, so it is built again
+    // (a warm cache makes that a no-op when nothing changed).
+    if (unchanged && record.type !== IMAGE) {
+      record.id = previous.id;
+      record.outputs = previous.outputs;
+      this.computed.set(record, this.computed.get(previous) ?? {});
+      record.realised = true;
+      return;
+    }
+    this.log(`realising ${what}`);
+    const { id, computed } = await realise(record, inputs, unchanged ? undefined : previous);
+    record.id = id;
+    this.computed.set(record, computed);
+    // Outputs echo the inputs as sent, so values the program marked secret stay secret.
+    record.outputs = { ...record.inputs, ...computed };
+    record.realised = true;
+  }
+
+  /** Types that are recorded, never realised: unchanged inputs keep their outputs, as Pulumi's state would. */
+  private async recordOnly(record: RecordedResource, previous: RecordedResource | undefined): Promise<void> {
+    if (previous !== undefined && sameJson(previous.inputs, record.inputs)) {
+      // A generated password must not change between updates, and an unchanged command does not run again.
+      record.id = previous.id;
+      record.outputs = previous.outputs;
+      return;
+    }
+    if (COMMANDS.has(record.type) && this.commandDelayMs > 0) await sleep(this.commandDelayMs);
+    // Provider references carry the id; a new id (a replaced provider) changes every reference.
+    record.id = record.type === DOCKER_PROVIDER ? randomUUID() : `${record.name}-id`;
+    record.outputs = { ...record.inputs, ...plausibleOutputs(record.type, reveal(record.inputs) as Json) };
+  }
+
+  /**
+   * Refuses a Docker resource whose provider is not one the test engine stands in for: with the
+   * real provider it would be created on another engine, and here it would land on this one.
+   */
+  private checkProvider(record: RecordedResource): void {
+    const what = `${record.type} ${record.name}`;
+    const mapped = [...this.engineProviders].join(", ");
+    if (record.provider === undefined) {
+      throw new Error(`${what}: no provider; Pulumi.yaml disables the default Docker provider, so a real update fails on it too (the test engine stands in for ${mapped})`);
+    }
+    const ref = parseProviderRef(record.provider);
+    if (ref.type !== DOCKER_PROVIDER) throw new Error(`${what}: its provider '${ref.name}' is a ${ref.type}, not a Docker provider`);
+    if (!this.engineProviders.has(ref.name)) {
+      throw new Error(
+        `${what}: its provider '${ref.name}' manages an engine the test engine does not stand in for (it stands in for ${mapped}); ` +
+          "a real update would create it there. If the test means to realise that engine's resources here, name the provider in engineProviders",
+      );
+    }
+    const provider = this.resources.filter((r) => r.type === DOCKER_PROVIDER && r.name === ref.name && r.id === ref.id).at(-1);
+    if (provider === undefined) throw new Error(`${what}: its provider '${ref.name}' (id ${ref.id}) was never registered with this realiser`);
+    // The SDK fills `host` from DOCKER_HOST; without either, the provider reads DOCKER_HOST itself or uses its default socket.
+    const given = optStr((reveal(provider.inputs) as Json).host, `${ref.name}.host`);
+    const host = given ?? process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
+    if (this.mappedByDefault && host !== this.engineAddress) {
+      throw new Error(
+        `${what}: its provider '${ref.name}' talks to '${host}', not to the test engine (${this.engineAddress ?? "DOCKER_HOST unset"}); ` +
+          "name it in engineProviders if the test means to realise that engine's resources here",
+      );
+    }
+  }
+
+  /** The record of a resource in the state before the current update, if any. */
+  private inState(type: string, name: string): RecordedResource | undefined {
+    return this.stateRecords().find((r) => r.type === type && r.name === name && r.update < this.currentUpdate);
+  }
+
+  /** The state Pulumi would hold: the latest created registration of each custom resource, unless deleted since. */
+  private stateRecords(): RecordedResource[] {
+    const latest = new Map<string, RecordedResource>();
+    for (const r of this.resources) if (r.custom && r.id !== undefined) latest.set(`${r.type}::${r.name}`, r);
+    return [...latest.values()].filter((r) => !r.deleted);
+  }
+
+  /** Marks a record and the earlier registrations of the same resource as gone from the state. */
+  private markDeleted(record: RecordedResource): void {
+    for (const r of this.resources) if (r.type === record.type && r.name === record.name && r.update <= record.update) r.deleted = true;
+  }
+
+  /**
+   * Deletes records as Pulumi does: a resource only after everything that may depend on it, the
+   * independent ones in parallel. The mocks do not see dependencies, but the SDK registers a
+   * resource only once what it depends on has completed; so in the update a record was registered
+   * in, it may depend on whatever completed before it registered, and on nothing else.
+   */
+  private async deleteInOrder(doomed: RecordedResource[]): Promise<StackDestroySummary> {
+    const summary: StackDestroySummary = { deleted: [], removed: { containers: [], networks: [], volumes: [], images: [] }, kept: [] };
+    const mayDependOn = (dependent: RecordedResource, dependency: RecordedResource) => {
+      const then = this.resources.find((r) => r.update === dependent.update && r.type === dependency.type && r.name === dependency.name);
+      return then !== undefined && then !== dependent && then.completedAt >= 0 && then.completedAt < dependent.registeredAt;
+    };
+    const deletions = new Map<RecordedResource, Promise<void>>();
+    const remove = (record: RecordedResource): Promise<void> => {
+      let deletion = deletions.get(record);
+      if (deletion === undefined) {
+        deletion = (async () => {
+          await Promise.all(doomed.filter((d) => d !== record && mayDependOn(d, record)).map(remove));
+          await this.deleteResource(record, summary);
+          this.markDeleted(record);
+          summary.deleted.push(record.name);
+        })();
+        deletions.set(record, deletion);
+      }
+      return deletion;
+    };
+    await Promise.all(doomed.map(remove));
+    return summary;
   }
 
   // ---- docker resources -------------------------------------------------------------------------
@@ -382,83 +564,77 @@ export class EngineRealiser {
     return { ...labels, [TEST_STACK_LABEL]: this.stack };
   }
 
-  /** Adopts an object of this stack that already exists under the name (a re-run), refuses others. */
-  private ensureOurs(kind: string, name: string, labels: Record<string, string> | null | undefined): void {
-    if (labels?.[TEST_STACK_LABEL] !== this.stack) {
-      throw new Error(`realiser: a ${kind} named '${name}' exists and does not belong to test stack '${this.stack}'`);
-    }
-  }
-
-  private async realiseNetwork(logical: string, inputs: Json): Promise<{ id: string; outputs: Json }> {
+  private async realiseNetwork(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+    onlyKeys(`Network ${logical}`, inputs, ["name", "driver", "internal", "attachable", "labels", "options"]);
+    if (previous !== undefined) throw replacementRefused("Network", logical);
     const name = optStr(inputs.name, `${logical}.name`) ?? autoName(logical);
     const driver = optStr(inputs.driver, `${logical}.driver`) ?? "bridge";
-    const existing = (await this.docker.listNetworks({ filters: { name: [name] } })).find((n) => n.Name === name);
-    let id: string;
-    if (existing !== undefined) {
-      this.ensureOurs("network", name, existing.Labels);
-      id = existing.Id;
-    } else {
-      const created = await this.docker.createNetwork({
-        Name: name,
-        Driver: driver,
-        Internal: optBool(inputs.internal, `${logical}.internal`) ?? false,
-        Attachable: optBool(inputs.attachable, `${logical}.attachable`) ?? false,
-        CheckDuplicate: true,
-        Labels: this.labels(logical, inputs.labels),
-        Options: stringMap(inputs.options, `${logical}.options`),
-      });
-      id = created.id;
-    }
-    return { id, outputs: { name, driver, scope: "local" } };
+    // A network of that name that is not in the state is an error, as a second network of one name would be.
+    const created = await this.docker.createNetwork({
+      Name: name,
+      Driver: driver,
+      Internal: optBool(inputs.internal, `${logical}.internal`) ?? false,
+      Attachable: optBool(inputs.attachable, `${logical}.attachable`) ?? false,
+      CheckDuplicate: true,
+      Labels: this.labels(logical, inputs.labels),
+      Options: stringMap(inputs.options, `${logical}.options`),
+    });
+    return { id: created.id, computed: { name, driver, scope: "local" } };
   }
 
-  private async realiseVolume(logical: string, inputs: Json): Promise<{ id: string; outputs: Json }> {
+  private async realiseVolume(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+    onlyKeys(`Volume ${logical}`, inputs, ["name", "driver", "driverOpts", "labels"]);
+    if (previous !== undefined) throw replacementRefused("Volume", logical);
     const name = optStr(inputs.name, `${logical}.name`) ?? autoName(logical);
     const driver = optStr(inputs.driver, `${logical}.driver`) ?? "local";
-    const existing = await this.docker
-      .getVolume(name)
-      .inspect()
-      .catch(() => undefined);
-    let mountpoint: string;
-    if (existing !== undefined) {
-      this.ensureOurs("volume", name, existing.Labels);
-      mountpoint = existing.Mountpoint;
-    } else {
-      const created = (await this.docker.createVolume({
-        Name: name,
-        Driver: driver,
-        DriverOpts: stringMap(inputs.driverOpts, `${logical}.driverOpts`),
-        Labels: this.labels(logical, inputs.labels),
-      })) as unknown as { Mountpoint: string };
-      mountpoint = created.Mountpoint;
+    // Docker answers a create for an existing name with that volume, and so does the provider; it
+    // is only adopted here when it belongs to this test stack.
+    await this.docker.createVolume({
+      Name: name,
+      Driver: driver,
+      DriverOpts: stringMap(inputs.driverOpts, `${logical}.driverOpts`),
+      Labels: this.labels(logical, inputs.labels),
+    });
+    const volume = await this.docker.getVolume(name).inspect();
+    if (volume.Labels?.[TEST_STACK_LABEL] !== this.stack) {
+      throw new Error(`Volume ${logical}: a volume named '${name}' exists and does not belong to test stack '${this.stack}'`);
     }
-    return { id: name, outputs: { name, driver, mountpoint } };
+    return { id: name, computed: { name, driver, mountpoint: volume.Mountpoint } };
   }
 
-  private async realiseRemoteImage(logical: string, inputs: Json): Promise<{ id: string; outputs: Json }> {
+  private async realiseRemoteImage(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+    onlyKeys(`RemoteImage ${logical}`, inputs, ["name", "keepLocally", "forceRemove"]);
     const name = str(inputs.name, `${logical}.name`);
     const image = await this.docker
       .getImage(name)
       .inspect()
-      .catch(() => undefined);
+      .catch(notFound(undefined));
     if (image === undefined) {
       throw new Error(
         `RemoteImage ${logical}: image '${name}' is not on the engine, and nothing can be pulled here; ` +
           "build the stand-ins (scripts/engine/build-standin-images.sh) and configure their webstack-standin/* tags",
       );
     }
-    return { id: `${image.Id}${name}`, outputs: { imageId: image.Id, repoDigest: image.Id } };
+    // A new name replaces it, create-before-delete: the old tag goes at the end of the update.
+    if (previous !== undefined && (reveal(previous.inputs) as Json).name !== name) this.pendingDeletes.push(previous);
+    return { id: `${image.Id}${name}`, computed: { imageId: image.Id, repoDigest: image.Id } };
   }
 
-  private async realiseImage(logical: string, inputs: Json): Promise<{ id: string; outputs: Json }> {
+  private async realiseImage(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+    // buildOnPreview only matters to `pulumi preview`, which nothing here runs.
+    onlyKeys(`Image ${logical}`, inputs, ["imageName", "build", "skipPush", "registry", "buildOnPreview"]);
     const imageName = str(inputs.imageName, `${logical}.imageName`);
     const build = (inputs.build ?? {}) as Json;
+    onlyKeys(`Image ${logical}: build`, build, ["context", "dockerfile", "args", "target", "platform", "builderVersion", "network"]);
     if (optBool(inputs.skipPush, `${logical}.skipPush`) !== true) {
       throw new Error(`Image ${logical}: skipPush must be true here (no registry is reachable to push ${imageName} to)`);
     }
     const builder = optStr(build.builderVersion, `${logical}.build.builderVersion`);
-    if (builder !== undefined && builder !== "BuilderV1") {
-      throw new Error(`Image ${logical}: build.builderVersion '${builder}' is not available; this engine has only BuilderV1`);
+    if (builder !== "BuilderV1") {
+      throw new Error(
+        `Image ${logical}: build.builderVersion is ${builder === undefined ? "unset, which means BuildKit (the provider's default)" : `'${builder}'`}; ` +
+          "the realiser builds with the classic builder only, so set BuilderV1",
+      );
     }
     const context = path.resolve(optStr(build.context, `${logical}.build.context`) ?? ".");
     const dockerfile = path.resolve(optStr(build.dockerfile, `${logical}.build.dockerfile`) ?? path.join(context, "Dockerfile"));
@@ -472,6 +648,8 @@ export class EngineRealiser {
     const buildArgs = stringMap(build.args, `${logical}.build.args`);
     const target = optStr(build.target, `${logical}.build.target`);
     const platform = optStr(build.platform, `${logical}.build.platform`);
+    // RUN steps get the network the program names, else the engine's default, as the provider builds.
+    const network = optStr(build.network, `${logical}.build.network`);
     this.log(`building ${imageName} from ${context}`);
     const progress = await this.docker.buildImage(stream, {
       t: imageName,
@@ -479,7 +657,7 @@ export class EngineRealiser {
       buildargs: buildArgs,
       target,
       platform,
-      networkmode: this.buildNetworkMode,
+      ...(network === undefined ? {} : { networkmode: network }),
       labels: { [TEST_STACK_LABEL]: this.stack },
       rm: true,
       forcerm: true,
@@ -492,72 +670,112 @@ export class EngineRealiser {
       throw new Error(`Image ${logical}: building ${imageName} failed: ${failure.error}\n${tail}`);
     }
     const built = await this.docker.getImage(imageName).inspect();
+    // pulumi-docker's Delete of an Image does nothing; a replaced one only leaves the state.
+    if (previous !== undefined) this.pendingDeletes.push(previous);
     return {
-      id: built.Id,
-      outputs: {
+      id: imageName,
+      computed: {
         imageName,
+        // Since pulumi-docker 4.4 an image that is not pushed reports its image id here.
         repoDigest: built.Id,
         baseImageName: imageName,
-        context,
-        dockerfile,
+        context: optStr(build.context, `${logical}.build.context`) ?? ".",
+        dockerfile: path.relative(context, dockerfile).split(path.sep).join("/"),
         platform: platform ?? "",
         registryServer: "",
       },
     };
   }
 
-  private async realiseContainer(
-    logical: string,
-    inputs: Json,
-    options: { replace?: boolean } = {},
-  ): Promise<{ id: string; outputs: Json }> {
-    for (const key of Object.keys(inputs)) {
-      if (!CONTAINER_INPUTS.has(key) && !key.startsWith("__")) {
-        throw new Error(
-          `Container ${logical}: input '${key}' is not supported by the engine realiser ` +
-            `(supported: ${[...CONTAINER_INPUTS].sort().join(", ")}); teach test/engine/support/realiser.ts about it`,
-        );
+  /**
+   * A container as the provider manages it: created when new; when its inputs changed, updated in
+   * place (restart policy, memory), left as it is (what the provider's Update ignores), or replaced
+   * delete-before-replace (everything else), the old one deleted as its recorded state says.
+   */
+  private async realiseContainer(record: RecordedResource, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+    const logical = record.name;
+    checkContainerInputs(logical, inputs);
+    if (previous !== undefined) {
+      const changed = changedKeys(reveal(previous.inputs) as Json, inputs);
+      const replace = previous.provider !== record.provider || changed.some((key) => !UPDATED_IN_PLACE.has(key) && !STATE_ONLY.has(key));
+      if (!replace) {
+        const id = String(previous.id);
+        if (changed.some((key) => UPDATED_IN_PLACE.has(key))) await this.updateContainer(id, logical, inputs);
+        return { id, computed: this.computed.get(previous) ?? {} };
       }
+      await this.deleteContainer(previous);
+      this.markDeleted(previous);
     }
+    return this.createContainer(logical, inputs);
+  }
+
+  /** The provider's Create: create, connect its networks, upload, start, wait, attach, then its Read's checks. */
+  private async createContainer(logical: string, inputs: Json): Promise<{ id: string; computed: Json }> {
     const name = optStr(inputs.name, `${logical}.name`) ?? autoName(logical);
     const spec = this.containerSpec(logical, name, inputs);
-
-    // A later evaluation keeps an unchanged running container and replaces a changed one,
-    // delete-before-replace like the provider.
-    const inputsHash = createHash("sha256").update(JSON.stringify(inputs)).digest("hex");
-    const existing = await this.docker
-      .getContainer(name)
+    const image = String(spec.create.Image);
+    await this.docker
+      .getImage(image)
       .inspect()
-      .catch(() => undefined);
-    if (existing !== undefined) {
-      this.ensureOurs("container", name, existing.Config.Labels);
-      // A one-off (`attach`) that ran to its end is left alone too, as the provider leaves it.
-      const current = existing.State.Running || (inputs.attach === true && existing.State.Status === "exited");
-      if (options.replace !== true && this.appliedInputs.get(name) === inputsHash && current) {
-        return { id: existing.Id, outputs: containerOutputs(existing, name, spec.ports) };
-      }
-      await this.deleteContainer(existing.Id, inputs);
-      this.appliedInputs.delete(name);
-    }
-
+      .catch((err: { statusCode?: number }) => {
+        if (err.statusCode !== 404) throw err;
+        throw new Error(`Container ${logical}: image '${image}' is not on the engine, and nothing is pulled here`);
+      });
+    // A container of that name, in the state or not, makes this fail as it fails the provider.
     const container = await this.docker.createContainer(spec.create);
-    for (const network of spec.extraNetworks) {
-      await this.docker.getNetwork(network.name).connect({ Container: container.id, EndpointConfig: { Aliases: network.aliases } });
+    if (spec.networks.length > 0) {
+      // The provider creates on the default network, then moves the container to its own.
+      await this.docker
+        .getNetwork("bridge")
+        .disconnect({ Container: container.id, Force: false })
+        .catch((err: { statusCode?: number; message?: string }) => {
+          if (!String(err.message).includes("is not connected to the network")) throw err;
+        });
+      for (const network of spec.networks) {
+        await this.docker.getNetwork(network.name).connect({ Container: container.id, EndpointConfig: { Aliases: network.aliases } });
+      }
     }
-    for (const upload of spec.uploads) {
-      await container.putArchive(await upload, { path: "/" });
-    }
-    if (optBool(inputs.start, `${logical}.start`) !== false) {
+    for (const upload of spec.uploads) await container.putArchive(await upload, { path: "/" });
+
+    const start = optBool(inputs.start, `${logical}.start`) ?? true;
+    if (start) {
       await container.start();
-      // Like the provider's `attach`: wait for the end of the run; its exit code is an output.
-      if (optBool(inputs.attach, `${logical}.attach`) === true) await container.wait();
       if (optBool(inputs.wait, `${logical}.wait`) === true) {
         await waitHealthy(container, logical, optNum(inputs.waitTimeout, `${logical}.waitTimeout`) ?? 60);
       }
     }
-    this.appliedInputs.set(name, inputsHash);
+    let logs: string | undefined;
+    if (optBool(inputs.attach, `${logical}.attach`) === true) {
+      // Waits for the end of the run; a non-zero exit is no error, only the exitCode output.
+      await container.wait({ condition: "not-running" });
+      if (optBool(inputs.logs, `${logical}.logs`) === true) {
+        logs = demux((await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
+      }
+    }
+    // The provider's Read looks 100 ms after the create returns (containerReadRefreshDelay).
+    await sleep(100);
     const state = await container.inspect();
-    return { id: state.Id, outputs: containerOutputs(state, name, spec.ports) };
+    if (!state.State.Running && optBool(inputs.mustRun, `${logical}.mustRun`) !== false) {
+      const tail = await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0));
+      // The provider's Read deletes a container that is not running under mustRun, then fails.
+      await this.removeAsProvider(state.Id, inputs);
+      throw new Error(
+        `Container ${logical}: ${start ? `not running after its start (status ${state.State.Status}, exit code ${state.State.ExitCode})` : "created but not started"}, ` +
+          `and mustRun is true (the default): the provider deletes it and fails ("container failed to be in running state"); last log lines:\n${demux(tail)}`,
+      );
+    }
+    return { id: state.Id, computed: containerOutputs(state, name, spec.ports, logs === undefined ? undefined : { containerLogs: logs }) };
+  }
+
+  /** The provider's Update: restart policy and limits applied to the running container. */
+  private async updateContainer(id: string, logical: string, inputs: Json): Promise<void> {
+    const memory = optNum(inputs.memory, `${logical}.memory`);
+    const memorySwap = optNum(inputs.memorySwap, `${logical}.memorySwap`);
+    await this.docker.getContainer(id).update({
+      RestartPolicy: restartPolicy(logical, inputs),
+      Memory: (memory ?? 0) * 1024 * 1024,
+      ...(memorySwap === undefined ? {} : { MemorySwap: megabytesOrUnlimited(memorySwap) }),
+    });
   }
 
   /** Translates the provider's container inputs into Engine API create options. */
@@ -567,38 +785,21 @@ export class EngineRealiser {
     inputs: Json,
   ): {
     create: Docker.ContainerCreateOptions;
-    extraNetworks: { name: string; aliases: string[] }[];
+    networks: { name: string; aliases: string[] }[];
     uploads: Promise<Buffer>[];
     ports: PortSpec[];
   } {
     const at = (key: string) => `${logical}.${key}`;
     const networks = list(inputs.networksAdvanced, at("networksAdvanced")).map((n, i) => {
       const entry = n as Json;
-      for (const key of Object.keys(entry)) {
-        if (key !== "name" && key !== "aliases") throw new Error(`Container ${logical}: networksAdvanced[${i}].${key} is not supported`);
-      }
+      onlyKeys(`Container ${logical}: networksAdvanced[${i}]`, entry, ["name", "aliases"]);
       return { name: str(entry.name, at(`networksAdvanced[${i}].name`)), aliases: strList(entry.aliases, at(`networksAdvanced[${i}].aliases`)) };
     });
-
-    const ports = list(inputs.ports, at("ports")).map((p, i) => {
-      const entry = p as Json;
-      const ip = optStr(entry.ip, at(`ports[${i}].ip`));
-      if (ip !== "127.0.0.1") {
-        throw new Error(
-          `Container ${logical}: ports[${i}].ip is ${ip === undefined ? "unset (the provider's default is 0.0.0.0)" : `'${ip}'`}; ` +
-            "the test engine publishes only on 127.0.0.1",
-        );
-      }
-      return {
-        internal: num(entry.internal, at(`ports[${i}].internal`)),
-        external: optNum(entry.external, at(`ports[${i}].external`)),
-        ip,
-        protocol: optStr(entry.protocol, at(`ports[${i}].protocol`)) ?? "tcp",
-      };
-    });
+    const ports = portSpecs(logical, inputs);
 
     const mounts: Docker.MountSettings[] = list(inputs.volumes, at("volumes")).map((v, i) => {
       const entry = v as Json;
+      onlyKeys(`Container ${logical}: volumes[${i}]`, entry, ["containerPath", "volumeName", "hostPath", "readOnly"]);
       const target = str(entry.containerPath, at(`volumes[${i}].containerPath`));
       const readOnly = optBool(entry.readOnly, at(`volumes[${i}].readOnly`)) ?? false;
       const volumeName = optStr(entry.volumeName, at(`volumes[${i}].volumeName`));
@@ -611,11 +812,9 @@ export class EngineRealiser {
     });
 
     const healthcheck = inputs.healthcheck as Json | undefined;
+    if (healthcheck !== undefined) onlyKeys(`Container ${logical}: healthcheck`, healthcheck, ["tests", "interval", "timeout", "startPeriod", "retries"]);
     const capabilities = (inputs.capabilities ?? {}) as Json;
-    const restart = optStr(inputs.restart, at("restart")) ?? "no";
-    if (!["no", "on-failure", "always", "unless-stopped"].includes(restart)) {
-      throw new Error(`Container ${logical}: restart '${restart}' is not one of no, on-failure, always, unless-stopped`);
-    }
+    onlyKeys(`Container ${logical}: capabilities`, capabilities, ["adds", "drops"]);
     const memory = optNum(inputs.memory, at("memory"));
     const memorySwap = optNum(inputs.memorySwap, at("memorySwap"));
     const shmSize = optNum(inputs.shmSize, at("shmSize"));
@@ -646,66 +845,62 @@ export class EngineRealiser {
               Retries: optNum(healthcheck.retries, at("healthcheck.retries")),
             },
       HostConfig: {
-        NetworkMode: networks[0]?.name ?? optStr(inputs.networkMode, at("networkMode")),
+        // Unset means the engine's default network, which networksAdvanced then replaces.
+        NetworkMode: optStr(inputs.networkMode, at("networkMode")),
         PortBindings: Object.fromEntries(
           ports.map((p) => [`${p.internal}/${p.protocol}`, [{ HostIp: p.ip, HostPort: p.external === undefined ? "" : String(p.external) }]]),
         ),
         Mounts: mounts,
-        RestartPolicy: {
-          Name: restart,
-          MaximumRetryCount: restart === "on-failure" ? (optNum(inputs.maxRetryCount, at("maxRetryCount")) ?? 0) : 0,
-        },
+        RestartPolicy: restartPolicy(logical, inputs),
         LogConfig: {
           Type: optStr(inputs.logDriver, at("logDriver")) ?? "json-file",
           Config: stringMap(inputs.logOpts, at("logOpts")) ?? {},
         },
-        Init: optBool(inputs.init, at("init")),
+        // The provider always sends init, false when unset, overriding the daemon's default.
+        Init: optBool(inputs.init, at("init")) ?? false,
         ReadonlyRootfs: optBool(inputs.readOnly, at("readOnly")),
         Tmpfs: stringMap(inputs.tmpfs, at("tmpfs")),
         CapAdd: capabilities.adds === undefined ? undefined : strList(capabilities.adds, at("capabilities.adds")),
         CapDrop: capabilities.drops === undefined ? undefined : strList(capabilities.drops, at("capabilities.drops")),
         SecurityOpt: inputs.securityOpts === undefined ? undefined : strList(inputs.securityOpts, at("securityOpts")),
-        // The provider takes megabytes.
+        // The provider takes megabytes; a memorySwap of -1 (unlimited) passes through.
         Memory: memory === undefined ? undefined : memory * 1024 * 1024,
-        MemorySwap: memorySwap === undefined ? undefined : memorySwap * 1024 * 1024,
+        MemorySwap: memorySwap === undefined ? undefined : megabytesOrUnlimited(memorySwap),
         ShmSize: shmSize === undefined ? undefined : shmSize * 1024 * 1024,
       },
-      NetworkingConfig:
-        networks[0] === undefined ? undefined : { EndpointsConfig: { [networks[0].name]: { Aliases: networks[0].aliases } } },
     };
-    return { create, extraNetworks: networks.slice(1), uploads: uploadArchives(logical, inputs.uploads), ports };
+    return { create, networks, uploads: uploadArchives(logical, inputs.uploads), ports };
   }
 
   /** Deletes one recorded resource the way the provider's Delete does. */
   private async deleteResource(record: RecordedResource, summary: StackDestroySummary): Promise<void> {
     const inputs = reveal(record.inputs) as Json;
-    const name = String(record.outputs.name ?? record.outputs.imageName ?? record.name);
-    const gone = (err: { statusCode?: number }) => {
-      if (err.statusCode !== 404) throw err;
-    };
     switch (record.type) {
-      case "docker:index/container:Container":
-        await this.deleteContainer(name, inputs);
-        summary.removed.containers.push(name);
+      case CONTAINER:
+        await this.deleteContainer(record);
+        summary.removed.containers.push(String(record.outputs.name));
         break;
       case "docker:index/network:Network":
-        await this.docker.getNetwork(name).remove().catch(gone);
-        summary.removed.networks.push(name);
+        await this.docker.getNetwork(String(record.id)).remove().catch(ignoreStatus(404));
+        summary.removed.networks.push(String(record.outputs.name));
         break;
       case "docker:index/volume:Volume":
-        await this.docker.getVolume(name).remove().catch(gone);
-        summary.removed.volumes.push(name);
+        await this.docker.getVolume(String(record.id)).remove({ force: true }).catch(ignoreStatus(404));
+        summary.removed.volumes.push(String(record.outputs.name));
         break;
-      case "docker:index/remoteImage:RemoteImage":
+      case "docker:index/remoteImage:RemoteImage": {
+        const name = str(inputs.name, `${record.name}.name`);
         if (inputs.keepLocally === true) {
           summary.kept.push(name);
         } else {
-          await this.docker.getImage(name).remove({ force: inputs.forceRemove === true }).catch(gone);
+          // Untags by name without pruning untagged parents, as the provider's ImageRemove does.
+          await this.docker.getImage(name).remove({ force: inputs.forceRemove === true, noprune: true }).catch(ignoreStatus(404));
           summary.removed.images.push(name);
         }
         break;
-      case "docker:index/image:Image":
-        summary.kept.push(name);
+      }
+      case IMAGE:
+        summary.kept.push(String(record.outputs.imageName));
         break;
       default:
         // Recorded only: nothing of it exists on the engine.
@@ -713,33 +908,86 @@ export class EngineRealiser {
     }
   }
 
-  /** Deletes a container as the provider does, on destroy and on replacement alike. */
-  private deleteContainer(idOrName: string, inputs: Json): Promise<void> {
-    return this.removeContainer(idOrName, destroyGrace(inputs), inputs.removeVolumes !== false);
+  /** Deletes a container as the provider does, from its recorded state, on destroy and on replacement alike. */
+  private deleteContainer(record: RecordedResource): Promise<void> {
+    return this.removeAsProvider(String(record.id), reveal(record.inputs) as Json);
   }
 
   /**
-   * Stops the container first (its stop signal, then SIGKILL after `graceSeconds`) only when there
-   * is a grace period, then force-removes it, which kills whatever still runs at once.
+   * The provider's Delete: unless attached, stop within `destroyGraceSeconds` (0 without it: the
+   * stop signal, then SIGKILL at once), then remove by force. A container that is already gone
+   * fails the stop, as it fails the provider.
    */
-  private async removeContainer(idOrName: string, graceSeconds: number, removeVolumes = true): Promise<void> {
-    const container = this.docker.getContainer(idOrName);
-    if (graceSeconds > 0) {
-      // 304 (already stopped) and 404 (already gone) are both fine here.
-      await container.stop({ t: graceSeconds }).catch((err: { statusCode?: number }) => {
-        if (err.statusCode !== 304 && err.statusCode !== 404) throw err;
-      });
-    }
-    await container.remove({ force: true, v: removeVolumes }).catch((err: { statusCode?: number }) => {
-      if (err.statusCode !== 404) throw err;
-    });
+  private async removeAsProvider(id: string, inputs: Json): Promise<void> {
+    const container = this.docker.getContainer(id);
+    if (inputs.attach !== true) await container.stop({ t: destroyGrace(inputs) }).catch(ignoreStatus(304));
+    await container.remove({ force: true, v: inputs.removeVolumes !== false }).catch(ignoreStatus(404));
   }
 }
 
 // ---- container helpers --------------------------------------------------------------------------
 
+/** Refuses what the realiser does not understand and what the provider itself refuses. */
+function checkContainerInputs(logical: string, inputs: Json): void {
+  for (const key of Object.keys(inputs)) {
+    if (!CONTAINER_INPUTS.has(key) && !key.startsWith("__")) {
+      throw new Error(
+        `Container ${logical}: input '${key}' is not supported by the engine realiser ` +
+          `(supported: ${[...CONTAINER_INPUTS].sort().join(", ")}); teach test/engine/support/realiser.ts about it`,
+      );
+    }
+  }
+  if (list(inputs.command, `${logical}.command`).some((part) => part === "")) {
+    throw new Error(`Container ${logical}: values for command may not be empty (the provider refuses them)`);
+  }
+}
+
+/** Input keys whose values differ (a missing key and an undefined value are the same). */
+function changedKeys(before: Json, after: Json): string[] {
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)].filter((key) => !key.startsWith("__")));
+  return [...keys].filter((key) => !sameJson(before[key], after[key]));
+}
+
+function replacementRefused(kind: string, logical: string): Error {
+  return new Error(
+    `${kind} ${logical}: its inputs changed, which replaces it; the provider deletes a named ${kind.toLowerCase()} before creating it ` +
+      "again and Pulumi first replaces what depends on it. The engine realiser does not do that; do not rely on it in a test",
+  );
+}
+
+function restartPolicy(logical: string, inputs: Json): { Name: string; MaximumRetryCount: number } {
+  const restart = optStr(inputs.restart, `${logical}.restart`) ?? "no";
+  if (!["no", "on-failure", "always", "unless-stopped"].includes(restart)) {
+    throw new Error(`Container ${logical}: restart '${restart}' is not one of no, on-failure, always, unless-stopped`);
+  }
+  return { Name: restart, MaximumRetryCount: restart === "on-failure" ? (optNum(inputs.maxRetryCount, `${logical}.maxRetryCount`) ?? 0) : 0 };
+}
+
+function megabytesOrUnlimited(value: number): number {
+  return value > 0 ? value * 1024 * 1024 : value;
+}
+
+/** Published ports; an unset address is the provider's default, 0.0.0.0. Tests reach them on 127.0.0.1. */
+function portSpecs(logical: string, inputs: Json): PortSpec[] {
+  return list(inputs.ports, `${logical}.ports`).map((p, i) => {
+    const entry = p as Json;
+    const at = `${logical}.ports[${i}]`;
+    onlyKeys(`Container ${logical}: ports[${i}]`, entry, ["internal", "external", "ip", "protocol"]);
+    const ip = optStr(entry.ip, `${at}.ip`) ?? "0.0.0.0";
+    if (ip !== "127.0.0.1" && ip !== "0.0.0.0") {
+      throw new Error(`Container ${logical}: ports[${i}].ip is '${ip}'; the test engine publishes only on 127.0.0.1 or 0.0.0.0`);
+    }
+    return {
+      internal: num(entry.internal, `${at}.internal`),
+      external: optNum(entry.external, `${at}.external`),
+      ip,
+      protocol: optStr(entry.protocol, `${at}.protocol`) ?? "tcp",
+    };
+  });
+}
+
 /** The outputs the provider computes for a container, read back from the engine. */
-function containerOutputs(state: Docker.ContainerInspectInfo, name: string, ports: PortSpec[]): Json {
+function containerOutputs(state: Docker.ContainerInspectInfo, name: string, ports: PortSpec[], kept: Json | undefined): Json {
   const networkData = Object.entries(state.NetworkSettings.Networks).map(([networkName, n]) => ({
     networkName,
     ipAddress: n.IPAddress,
@@ -760,12 +1008,14 @@ function containerOutputs(state: Docker.ContainerInspectInfo, name: string, port
     networkData,
     ...(ports.length > 0 ? { ports: bound } : {}),
     ...(state.State.Running ? {} : { exitCode: state.State.ExitCode }),
+    // Logs are captured at creation only; a refresh keeps them.
+    ...(kept?.containerLogs === undefined ? {} : { containerLogs: kept.containerLogs }),
   };
 }
 
 /**
  * Seconds the provider lets a container stop before removing it: `destroyGraceSeconds`, and none
- * at all without it (not `stopTimeout`, not Docker's default), which means killed by the removal.
+ * at all without it (not `stopTimeout`, not Docker's default): the stop signal, then SIGKILL.
  */
 function destroyGrace(inputs: Json): number {
   const grace = inputs.destroyGraceSeconds;
@@ -777,13 +1027,9 @@ function uploadArchives(logical: string, given: unknown): Promise<Buffer>[] {
   return list(given, `${logical}.uploads`).map((u, i) => {
     const entry = u as Json;
     const at = `${logical}.uploads[${i}]`;
+    onlyKeys(`Container ${logical}: uploads[${i}]`, entry, ["file", "content", "contentBase64", "executable", "permissions"]);
     const file = str(entry.file, `${at}.file`);
     if (!path.posix.isAbsolute(file)) throw new Error(`Container ${logical}: uploads[${i}].file '${file}' must be an absolute path`);
-    for (const key of Object.keys(entry)) {
-      if (!["file", "content", "contentBase64", "executable", "permissions"].includes(key)) {
-        throw new Error(`Container ${logical}: uploads[${i}].${key} is not supported by the engine realiser`);
-      }
-    }
     const content = optStr(entry.content, `${at}.content`);
     const base64 = optStr(entry.contentBase64, `${at}.contentBase64`);
     if ((content === undefined) === (base64 === undefined)) {
@@ -791,15 +1037,20 @@ function uploadArchives(logical: string, given: unknown): Promise<Buffer>[] {
     }
     const body = content !== undefined ? Buffer.from(content, "utf8") : Buffer.from(base64 ?? "", "base64");
     const permissions = optStr(entry.permissions, `${at}.permissions`);
-    const mode = permissions !== undefined ? parseInt(permissions, 8) : optBool(entry.executable, `${at}.executable`) ? 0o755 : 0o644;
+    if (permissions !== undefined && !/^0?[0-7]{3,4}$/.test(permissions)) {
+      throw new Error(`Container ${logical}: uploads[${i}].permissions '${permissions}' is not an octal file mode`);
+    }
+    // `permissions` wins over `executable`, which means 0744 (executable by the owner only), not 0755.
+    const mode = permissions !== undefined ? parseInt(permissions, 8) : optBool(entry.executable, `${at}.executable`) ? 0o744 : 0o644;
     return tarOf([{ name: file.replace(/^\/+/, ""), body, mode }]);
   });
 }
 
 /**
- * Waits like the provider's `wait`, but gives up early once Docker reports the container
- * unhealthy (retries exhausted after the start period) or stopped, rather than sitting out the
- * whole timeout.
+ * Waits like the provider's `wait` (which polls until Docker reports the container healthy), but
+ * gives up early once Docker reports it unhealthy (retries exhausted after the start period) or
+ * stopped, rather than sitting out the whole timeout. Without a health check there is nothing to
+ * wait for, and the provider fails.
  */
 async function waitHealthy(container: Docker.Container, logical: string, timeoutSeconds: number): Promise<void> {
   const started = Date.now();
@@ -807,18 +1058,24 @@ async function waitHealthy(container: Docker.Container, logical: string, timeout
   for (;;) {
     const state = (await container.inspect()).State;
     const health = state.Health;
-    if (health === undefined ? state.Running : health.Status === "healthy") return;
-    const gaveUp = Date.now() > deadline || health?.Status === "unhealthy" || (!state.Running && !state.Restarting);
+    if (health === undefined) {
+      throw new Error(
+        `Container ${logical}: wait is true but the container has no health check. Docker sets State.Health only for ` +
+          "containers with one, and the provider's wait reads State.Health.Status unchecked: the plugin crashes (nil pointer dereference)",
+      );
+    }
+    if (health.Status === "healthy") return;
+    const gaveUp = Date.now() > deadline || health.Status === "unhealthy" || (!state.Running && !state.Restarting);
     if (gaveUp) {
-      const lastCheck = health?.Log?.at(-1);
+      const lastCheck = health.Log?.at(-1);
       const logs = await container.logs({ stdout: true, stderr: true, tail: 20 }).catch(() => Buffer.alloc(0));
       throw new Error(
-        `Container ${logical}: not healthy after ${Math.round((Date.now() - started) / 1000)}s of its ${timeoutSeconds}s wait (status ${state.Status}, health ${health?.Status ?? "none"}, exit code ${state.ExitCode}); ` +
+        `Container ${logical}: not healthy after ${Math.round((Date.now() - started) / 1000)}s of its ${timeoutSeconds}s wait (status ${state.Status}, health ${health.Status}, exit code ${state.ExitCode}); ` +
           `last health check: ${lastCheck === undefined ? "none" : `exit ${lastCheck.ExitCode}: ${lastCheck.Output.trim()}`}; ` +
           `last log lines:\n${demux(logs)}`,
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await sleep(500);
   }
 }
 
@@ -1091,4 +1348,37 @@ function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "a list";
   return typeof value === "string" ? "an empty string" : typeof value;
+}
+
+/** Refuses keys the realiser does not understand, so a new setting is never silently ignored. */
+function onlyKeys(what: string, value: Json, allowed: string[]): void {
+  const unknown = Object.keys(value).filter((key) => !allowed.includes(key) && !key.startsWith("__"));
+  if (unknown.length > 0) {
+    throw new Error(`${what}: ${unknown.join(", ")} not supported by the engine realiser (supported: ${allowed.join(", ")}); teach test/engine/support/realiser.ts about it`);
+  }
+}
+
+/** Splits a provider reference, `<provider URN>::<provider id>`, where the URN ends `::<qualified type>::<name>`. */
+function parseProviderRef(ref: string): { type: string; name: string; id: string } {
+  const parts = ref.split("::");
+  return { id: parts.at(-1) ?? "", name: parts.at(-2) ?? "", type: (parts.at(-3) ?? "").split("$").at(-1) ?? "" };
+}
+
+/** A catch handler that tolerates the given Engine API statuses and rethrows anything else. */
+function ignoreStatus(...statuses: number[]): (err: { statusCode?: number }) => void {
+  return (err) => {
+    if (err.statusCode === undefined || !statuses.includes(err.statusCode)) throw err;
+  };
+}
+
+/** A catch handler that turns 404 into `value` and rethrows anything else. */
+function notFound<T>(value: T): (err: { statusCode?: number }) => T {
+  return (err) => {
+    if (err.statusCode !== 404) throw err;
+    return value;
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
