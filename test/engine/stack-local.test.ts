@@ -1,4 +1,4 @@
 // target=local: the whole stack on a real engine, end to end.
 import { describeStack } from "./support/scenario";
 
-describeStack({ stack: "e2e-local", settings: { target: "local", replicas: "3" } });
+describeStack({ stack: "e2e-local", settings: { target: "local", replicas: "3" }, bindAddress: "127.0.0.1" });

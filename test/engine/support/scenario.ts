@@ -9,7 +9,7 @@ import { after, before, describe, test, TestContext } from "node:test";
 import { freePort } from "../../support/services";
 import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
-import { EngineRealiser } from "./realiser";
+import { EngineRealiser, EngineRealiserArgs } from "./realiser";
 
 const INDEX = path.join(__dirname, "..", "..", "..", "index.ts");
 
@@ -36,9 +36,25 @@ export interface Scenario {
   stack: string;
   /** `webstack:` settings of the target besides images, port and release. */
   settings: Record<string, string>;
+  /** Host address nginx must be published on: the target's default unless the settings name one. */
+  bindAddress: string;
   /** Host directory the target keeps Postgres data in, if any (a cloud host's mounted volume). */
   dataDir?: string;
+  /**
+   * Docker providers whose engine the test engine stands in for (see EngineRealiserArgs); a cloud
+   * target's remote engine is mapped onto the test engine here, deliberately.
+   * @default the local target's provider
+   */
+  engineProviders?: EngineRealiserArgs["engineProviders"];
+  /**
+   * Logical name of the command every Docker resource must wait for (a cloud host's readiness
+   * command); it takes a while to complete here, so a resource that does not wait shows.
+   */
+  readinessCommand?: string;
 }
+
+/** How long a created command takes in the scenarios that have one: long enough to be seen. */
+const COMMAND_DELAY_MS = 2000;
 
 /** The `webstack:` image settings that put the stand-ins in place of the pinned official images. */
 export const STANDIN_SETTINGS = {
@@ -161,7 +177,12 @@ export function describeStack(scenario: Scenario): void {
     before(async () => {
       engine = await startEngine();
       await ensureStandinImages(engine);
-      realiser = new EngineRealiser({ docker: engine.docker, stack });
+      realiser = new EngineRealiser({
+        docker: engine.docker,
+        stack,
+        engineProviders: scenario.engineProviders,
+        commandDelayMs: scenario.readinessCommand === undefined ? 0 : COMMAND_DELAY_MS,
+      });
       await realiser.destroy();
       if (scenario.dataDir !== undefined) {
         // Stands in for the cloud host's readiness command, which mounts the volume and creates this.
@@ -169,13 +190,8 @@ export function describeStack(scenario: Scenario): void {
         await fs.mkdir(scenario.dataDir, { recursive: true });
       }
       port = await freePort();
-      settings = {
-        ...scenario.settings,
-        httpPort: String(port),
-        httpBindAddress: "127.0.0.1",
-        release: "r1",
-        ...STANDIN_SETTINGS,
-      };
+      // The target's own bind address: tests reach nginx on 127.0.0.1 whichever it is.
+      settings = { ...scenario.settings, httpPort: String(port), release: "r1", ...STANDIN_SETTINGS };
       await deploy(realiser, settings);
     });
 
@@ -204,6 +220,20 @@ export function describeStack(scenario: Scenario): void {
       assert.deepEqual(replicas(), [1, 2, 3].map((i) => `${prefix}-app-r1-${i}`));
     });
 
+    const { readinessCommand } = scenario;
+    if (readinessCommand !== undefined) {
+      test(`every Docker resource, images and the provider included, registers only after ${readinessCommand} completed`, () => {
+        const firstUpdate = realiser.resources.filter((r) => r.update === 0);
+        const ready = firstUpdate.find((r) => r.name === readinessCommand);
+        assert.ok(ready !== undefined && ready.completedAt >= 0, `${readinessCommand} completed`);
+        const took = realiser.events[ready.completedAt].time - realiser.events[ready.registeredAt].time;
+        assert.ok(took >= COMMAND_DELAY_MS - 100, `${readinessCommand} took ${took} ms`);
+        const onEngine = firstUpdate.filter((r) => r.type.startsWith("docker:") || r.type === "pulumi:providers:docker");
+        assert.ok(onEngine.some((r) => r.type === "docker:index/image:Image") && onEngine.some((r) => r.type === "docker:index/remoteImage:RemoteImage"));
+        for (const r of onEngine) assert.ok(r.registeredAt > ready.completedAt, `${r.type} ${r.name} registered before ${readinessCommand} completed`);
+      });
+    }
+
     test("only nginx publishes a port; all healthy; restart policies; the app runs as non-root; no secret in labels or command lines", async () => {
       const names = await stackContainers();
       assert.deepEqual(
@@ -215,7 +245,7 @@ export function describeStack(scenario: Scenario): void {
         const info = await inspect(name);
         const bindings = Object.values(info.HostConfig.PortBindings ?? {}).flat();
         if (name === `${prefix}-nginx`) {
-          assert.deepEqual(bindings, [{ HostIp: "127.0.0.1", HostPort: String(port) }]);
+          assert.deepEqual(bindings, [{ HostIp: scenario.bindAddress, HostPort: String(port) }]);
         } else {
           assert.deepEqual(bindings, [], `${name} publishes nothing`);
         }
@@ -295,7 +325,7 @@ export function describeStack(scenario: Scenario): void {
         await sleep(2000);
         realiser.beginUpdate();
         await deploy(realiser, { ...settings, release: "r2" });
-        removed = await realiser.finishUpdate();
+        removed = (await realiser.finishUpdate()).removed.containers;
         await sleep(4000);
       } finally {
         await load.stop();
