@@ -192,11 +192,16 @@ export interface EnvEntry {
   secret: boolean;
 }
 
-/** Whether a variable must be a Pulumi secret: its name looks secret or its value holds credentials. */
+/**
+ * Whether a variable must be a Pulumi secret: its name looks secret or its value holds credentials.
+ * `NAME_FILE=/path` (the official images' convention, and webstack's) names where a secret is,
+ * which is no secret.
+ */
 export function needsSecret(entry: string): boolean {
   const eq = entry.indexOf("=");
   const name = eq < 0 ? entry : entry.slice(0, eq);
   const value = eq < 0 ? "" : entry.slice(eq + 1);
+  if (/_FILE$/i.test(name) && /^\/[^\s:@]*$/.test(value)) return false;
   return SECRET_NAME.test(name) || CREDENTIAL_URL.test(value);
 }
 
