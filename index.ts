@@ -17,3 +17,5 @@ export const url = stack.url;
 export const publicIp = host.publicIp;
 /** The release the app replicas belong to. */
 export const release = stack.releaseId;
+/** The bearer token `POST /reset` requires: `pulumi stack output adminToken --show-secrets`. */
+export const adminToken = pulumi.secret(stack.adminToken);

@@ -52,6 +52,10 @@ export function buildWebstack(
     maxRequestBody: config.maxRequestBody,
     shutdownGraceSeconds: config.shutdownGraceSeconds,
     protectData: config.protectData,
+    adminRoutes: config.adminRoutes,
+    limitConnPerIp: config.limitConnPerIp,
+    limitRatePerIp: config.limitRatePerIp,
+    limitBurst: config.limitBurst,
     transform: options.transform,
   });
   return { host, image, stack };

@@ -2,19 +2,28 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { createHash } from "node:crypto";
-import { dockerNginxVars, NGINX_COMMAND, nginxContainerFiles } from "../nginx/render";
+import * as path from "node:path";
+import { ContainerFile, dockerNginxVars, NGINX_COMMAND, nginxContainerFiles } from "../nginx/render";
 import { DockerHost } from "./hosts/docker-host";
 import {
+  APP_SECRET_FILES,
+  APP_USER,
   appReplicaSpec,
   ContainerSpec,
   databaseUrl,
+  filesRunSpec,
+  FilesRunOptions,
+  NetworkRole,
+  NGINX_DIR,
   nginxSpec,
   postgresSpec,
-  REDIS_CONF,
   redisConf,
   redisSpec,
   redisUrl,
+  SecretDocument,
+  specFingerprint,
   StackNames,
+  VolumeRole,
 } from "./specs/containers";
 import { releaseId } from "./specs/release";
 
@@ -56,14 +65,28 @@ export interface WebStackArgs {
   shutdownGraceSeconds: number;
   /** Protect the Postgres volume from `pulumi destroy`. @default false */
   protectData: boolean;
+  /**
+   * Let `/reset` through nginx; the app still requires the stack's admin token (see `adminToken`).
+   * @default false
+   */
+  adminRoutes: boolean;
+  /** Requests one client address may have in progress at once; 0 is off. @default 0 @example 20 */
+  limitConnPerIp: number;
+  /** Requests per second one client address may make; 0 is off. @default 0 @example 20 */
+  limitRatePerIp: number;
+  /** Requests above the rate one address may make at once. @default twice `limitRatePerIp` */
+  limitBurst?: number;
   /** Change what WebStack did not foresee, per child. */
   transform?: {
+    /** Both networks: the front one (`webstack-<stack>`) and the internal back one (`…-back`). */
     network?: Transform<docker.NetworkArgs>;
     volume?: Transform<docker.VolumeArgs>;
     postgres?: Transform<docker.ContainerArgs>;
     redis?: Transform<docker.ContainerArgs>;
     app?: Transform<docker.ContainerArgs>;
     nginx?: Transform<docker.ContainerArgs>;
+    /** The one-off runs that write the app's and nginx's read-only files. */
+    files?: Transform<docker.ContainerArgs>;
   };
 }
 
@@ -72,10 +95,15 @@ interface Built {
   container: docker.Container;
 }
 
+interface FilesRun extends Built {
+  volume: docker.Volume;
+}
+
 /**
- * The containers of a webstack: one private network; Postgres and Redis on volumes with
- * generated passwords; N app replicas named after their release; nginx, the only container with
- * a published port.
+ * The containers of a webstack: a front network (nginx ↔ app) and an internal back network (app
+ * ↔ Postgres and Redis); Postgres and Redis on volumes with generated passwords; N app replicas
+ * named after their release; nginx, the only container with a published port. Secrets reach
+ * containers only as files; every container drops all capabilities but the few its image needs.
  */
 export class WebStack extends pulumi.ComponentResource {
   readonly url: pulumi.Output<string>;
@@ -83,10 +111,13 @@ export class WebStack extends pulumi.ComponentResource {
   readonly replicaNames: string[];
   readonly postgresPassword: pulumi.Output<string>;
   readonly redisPassword: pulumi.Output<string>;
+  /** The bearer token `POST /reset` requires (a secret, generated per stack). */
+  readonly adminToken: pulumi.Output<string>;
 
   private readonly args: WebStackArgs;
   private readonly name: string;
-  private readonly network: docker.Network;
+  private readonly networks: Record<NetworkRole, docker.Network>;
+  private readonly secrets: Record<SecretDocument, pulumi.Output<string>>;
 
   constructor(name: string, args: WebStackArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:index:WebStack", name, {}, opts);
@@ -95,7 +126,9 @@ export class WebStack extends pulumi.ComponentResource {
 
     this.postgresPassword = this.password("postgres", args.postgresPassword);
     this.redisPassword = this.password("redis", args.redisPassword);
-    this.network = this.createNetwork();
+    this.adminToken = this.password("admin-token", undefined, 40);
+    this.secrets = this.secretDocuments();
+    this.networks = { front: this.createNetwork("front"), back: this.createNetwork("back") };
     const postgres = this.createPostgres();
     const redis = this.createRedis();
     this.releaseId = releaseId(args.release, args.appRevision, this.replicaTemplate());
@@ -121,30 +154,49 @@ export class WebStack extends pulumi.ComponentResource {
     return port.apply((p) => (p === 80 ? "" : `:${p}`));
   }
 
-  private password(role: "postgres" | "redis", given: pulumi.Input<string> | undefined): pulumi.Output<string> {
+  private password(
+    role: "postgres" | "redis" | "admin-token",
+    given: pulumi.Input<string> | undefined,
+    length = 32,
+  ): pulumi.Output<string> {
     if (given !== undefined) return pulumi.secret(given);
     // Letters and digits only: safe in URLs and in Redis's config file without quoting.
     const generated = new random.RandomPassword(
-      `${this.name}-${role}-password`,
-      { length: 32, special: false },
+      role === "admin-token" ? `${this.name}-admin-token` : `${this.name}-${role}-password`,
+      { length, special: false },
       { parent: this },
     );
     return pulumi.secret(generated.result);
   }
 
-  private createNetwork(): docker.Network {
+  /** Every secret a container may receive as a file, by the name specs use for it. */
+  private secretDocuments(): Record<SecretDocument, pulumi.Output<string>> {
+    const appendOnly = this.args.redisAof;
+    return {
+      postgresPassword: this.postgresPassword,
+      redisConf: pulumi.secret(this.redisPassword.apply((password) => redisConf({ password, appendOnly }))),
+      databaseUrl: pulumi.secret(this.postgresPassword.apply(databaseUrl)),
+      redisUrl: pulumi.secret(this.redisPassword.apply(redisUrl)),
+      adminToken: this.adminToken,
+    };
+  }
+
+  private createNetwork(role: NetworkRole): docker.Network {
     const { names } = this.args;
     const args: docker.NetworkArgs = {
-      name: names.prefix,
+      name: role === "front" ? names.prefix : `${names.prefix}-back`,
       driver: "bridge",
+      // No route out and no published port: what is only on the back network talks to the app alone.
+      internal: role === "back" ? true : undefined,
       labels: this.labels({ "webstack.stack": names.stack }),
     };
     const opts = this.onHost();
     this.args.transform?.network?.(args, opts);
-    return new docker.Network(`${this.name}-network`, args, opts);
+    // The front network keeps the logical name the single network had, so it is not replaced.
+    return new docker.Network(role === "front" ? `${this.name}-network` : `${this.name}-back-network`, args, opts);
   }
 
-  private createVolume(role: "postgres-data" | "redis-data", bindTo?: string): docker.Volume {
+  private createVolume(role: VolumeRole, bindTo?: string): docker.Volume {
     const { names, protectData } = this.args;
     const args: docker.VolumeArgs = {
       name: `${names.prefix}-${role}`,
@@ -163,7 +215,6 @@ export class WebStack extends pulumi.ComponentResource {
     const spec = postgresSpec(this.args.names);
     return this.createContainer(`${this.name}-postgres`, spec, {
       image,
-      secretEnv: { POSTGRES_PASSWORD: this.postgresPassword },
       volumes: { "postgres-data": volume.name },
       waitTimeout: 180,
       transform: this.args.transform?.postgres,
@@ -174,19 +225,26 @@ export class WebStack extends pulumi.ComponentResource {
     const volume = this.createVolume("redis-data");
     const image = this.stockImage("redis", this.args.images.redis);
     const spec = redisSpec(this.args.names);
-    const appendOnly = this.args.redisAof;
     return this.createContainer(`${this.name}-redis`, spec, {
       image,
-      secretEnv: { REDISCLI_AUTH: this.redisPassword },
       volumes: { "redis-data": volume.name },
-      uploads: [
-        {
-          file: REDIS_CONF,
-          content: pulumi.secret(this.redisPassword.apply((password) => redisConf({ password, appendOnly }))),
-        },
-      ],
       transform: this.args.transform?.redis,
     });
+  }
+
+  /**
+   * The provider uploads files only into a writable root, so a read-only container gets its files
+   * from a volume that a one-off run of its own image fills first.
+   */
+  private createFilesRun(image: pulumi.Input<string>, options: FilesRunOptions): FilesRun {
+    const volume = this.createVolume(`files-${options.consumer}`);
+    const spec = filesRunSpec(this.args.names, options);
+    const built = this.createContainer(`${this.name}-files-${options.consumer}-run`, spec, {
+      image,
+      volumes: { [spec.role]: volume.name },
+      transform: this.args.transform?.files,
+    });
+    return { ...built, volume };
   }
 
   /** The replica spec minus the release, which the release id is derived from. */
@@ -200,15 +258,22 @@ export class WebStack extends pulumi.ComponentResource {
 
   private createReplicas(dependencies: pulumi.Resource[]): Built[] {
     const { replicas, shutdownGraceSeconds } = this.args;
-    const secretEnv = {
-      DATABASE_URL: this.postgresPassword.apply(databaseUrl),
-      REDIS_URL: this.redisPassword.apply(redisUrl),
-    };
+    // Handed to the app's user, readable by it alone.
+    const files = this.createFilesRun(this.args.appImage, {
+      consumer: "app",
+      files: Object.values(APP_SECRET_FILES).map(({ file, secret }) => ({
+        path: path.posix.basename(file),
+        mode: "0400" as const,
+        content: { secret },
+      })),
+      owner: APP_USER,
+    });
     return Array.from({ length: replicas }, (_, i) => {
       const spec = appReplicaSpec(this.args.names, { release: this.releaseId, index: i + 1, shutdownGraceSeconds });
       return this.createContainer(`${this.name}-app-${this.releaseId}-${i + 1}`, spec, {
         image: this.args.appImage,
-        secretEnv,
+        volumes: { "files-app": files.volume.name },
+        filesRun: files,
         dependsOn: dependencies,
         transform: this.args.transform?.app,
       });
@@ -217,16 +282,27 @@ export class WebStack extends pulumi.ComponentResource {
 
   private createProxy(replicas: pulumi.Resource[]): Built {
     const { names, httpPort, bindAddress, maxRequestBody } = this.args;
-    const files = nginxContainerFiles(dockerNginxVars({ clientMaxBodySize: maxRequestBody }));
+    const files = nginxContainerFiles(
+      dockerNginxVars({
+        clientMaxBodySize: maxRequestBody,
+        adminRoutes: this.args.adminRoutes,
+        limitConnPerIp: this.args.limitConnPerIp,
+        limitRatePerIp: this.args.limitRatePerIp,
+        limitBurst: this.args.limitBurst,
+      }),
+    );
     const configHash = createHash("sha256")
       .update(JSON.stringify(files))
       .digest("hex")
       .slice(0, 16);
+    const image = this.stockImage("nginx", this.args.images.nginx);
+    // The image's own /etc/nginx (mime.types) under the stack's config and start script.
+    const run = this.createFilesRun(image, { consumer: "nginx", files: files.map(nginxFile), seed: NGINX_DIR });
     const spec = nginxSpec(names, { httpPort, bindAddress, command: NGINX_COMMAND, configHash });
     return this.createContainer(`${this.name}-nginx`, spec, {
-      image: this.stockImage("nginx", this.args.images.nginx),
-      secretEnv: {},
-      uploads: files.map((f) => ({ file: f.path, content: f.content, executable: f.executable })),
+      image,
+      volumes: { "files-nginx": run.volume.name },
+      filesRun: run,
       // nginx resolves the app alias at start, so at least the first release must exist by then.
       dependsOn: replicas,
       transform: this.args.transform?.nginx,
@@ -239,78 +315,118 @@ export class WebStack extends pulumi.ComponentResource {
     return image.imageId;
   }
 
+  /** The id of a files run that ended well; a failed run fails the update here, before its consumer exists. */
+  private filesWritten(run: FilesRun): pulumi.Output<string> {
+    return pulumi.all([run.container.id, run.container.exitCode]).apply(([id, exitCode]) => {
+      if (exitCode !== 0) {
+        throw new Error(
+          `${run.spec.containerName} exited with code ${exitCode}: the files of ${run.spec.role.replace(/^files-/, "")} ` +
+            `were not written (see \`docker logs ${run.spec.containerName}\`)`,
+        );
+      }
+      return id;
+    });
+  }
+
   private createContainer(
     logicalName: string,
     spec: ContainerSpec,
     options: {
       image: pulumi.Input<string>;
-      secretEnv: Record<string, pulumi.Output<string>>;
-      volumes?: Partial<Record<"postgres-data" | "redis-data", pulumi.Input<string>>>;
-      uploads?: docker.types.input.ContainerUpload[];
+      volumes?: Partial<Record<VolumeRole, pulumi.Input<string>>>;
+      /** The run that wrote this container's read-only files: created after it, and again after each new run. */
+      filesRun?: FilesRun;
       dependsOn?: pulumi.Resource[];
       waitTimeout?: number;
       transform?: Transform<docker.ContainerArgs>;
     },
   ): Built {
-    const missing = spec.secretEnv.filter((key) => !(key in options.secretEnv));
-    if (missing.length > 0) throw new Error(`${spec.role}: no value for secret environment ${missing.join(", ")}`);
-
-    const plainEnv = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
-    const secretKeys = spec.secretEnv;
-    const envs: pulumi.Input<string[]> =
-      secretKeys.length === 0
-        ? plainEnv
-        : pulumi.secret(
-            pulumi
-              .all(secretKeys.map((k) => options.secretEnv[k]))
-              .apply((values) => [...plainEnv, ...values.map((v, i) => `${secretKeys[i]}=${v}`)]),
-          );
+    const uploads = spec.files.map((f) => ({
+      file: f.path,
+      permissions: f.mode,
+      content: "secret" in f.content ? this.secrets[f.content.secret] : f.content.text,
+    }));
+    if (uploads.length > 0 && spec.readOnlyRoot) {
+      throw new Error(`${spec.role}: Docker refuses uploads into a read-only root; give it a files run instead`);
+    }
+    const extraLabels: Record<string, pulumi.Input<string>> = { "webstack.spec": specFingerprint(spec) };
+    if (options.filesRun !== undefined) extraLabels["webstack.files"] = this.filesWritten(options.filesRun);
 
     const args: docker.ContainerArgs = {
       name: spec.containerName,
       image: options.image,
       command: spec.command,
       user: spec.user,
-      envs,
-      labels: this.labels(spec.labels),
-      networksAdvanced: [{ name: this.network.name, aliases: spec.aliases }],
+      envs: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      labels: this.labels(spec.labels, extraLabels),
+      networksAdvanced:
+        spec.networks.length > 0
+          ? spec.networks.map((n) => ({ name: this.networks[n.network].name, aliases: n.aliases }))
+          : undefined,
+      networkMode: spec.networks.length === 0 ? "none" : undefined,
       ports: spec.ports.length > 0 ? spec.ports : undefined,
       volumes:
         spec.volumes.length > 0
           ? spec.volumes.map((v) => {
               const volumeName = options.volumes?.[v.volume];
               if (volumeName === undefined) throw new Error(`${spec.role}: volume ${v.volume} was not created`);
-              return { volumeName, containerPath: v.containerPath };
+              return { volumeName, containerPath: v.containerPath, readOnly: v.readOnly || undefined };
             })
           : undefined,
-      uploads: options.uploads,
+      uploads: uploads.length > 0 ? uploads : undefined,
+      capabilities: { drops: ["ALL"], adds: spec.capabilities.length > 0 ? spec.capabilities : undefined },
+      securityOpts: ["no-new-privileges:true"],
+      readOnly: spec.readOnlyRoot,
+      tmpfs: Object.keys(spec.tmpfs).length > 0 ? spec.tmpfs : undefined,
       healthcheck: spec.healthcheck,
       restart: spec.restart,
       logDriver: "json-file",
       logOpts: spec.logOpts,
       stopSignal: spec.stopSignal,
       stopTimeout: spec.stopTimeout,
-      destroyGraceSeconds: spec.stopTimeout,
-      wait: true,
-      waitTimeout: options.waitTimeout ?? 90,
+      ...(spec.oneOff
+        ? // The provider waits for a one-off to end and records its exit code; it must not expect it running.
+          { attach: true, mustRun: false }
+        : { destroyGraceSeconds: spec.stopTimeout, wait: true, waitTimeout: options.waitTimeout ?? 90 }),
     };
     const opts: pulumi.CustomResourceOptions = {
       ...this.onHost(),
-      dependsOn: [...this.args.host.ready, ...(options.dependsOn ?? [])],
+      dependsOn: [
+        ...this.args.host.ready,
+        ...(options.dependsOn ?? []),
+        ...(options.filesRun === undefined ? [] : [options.filesRun.container]),
+      ],
     };
     options.transform?.(args, opts);
     return { spec, container: new docker.Container(logicalName, args, opts) };
   }
 
-  /** Docker labels from a spec's labels, plus the VM the object lives on (cloud hosts). */
-  private labels(labels: Record<string, string>): pulumi.Input<docker.types.input.ContainerLabel[]> {
-    const plain = Object.entries(labels).map(([label, value]) => ({ label, value }));
+  /** Docker labels from a spec's labels and computed ones, plus the VM the object lives on (cloud hosts). */
+  private labels(
+    labels: Record<string, string>,
+    computed: Record<string, pulumi.Input<string>> = {},
+  ): pulumi.Input<docker.types.input.ContainerLabel[]> {
+    const all: Record<string, pulumi.Input<string>> = { ...labels, ...computed };
     const { vmId } = this.args.host;
-    return vmId === undefined ? plain : vmId.apply((id) => [...plain, { label: "webstack.vm", value: id }]);
+    if (vmId !== undefined) all["webstack.vm"] = vmId;
+    const entries = Object.entries(all);
+    if (entries.every(([, value]) => typeof value === "string")) {
+      return entries.map(([label, value]) => ({ label, value: value as string }));
+    }
+    return pulumi.all(entries.map(([, value]) => value)).apply((values) => entries.map(([label], i) => ({ label, value: values[i] })));
   }
 
   /** Options of every Docker resource: on the host's engine, after the host is ready. */
   private onHost(): pulumi.CustomResourceOptions {
     return { parent: this, provider: this.args.host.provider, dependsOn: this.args.host.ready };
   }
+}
+
+/** An nginx container file as a file of nginx's files run, relative to /etc/nginx. */
+function nginxFile(file: ContainerFile): FilesRunOptions["files"][number] {
+  const relative = path.posix.relative(NGINX_DIR, file.path);
+  if (relative.startsWith("..") || path.posix.isAbsolute(relative)) {
+    throw new Error(`nginx file ${file.path} is outside ${NGINX_DIR}, the only directory its files run writes`);
+  }
+  return { path: relative, mode: file.executable ? "0555" : "0444", content: { text: file.content } };
 }

@@ -1,6 +1,12 @@
 // Container specs as plain data: what each container of the stack is, independent of the Docker
 // provider's types and of any secret value. WebStack turns a spec into a docker.Container, filling
-// the secret environment variables it names from Pulumi secrets.
+// the secret files it names from Pulumi secrets.
+//
+// No secret ever travels in an environment variable, a command line or a label: they would show in
+// `docker inspect`. Secrets reach containers as files, and containers hold no more privilege than
+// their image needs to start: every capability dropped and only the named ones added back, no new
+// privileges, and a read-only root wherever the process writes nothing of its own.
+import { createHash } from "node:crypto";
 
 /** Docker network alias every app replica carries; nginx's upstream resolves it. */
 export const APP_ALIAS = "app";
@@ -14,8 +20,52 @@ export const PGDATA = "/var/lib/postgresql/data/pgdata";
 export const REDIS_CONF = "/usr/local/etc/redis/redis.conf";
 /** The numeric user the app image runs as; set on the container too, so a replaced image cannot run as root. */
 export const APP_USER = "10001:10001";
+/** Where secret files live in a container, as Docker's own secrets do. */
+export const SECRETS_DIR = "/run/secrets";
+export const POSTGRES_PASSWORD_FILE = `${SECRETS_DIR}/postgres-password`;
+/** nginx reads everything of its own from here: the stack's files over the image's defaults. */
+export const NGINX_DIR = "/etc/nginx";
 
-export type Role = "postgres" | "redis" | "app" | "nginx";
+/** Where a one-off files run finds what it is given, and the volume it fills. */
+export const FILES_STAGING = "/webstack/files";
+export const FILES_OUT = "/webstack/out";
+
+/**
+ * The one-off files run: empties the volume, copies the seed directory of its own image (if any)
+ * and then the staged files into it, and hands them to the owner (if any). Arguments: seed
+ * directory, owner ("uid:gid"); either may be empty. The volume's own root stays root's, so the
+ * next run may empty it without more than CAP_CHOWN.
+ */
+export const FILES_SCRIPT = [
+  "set -eu",
+  'seed="$1" owner="$2"',
+  `find ${FILES_OUT} -mindepth 1 -delete`,
+  `if [ -n "$seed" ]; then cp -a "$seed/." ${FILES_OUT}/; fi`,
+  `cp -a ${FILES_STAGING}/. ${FILES_OUT}/`,
+  `if [ -n "$owner" ]; then find ${FILES_OUT} -mindepth 1 -exec chown "$owner" {} +; fi`,
+].join("\n");
+
+export type Role = "postgres" | "redis" | "app" | "nginx" | "files-app" | "files-nginx";
+export type VolumeRole = "postgres-data" | "redis-data" | "files-app" | "files-nginx";
+/** `front`: nginx ↔ app. `back` (internal, no way out): app ↔ Postgres and Redis. */
+export type NetworkRole = "front" | "back";
+
+/** Secret documents the component builds from Pulumi secrets; a spec names them, never holds them. */
+export type SecretDocument = "postgresPassword" | "redisConf" | "databaseUrl" | "redisUrl" | "adminToken";
+
+/** What a file holds: a secret document by name, or plain text that may show in a diff. */
+export type FileContent = { secret: SecretDocument } | { text: string };
+
+export interface FileSpec {
+  /** Absolute path in the container. */
+  path: string;
+  /**
+   * Octal mode. Docker extracts uploads as root (the provider asks for no other owner), so a file
+   * a non-root process reads is either world-readable or handed over by a files run.
+   */
+  mode: "0400" | "0444" | "0555";
+  content: FileContent;
+}
 
 export interface HealthcheckSpec {
   tests: string[];
@@ -31,18 +81,26 @@ export interface ContainerSpec {
   containerName: string;
   command?: string[];
   user?: string;
-  /** Plain environment variables. */
+  /** Environment variables; never a secret (secrets are files). */
   env: Record<string, string>;
-  /** Names of environment variables whose values are secrets the component supplies. */
-  secretEnv: string[];
-  /** Aliases on the stack's network. */
-  aliases: string[];
-  healthcheck: HealthcheckSpec;
-  restart: "unless-stopped";
+  /** Files uploaded into the container before it starts. Needs a writable root. */
+  files: FileSpec[];
+  /** The stack networks the container joins, with its aliases there; none means no network at all. */
+  networks: { network: NetworkRole; aliases: string[] }[];
+  /** Undefined only for a one-off run, which is waited for until it ends instead. */
+  healthcheck?: HealthcheckSpec;
+  restart: "unless-stopped" | "no";
+  /** Runs once to its end (the provider waits for it and records its exit code); never restarted. */
+  oneOff: boolean;
   /** Published ports; only nginx has any. No `external` means a free port Docker picks. */
   ports: { internal: number; external?: number; ip: string }[];
-  /** Named volumes of the stack mounted into the container, by role of the volume. */
-  volumes: { volume: "postgres-data" | "redis-data"; containerPath: string }[];
+  /** Volumes of the stack mounted into the container, by role of the volume. */
+  volumes: { volume: VolumeRole; containerPath: string; readOnly: boolean }[];
+  /** Capabilities added back after dropping all, as Docker names them (it stores `CAP_…`). */
+  capabilities: string[];
+  /** The root filesystem is read-only; `tmpfs` lists where the process writes. */
+  readOnlyRoot: boolean;
+  tmpfs: Record<string, string>;
   labels: Record<string, string>;
   logOpts: Record<string, string>;
   /** The signal that asks the process for its graceful shutdown. */
@@ -61,17 +119,26 @@ export interface StackNames {
 /** Log rotation for every container: at most 3 files of 10 MB each. */
 export const LOG_OPTS: Record<string, string> = { "max-size": "10m", "max-file": "3" };
 
+/** Scratch space: no devices, no set-uid files, nothing executable. */
+const TMPFS = "rw,nosuid,nodev,noexec";
+
 function labels(names: StackNames, role: Role, extra: Record<string, string> = {}): Record<string, string> {
   return { "webstack.stack": names.stack, "webstack.role": role, ...extra };
 }
 
+/**
+ * The official image's entrypoint starts as root, creates and chowns the data directory (reading
+ * into a 0700 one as it goes), then drops to the postgres user; the server itself then holds no
+ * capability at all.
+ */
 export function postgresSpec(names: StackNames): ContainerSpec {
   return {
     role: "postgres",
     containerName: `${names.prefix}-postgres`,
-    env: { POSTGRES_USER, POSTGRES_DB, PGDATA },
-    secretEnv: ["POSTGRES_PASSWORD"],
-    aliases: [POSTGRES_ALIAS],
+    env: { POSTGRES_USER, POSTGRES_DB, PGDATA, POSTGRES_PASSWORD_FILE },
+    // Read by the entrypoint while it is still root, before it drops to the postgres user.
+    files: [{ path: POSTGRES_PASSWORD_FILE, mode: "0400", content: { secret: "postgresPassword" } }],
+    networks: [{ network: "back", aliases: [POSTGRES_ALIAS] }],
     healthcheck: {
       // Over TCP, so the temporary socket-only server of the image's first-run init never counts as ready.
       tests: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", POSTGRES_USER, "-d", POSTGRES_DB],
@@ -81,8 +148,12 @@ export function postgresSpec(names: StackNames): ContainerSpec {
       retries: 5,
     },
     restart: "unless-stopped",
+    oneOff: false,
     ports: [],
-    volumes: [{ volume: "postgres-data", containerPath: "/var/lib/postgresql/data" }],
+    volumes: [{ volume: "postgres-data", containerPath: "/var/lib/postgresql/data", readOnly: false }],
+    capabilities: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID"],
+    readOnlyRoot: false,
+    tmpfs: {},
     labels: labels(names, "postgres"),
     logOpts: LOG_OPTS,
     // SIGINT is Postgres's "fast" shutdown; SIGTERM would wait for every pooled client to leave.
@@ -91,26 +162,35 @@ export function postgresSpec(names: StackNames): ContainerSpec {
   };
 }
 
-/** Redis reads its password from an uploaded config file, never from its command line. */
+/**
+ * Redis reads its password from its config file, never from its command line. The entrypoint
+ * chowns /data (reading into Redis's 0700 directories) and drops to the redis user, who must then
+ * read the file: it is world-readable inside a container that runs nothing else.
+ */
 export function redisSpec(names: StackNames): ContainerSpec {
   return {
     role: "redis",
     containerName: `${names.prefix}-redis`,
     command: ["redis-server", REDIS_CONF],
     env: {},
-    // redis-cli reads REDISCLI_AUTH, so the health check needs no password argument.
-    secretEnv: ["REDISCLI_AUTH"],
-    aliases: [REDIS_ALIAS],
+    files: [{ path: REDIS_CONF, mode: "0444", content: { secret: "redisConf" } }],
+    networks: [{ network: "back", aliases: [REDIS_ALIAS] }],
     healthcheck: {
-      tests: ["CMD-SHELL", "redis-cli ping | grep -q PONG"],
+      // redis-cli takes the password from REDISCLI_AUTH, set for this one command from the file,
+      // so it shows in no command line and in no container environment.
+      tests: ["CMD-SHELL", `REDISCLI_AUTH="$(sed -n 's/^requirepass //p' ${REDIS_CONF})" redis-cli ping | grep -q PONG`],
       interval: "5s",
       timeout: "3s",
       startPeriod: "10s",
       retries: 5,
     },
     restart: "unless-stopped",
+    oneOff: false,
     ports: [],
-    volumes: [{ volume: "redis-data", containerPath: "/data" }],
+    volumes: [{ volume: "redis-data", containerPath: "/data", readOnly: false }],
+    capabilities: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID"],
+    readOnlyRoot: false,
+    tmpfs: {},
     labels: labels(names, "redis"),
     logOpts: LOG_OPTS,
     stopSignal: "SIGTERM",
@@ -136,12 +216,23 @@ export function redisConf(options: { password: string; appendOnly: boolean }): s
   ].join("\n");
 }
 
+/** The app's secret files, by the variable that names each. */
+export const APP_SECRET_FILES: Record<string, { file: string; secret: SecretDocument }> = {
+  DATABASE_URL_FILE: { file: `${SECRETS_DIR}/database-url`, secret: "databaseUrl" },
+  REDIS_URL_FILE: { file: `${SECRETS_DIR}/redis-url`, secret: "redisUrl" },
+  ADMIN_TOKEN_FILE: { file: `${SECRETS_DIR}/admin-token`, secret: "adminToken" },
+};
+
 export interface AppReplicaOptions {
   release: string;
   index: number;
   shutdownGraceSeconds: number;
 }
 
+/**
+ * An app replica: read-only root, no capability, its secrets in a read-only volume its files run
+ * filled (the provider cannot upload into a read-only root).
+ */
 export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): ContainerSpec {
   const containerName = `${names.prefix}-app-${options.release}-${options.index}`;
   return {
@@ -152,9 +243,14 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
       PORT: String(APP_PORT),
       REPLICA_ID: containerName,
       SHUTDOWN_GRACE_MS: String(options.shutdownGraceSeconds * 1000),
+      ...Object.fromEntries(Object.entries(APP_SECRET_FILES).map(([variable, { file }]) => [variable, file])),
     },
-    secretEnv: ["DATABASE_URL", "REDIS_URL"],
-    aliases: [APP_ALIAS],
+    files: [],
+    // The alias lives on the front network only: nothing on the back network needs to find the app.
+    networks: [
+      { network: "front", aliases: [APP_ALIAS] },
+      { network: "back", aliases: [] },
+    ],
     healthcheck: {
       tests: ["CMD", "node", "/app/dist/healthcheck.js"],
       interval: "5s",
@@ -163,8 +259,12 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
       retries: 3,
     },
     restart: "unless-stopped",
+    oneOff: false,
     ports: [],
-    volumes: [],
+    volumes: [{ volume: "files-app", containerPath: SECRETS_DIR, readOnly: true }],
+    capabilities: [],
+    readOnlyRoot: true,
+    tmpfs: { "/tmp": `${TMPFS},size=16m` },
     labels: labels(names, "app", { "webstack.release": options.release }),
     logOpts: LOG_OPTS,
     stopSignal: "SIGTERM",
@@ -182,14 +282,18 @@ export interface NginxSpecOptions {
   configHash: string;
 }
 
+/**
+ * nginx: the master binds port 80, creates its temp directories for the workers' user and
+ * switches the workers to it; everything it reads is in a read-only volume its files run filled.
+ */
 export function nginxSpec(names: StackNames, options: NginxSpecOptions): ContainerSpec {
   return {
     role: "nginx",
     containerName: `${names.prefix}-nginx`,
     command: options.command,
     env: {},
-    secretEnv: [],
-    aliases: ["nginx"],
+    files: [],
+    networks: [{ network: "front", aliases: ["nginx"] }],
     healthcheck: {
       tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1/nginx-health"],
       interval: "5s",
@@ -198,18 +302,76 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
       retries: 3,
     },
     restart: "unless-stopped",
+    oneOff: false,
     ports: [
       options.httpPort === 0
         ? { internal: 80, ip: options.bindAddress }
         : { internal: 80, external: options.httpPort, ip: options.bindAddress },
     ],
-    volumes: [],
+    volumes: [{ volume: "files-nginx", containerPath: NGINX_DIR, readOnly: true }],
+    capabilities: ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID"],
+    readOnlyRoot: true,
+    // Request bodies and proxy buffers go to /var/cache/nginx, the pid file to /run.
+    tmpfs: { "/var/cache/nginx": TMPFS, "/run": `${TMPFS},size=1m` },
     labels: labels(names, "nginx", { "webstack.config-hash": options.configHash }),
     logOpts: LOG_OPTS,
     // SIGQUIT is nginx's graceful shutdown: open requests finish.
     stopSignal: "SIGQUIT",
     stopTimeout: 15,
   };
+}
+
+export interface FilesRunOptions {
+  /** The container whose read-only files this run writes. */
+  consumer: "app" | "nginx";
+  /** Files relative to the consumer's mount point. */
+  files: { path: string; mode: FileSpec["mode"]; content: FileContent }[];
+  /** A directory of the image copied first, so the stack's files lie over the image's own. */
+  seed?: string;
+  /** "uid:gid" the files are handed to; root keeps them otherwise. */
+  owner?: string;
+}
+
+/**
+ * A one-off run of the consumer's own image that fills the consumer's files volume and ends. It
+ * has no network and only CAP_CHOWN (to hand files over); its exit code gates the consumer.
+ */
+export function filesRunSpec(names: StackNames, options: FilesRunOptions): ContainerSpec {
+  const role: Role = `files-${options.consumer}`;
+  for (const f of options.files) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(f.path) || f.path.split("/").includes("..")) {
+      throw new Error(`${role}: ${JSON.stringify(f.path)} is not a relative path of letters, digits, '.', '_', '-' and '/'`);
+    }
+  }
+  return {
+    role,
+    containerName: `${names.prefix}-${role}`,
+    command: ["/bin/sh", "-c", FILES_SCRIPT, role, options.seed ?? "", options.owner ?? ""],
+    user: "0:0",
+    env: {},
+    files: options.files.map((f) => ({ path: `${FILES_STAGING}/${f.path}`, mode: f.mode, content: f.content })),
+    networks: [],
+    restart: "no",
+    oneOff: true,
+    ports: [],
+    volumes: [{ volume: role, containerPath: FILES_OUT, readOnly: false }],
+    capabilities: options.owner === undefined ? [] : ["CAP_CHOWN"],
+    readOnlyRoot: false,
+    tmpfs: {},
+    labels: labels(names, role),
+    logOpts: LOG_OPTS,
+    stopSignal: "SIGTERM",
+    stopTimeout: 10,
+  };
+}
+
+/**
+ * A hash of everything a spec asks of Docker. WebStack puts it in a label, and labels force a
+ * replacement: a change the provider would otherwise apply in place or not at all (health check,
+ * tmpfs) takes effect. Secret files contribute their names, never their values.
+ */
+export function specFingerprint(spec: ContainerSpec): string {
+  return createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 16);
 }
 
 /** Connection URLs the app receives; built only inside a secret Output by the component. */

@@ -305,7 +305,7 @@ for (const { target, settings, cloud } of TARGETS) {
       for (const image of [DEFAULT_IMAGES.nginxImage, DEFAULT_IMAGES.redisImage, DEFAULT_IMAGES.postgresImage]) {
         assert.ok(pulled.includes(image), `${image} is pulled`);
       }
-      assert.equal(containers(resources).length, 6);
+      assert.equal(containers(resources).length, 6 + 2);
       assert.deepEqual(ofType(resources, TYPES.image).map((r) => (r.inputs.build as { args: unknown }).args), [
         { NODE_IMAGE: DEFAULT_IMAGES.nodeImage },
       ]);
@@ -329,26 +329,30 @@ for (const { target, settings, cloud } of TARGETS) {
       ].sort());
     });
 
-    test("secret-environment: the program's secret environments pass; plaintext ones fail by name and by credential URL", async () => {
+    test("secret-environment: the program's environments (secrets as *_FILE paths) pass; secrets put back in plaintext fail by name and by credential URL", async () => {
       const resources = await base();
+      const postgresEnvs = named(resources, "webstack-postgres").inputs.envs as string[];
+      assert.ok(postgresEnvs.includes("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password"), "a secret-looking name that holds a path");
       assert.deepEqual(await resourceViolations("secret-environment", resources), []);
 
-      const unsecret = (args: docker.ContainerArgs) => {
-        args.envs = pulumi.unsecret(pulumi.output(args.envs ?? []));
+      const plaintext = (...entries: string[]) => (args: docker.ContainerArgs) => {
+        args.envs = pulumi.output(args.envs ?? []).apply((envs) => [...envs, ...entries]);
       };
-      const plaintext = await builtWith(settings, {
-        postgres: unsecret,
-        redis: unsecret,
-        app: unsecret,
+      const leaky = await builtWith(settings, {
+        postgres: plaintext("POSTGRES_PASSWORD=plaintext-password"),
+        redis: plaintext("REDISCLI_AUTH=plaintext-password"),
+        app: plaintext("DATABASE_URL=postgres://webstack:pw@postgres:5432/webstack", "REDIS_URL=redis://:pw@redis:6379"),
         // One variable marked secret on its own, the rest of the list plain: that passes.
         nginx: (args) => {
           args.envs = [...((args.envs ?? []) as string[]), pulumi.secret("SESSION_SECRET=0123456789abcdef")];
         },
+        // A path that is no path is not taken for one.
+        files: plaintext("ADMIN_TOKEN_FILE=redis://:pw@redis:6379"),
       });
-      const postgres = named(plaintext, "webstack-postgres");
-      assert.ok(postgres.inputs.envs instanceof Array && postgres.inputs.envs.some((e) => String(e).startsWith("POSTGRES_PASSWORD=")));
-      const apps = containers(plaintext).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name);
-      assert.deepEqual((await resourceViolations("secret-environment", plaintext)).sort(), [
+      const apps = containers(leaky).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name);
+      assert.deepEqual((await resourceViolations("secret-environment", leaky)).sort(), [
+        `container "webstack-files-app-run" has ADMIN_TOKEN_FILE in plaintext envs: ${SECRET_RULE}`,
+        `container "webstack-files-nginx-run" has ADMIN_TOKEN_FILE in plaintext envs: ${SECRET_RULE}`,
         `container "webstack-postgres" has POSTGRES_PASSWORD in plaintext envs: ${SECRET_RULE}`,
         `container "webstack-redis" has REDISCLI_AUTH in plaintext envs: ${SECRET_RULE}`,
         ...apps.flatMap((a) => [
@@ -359,18 +363,24 @@ for (const { target, settings, cloud } of TARGETS) {
 
       // The same variable in plaintext, added to nginx's recorded environment, fails.
       const nginx = named(resources, "webstack-nginx");
-      const leaky = withField(nginx, "envs", [...((nginx.raw.envs as string[] | undefined) ?? []), "SESSION_SECRET=0123456789abcdef"]);
-      assert.deepEqual(await resourceViolations("secret-environment", [leaky]), [
+      const leakyNginx = withField(nginx, "envs", [...((nginx.raw.envs as string[] | undefined) ?? []), "SESSION_SECRET=0123456789abcdef"]);
+      assert.deepEqual(await resourceViolations("secret-environment", [leakyNginx]), [
         `container "webstack-nginx" has SESSION_SECRET in plaintext envs: ${SECRET_RULE}`,
       ]);
     });
 
     test("secret-environment: validateResource alone sees secrets unwrapped, so below level remediate the policy refuses to guess", async () => {
-      const resources = await base();
+      // The program itself has no secret in any environment; a secret one is put in to show how the pack sees it.
+      const resources = await builtWith(settings, {
+        postgres: (args) => {
+          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...envs, "POSTGRES_PASSWORD=kept-secret-password"]));
+        },
+      });
       const postgres = named(resources, "webstack-postgres");
       const policies = policiesFor("test");
       const policy = policyNamed(policies, "secret-environment");
       const config = reconcile(policies);
+      assert.deepEqual(await resourceViolations("secret-environment", [postgres]), [], "a secret environment passes");
       // What @pulumi/policy gives validateResource: the secret list, unwrapped, indistinguishable from plaintext.
       const validated = resourceArgs(postgres, policy, config, false).props.envs;
       assert.deepEqual(validated, postgres.inputs.envs);
@@ -378,14 +388,9 @@ for (const { target, settings, cloud } of TARGETS) {
       assert.equal(Object.getOwnPropertyDescriptor(resourceArgs(postgres, policy, config, true).props, "envs")?.value instanceof policySdk.Secret, true);
 
       const mandatory = await resourceViolations("secret-environment", containers(resources), { file: { "secret-environment": "mandatory" } });
-      const refusal = (name: string, vars: string) =>
-        `container "${name}" has ${vars} in envs, and secret-environment cannot tell whether they are secrets: @pulumi/policy shows secrets only at enforcement level "remediate", so set secret-environment back to "remediate" in the policy config`;
-      const apps = containers(resources).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name);
-      assert.deepEqual(mandatory.sort(), [
-        refusal("webstack-postgres", "POSTGRES_PASSWORD"),
-        refusal("webstack-redis", "REDISCLI_AUTH"),
-        ...apps.map((a) => refusal(a, "DATABASE_URL, REDIS_URL")),
-      ].sort());
+      assert.deepEqual(mandatory, [
+        `container "webstack-postgres" has POSTGRES_PASSWORD in envs, and secret-environment cannot tell whether they are secrets: @pulumi/policy shows secrets only at enforcement level "remediate", so set secret-environment back to "remediate" in the policy config`,
+      ]);
     });
 
     if (!cloud) {
@@ -637,11 +642,19 @@ describe("checks", () => {
     }
   });
 
-  test("secret-looking variables: by name, or by a password in a URL", () => {
-    for (const e of ["POSTGRES_PASSWORD=x", "GITHUB_TOKEN=x", "client_secret=x", "AWS_SECRET_ACCESS_KEY=x", "API_KEY=x", "REDISCLI_AUTH=x", "DATABASE_URL=postgres://u:p@db/x", "CACHE=redis://:p@redis:6379"]) {
+  test("secret-looking variables: by name, or by a password in a URL; a *_FILE path is none", () => {
+    for (const e of [
+      "POSTGRES_PASSWORD=x", "GITHUB_TOKEN=x", "client_secret=x", "AWS_SECRET_ACCESS_KEY=x", "API_KEY=x", "REDISCLI_AUTH=x",
+      "DATABASE_URL=postgres://u:p@db/x", "CACHE=redis://:p@redis:6379",
+      // Named like a file but holding no path (or a credential): still a secret.
+      "ADMIN_TOKEN_FILE=s3cr3t-token", "POSTGRES_PASSWORD_FILE=", "DATABASE_URL_FILE=postgres://u:p@db/x",
+    ]) {
       assert.equal(needsSecret(e), true, e);
     }
-    for (const e of ["PORT=3000", "PUBLIC_URL=https://example.com/a:b", "DATABASE_URL=postgres://user@db/x", "KEYBOARD=us", "AUTHOR=me"]) {
+    for (const e of [
+      "PORT=3000", "PUBLIC_URL=https://example.com/a:b", "DATABASE_URL=postgres://user@db/x", "KEYBOARD=us", "AUTHOR=me",
+      "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password", "ADMIN_TOKEN_FILE=/run/secrets/admin-token",
+    ]) {
       assert.equal(needsSecret(e), false, e);
     }
   });
@@ -835,7 +848,11 @@ describe("the pack", () => {
 
     test("sees secrets only where @pulumi/policy shows them: secret envs pass, plaintext ones fail", async () => {
       const client = await started();
-      const resources = await resourcesOf(TARGETS[1].settings, "pr-42");
+      const resources = await builtWith(TARGETS[1].settings, {
+        postgres: (args) => {
+          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...envs, "POSTGRES_PASSWORD=kept-secret-password"]));
+        },
+      });
       const postgres = named(resources, "webstack-postgres");
       assert.deepEqual(await engineCheck(client, postgres), []);
       const description = policyNamed(webstackPolicies(), "secret-environment").description;

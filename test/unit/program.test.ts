@@ -17,41 +17,52 @@ const TARGETS: { target: string; settings: Record<string, string>; cloud: boolea
 type Inputs = Record<string, unknown>;
 const containers = (resources: Registered[]) => resources.filter((r) => r.type === CONTAINER);
 const envOf = (c: Registered) => (c.inputs.envs as string[] | undefined) ?? [];
+const isFilesRun = (c: Registered) => /-files-(app|nginx)$/.test(String(c.inputs.name));
+const replicasOf = (resources: Registered[]) =>
+  containers(resources).filter((c) => /-app-.+-[0-9]+$/.test(String(c.inputs.name)));
+/** The generated Postgres password, Redis password and admin token, in that order. */
+const generatedSecrets = (mocks: RecordingMocks) =>
+  ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) => String(mocks.named(n).outputs.result));
 
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
-    test("registers the stack's resources: replicas + 3 containers, one network, two volumes, one app image", async () => {
+    test("registers the stack's resources: replicas + 3 services, 2 files runs, 2 networks, 4 volumes, one app image", async () => {
       const { mocks, outputs } = await runProgram(settings);
       const count = (type: string) => mocks.ofType(type).length;
-      assert.equal(count(CONTAINER), 3 + 3);
-      assert.equal(count("docker:index/network:Network"), 1);
-      assert.equal(count("docker:index/volume:Volume"), 2);
+      assert.equal(count(CONTAINER), 3 + 3 + 2);
+      assert.equal(count("docker:index/network:Network"), 2);
+      assert.equal(count("docker:index/volume:Volume"), 4);
       assert.equal(count("docker:index/image:Image"), 1);
       assert.equal(count("docker:index/remoteImage:RemoteImage"), 3 + 1);
       const release = String(outputs.release);
       assert.deepEqual(
         containers(mocks.resources).map((c) => c.inputs.name).sort(),
         [
+          "webstack-test-files-app",
           `webstack-test-app-${release}-1`,
           `webstack-test-app-${release}-2`,
           `webstack-test-app-${release}-3`,
           "webstack-test-nginx",
+          "webstack-test-files-nginx",
           "webstack-test-postgres",
           "webstack-test-redis",
-        ],
+        ].sort(),
+      );
+      assert.deepEqual(
+        mocks.ofType("docker:index/volume:Volume").map((v) => v.inputs.name).sort(),
+        ["webstack-test-files-app", "webstack-test-files-nginx", "webstack-test-postgres-data", "webstack-test-redis-data"],
       );
       if (target === "local") {
         assert.deepEqual(
           mocks.resources.map((r) => r.type).filter((t) => !t.startsWith("docker:") && !t.startsWith("webstack:")).sort(),
-          ["pulumi:providers:docker", "random:index/randomPassword:RandomPassword", "random:index/randomPassword:RandomPassword"],
+          ["pulumi:providers:docker", ...Array(3).fill("random:index/randomPassword:RandomPassword")],
         );
       }
     });
 
     test("the replica count follows webstack:replicas", async () => {
       const { mocks } = await runProgram({ ...settings, replicas: "5" });
-      const apps = containers(mocks.resources).filter((c) => (c.inputs.name as string).includes("-app-"));
-      assert.equal(apps.length, 5);
+      assert.equal(replicasOf(mocks.resources).length, 5);
     });
 
     test("only nginx publishes a port, and only the configured one", async () => {
@@ -67,71 +78,101 @@ for (const { target, settings, cloud } of TARGETS) {
       );
     });
 
-    test("every container has a health check, a restart policy, log rotation and waits until healthy", async () => {
+    test("every service has a health check, a restart policy, log rotation and waits until healthy; files runs end", async () => {
       const { mocks } = await runProgram(settings);
       for (const c of containers(mocks.resources)) {
+        assert.deepEqual(c.inputs.logOpts, { "max-size": "10m", "max-file": "3" }, `${c.name} logs`);
+        if (isFilesRun(c)) {
+          // Waited for until it ends; its exit code gates the container it writes for.
+          assert.deepEqual([c.inputs.attach, c.inputs.mustRun, c.inputs.restart, c.inputs.wait], [true, false, "no", undefined], c.name);
+          assert.equal(c.inputs.healthcheck, undefined);
+          continue;
+        }
         const health = c.inputs.healthcheck as Inputs;
         assert.ok(Array.isArray(health.tests) && health.tests.length >= 2, `${c.name} health check`);
         assert.match(String(health.tests[0]), /^CMD(-SHELL)?$/);
         assert.equal(c.inputs.restart, "unless-stopped", `${c.name} restart`);
         assert.equal(c.inputs.wait, true, `${c.name} wait`);
-        assert.deepEqual(c.inputs.logOpts, { "max-size": "10m", "max-file": "3" }, `${c.name} logs`);
-        assert.deepEqual(
-          (c.inputs.networksAdvanced as Inputs[]).map((n) => n.name),
-          ["webstack-test"],
-          `${c.name} network`,
-        );
       }
     });
 
-    test("app replicas run as a non-root user with the app alias and secret URLs", async () => {
+    test("app replicas run as a non-root user with the app alias and their secrets as files", async () => {
       const { mocks } = await runProgram(settings);
-      const apps = containers(mocks.resources).filter((c) => (c.inputs.name as string).includes("-app-"));
-      for (const app of apps) {
+      for (const app of replicasOf(mocks.resources)) {
         assert.equal(app.inputs.user, "10001:10001");
-        assert.deepEqual((app.inputs.networksAdvanced as Inputs[])[0].aliases, ["app"]);
-        const names = envOf(app).map((e) => e.split("=")[0]).sort();
-        assert.deepEqual(names, ["DATABASE_URL", "PORT", "REDIS_URL", "REPLICA_ID", "SHUTDOWN_GRACE_MS"]);
+        assert.deepEqual(
+          (app.inputs.networksAdvanced as Inputs[]).map((n) => [n.name, n.aliases]),
+          [
+            ["webstack-test", ["app"]],
+            ["webstack-test-back", []],
+          ],
+        );
+        assert.deepEqual(envOf(app).sort(), [
+          "ADMIN_TOKEN_FILE=/run/secrets/admin-token",
+          "DATABASE_URL_FILE=/run/secrets/database-url",
+          "PORT=3000",
+          "REDIS_URL_FILE=/run/secrets/redis-url",
+          `REPLICA_ID=${String(app.inputs.name)}`,
+          "SHUTDOWN_GRACE_MS=10000",
+        ]);
         assert.match(app.inputs.image as string, /^sha256:[0-9a-f]{64}$/, "pinned to what was built");
       }
     });
 
-    test("passwords appear in no label, command, name or upload path, and not in the stack outputs", async () => {
-      const { mocks, outputs } = await runProgram(settings);
-      // The generated passwords, read back from the containers' environment.
-      const passwords = ([] as string[])
-        .concat(
-          envOf(containers(mocks.resources).find((c) => c.inputs.name === "webstack-test-postgres")!)
-            .filter((e) => e.startsWith("POSTGRES_PASSWORD="))
-            .map((e) => e.slice("POSTGRES_PASSWORD=".length)),
-          envOf(containers(mocks.resources).find((c) => c.inputs.name === "webstack-test-redis")!)
-            .filter((e) => e.startsWith("REDISCLI_AUTH="))
-            .map((e) => e.slice("REDISCLI_AUTH=".length)),
-        )
-        .filter((p) => p.length >= 16);
-      assert.equal(passwords.length, 2, "both generated passwords were found");
+    test("secrets appear in no environment, label, command, name, health check or upload path, nor in any output but adminToken", async () => {
+      const { mocks, outputs, secretOutputs } = await runProgram(settings);
+      const secrets = generatedSecrets(mocks);
+      assert.equal(secrets.length, 3, "the two passwords and the admin token were generated");
       for (const c of containers(mocks.resources)) {
         const uploadPaths = ((c.inputs.uploads as Inputs[] | undefined) ?? []).map((u) => u.file);
-        const visible = JSON.stringify([c.inputs.labels, c.inputs.command, c.inputs.entrypoints, c.inputs.name, c.inputs.healthcheck, uploadPaths]);
-        for (const password of passwords) assert.ok(!visible.includes(password), `${c.name} shows a password`);
+        const visible = JSON.stringify([
+          c.inputs.envs,
+          c.inputs.labels,
+          c.inputs.command,
+          c.inputs.entrypoints,
+          c.inputs.name,
+          c.inputs.healthcheck,
+          uploadPaths,
+        ]);
+        for (const secret of secrets) assert.ok(!visible.includes(secret), `${c.name} shows a secret`);
       }
-      for (const password of passwords) assert.ok(!JSON.stringify(outputs).includes(password));
+      const { adminToken, ...others } = outputs;
+      for (const secret of secrets) assert.ok(!JSON.stringify(others).includes(secret));
+      assert.ok(secrets.includes(String(adminToken)), "adminToken is the generated token");
+      assert.deepEqual(secretOutputs, ["adminToken"]);
     });
 
-    test("secret values reach the engine marked secret: container environments, Redis config, TLS and SSH keys", async () => {
+    test("secret files reach the engine marked secret: Postgres's password, Redis's config, the app's URLs and token; TLS and SSH keys", async () => {
       const { mocks } = await runProgram(settings);
-      for (const c of containers(mocks.resources)) {
-        const role = String(c.inputs.name).split("-")[2];
-        assert.equal(isSecretValue(c.raw.envs), role !== "nginx", `${c.name} envs secret`);
-      }
-      const redis = containers(mocks.resources).find((c) => c.inputs.name === "webstack-test-redis")!;
-      // The SDK may mark the whole list secret rather than the one field.
-      const uploads = redis.raw.uploads;
-      assert.ok(
-        isSecretValue(uploads) || (Array.isArray(uploads) && isSecretValue((uploads[0] as Inputs).content)),
-        "redis.conf content is secret",
-      );
-      assert.match(String((redis.inputs.uploads as Inputs[])[0].content), /^requirepass [A-Za-z0-9]{16,}$/m);
+      const [postgresPassword, redisPassword, adminToken] = generatedSecrets(mocks);
+      const secretUploads = (name: string) => {
+        const c = mocks.named(name);
+        const raw = c.raw.uploads;
+        const files = c.inputs.uploads as Inputs[];
+        // The SDK may mark the whole list secret rather than each field.
+        return files.map((f, i) => ({
+          file: f.file,
+          permissions: f.permissions,
+          content: String(f.content),
+          secret: isSecretValue(raw) || (Array.isArray(raw) && isSecretValue((raw[i] as Inputs).content)),
+        }));
+      };
+      assert.deepEqual(secretUploads("webstack-postgres"), [
+        { file: "/run/secrets/postgres-password", permissions: "0400", content: postgresPassword, secret: true },
+      ]);
+      const [redisConf] = secretUploads("webstack-redis");
+      assert.deepEqual([redisConf.file, redisConf.permissions, redisConf.secret], ["/usr/local/etc/redis/redis.conf", "0444", true]);
+      assert.match(redisConf.content, new RegExp(`^requirepass ${redisPassword}$`, "m"));
+      assert.deepEqual(secretUploads("webstack-files-app-run"), [
+        {
+          file: "/webstack/files/database-url",
+          permissions: "0400",
+          content: `postgres://webstack:${postgresPassword}@postgres:5432/webstack`,
+          secret: true,
+        },
+        { file: "/webstack/files/redis-url", permissions: "0400", content: `redis://:${redisPassword}@redis:6379`, secret: true },
+        { file: "/webstack/files/admin-token", permissions: "0400", content: adminToken, secret: true },
+      ]);
       if (cloud) {
         assert.ok(isSecretValue(mocks.named("host-engine-ready").raw.stdin), "TLS material on stdin is secret");
         assert.ok(isSecretValue(mocks.named("host-engine-docker").raw.keyMaterial), "client key is secret");
@@ -153,16 +194,25 @@ for (const { target, settings, cloud } of TARGETS) {
       assert.deepEqual(snapshot(second.mocks.resources), snapshot(first.mocks.resources));
     });
 
-    test("the Postgres and Redis passwords and every container's environment are Pulumi secrets", async () => {
-      const envs: { name: string; envs: docker.ContainerArgs["envs"] }[] = [];
-      const capture = (args: docker.ContainerArgs) => envs.push({ name: String(args.name), envs: args.envs });
-      const { built } = await runBuild(settings, { postgres: capture, redis: capture, app: capture });
-      assert.equal(await pulumi.isSecret(built.stack.postgresPassword), true);
-      assert.equal(await pulumi.isSecret(built.stack.redisPassword), true);
-      assert.equal(envs.length, 2 + 3);
-      for (const { name, envs: value } of envs) {
-        assert.ok(pulumi.Output.isInstance(value), `${name} envs is an Output`);
-        assert.equal(await pulumi.isSecret(value as pulumi.Output<string[]>), true, `${name} envs is secret`);
+    test("the passwords and the admin token are Pulumi secrets, and every secret file's content too", async () => {
+      const uploads: { name: string; uploads: docker.ContainerArgs["uploads"] }[] = [];
+      const capture = (args: docker.ContainerArgs) => uploads.push({ name: String(args.name), uploads: args.uploads });
+      const { built } = await runBuild(settings, { postgres: capture, redis: capture, files: capture });
+      for (const secret of [built.stack.postgresPassword, built.stack.redisPassword, built.stack.adminToken]) {
+        assert.equal(await pulumi.isSecret(secret), true);
+      }
+      assert.deepEqual(uploads.map((u) => u.name).sort(), [
+        "webstack-test-files-app",
+        "webstack-test-files-nginx",
+        "webstack-test-postgres",
+        "webstack-test-redis",
+      ]);
+      for (const { name, uploads: files } of uploads.filter((u) => u.name !== "webstack-test-files-nginx")) {
+        assert.ok(Array.isArray(files) && files.length > 0, `${name} has files`);
+        for (const f of files as docker.types.input.ContainerUpload[]) {
+          assert.ok(pulumi.Output.isInstance(f.content), `${name} ${String(f.file)} is an Output`);
+          assert.equal(await pulumi.isSecret(f.content as pulumi.Output<string>), true, `${name} ${String(f.file)} is secret`);
+        }
       }
     });
 
@@ -176,12 +226,14 @@ for (const { target, settings, cloud } of TARGETS) {
           redis: capture,
           app: capture,
           nginx: capture,
-          network: (_args, o) => opts.push({ name: "network", dependsOn: o.dependsOn }),
+          files: capture,
+          network: (a, o) => opts.push({ name: String(a.name), dependsOn: o.dependsOn }),
           volume: (a, o) => opts.push({ name: String(a.name), dependsOn: o.dependsOn }),
         });
         const [ready] = built.host.ready;
         assert.ok(ready instanceof pulumi.CustomResource);
-        assert.equal(opts.length, 4 + 3 + 2);
+        // 6 containers, 2 files runs, 2 networks, 4 volumes.
+        assert.equal(opts.length, 6 + 2 + 2 + 4);
         for (const o of opts) {
           assert.ok(Array.isArray(o.dependsOn) && o.dependsOn.includes(ready), `${o.name} depends on the readiness command`);
         }
@@ -203,7 +255,7 @@ for (const { target, settings, cloud } of TARGETS) {
         const labelled = mocks.resources.filter((r) =>
           ["docker:index/container:Container", "docker:index/network:Network", "docker:index/volume:Volume"].includes(r.type),
         );
-        assert.equal(labelled.length, 6 + 1 + 2);
+        assert.equal(labelled.length, 6 + 2 + 2 + 4);
         for (const r of labelled) {
           assert.deepEqual(
             (r.inputs.labels as Inputs[]).filter((l) => l.label === "webstack.vm"),
@@ -292,10 +344,10 @@ describe("releases", () => {
   test("a given release names the replicas; another release gives new logical names, same other resources", async () => {
     const a = await runProgram({ release: "0123456789abcdef0123" });
     const b = await runProgram({ release: "fedcba9876" });
-    const apps = (r: Registered[]) => containers(r).filter((c) => c.name.includes("-app-")).map((c) => c.name).sort();
+    const apps = (r: Registered[]) => containers(r).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name).sort();
     assert.deepEqual(apps(a.mocks.resources), ["webstack-app-0123456789ab-1", "webstack-app-0123456789ab-2", "webstack-app-0123456789ab-3"]);
     assert.deepEqual(apps(b.mocks.resources), ["webstack-app-fedcba9876-1", "webstack-app-fedcba9876-2", "webstack-app-fedcba9876-3"]);
-    const others = (r: Registered[]) => r.filter((x) => !x.name.includes("-app-")).map((x) => x.name).sort();
+    const others = (r: Registered[]) => r.filter((x) => !x.name.startsWith("webstack-app-")).map((x) => x.name).sort();
     assert.deepEqual(others(a.mocks.resources), others(b.mocks.resources));
     assert.equal(a.outputs.release, "0123456789ab");
   });

@@ -10,12 +10,16 @@ import { parseDockerAuth } from "../../components/hosts/digitalocean";
 import { cloudInit, PREPARE_SCRIPT, readinessCommand } from "../../components/specs/cloud-init";
 import {
   appReplicaSpec,
+  ContainerSpec,
   databaseUrl,
+  FILES_SCRIPT,
+  filesRunSpec,
   nginxSpec,
   postgresSpec,
   redisConf,
   redisSpec,
   redisUrl,
+  specFingerprint,
 } from "../../components/specs/containers";
 import { cloudName, inboundRules } from "../../components/specs/firewall";
 import { hashTree, releaseId } from "../../components/specs/release";
@@ -25,13 +29,20 @@ const names = { prefix: "webstack-dev", stack: "dev" };
 const LOGS = { "max-size": "10m", "max-file": "3" };
 
 describe("container specs", () => {
-  test("postgres", () => {
+  const SAFE = { capabilities: [], readOnlyRoot: false, tmpfs: {} };
+
+  test("postgres reads its password from a root-only file; it keeps only what its entrypoint needs to start", () => {
     assert.deepEqual(postgresSpec(names), {
       role: "postgres",
       containerName: "webstack-dev-postgres",
-      env: { POSTGRES_USER: "webstack", POSTGRES_DB: "webstack", PGDATA: "/var/lib/postgresql/data/pgdata" },
-      secretEnv: ["POSTGRES_PASSWORD"],
-      aliases: ["postgres"],
+      env: {
+        POSTGRES_USER: "webstack",
+        POSTGRES_DB: "webstack",
+        PGDATA: "/var/lib/postgresql/data/pgdata",
+        POSTGRES_PASSWORD_FILE: "/run/secrets/postgres-password",
+      },
+      files: [{ path: "/run/secrets/postgres-password", mode: "0400", content: { secret: "postgresPassword" } }],
+      networks: [{ network: "back", aliases: ["postgres"] }],
       healthcheck: {
         tests: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", "webstack", "-d", "webstack"],
         interval: "5s",
@@ -40,8 +51,12 @@ describe("container specs", () => {
         retries: 5,
       },
       restart: "unless-stopped",
+      oneOff: false,
       ports: [],
-      volumes: [{ volume: "postgres-data", containerPath: "/var/lib/postgresql/data" }],
+      volumes: [{ volume: "postgres-data", containerPath: "/var/lib/postgresql/data", readOnly: false }],
+      capabilities: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID"],
+      readOnlyRoot: false,
+      tmpfs: {},
       labels: { "webstack.stack": "dev", "webstack.role": "postgres" },
       logOpts: LOGS,
       stopSignal: "SIGINT",
@@ -49,14 +64,35 @@ describe("container specs", () => {
     });
   });
 
-  test("redis takes its password from a file and its health check from REDISCLI_AUTH", () => {
+  test("redis takes its password from its config file, and so does its health check", () => {
     const spec = redisSpec(names);
     assert.deepEqual(spec.command, ["redis-server", "/usr/local/etc/redis/redis.conf"]);
-    assert.deepEqual(spec.secretEnv, ["REDISCLI_AUTH"]);
     assert.deepEqual(spec.env, {});
-    assert.deepEqual(spec.healthcheck.tests, ["CMD-SHELL", "redis-cli ping | grep -q PONG"]);
-    assert.deepEqual(spec.volumes, [{ volume: "redis-data", containerPath: "/data" }]);
+    assert.deepEqual(spec.files, [{ path: "/usr/local/etc/redis/redis.conf", mode: "0444", content: { secret: "redisConf" } }]);
+    assert.deepEqual(spec.healthcheck?.tests, [
+      "CMD-SHELL",
+      `REDISCLI_AUTH="$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)" redis-cli ping | grep -q PONG`,
+    ]);
+    assert.deepEqual(spec.networks, [{ network: "back", aliases: ["redis"] }]);
+    assert.deepEqual(spec.volumes, [{ volume: "redis-data", containerPath: "/data", readOnly: false }]);
+    assert.deepEqual(spec.capabilities, ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID"]);
     assert.deepEqual(spec.ports, []);
+  });
+
+  test("redis's health check reads the password from the file, in a shell", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-redis-"));
+    try {
+      const conf = path.join(dir, "redis.conf");
+      fs.writeFileSync(conf, redisConf({ password: "abc_DEF-123", appendOnly: true }));
+      // The test with the config path swapped and redis-cli replaced by a printer of what it got.
+      const command = String(redisSpec(names).healthcheck?.tests[1])
+        .replaceAll("/usr/local/etc/redis/redis.conf", conf)
+        .replace("redis-cli ping", 'sh -c \'echo "$REDISCLI_AUTH PONG"\'')
+        .replace("| grep -q PONG", "");
+      assert.equal(execFileSync("sh", ["-c", command]).toString(), "abc_DEF-123 PONG\n");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("redis.conf", () => {
@@ -68,14 +104,24 @@ describe("container specs", () => {
     assert.throws(() => redisConf({ password: "a b", appendOnly: true }), /only letters, digits/);
   });
 
-  test("an app replica is named after its release and index", () => {
+  test("an app replica is named after its release and index; read-only, no capability, secrets as files on both networks", () => {
     assert.deepEqual(appReplicaSpec(names, { release: "abc123", index: 2, shutdownGraceSeconds: 10 }), {
       role: "app",
       containerName: "webstack-dev-app-abc123-2",
       user: "10001:10001",
-      env: { PORT: "3000", REPLICA_ID: "webstack-dev-app-abc123-2", SHUTDOWN_GRACE_MS: "10000" },
-      secretEnv: ["DATABASE_URL", "REDIS_URL"],
-      aliases: ["app"],
+      env: {
+        PORT: "3000",
+        REPLICA_ID: "webstack-dev-app-abc123-2",
+        SHUTDOWN_GRACE_MS: "10000",
+        DATABASE_URL_FILE: "/run/secrets/database-url",
+        REDIS_URL_FILE: "/run/secrets/redis-url",
+        ADMIN_TOKEN_FILE: "/run/secrets/admin-token",
+      },
+      files: [],
+      networks: [
+        { network: "front", aliases: ["app"] },
+        { network: "back", aliases: [] },
+      ],
       healthcheck: {
         tests: ["CMD", "node", "/app/dist/healthcheck.js"],
         interval: "5s",
@@ -84,8 +130,12 @@ describe("container specs", () => {
         retries: 3,
       },
       restart: "unless-stopped",
+      oneOff: false,
       ports: [],
-      volumes: [],
+      volumes: [{ volume: "files-app", containerPath: "/run/secrets", readOnly: true }],
+      capabilities: [],
+      readOnlyRoot: true,
+      tmpfs: { "/tmp": "rw,nosuid,nodev,noexec,size=16m" },
       labels: { "webstack.stack": "dev", "webstack.role": "app", "webstack.release": "abc123" },
       logOpts: LOGS,
       stopSignal: "SIGTERM",
@@ -93,14 +143,99 @@ describe("container specs", () => {
     });
   });
 
-  test("nginx is the one container with a published port", () => {
+  test("nginx is the one container with a published port; read-only, on the front network only", () => {
     const spec = nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
     assert.deepEqual(spec.ports, [{ internal: 80, external: 8080, ip: "127.0.0.1" }]);
     const anyPort = nginxSpec(names, { httpPort: 0, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
     assert.deepEqual(anyPort.ports, [{ internal: 80, ip: "127.0.0.1" }], "port 0: no external port, Docker picks");
     assert.equal(spec.stopSignal, "SIGQUIT");
     assert.deepEqual(spec.labels, { "webstack.stack": "dev", "webstack.role": "nginx", "webstack.config-hash": "0123" });
-    assert.deepEqual(spec.healthcheck.tests, ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1/nginx-health"]);
+    assert.deepEqual(spec.healthcheck?.tests, ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1/nginx-health"]);
+    assert.deepEqual(spec.networks, [{ network: "front", aliases: ["nginx"] }]);
+    assert.deepEqual(spec.volumes, [{ volume: "files-nginx", containerPath: "/etc/nginx", readOnly: true }]);
+    assert.deepEqual(
+      [spec.capabilities, spec.readOnlyRoot, spec.tmpfs, spec.files],
+      [
+        ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID"],
+        true,
+        { "/var/cache/nginx": "rw,nosuid,nodev,noexec", "/run": "rw,nosuid,nodev,noexec,size=1m" },
+        [],
+      ],
+    );
+  });
+
+  test("a files run: the consumer's image as root with CAP_CHOWN at most, no network, run once", () => {
+    const app = filesRunSpec(names, {
+      consumer: "app",
+      files: [{ path: "database-url", mode: "0400", content: { secret: "databaseUrl" } }],
+      owner: "10001:10001",
+    });
+    assert.deepEqual(app, {
+      ...SAFE,
+      role: "files-app",
+      containerName: "webstack-dev-files-app",
+      command: ["/bin/sh", "-c", FILES_SCRIPT, "files-app", "", "10001:10001"],
+      user: "0:0",
+      env: {},
+      files: [{ path: "/webstack/files/database-url", mode: "0400", content: { secret: "databaseUrl" } }],
+      networks: [],
+      restart: "no",
+      oneOff: true,
+      ports: [],
+      volumes: [{ volume: "files-app", containerPath: "/webstack/out", readOnly: false }],
+      capabilities: ["CAP_CHOWN"],
+      labels: { "webstack.stack": "dev", "webstack.role": "files-app" },
+      logOpts: LOGS,
+      stopSignal: "SIGTERM",
+      stopTimeout: 10,
+    });
+    const nginx = filesRunSpec(names, { consumer: "nginx", files: [{ path: "webstack/start.sh", mode: "0555", content: { text: "#!/bin/sh\n" } }], seed: "/etc/nginx" });
+    assert.deepEqual(nginx.command, ["/bin/sh", "-c", FILES_SCRIPT, "files-nginx", "/etc/nginx", ""]);
+    assert.deepEqual(nginx.capabilities, [], "nothing to hand over: no capability");
+    for (const bad of ["/etc/passwd", "../x", "a/../../x", "a b"]) {
+      assert.throws(
+        () => filesRunSpec(names, { consumer: "app", files: [{ path: bad, mode: "0400", content: { text: "" } }] }),
+        /files-app: .* is not a relative path/,
+      );
+    }
+  });
+
+  test("the files script writes seed, files and owner, and empties what an earlier run left", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-files-"));
+    try {
+      const [staging, out, seed] = ["files", "out", "seed"].map((d) => path.join(dir, d));
+      for (const d of [staging, out, path.join(seed, "conf.d"), path.join(staging, "webstack")]) fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(seed, "mime.types"), "types {}\n");
+      fs.writeFileSync(path.join(seed, "nginx.conf"), "the image's own\n");
+      fs.writeFileSync(path.join(staging, "nginx.conf"), "the stack's\n");
+      fs.writeFileSync(path.join(staging, "webstack", "start.sh"), "#!/bin/sh\n", { mode: 0o555 });
+      fs.writeFileSync(path.join(out, "stale"), "left by an earlier run\n");
+      const script = FILES_SCRIPT.replaceAll("/webstack/files", staging).replaceAll("/webstack/out", out);
+      const uid = `${process.getuid?.()}:${process.getgid?.()}`;
+      execFileSync("sh", ["-c", script, "files-nginx", seed, uid]);
+      const listing = (d: string): string[] =>
+        fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listing(path.join(d, e.name)).map((n) => `${e.name}/${n}`) : [e.name]));
+      assert.deepEqual(listing(out).sort(), ["mime.types", "nginx.conf", "webstack/start.sh"]);
+      assert.equal(fs.readFileSync(path.join(out, "nginx.conf"), "utf8"), "the stack's\n", "the stack's files lie over the seed");
+      assert.equal(fs.statSync(path.join(out, "webstack", "start.sh")).mode & 0o777, 0o555, "modes are kept");
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a spec's fingerprint changes with anything it asks of Docker, and not with nothing", () => {
+    const base = appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 });
+    assert.match(specFingerprint(base), /^[0-9a-f]{16}$/);
+    assert.equal(specFingerprint(appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 })), specFingerprint(base));
+    const changed: ContainerSpec[] = [
+      { ...base, healthcheck: { ...base.healthcheck!, interval: "10s" } },
+      { ...base, tmpfs: { "/tmp": "rw,size=32m" } },
+      { ...base, capabilities: ["CAP_NET_RAW"] },
+      { ...base, readOnlyRoot: false },
+      appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 20 }),
+    ];
+    const prints = changed.map(specFingerprint);
+    assert.equal(new Set([specFingerprint(base), ...prints]).size, changed.length + 1);
   });
 
   test("connection URLs escape the password", () => {

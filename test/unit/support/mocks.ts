@@ -32,9 +32,15 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly resources: Registered[] = [];
   private readonly vmId: string | undefined;
 
-  /** `vmId`: the id the droplet or EC2 instance gets (default "123456" / "i-0123456789abcdef0"). */
-  constructor(options: { vmId?: string } = {}) {
+  private readonly exitCode: number;
+
+  /**
+   * `vmId`: the id the droplet or EC2 instance gets (default "123456" / "i-0123456789abcdef0").
+   * `exitCode`: what a one-off container (`attach`) ends with (default 0).
+   */
+  constructor(options: { vmId?: string; exitCode?: number } = {}) {
     this.vmId = options.vmId;
+    this.exitCode = options.exitCode ?? 0;
   }
   readonly calls: { token: string; inputs: Record<string, unknown> }[] = [];
   /** Options of registrations on their way to newResource, by type and name (see watchRegistrations). */
@@ -69,7 +75,12 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
           : args.type.startsWith("pulumi:providers:")
           ? `${args.name}-provider-id`
           : `${args.name}-id`;
-    registered.outputs = { ...args.inputs, ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }) };
+    registered.outputs = {
+      ...args.inputs,
+      ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }),
+      // Like the provider: a container it waited for (attach) reports how it ended.
+      ...(args.type === "docker:index/container:Container" && args.inputs.attach === true ? { exitCode: this.exitCode } : {}),
+    };
     return { id, state: registered.outputs };
   }
 
@@ -179,6 +190,8 @@ export interface ProgramRun {
   mocks: RecordingMocks;
   /** The program's stack outputs, resolved. */
   outputs: Record<string, unknown>;
+  /** Names of the stack outputs that are Pulumi secrets. */
+  secretOutputs: string[];
 }
 
 interface RegisterRequest {
@@ -229,11 +242,13 @@ export async function runProgram(
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const program = require(INDEX) as Record<string, unknown>;
   const outputs: Record<string, unknown> = {};
+  const secretOutputs: string[] = [];
   for (const [key, value] of Object.entries(program)) {
     outputs[key] = pulumi.Output.isInstance(value) ? await promiseOf(value) : value;
+    if (pulumi.Output.isInstance(value) && (await pulumi.isSecret(value))) secretOutputs.push(key);
   }
   await pulumi.runtime.disconnect();
-  return { mocks, outputs };
+  return { mocks, outputs, secretOutputs };
 }
 
 /** The value of an Output, awaited. */
