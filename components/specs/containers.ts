@@ -32,13 +32,20 @@ export const FILES_OUT = "/webstack/out";
 
 /**
  * The one-off files run: empties the volume, copies the seed directory of its own image (if any)
- * and then the staged files into it, and hands them to the owner (if any). Arguments: seed
- * directory, owner ("uid:gid"); either may be empty. The volume's own root stays root's, so the
- * next run may empty it without more than CAP_CHOWN.
+ * and then the staged files into it, and hands them to the owner (if any). Arguments, each
+ * optional: `seed=<directory>`, `owner=<uid:gid>` (the provider refuses empty command values). The
+ * volume's own root stays root's, so the next run may empty it without more than CAP_CHOWN.
  */
 export const FILES_SCRIPT = [
   "set -eu",
-  'seed="$1" owner="$2"',
+  'seed="" owner=""',
+  'for setting in "$@"; do',
+  '  case "$setting" in',
+  '    seed=*) seed="${setting#seed=}" ;;',
+  '    owner=*) owner="${setting#owner=}" ;;',
+  '    *) echo "files run: unknown setting $setting" >&2; exit 2 ;;',
+  "  esac",
+  "done",
   `find ${FILES_OUT} -mindepth 1 -delete`,
   `if [ -n "$seed" ]; then cp -a "$seed/." ${FILES_OUT}/; fi`,
   `cp -a ${FILES_STAGING}/. ${FILES_OUT}/`,
@@ -346,7 +353,14 @@ export function filesRunSpec(names: StackNames, options: FilesRunOptions): Conta
   return {
     role,
     containerName: `${names.prefix}-${role}`,
-    command: ["/bin/sh", "-c", FILES_SCRIPT, role, options.seed ?? "", options.owner ?? ""],
+    command: [
+      "/bin/sh",
+      "-c",
+      FILES_SCRIPT,
+      role,
+      ...(options.seed === undefined ? [] : [`seed=${options.seed}`]),
+      ...(options.owner === undefined ? [] : [`owner=${options.owner}`]),
+    ],
     user: "0:0",
     env: {},
     files: options.files.map((f) => ({ path: `${FILES_STAGING}/${f.path}`, mode: f.mode, content: f.content })),

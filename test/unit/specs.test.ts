@@ -174,7 +174,7 @@ describe("container specs", () => {
       ...SAFE,
       role: "files-app",
       containerName: "webstack-dev-files-app",
-      command: ["/bin/sh", "-c", FILES_SCRIPT, "files-app", "", "10001:10001"],
+      command: ["/bin/sh", "-c", FILES_SCRIPT, "files-app", "owner=10001:10001"],
       user: "0:0",
       env: {},
       files: [{ path: "/webstack/files/database-url", mode: "0400", content: { secret: "databaseUrl" } }],
@@ -190,7 +190,8 @@ describe("container specs", () => {
       stopTimeout: 10,
     });
     const nginx = filesRunSpec(names, { consumer: "nginx", files: [{ path: "webstack/start.sh", mode: "0555", content: { text: "#!/bin/sh\n" } }], seed: "/etc/nginx" });
-    assert.deepEqual(nginx.command, ["/bin/sh", "-c", FILES_SCRIPT, "files-nginx", "/etc/nginx", ""]);
+    assert.deepEqual(nginx.command, ["/bin/sh", "-c", FILES_SCRIPT, "files-nginx", "seed=/etc/nginx"]);
+    assert.ok(nginx.command?.every((part) => part !== ""), "the provider refuses empty command values");
     assert.deepEqual(nginx.capabilities, [], "nothing to hand over: no capability");
     for (const bad of ["/etc/passwd", "../x", "a/../../x", "a b"]) {
       assert.throws(
@@ -212,12 +213,13 @@ describe("container specs", () => {
       fs.writeFileSync(path.join(out, "stale"), "left by an earlier run\n");
       const script = FILES_SCRIPT.replaceAll("/webstack/files", staging).replaceAll("/webstack/out", out);
       const uid = `${process.getuid?.()}:${process.getgid?.()}`;
-      execFileSync("sh", ["-c", script, "files-nginx", seed, uid]);
+      execFileSync("sh", ["-c", script, "files-nginx", `seed=${seed}`, `owner=${uid}`]);
       const listing = (d: string): string[] =>
         fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listing(path.join(d, e.name)).map((n) => `${e.name}/${n}`) : [e.name]));
       assert.deepEqual(listing(out).sort(), ["mime.types", "nginx.conf", "webstack/start.sh"]);
       assert.equal(fs.readFileSync(path.join(out, "nginx.conf"), "utf8"), "the stack's\n", "the stack's files lie over the seed");
       assert.equal(fs.statSync(path.join(out, "webstack", "start.sh")).mode & 0o777, 0o555, "modes are kept");
+      assert.throws(() => execFileSync("sh", ["-c", script, "files-nginx", "sead=/etc"], { stdio: "pipe" }), /unknown setting sead=\/etc/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
