@@ -1,7 +1,9 @@
 #!/bin/bash
 # Entry point of the postgres stand-in: first start initialises PGDATA (superuser POSTGRES_USER
 # with POSTGRES_PASSWORD, database POSTGRES_DB, scripts from /docker-entrypoint-initdb.d), then
-# postgres is exec'd so it is PID 1 and receives the stop signal itself.
+# postgres is exec'd so it is PID 1 and receives the stop signal itself. As in the official image,
+# any of POSTGRES_PASSWORD, POSTGRES_USER, POSTGRES_DB may instead come from the file its _FILE
+# variable names (read while still root), and the root part chowns the whole data directory.
 set -Eeuo pipefail
 
 if [ "${1:0:1}" = '-' ]; then
@@ -12,17 +14,35 @@ if [ "$1" != 'postgres' ]; then
   exec "$@"
 fi
 
+# file_env VAR: VAR from the file VAR_FILE names, as the official image's entrypoint does.
+file_env() {
+  local var="$1" file_var="${1}_FILE"
+  if [ -n "${!var:-}" ] && [ -n "${!file_var:-}" ]; then
+    echo "postgres stand-in: both $var and $file_var are set (but are exclusive)" >&2
+    exit 1
+  fi
+  if [ -n "${!file_var:-}" ]; then
+    export "$var"="$(< "${!file_var}")"
+    unset "$file_var"
+  fi
+}
+file_env POSTGRES_PASSWORD
+file_env POSTGRES_USER
+file_env POSTGRES_DB
+
 export POSTGRES_USER="${POSTGRES_USER:-postgres}"
 export POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
 export PGDATA="${PGDATA:-/var/lib/postgresql/data}"
 
 if [ "$(id -u)" = '0' ]; then
-  # A fresh named volume is owned by root; the server refuses a data dir it does not own.
+  # A fresh named volume is owned by root; the server refuses a data dir it does not own. Like the
+  # official image: chmod may fail harmlessly, and find reads into the 0700 data directory.
   mkdir -p "$PGDATA"
-  chown postgres:postgres "$PGDATA"
-  chmod 700 "$PGDATA"
-  mkdir -p /var/run/postgresql
-  chown postgres:postgres /var/run/postgresql
+  chmod 00700 "$PGDATA" || :
+  mkdir -p /var/run/postgresql || :
+  chmod 03775 /var/run/postgresql || :
+  find "$PGDATA" \! -user postgres -exec chown postgres '{}' +
+  find /var/run/postgresql \! -user postgres -exec chown postgres '{}' +
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 

@@ -8,8 +8,14 @@ case "${1:-}" in
 esac
 
 if [ "${1:-}" = 'redis-server' ] && [ "$(id -u)" = '0' ]; then
-  find /data \! -user redis -exec chown redis:redis '{}' +
+  find . \! -user redis -exec chown redis '{}' +
   exec setpriv --reuid=redis --regid=redis --init-groups "$0" "$@"
+fi
+
+# As the official image: what Redis creates (the AOF directory among it) is its own alone.
+um="$(umask)"
+if [ "$um" = '0022' ]; then
+  umask 0077
 fi
 
 exec "$@"
