@@ -106,12 +106,14 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
   const expectedNames = (s: Side): Named => ({
     containers: [
       ...Array.from({ length: s.replicas }, (_, i) => `${s.prefix}-app-${s.release}-${i + 1}`),
+      `${s.prefix}-files-app`,
+      `${s.prefix}-files-nginx`,
       `${s.prefix}-nginx`,
       `${s.prefix}-postgres`,
       `${s.prefix}-redis`,
     ].sort(),
-    networks: [s.prefix],
-    volumes: [`${s.prefix}-postgres-data`, `${s.prefix}-redis-data`],
+    networks: [s.prefix, `${s.prefix}-back`],
+    volumes: [`${s.prefix}-files-app`, `${s.prefix}-files-nginx`, `${s.prefix}-postgres-data`, `${s.prefix}-redis-data`],
     images: [String(s.realiser.ofType("docker:index/image:Image").at(-1)?.outputs.imageName)],
   });
   const boundPort = async (s: Side) => {
@@ -218,7 +220,7 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
 
     const expected = expectedNames(destroyed);
     assert.deepEqual(
-      { containers: [...summary.removed.containers].sort(), networks: summary.removed.networks, volumes: [...summary.removed.volumes].sort() },
+      { containers: [...summary.removed.containers].sort(), networks: [...summary.removed.networks].sort(), volumes: [...summary.removed.volumes].sort() },
       { containers: expected.containers, networks: expected.networks, volumes: expected.volumes },
     );
     // Its app image goes too: the stack's RemoteImage owns the tag it built.
