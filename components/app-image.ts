@@ -23,9 +23,10 @@ export interface AppImageArgs {
 
 /**
  * The app image, built from `app/`'s Dockerfile. Without a registry it is built by the host's own
- * engine and never pushed; with one it is built on the deployer's engine, pushed, and pulled by the
- * host by digest. Either way `ref` pins containers to exactly what was built, so a rebuild is a
- * visible diff of every replica, and the stack's image goes with the stack.
+ * engine and never pushed; with one it is built on the deployer's engine, pushed with credentials
+ * for this revision only, and pulled by the host by digest with read-only rights. Either way `ref`
+ * pins containers to exactly what was built, so a rebuild is a visible diff of every replica, and
+ * the stack's image goes with the stack.
  */
 export class AppImage extends pulumi.ComponentResource {
   /** Image reference containers run: the image id (local) or the pulled digest (registry). */
@@ -39,6 +40,7 @@ export class AppImage extends pulumi.ComponentResource {
     this.revision = createHash("sha256").update(args.sourceHash).update(args.nodeImage).digest("hex").slice(0, 12);
     const tag = this.revision;
     const registry = host.registry;
+    const push = registry?.pushCredentials(`${name}-push`, this.revision, this);
 
     const imageArgs: docker.ImageArgs = {
       imageName: registry ? pulumi.interpolate`${registry.repository}:${tag}` : `${args.localName}:${tag}`,
@@ -50,9 +52,7 @@ export class AppImage extends pulumi.ComponentResource {
         builderVersion: "BuilderV1",
       },
       skipPush: registry === undefined,
-      registry: registry
-        ? { server: registry.server, username: registry.username, password: registry.password }
-        : undefined,
+      registry: registry && push ? { server: registry.server, username: push.username, password: push.password } : undefined,
     };
     const imageOpts: pulumi.CustomResourceOptions = {
       parent: this,
@@ -63,10 +63,12 @@ export class AppImage extends pulumi.ComponentResource {
     const image = new docker.Image(`${name}-image`, imageArgs, imageOpts);
 
     if (registry) {
+      // The host pulled it already; the provider finds it there and needs no credentials of its own.
+      const onHost = registry.pullOnHost(`${name}-pull`, image.repoDigest, this);
       const pulled = new docker.RemoteImage(
         `${name}-pulled`,
         { name: image.repoDigest, keepLocally: true },
-        { parent: this, provider: host.provider, dependsOn: host.ready },
+        { parent: this, provider: host.provider, dependsOn: [...host.ready, onHost] },
       );
       this.ref = pulled.imageId;
     } else {

@@ -1,8 +1,9 @@
 import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { cloudInit, DATA_MOUNT } from "../specs/cloud-init";
+import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, inboundRules } from "../specs/firewall";
 import { DockerHost, ImageRegistryTarget } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
@@ -31,6 +32,10 @@ export interface AwsHostArgs {
 /** Debian's official AMIs are published by this account. */
 const DEBIAN_OWNER = "136693071363";
 const SSH_USER = "admin";
+/** Images an ECR repository keeps; older ones expire. A release needs the running one and a few to roll back to. */
+export const ECR_KEEP_IMAGES = 10;
+/** Only what pulling one repository's images takes (GetAuthorizationToken has no resource scope). */
+const ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
 
 /** Graviton families (t4g, m7g, c6gn, …) need an arm64 image; everything else here is x86_64. */
 export function amiArchitecture(instanceType: string): "arm64" | "x86_64" {
@@ -66,6 +71,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     const tags = { "webstack:stack": prefix, Name: prefix };
 
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
+    const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });
     const keyPair = new aws.ec2.KeyPair(`${name}-key`, { keyName: prefix, publicKey: sshKey.publicKeyOpenssh, tags }, inCloud);
 
     const rules = inboundRules(args.adminCidrs, args.httpPort);
@@ -106,6 +112,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
       { availabilityZone: args.availabilityZone, size: args.dataVolumeGb, type: "gp3", encrypted: true, tags },
       { ...inCloud, protect: args.protectData },
     );
+    const ecr = args.useEcr ? ecrRepository(name, prefix, inCloud) : undefined;
     const instance = new aws.ec2.Instance(
       `${name}-instance`,
       {
@@ -114,7 +121,20 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
         availabilityZone: args.availabilityZone,
         keyName: keyPair.keyName,
         vpcSecurityGroupIds: [group.id],
-        userData: cloudInit({ sshUser: SSH_USER }),
+        iamInstanceProfile: ecr?.profile.name,
+        // It holds the host's private SSH key.
+        userData: pulumi.secret(
+          pulumi
+            .all([sshKey.publicKeyOpenssh, hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
+            .apply(([authorizedKey, privateKey, publicKey]) =>
+              cloudInit({
+                sshUser: SSH_USER,
+                authorizedKey,
+                hostKey: { privateKey, publicKey },
+                extraPackages: ecr === undefined ? [] : ["amazon-ecr-credential-helper"],
+              }),
+            ),
+        ),
         userDataReplaceOnChange: true,
         metadataOptions: { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 },
         rootBlockDevice: { volumeSize: 20, volumeType: "gp3", encrypted: true },
@@ -134,22 +154,20 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
       inCloud,
     );
 
-    if (args.useEcr) {
-      this.registry = ecrTarget(name, prefix, inCloud);
-    }
     const engine = new RemoteEngine(
       `${name}-engine`,
       {
         publicIp: ip.publicIp,
         sshUser: SSH_USER,
         sshPrivateKey: sshKey.privateKeyOpenssh,
+        sshHostKey: hostKey.publicKeyOpenssh,
         dataDevice: volume.id.apply(ebsDevicePath),
         hostResources: [instance, group, association, attachment],
         vmId: instance.id,
-        registry: this.registry,
       },
       { parent: this },
     );
+    if (ecr !== undefined) this.registry = ecrTarget(ecr.repository, inCloud, engine);
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
@@ -160,13 +178,77 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
   }
 }
 
-/** An ECR repository of this stack (emptied and deleted with it) and a push token for it. */
-function ecrTarget(name: string, prefix: string, opts: pulumi.CustomResourceOptions): ImageRegistryTarget {
+/**
+ * The stack's ECR repository: tags are content hashes and never move (immutable), the oldest
+ * images expire, and the instance may only pull from it: a role with read-only rights on this one
+ * repository, through an instance profile.
+ */
+function ecrRepository(name: string, prefix: string, opts: pulumi.CustomResourceOptions) {
   const repository = new aws.ecr.Repository(
     `${name}-registry`,
-    { name: `${prefix}-app`, forceDelete: true, imageScanningConfiguration: { scanOnPush: true } },
+    {
+      name: `${prefix}-app`,
+      forceDelete: true,
+      imageTagMutability: "IMMUTABLE",
+      imageScanningConfiguration: { scanOnPush: true },
+    },
     opts,
   );
+  new aws.ecr.LifecyclePolicy(
+    `${name}-registry-lifecycle`,
+    { repository: repository.name, policy: JSON.stringify(ecrLifecyclePolicy(ECR_KEEP_IMAGES)) },
+    opts,
+  );
+  const role = new aws.iam.Role(
+    `${name}-role`,
+    {
+      name: `${prefix}-host`,
+      assumeRolePolicy: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [{ Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" }],
+      }),
+    },
+    opts,
+  );
+  new aws.iam.RolePolicy(
+    `${name}-registry-pull`,
+    { role: role.id, policy: repository.arn.apply((arn) => JSON.stringify(ecrPullPolicy(arn))) },
+    opts,
+  );
+  const profile = new aws.iam.InstanceProfile(`${name}-profile`, { name: `${prefix}-host`, role: role.name }, opts);
+  return { repository, profile };
+}
+
+/** Keep the newest `keep` images, whatever their tags. */
+export function ecrLifecyclePolicy(keep: number) {
+  return {
+    rules: [
+      {
+        rulePriority: 1,
+        description: `keep the ${keep} newest images`,
+        selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: keep },
+        action: { type: "expire" },
+      },
+    ],
+  };
+}
+
+/** Pull from one repository, and nothing else (a registry token has no resource scope of its own). */
+export function ecrPullPolicy(repositoryArn: string) {
+  return {
+    Version: "2012-10-17",
+    Statement: [
+      { Effect: "Allow", Action: "ecr:GetAuthorizationToken", Resource: "*" },
+      { Effect: "Allow", Action: ECR_PULL_ACTIONS, Resource: repositoryArn },
+    ],
+  };
+}
+
+/**
+ * The deployer pushes with its own ECR token (12 hours, read at each update, never stored on the
+ * host); the host pulls through the ECR credential helper with its instance profile's rights.
+ */
+function ecrTarget(repository: aws.ecr.Repository, opts: pulumi.CustomResourceOptions, engine: RemoteEngine): ImageRegistryTarget {
   const token = aws.ecr.getAuthorizationTokenOutput(
     { registryId: repository.registryId },
     { provider: opts.provider, parent: opts.parent },
@@ -174,7 +256,12 @@ function ecrTarget(name: string, prefix: string, opts: pulumi.CustomResourceOpti
   return {
     server: token.proxyEndpoint.apply((endpoint) => endpoint.replace(/^https:\/\//, "")),
     repository: repository.repositoryUrl,
-    username: token.userName,
-    password: pulumi.secret(token.password),
+    pushCredentials: () => ({ username: token.userName, password: pulumi.secret(token.password) }),
+    pullOnHost: (name, image, parent) =>
+      new command.remote.Command(
+        name,
+        { connection: engine.connection, create: image.apply((ref) => pullCommand(ref, "ecr-login")) },
+        { parent, dependsOn: [engine.ready] },
+      ),
   };
 }

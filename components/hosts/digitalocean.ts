@@ -1,10 +1,11 @@
+import * as command from "@pulumi/command";
 import * as digitalocean from "@pulumi/digitalocean";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import { cloudInit, DATA_MOUNT } from "../specs/cloud-init";
+import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, ImageRegistryTarget } from "./docker-host";
+import { DockerHost, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface DigitalOceanHostArgs {
@@ -28,13 +29,17 @@ export interface DigitalOceanHostArgs {
   image?: string;
 }
 
-const SSH_USER = "root";
+/** A non-root login with sudo; root may not log in at all. */
+const SSH_USER = "admin";
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
+/** Registry credentials live an hour: long enough for one push or one pull, and each is for one image. */
+export const REGISTRY_CREDENTIAL_SECONDS = 3600;
 
 /**
- * A DigitalOcean droplet running Docker: SSH key, droplet, cloud firewall, reserved IP, and a
- * block-storage volume for Postgres data that outlives the droplet. Uses its own explicit
- * provider (token from DIGITALOCEAN_TOKEN), so it can never deploy with an ambient default.
+ * A DigitalOcean droplet running Docker: SSH key, a tag the cloud firewall attaches by (so the
+ * droplet boots behind it, IPv6 included), droplet, reserved IP, and a block-storage volume for
+ * Postgres data that outlives the droplet. Uses its own explicit provider (token from
+ * DIGITALOCEAN_TOKEN), so it can never deploy with an ambient default.
  */
 export class DigitalOceanHost extends pulumi.ComponentResource implements DockerHost {
   readonly provider: docker.Provider;
@@ -53,6 +58,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     const prefix = cloudName(args.namePrefix);
 
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
+    const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });
     const doKey = new digitalocean.SshKey(`${name}-ssh-key`, { name: prefix, publicKey: sshKey.publicKeyOpenssh }, inCloud);
 
     const ip = new digitalocean.ReservedIp(`${name}-ip`, { region: args.region }, inCloud);
@@ -61,27 +67,14 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
       { name: `${prefix}-data`, region: args.region, size: args.dataVolumeGb, description: "webstack Postgres data" },
       { ...inCloud, protect: args.protectData },
     );
-    const droplet = new digitalocean.Droplet(
-      `${name}-droplet`,
-      {
-        name: prefix,
-        image: args.image ?? "debian-12-x64",
-        region: args.region,
-        size: args.size,
-        sshKeys: [doKey.fingerprint],
-        userData: cloudInit({ sshUser: SSH_USER }),
-        monitoring: true,
-        ipv6: true,
-        tags: ["webstack", prefix],
-      },
-      inCloud,
-    );
-    const dropletId = droplet.id.apply(Number);
+    const tag = new digitalocean.Tag(`${name}-tag`, { name: prefix }, inCloud);
+    // Attached by tag and created first: the droplet carries the tag from its creation, so it is
+    // never reachable unfiltered, not even while it boots.
     const firewall = new digitalocean.Firewall(
       `${name}-firewall`,
       {
         name: prefix,
-        dropletIds: [dropletId],
+        tags: [tag.name],
         inboundRules: inboundRules(args.adminCidrs, args.httpPort).map((rule) => ({
           protocol: "tcp",
           portRange: String(rule.port),
@@ -96,6 +89,30 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
       },
       inCloud,
     );
+    const droplet = new digitalocean.Droplet(
+      `${name}-droplet`,
+      {
+        name: prefix,
+        image: args.image ?? "debian-12-x64",
+        region: args.region,
+        size: args.size,
+        // Without a key DigitalOcean would mail a root password; root may not log in anyway.
+        sshKeys: [doKey.fingerprint],
+        // It holds the host's private SSH key.
+        userData: pulumi.secret(
+          pulumi
+            .all([sshKey.publicKeyOpenssh, hostKey.privateKeyOpenssh, hostKey.publicKeyOpenssh])
+            .apply(([authorizedKey, privateKey, publicKey]) =>
+              cloudInit({ sshUser: SSH_USER, authorizedKey, hostKey: { privateKey, publicKey } }),
+            ),
+        ),
+        monitoring: true,
+        ipv6: true,
+        tags: ["webstack", tag.name],
+      },
+      { ...inCloud, dependsOn: [firewall] },
+    );
+    const dropletId = droplet.id.apply(Number);
     const assignment = new digitalocean.ReservedIpAssignment(
       `${name}-ip-assignment`,
       { ipAddress: ip.ipAddress, dropletId },
@@ -107,22 +124,22 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
       inCloud,
     );
 
-    if (args.docrRegistry !== undefined) {
-      this.registry = docrTarget(name, args.docrRegistry, prefix, inCloud);
-    }
     const engine = new RemoteEngine(
       `${name}-engine`,
       {
         publicIp: ip.ipAddress,
         sshUser: SSH_USER,
         sshPrivateKey: sshKey.privateKeyOpenssh,
+        sshHostKey: hostKey.publicKeyOpenssh,
         dataDevice: volume.name.apply((volumeName) => `/dev/disk/by-id/scsi-0DO_Volume_${volumeName}`),
         hostResources: [droplet, firewall, assignment, attachment],
         vmId: droplet.id,
-        registry: this.registry,
       },
       { parent: this },
     );
+    if (args.docrRegistry !== undefined) {
+      this.registry = docrTarget(args.docrRegistry, prefix, cloud, engine);
+    }
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
@@ -133,25 +150,41 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
   }
 }
 
-/** Push credentials for an existing DOCR registry, short-lived and write-enabled. */
-function docrTarget(
-  name: string,
-  registryName: string,
-  prefix: string,
-  opts: pulumi.CustomResourceOptions,
-): ImageRegistryTarget {
-  const registry = digitalocean.getContainerRegistryOutput({ name: registryName }, { provider: opts.provider, parent: opts.parent });
-  const credentials = new digitalocean.ContainerRegistryDockerCredentials(
-    `${name}-registry-credentials`,
-    { registryName, write: true },
-    opts,
-  );
-  const auth = credentials.dockerCredentials.apply((json) => parseDockerAuth(json, "registry.digitalocean.com"));
+/**
+ * An existing DOCR registry. Each image revision gets its own push credential, and each pushed
+ * image its own read-only one for the host's pull; both expire within the hour. The provider
+ * renews an expired credential only when it reads it (`pulumi refresh`), so a credential is tied to
+ * what it is for (`replacementTrigger`): a new revision replaces it, and the replaced one is revoked.
+ */
+function docrTarget(registryName: string, prefix: string, cloud: digitalocean.Provider, engine: RemoteEngine): ImageRegistryTarget {
+  const registry = digitalocean.getContainerRegistryOutput({ name: registryName }, { provider: cloud, parent: engine });
+  const credentials = (name: string, write: boolean, forWhat: pulumi.Input<string>, parent: pulumi.Resource) =>
+    new digitalocean.ContainerRegistryDockerCredentials(
+      name,
+      { registryName, write, expirySeconds: REGISTRY_CREDENTIAL_SECONDS },
+      { parent, provider: cloud, replacementTrigger: forWhat },
+    );
   return {
     server: registry.serverUrl,
     repository: pulumi.interpolate`${registry.endpoint}/${prefix}-app`,
-    username: auth.apply((a) => a.username),
-    password: pulumi.secret(auth.apply((a) => a.password)),
+    pushCredentials(name, revision, parent): RegistryCredentials {
+      const auth = credentials(name, true, revision, parent).dockerCredentials.apply((json) =>
+        parseDockerAuth(json, "registry.digitalocean.com"),
+      );
+      return { username: auth.apply((a) => a.username), password: pulumi.secret(auth.apply((a) => a.password)) };
+    },
+    pullOnHost(name, image, parent) {
+      const readOnly = credentials(`${name}-credentials`, false, image, parent);
+      return new command.remote.Command(
+        name,
+        {
+          connection: engine.connection,
+          create: image.apply((ref) => pullCommand(ref, "stdin")),
+          stdin: pulumi.secret(readOnly.dockerCredentials),
+        },
+        { parent, dependsOn: [engine.ready] },
+      );
+    },
   };
 }
 

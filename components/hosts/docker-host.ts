@@ -3,15 +3,29 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 
-/** A registry the app image is pushed to, with credentials taken from the cloud provider. */
+/** A registry user and password, both secrets where the registry treats them as such. */
+export interface RegistryCredentials {
+  username: pulumi.Output<string>;
+  password: pulumi.Output<string>;
+}
+
+/**
+ * A registry the app image is pushed to. The deployer pushes with credentials that last no longer
+ * than one image revision; the host pulls over SSH with read-only rights, so no credential that can
+ * push ever reaches the host, and the Docker provider on the host holds none.
+ */
 export interface ImageRegistryTarget {
   /** Registry host, e.g. `registry.digitalocean.com` or `<account>.dkr.ecr.<region>.amazonaws.com`. */
   server: pulumi.Input<string>;
   /** Full repository name without tag, e.g. `registry.digitalocean.com/acme/webstack-prod-app`. */
   repository: pulumi.Input<string>;
-  username: pulumi.Input<string>;
-  /** A secret. */
-  password: pulumi.Input<string>;
+  /** Push credentials for one image revision, issued anew for the next; `name`d children of `parent`. */
+  pushCredentials(name: string, revision: string, parent: pulumi.Resource): RegistryCredentials;
+  /**
+   * Pulls a pushed image (`<repository>@sha256:<digest>`) onto the host with read-only rights; what
+   * uses the image on the host depends on the returned resource.
+   */
+  pullOnHost(name: string, image: pulumi.Output<string>, parent: pulumi.Resource): pulumi.Resource;
 }
 
 export interface DockerHost {

@@ -3,7 +3,6 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { DOCKER_TLS_PORT, readinessCommand } from "../specs/cloud-init";
-import { ImageRegistryTarget } from "./docker-host";
 
 export interface RemoteEngineArgs {
   /** The host's stable public IP (reserved IP / Elastic IP); the server certificate is issued for it. */
@@ -12,15 +11,22 @@ export interface RemoteEngineArgs {
   sshUser: string;
   /** OpenSSH private key for that user (a secret). */
   sshPrivateKey: pulumi.Input<string>;
+  /** The host's own SSH public key (OpenSSH), installed by cloud-init: a host that shows another is refused. */
+  sshHostKey: pulumi.Input<string>;
   /** Block device of the data volume, as the VM sees it. */
   dataDevice: pulumi.Input<string>;
   /** Resources the host is not usable before (VM, IP assignment, volume attachment, firewall). */
   hostResources: pulumi.Resource[];
   /** The VM's id: a new VM behind the same IP must be prepared again. */
   vmId: pulumi.Input<string>;
-  /** Registry the engine pulls the app image from, when images go through one. */
-  registry?: ImageRegistryTarget;
 }
+
+/**
+ * How a remote command reaches the host: as the login user, with the deployer's key, and only to
+ * the host whose key cloud-init installed. `hostKey` is in @pulumi/command 1.2.1's connection, not
+ * in the 4.5.0 that package.json pins, whose type does not list it yet: the pin has to move.
+ */
+export type HostConnection = command.types.input.remote.ConnectionArgs & { hostKey: pulumi.Input<string> };
 
 const CERT_HOURS = 24 * 365;
 // Private keys are wrapped in pulumi.secret() where they are used, not only where the tls provider
@@ -37,6 +43,8 @@ const RENEW_HOURS = 24 * 30;
 export class RemoteEngine extends pulumi.ComponentResource {
   readonly provider: docker.Provider;
   readonly ready: command.remote.Command;
+  /** For further commands on the host; they must depend on `ready`. */
+  readonly connection: HostConnection;
 
   constructor(name: string, args: RemoteEngineArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:hosts:RemoteEngine", name, {}, opts);
@@ -82,10 +90,18 @@ export class RemoteEngine extends pulumi.ComponentResource {
     const server = issue("server", [args.publicIp]);
     const client = issue("client", undefined);
 
+    this.connection = {
+      host: args.publicIp,
+      user: args.sshUser,
+      privateKey: pulumi.secret(args.sshPrivateKey),
+      // Pinned before the first connection: whoever sits on the path cannot pose as the host and
+      // receive the Docker server's key on standard input.
+      hostKey: pulumi.output(args.sshHostKey).apply((key) => key.trim()),
+    };
     this.ready = new command.remote.Command(
       `${name}-ready`,
       {
-        connection: { host: args.publicIp, user: args.sshUser, privateKey: pulumi.secret(args.sshPrivateKey) },
+        connection: this.connection,
         create: pulumi.output(args.dataDevice).apply(readinessCommand),
         // CA cert, server cert, server key: the prepare script splits them by their PEM headers.
         stdin: pulumi.secret(pulumi.interpolate`${ca.certPem}${server.cert.certPem}${server.key.privateKeyPem}`),
@@ -104,15 +120,6 @@ export class RemoteEngine extends pulumi.ComponentResource {
         caMaterial: ca.certPem,
         certMaterial: client.cert.certPem,
         keyMaterial: pulumi.secret(client.key.privateKeyPem),
-        registryAuth: args.registry
-          ? [
-              {
-                address: args.registry.server,
-                username: args.registry.username,
-                password: pulumi.secret(args.registry.password),
-              },
-            ]
-          : undefined,
       },
       { parent: this, dependsOn: [this.ready] },
     );

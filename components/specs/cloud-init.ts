@@ -1,24 +1,44 @@
 // What a fresh cloud VM needs before Docker on it may be used, as data: the cloud-init document
-// (public: it is readable from the metadata service, so it carries no secret) and the one remote
-// command that finishes the set-up over SSH, taking the Docker TLS material on its standard input.
+// and the one remote command that finishes the set-up over SSH, taking the Docker TLS material on
+// its standard input.
+//
+// The document is readable from the metadata service and the cloud API. The one secret it holds is
+// the VM's own SSH host key, so that the first connection can already verify the host (see README,
+// "Security"); the Docker API's keys never enter it.
 
 /** Where the block-storage volume is mounted; Postgres data lives below it. */
 export const DATA_MOUNT = "/srv/webstack-data";
 export const PREPARE_SCRIPT = "/usr/local/sbin/webstack-prepare";
 export const DOCKER_TLS_PORT = 2376;
+/** The clouds' instance metadata service (DigitalOcean's and AWS's alike). */
+export const METADATA_ADDRESS = "169.254.169.254";
 
-const SSH_HARDENING = [
-  "# Managed by webstack.",
-  "PasswordAuthentication no",
-  "KbdInteractiveAuthentication no",
-  "PermitRootLogin prohibit-password",
-  "PermitEmptyPasswords no",
-  "X11Forwarding no",
-  "AllowAgentForwarding no",
-  "MaxAuthTries 3",
-  "LoginGraceTime 30",
-  "",
-].join("\n");
+/**
+ * sshd keeps the first value it reads for most settings, and Debian's sshd_config includes
+ * sshd_config.d/*.conf (sorted) before its own lines: this file sorts first, so it wins over
+ * anything the image or cloud-init drops in (50-cloud-init.conf).
+ */
+export const SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-webstack.conf";
+export const HOST_KEY_PATH = "/etc/ssh/ssh_host_ed25519_key";
+
+function sshHardening(sshUser: string): string {
+  return [
+    "# Managed by webstack.",
+    // Only the pinned key: a client that verifies it must not be offered another.
+    `HostKey ${HOST_KEY_PATH}`,
+    `AllowUsers ${sshUser}`,
+    "PermitRootLogin no",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PermitEmptyPasswords no",
+    "X11Forwarding no",
+    "AllowAgentForwarding no",
+    "AllowTcpForwarding no",
+    "MaxAuthTries 3",
+    "LoginGraceTime 30",
+    "",
+  ].join("\n");
+}
 
 /** Docker daemon defaults: rotated logs for every container, containers survive a daemon restart. */
 const DOCKER_DAEMON_JSON =
@@ -63,10 +83,12 @@ mv "$tls/part-3.pem" "$tls/server-key.pem"
 
 dockerd="$(command -v dockerd)"
 mkdir -p /etc/systemd/system/docker.service.d
+# Containers never reach the metadata service: it serves the user data, which holds the host key.
 cat > /etc/systemd/system/docker.service.d/webstack-tls.conf <<EOF
 [Service]
 ExecStart=
 ExecStart=$dockerd -H fd:// -H tcp://0.0.0.0:${DOCKER_TLS_PORT} --tlsverify --tlscacert=$tls/ca.pem --tlscert=$tls/server-cert.pem --tlskey=$tls/server-key.pem --containerd=/run/containerd/containerd.sock
+ExecStartPost=/bin/sh -c 'iptables -C DOCKER-USER -d ${METADATA_ADDRESS}/32 -j DROP 2>/dev/null || iptables -I DOCKER-USER -d ${METADATA_ADDRESS}/32 -j DROP'
 EOF
 systemctl daemon-reload
 systemctl restart docker
@@ -80,18 +102,46 @@ docker version --format '{{.Server.Version}}'
 `;
 
 export interface CloudInitOptions {
-  /** The login user the cloud image creates for the deployer's key (root on DigitalOcean, admin on Debian AMIs). */
+  /** The one login: a non-root user with passwordless sudo, created here on every cloud. @example "admin" */
   sshUser: string;
+  /** The deployer's public key (OpenSSH), the only way in as `sshUser`. */
+  authorizedKey: string;
+  /** The VM's SSH host key (ED25519, OpenSSH format), pinned by the deployer's connection. */
+  hostKey: { privateKey: string; publicKey: string };
+  /** Extra Debian packages. @example ["amazon-ecr-credential-helper"] */
+  extraPackages?: string[];
 }
+
+const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** The cloud-init user data for a webstack host. Deterministic: same options, same bytes. */
 export function cloudInit(options: CloudInitOptions): string {
+  if (!USER.test(options.sshUser)) throw new Error(`sshUser must be a Linux user name (got ${JSON.stringify(options.sshUser)})`);
+  if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(options.hostKey.publicKey.trim())) {
+    throw new Error("hostKey.publicKey must be an OpenSSH ssh-ed25519 public key");
+  }
   const doc = {
     package_update: true,
     package_upgrade: true,
-    packages: ["docker.io", "sudo", "curl", "unattended-upgrades", "e2fsprogs"],
+    packages: ["docker.io", "sudo", "curl", "unattended-upgrades", "e2fsprogs", ...(options.extraPackages ?? [])],
+    // The deployer's connection pins this key; nothing else is generated or kept.
+    ssh_deletekeys: true,
+    ssh_genkeytypes: [],
+    ssh_keys: { ed25519_private: options.hostKey.privateKey, ed25519_public: options.hostKey.publicKey.trim() },
+    ssh_pwauth: false,
+    disable_root: true,
+    users: [
+      {
+        name: options.sshUser,
+        groups: ["sudo"],
+        shell: "/bin/bash",
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        lock_passwd: true,
+        ssh_authorized_keys: [options.authorizedKey.trim()],
+      },
+    ],
     write_files: [
-      { path: "/etc/ssh/sshd_config.d/90-webstack.conf", permissions: "0644", content: SSH_HARDENING },
+      { path: SSHD_DROP_IN, permissions: "0644", content: sshHardening(options.sshUser) },
       { path: "/etc/docker/daemon.json", permissions: "0644", content: DOCKER_DAEMON_JSON },
       { path: PREPARE_SCRIPT, permissions: "0750", content: PREPARE },
     ],
@@ -99,7 +149,7 @@ export function cloudInit(options: CloudInitOptions): string {
       ["systemctl", "enable", "--now", "docker"],
       ["systemctl", "restart", "docker"],
       ["sh", "-c", "systemctl reload ssh || systemctl reload sshd"],
-      ["sh", "-c", `usermod -aG docker ${options.sshUser} || true`],
+      ["usermod", "-aG", "docker", options.sshUser],
     ],
   };
   // JSON is YAML, so the document stays byte-stable without a YAML serialiser.
@@ -119,5 +169,32 @@ export function readinessCommand(dataDevice: string): string {
     "rc=0; cloud-init status --wait >/dev/null || rc=$?",
     'if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then cloud-init status --long >&2; exit "$rc"; fi',
     `sudo -n ${PREPARE_SCRIPT} ${dataDevice}`,
+  ].join("\n");
+}
+
+/** A pushed image the host pulls: a registry, a repository and a digest, nothing a shell reads otherwise. */
+const PUSHED_IMAGE = /^([a-z0-9.-]+(:[0-9]+)?)(\/[a-z0-9]+([._-][a-z0-9]+)*)+@sha256:[a-f0-9]{64}$/;
+
+/**
+ * The command that pulls a pushed image onto the host with read-only rights, into a Docker config of
+ * its own that is gone afterwards. `stdin`: the credential arrives as a Docker config.json on
+ * standard input (DigitalOcean's read-only registry credential). `ecr-login`: the ECR credential
+ * helper signs in with the instance profile's repository-scoped rights (AWS).
+ */
+export function pullCommand(image: string, credentials: "stdin" | "ecr-login"): string {
+  const match = PUSHED_IMAGE.exec(image);
+  if (match === null) {
+    throw new Error(`the image to pull must be <registry>/<repository>@sha256:<digest> (got ${JSON.stringify(image)})`);
+  }
+  const registry = match[1];
+  return [
+    "set -eu",
+    "umask 077",
+    'config="$(mktemp -d)"',
+    `trap 'rm -rf "$config"' EXIT`,
+    credentials === "stdin"
+      ? 'cat > "$config/config.json"'
+      : `printf '{"credHelpers":{"%s":"ecr-login"}}\\n' '${registry}' > "$config/config.json"`,
+    `docker --config "$config" pull '${image}'`,
   ].join("\n");
 }

@@ -336,7 +336,7 @@ for (const { target, settings, cloud } of TARGETS) {
       assert.deepEqual(await resourceViolations("secret-environment", resources), []);
 
       const plaintext = (...entries: string[]) => (args: docker.ContainerArgs) => {
-        args.envs = pulumi.output(args.envs ?? []).apply((envs) => [...envs, ...entries]);
+        args.envs = pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), ...entries]);
       };
       const leaky = await builtWith(settings, {
         postgres: plaintext("POSTGRES_PASSWORD=plaintext-password"),
@@ -373,7 +373,7 @@ for (const { target, settings, cloud } of TARGETS) {
       // The program itself has no secret in any environment; a secret one is put in to show how the pack sees it.
       const resources = await builtWith(settings, {
         postgres: (args) => {
-          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...envs, "POSTGRES_PASSWORD=kept-secret-password"]));
+          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), "POSTGRES_PASSWORD=kept-secret-password"]));
         },
       });
       const postgres = named(resources, "webstack-postgres");
@@ -850,7 +850,7 @@ describe("the pack", () => {
       const client = await started();
       const resources = await builtWith(TARGETS[1].settings, {
         postgres: (args) => {
-          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...envs, "POSTGRES_PASSWORD=kept-secret-password"]));
+          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), "POSTGRES_PASSWORD=kept-secret-password"]));
         },
       });
       const postgres = named(resources, "webstack-postgres");

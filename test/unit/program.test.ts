@@ -3,6 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { pullCommand } from "../../components/specs/cloud-init";
 import { isSecretValue, MOCK_BOUND_PORT, promiseOf, RecordingMocks, Registered, runBuild, runProgram } from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
@@ -271,7 +272,7 @@ for (const { target, settings, cloud } of TARGETS) {
         }
       });
 
-      test("the cloud host: firewall rules, TLS material never in user data, stable public IP output", async () => {
+      test("the cloud host: firewall rules, TLS material never in user data (the host key only, secret), stable public IP output", async () => {
         const { mocks, outputs } = await runProgram(settings);
         const ip = target === "aws" ? "203.0.113.20" : "203.0.113.10";
         assert.equal(outputs.publicIp, ip);
@@ -284,7 +285,7 @@ for (const { target, settings, cloud } of TARGETS) {
             { protocol: "tcp", portRange: "22", sourceAddresses: ["198.51.100.0/24"] },
             { protocol: "tcp", portRange: "2376", sourceAddresses: ["198.51.100.0/24"] },
           ]);
-          assert.deepEqual(firewall.inputs.dropletIds, [123456]);
+          assert.deepEqual([firewall.inputs.tags, firewall.inputs.dropletIds], [["webstack-test"], undefined]);
           assert.deepEqual(mocks.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")[0].inputs.dropletId, 123456);
         } else {
           const group = mocks.ofType("aws:ec2/securityGroup:SecurityGroup")[0];
@@ -306,7 +307,11 @@ for (const { target, settings, cloud } of TARGETS) {
         const vm = mocks.resources.find((r) => r.type === "aws:ec2/instance:Instance" || r.type === "digitalocean:index/droplet:Droplet")!;
         const userData = String(vm.inputs.userData);
         assert.ok(userData.startsWith("#cloud-config\n"));
-        assert.ok(!/PRIVATE KEY/.test(userData), "no private key in user data");
+        // The host's own SSH key, and no key of the Docker API's TLS (nor the deployer's).
+        assert.deepEqual(userData.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----\\n[0-9a-f]+/g), [
+          `-----BEGIN OPENSSH PRIVATE KEY-----\\n${String((mocks.named("host-host-key").outputs.privateKeyOpenssh as string).split("\n")[1])}`,
+        ]);
+        assert.ok(isSecretValue(vm.raw.userData), "user data is a secret");
         const ready = mocks.named("host-engine-ready");
         assert.ok(!/PRIVATE KEY/.test(String(ready.inputs.create)), "no key on the command line");
         assert.match(String(ready.inputs.stdin), /BEGIN PRIVATE KEY/, "server key travels on stdin");
@@ -361,7 +366,7 @@ describe("releases", () => {
 });
 
 describe("image registries", () => {
-  test("aws with imageRegistry cloud pushes to a stack ECR repository and the host pulls by digest", async () => {
+  test("aws with imageRegistry cloud pushes to a stack ECR repository and the host pulls it by digest over SSH", async () => {
     const { mocks } = await runProgram({ target: "aws", region: "us-east-1", adminCidrs: ADMIN, imageRegistry: "cloud" });
     const image = mocks.ofType("docker:index/image:Image")[0];
     assert.equal(image.inputs.skipPush, false);
@@ -371,16 +376,19 @@ describe("image registries", () => {
       username: "AWS",
       password: "ecr-token",
     });
+    const digest = String(image.outputs.repoDigest);
+    assert.match(digest, /^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\/webstack-test-app@sha256:[0-9a-f]{64}$/);
+    const pull = mocks.named("app-pull");
+    assert.equal(pull.inputs.create, pullCommand(digest, "ecr-login"));
+    assert.ok(pull.order > mocks.named("host-engine-ready").order, "pulls once the engine is ready");
     const pulled = mocks.named("app-pulled");
-    assert.match(String(pulled.inputs.name), /^sha256:[0-9a-f]{64}$/);
-    const engine = mocks.named("host-engine-docker");
-    assert.deepEqual(JSON.parse(String(engine.inputs.registryAuth)), [
-      { address: "123456789012.dkr.ecr.us-east-1.amazonaws.com", username: "AWS", password: "ecr-token" },
-    ]);
+    assert.equal(pulled.inputs.name, digest);
+    assert.ok(pulled.order > pull.order, "the provider finds what the host pulled");
+    assert.equal(mocks.named("host-engine-docker").inputs.registryAuth, undefined, "the host's provider holds no registry credential");
     assert.equal(mocks.named("host-builder").type, "pulumi:providers:docker");
   });
 
-  test("digitalocean with imageRegistry cloud pushes to the named DOCR registry", async () => {
+  test("digitalocean with imageRegistry cloud pushes to the named DOCR registry and the host pulls with a read-only credential", async () => {
     const { mocks } = await runProgram({
       target: "digitalocean",
       region: "ams3",
@@ -395,6 +403,13 @@ describe("image registries", () => {
       username: "docr-user",
       password: "docr-token",
     });
+    const digest = String(image.outputs.repoDigest);
+    const pull = mocks.named("app-pull");
+    assert.equal(pull.inputs.create, pullCommand(digest, "stdin"));
+    assert.equal(pull.inputs.stdin, mocks.named("app-pull-credentials").outputs.dockerCredentials);
+    assert.ok(isSecretValue(pull.raw.stdin), "the credential on stdin is secret");
+    assert.equal(mocks.named("app-pulled").inputs.name, digest);
+    assert.equal(mocks.named("host-engine-docker").inputs.registryAuth, undefined);
   });
 
   test("without a registry the image is built on the host's engine and never pushed", async () => {

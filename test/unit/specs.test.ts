@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { describe, test } from "node:test";
 import { amiArchitecture, ebsDevicePath } from "../../components/hosts/aws";
 import { parseDockerAuth } from "../../components/hosts/digitalocean";
-import { cloudInit, PREPARE_SCRIPT, readinessCommand } from "../../components/specs/cloud-init";
+import { cloudInit, PREPARE_SCRIPT, pullCommand, readinessCommand } from "../../components/specs/cloud-init";
 import {
   appReplicaSpec,
   ContainerSpec,
@@ -255,36 +255,108 @@ describe("container specs", () => {
 });
 
 describe("cloud-init and the readiness command", () => {
-  const doc = cloudInit({ sshUser: "admin" });
+  const HOST_KEY = {
+    privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n",
+  };
+  const options = { sshUser: "admin", authorizedKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployer\n", hostKey: HOST_KEY };
+  const doc = cloudInit(options);
   const parsed = JSON.parse(doc.slice("#cloud-config\n".length)) as {
     packages: string[];
+    ssh_keys: Record<string, string>;
+    ssh_deletekeys: boolean;
+    ssh_genkeytypes: string[];
+    ssh_pwauth: boolean;
+    disable_root: boolean;
+    users: Record<string, unknown>[];
     write_files: { path: string; permissions: string; content: string }[];
     runcmd: string[][];
   };
 
   test("installs Docker, hardens SSH, ships the prepare script, and is byte-stable", () => {
     assert.ok(doc.startsWith("#cloud-config\n"));
-    assert.equal(cloudInit({ sshUser: "admin" }), doc);
+    assert.equal(cloudInit(options), doc);
     assert.deepEqual(parsed.packages, ["docker.io", "sudo", "curl", "unattended-upgrades", "e2fsprogs"]);
+    assert.deepEqual(cloudInit({ ...options, extraPackages: ["amazon-ecr-credential-helper"] }).includes('"amazon-ecr-credential-helper"'), true);
     assert.deepEqual(
       parsed.write_files.map((f) => [f.path, f.permissions]),
       [
-        ["/etc/ssh/sshd_config.d/90-webstack.conf", "0644"],
+        ["/etc/ssh/sshd_config.d/00-webstack.conf", "0644"],
         ["/etc/docker/daemon.json", "0644"],
         [PREPARE_SCRIPT, "0750"],
       ],
     );
-    const sshd = parsed.write_files[0].content;
-    for (const line of ["PasswordAuthentication no", "PermitRootLogin prohibit-password", "KbdInteractiveAuthentication no"]) {
-      assert.match(sshd, new RegExp(`^${line}$`, "m"));
-    }
     assert.deepEqual(JSON.parse(parsed.write_files[1].content), {
       "log-driver": "json-file",
       "log-opts": { "max-size": "10m", "max-file": "3" },
       "live-restore": true,
     });
-    assert.deepEqual(parsed.runcmd[3], ["sh", "-c", "usermod -aG docker admin || true"]);
-    assert.ok(!/-----BEGIN [A-Z ]+-----/.test(doc), "no key material in user data");
+    assert.deepEqual(parsed.runcmd[3], ["usermod", "-aG", "docker", "admin"]);
+  });
+
+  test("sshd: the drop-in sorts before any other, so its values win; one non-root sudo user, no root, no passwords", () => {
+    const dropIn = parsed.write_files[0];
+    // sshd keeps the first value it reads and Debian includes sshd_config.d/*.conf sorted, first.
+    const others = ["01-local.conf", "50-cloud-init.conf", "50-redhat.conf", "99-zzz.conf", "AAA.conf"];
+    assert.equal([...others, "00-webstack.conf"].sort()[0], "00-webstack.conf");
+    assert.deepEqual(dropIn.content.split("\n").filter((l) => l !== "" && !l.startsWith("#")), [
+      "HostKey /etc/ssh/ssh_host_ed25519_key",
+      "AllowUsers admin",
+      "PermitRootLogin no",
+      "PasswordAuthentication no",
+      "KbdInteractiveAuthentication no",
+      "PermitEmptyPasswords no",
+      "X11Forwarding no",
+      "AllowAgentForwarding no",
+      "AllowTcpForwarding no",
+      "MaxAuthTries 3",
+      "LoginGraceTime 30",
+    ]);
+    assert.deepEqual([parsed.ssh_pwauth, parsed.disable_root], [false, true]);
+    assert.deepEqual(parsed.users, [
+      {
+        name: "admin",
+        groups: ["sudo"],
+        shell: "/bin/bash",
+        sudo: "ALL=(ALL) NOPASSWD:ALL",
+        lock_passwd: true,
+        ssh_authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployer"],
+      },
+    ]);
+    assert.throws(() => cloudInit({ ...options, sshUser: "root; rm -rf /" }), /sshUser must be a Linux user name/);
+  });
+
+  test("the host key: the one given, and only it (no other generated, old ones deleted); the only key material in user data", () => {
+    assert.deepEqual(parsed.ssh_keys, { ed25519_private: HOST_KEY.privateKey, ed25519_public: HOST_KEY.publicKey.trim() });
+    assert.deepEqual([parsed.ssh_deletekeys, parsed.ssh_genkeytypes], [true, []]);
+    assert.deepEqual(doc.match(/-----BEGIN [A-Z ]+-----/g), ["-----BEGIN OPENSSH PRIVATE KEY-----"]);
+    assert.throws(() => cloudInit({ ...options, hostKey: { ...HOST_KEY, publicKey: "ssh-rsa AAAA" } }), /ssh-ed25519 public key/);
+  });
+
+  test("the prepare script keeps containers away from the metadata service (it serves the user data)", () => {
+    assert.match(
+      parsed.write_files[2].content,
+      /^ExecStartPost=\/bin\/sh -c 'iptables -C DOCKER-USER -d 169\.254\.169\.254\/32 -j DROP 2>\/dev\/null \|\| iptables -I DOCKER-USER -d 169\.254\.169\.254\/32 -j DROP'$/m,
+    );
+  });
+
+  test("the host pulls a pushed image by digest only, with a credential on stdin or the ECR helper, in a config of its own", () => {
+    const image = `123456789012.dkr.ecr.us-east-1.amazonaws.com/webstack-prod-app@sha256:${"a".repeat(64)}`;
+    assert.equal(
+      pullCommand(image, "ecr-login"),
+      [
+        "set -eu",
+        "umask 077",
+        'config="$(mktemp -d)"',
+        `trap 'rm -rf "$config"' EXIT`,
+        `printf '{"credHelpers":{"%s":"ecr-login"}}\\n' '123456789012.dkr.ecr.us-east-1.amazonaws.com' > "$config/config.json"`,
+        `docker --config "$config" pull '${image}'`,
+      ].join("\n"),
+    );
+    assert.match(pullCommand(`registry.digitalocean.com/acme/webstack-prod-app@sha256:${"b".repeat(64)}`, "stdin"), /^cat > "\$config\/config.json"$/m);
+    for (const bad of ["webstack-prod-app:latest", `x/y@sha256:${"a".repeat(64)}'; rm -rf /`, `sha256:${"a".repeat(64)}`]) {
+      assert.throws(() => pullCommand(bad, "stdin"), /the image to pull must be <registry>\/<repository>@sha256:<digest>/, bad);
+    }
   });
 
   test("the prepare script and the readiness command are valid sh", () => {

@@ -20,6 +20,10 @@ export interface Registered {
   urn: string;
   /** The state newResource returned (inputs plus mocked outputs), secrets still wrapped. */
   outputs: Record<string, unknown>;
+  /** URNs of the resources it was registered depending on (`dependsOn` and those its inputs came from). */
+  dependencies: string[];
+  /** Its `replacementTrigger` option as the engine would diff it, if any. */
+  replacementTrigger: unknown;
 }
 
 /** The host port the mocked engine "picks" for a port published without `external`. */
@@ -44,10 +48,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
   readonly calls: { token: string; inputs: Record<string, unknown> }[] = [];
   /** Options of registrations on their way to newResource, by type and name (see watchRegistrations). */
-  private readonly registering = new Map<string, { protect: boolean; urn: string }>();
+  private readonly registering = new Map<string, RegistrationOptions>();
 
   /** Called by the mock monitor's register hook just before it calls newResource. */
-  noteRegistration(type: string, name: string, options: { protect: boolean; urn: string }): void {
+  noteRegistration(type: string, name: string, options: RegistrationOptions): void {
     this.registering.set(`${type}::${name}`, options);
   }
 
@@ -63,6 +67,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       protect: options?.protect ?? false,
       urn: options?.urn ?? "",
       outputs: {},
+      dependencies: options?.dependencies ?? [],
+      replacementTrigger: options?.replacementTrigger,
     };
     this.resources.push(registered);
     // VM ids look like the clouds' (DigitalOcean's are numbers the program converts); everything
@@ -152,7 +158,10 @@ function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
     case "tls:index/certRequest:CertRequest":
       return { certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${hex(name)}\n-----END CERTIFICATE REQUEST-----\n` };
     case "docker:index/image:Image":
-      return { repoDigest: `sha256:${hex(name)}` };
+      // Pushed: the repository and the manifest digest; built on the host only: the image id.
+      return args.inputs.skipPush === false
+        ? { repoDigest: `${String(args.inputs.imageName).replace(/:[^:/]+$/, "")}@sha256:${hex(name)}` }
+        : { repoDigest: `sha256:${hex(name)}` };
     case "docker:index/container:Container": {
       // Like the provider: a port published without `external` reports the one Docker picked.
       const ports = args.inputs.ports as { external?: number }[] | undefined;
@@ -178,6 +187,7 @@ function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
       return { publicIp: "203.0.113.20", allocationId: "eipalloc-0123456789abcdef0" };
     case "aws:ecr/repository:Repository":
       return {
+        arn: `arn:aws:ecr:us-east-1:123456789012:repository/${String(args.inputs.name)}`,
         registryId: "123456789012",
         repositoryUrl: `123456789012.dkr.ecr.us-east-1.amazonaws.com/${String(args.inputs.name)}`,
       };
@@ -194,11 +204,20 @@ export interface ProgramRun {
   secretOutputs: string[];
 }
 
+interface RegistrationOptions {
+  protect: boolean;
+  urn: string;
+  dependencies: string[];
+  replacementTrigger: unknown;
+}
+
 interface RegisterRequest {
   getType(): string;
   getName(): string;
   getParent(): string;
   getProtect(): boolean;
+  getDependenciesList(): string[];
+  getReplacementTrigger(): { toJavaScript(): unknown } | undefined;
 }
 interface MockMonitorInternals {
   registerResource(req: RegisterRequest, callback: (err: unknown, response: unknown) => void): void;
@@ -206,8 +225,9 @@ interface MockMonitorInternals {
 }
 
 /**
- * Passes each registration's `protect` option and URN to the mocks: the mock monitor receives the
- * whole register request but hands newResource only type, name and inputs.
+ * Passes each registration's `protect` option, URN, dependencies and replacement trigger to the
+ * mocks: the mock monitor receives the whole register request but hands newResource only type,
+ * name and inputs.
  */
 export function watchRegistrations(mocks: RecordingMocks): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as MockMonitorInternals;
@@ -216,6 +236,8 @@ export function watchRegistrations(mocks: RecordingMocks): void {
     mocks.noteRegistration(req.getType(), req.getName(), {
       protect: req.getProtect(),
       urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
+      dependencies: req.getDependenciesList(),
+      replacementTrigger: req.getReplacementTrigger()?.toJavaScript(),
     });
     register(req, callback);
   };
@@ -249,6 +271,33 @@ export async function runProgram(
   }
   await pulumi.runtime.disconnect();
   return { mocks, outputs, secretOutputs };
+}
+
+/**
+ * Runs the program as runProgram does and returns what made it fail. An error thrown in an `apply`
+ * whose result a resource takes as input rejects that registration, which the Pulumi language host
+ * reports as the program's unhandled exception; here those rejections are collected instead of
+ * failing the test that expects them.
+ */
+export async function programFailures(
+  settings: Record<string, string>,
+  options: { mocks?: RecordingMocks } = {},
+): Promise<{ mocks: RecordingMocks; failures: Error[] }> {
+  const mocks = options.mocks ?? new RecordingMocks();
+  const failures: Error[] = [];
+  const collect = (reason: unknown) => failures.push(reason instanceof Error ? reason : new Error(String(reason)));
+  const listeners = process.listeners("unhandledRejection");
+  process.removeAllListeners("unhandledRejection");
+  process.on("unhandledRejection", collect);
+  try {
+    await runProgram(settings, { mocks }).catch(collect);
+    // Rejections are reported once the microtasks that dropped them have run.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  } finally {
+    process.removeListener("unhandledRejection", collect);
+    for (const listener of listeners) process.on("unhandledRejection", listener);
+  }
+  return { mocks, failures };
 }
 
 /** The value of an Output, awaited. */
