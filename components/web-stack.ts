@@ -289,6 +289,9 @@ export class WebStack extends pulumi.ComponentResource {
         limitConnPerIp: this.args.limitConnPerIp,
         limitRatePerIp: this.args.limitRatePerIp,
         limitBurst: this.args.limitBurst,
+        // limit_conn counts only connections with a request in progress: the rest share this
+        // bound, which one address opening thousands of connections must not fill for everyone.
+        workerConnections: PROXY_WORKER_CONNECTIONS,
       }),
     );
     const configHash = createHash("sha256")
@@ -421,6 +424,9 @@ export class WebStack extends pulumi.ComponentResource {
     return { parent: this, provider: this.args.host.provider, dependsOn: this.args.host.ready };
   }
 }
+
+/** Connections per nginx worker (clients and upstreams together). */
+export const PROXY_WORKER_CONNECTIONS = 8192;
 
 /** An nginx container file as a file of nginx's files run, relative to /etc/nginx. */
 function nginxFile(file: ContainerFile): FilesRunOptions["files"][number] {

@@ -267,6 +267,8 @@ describe("the admin token and the admin route", () => {
   test("per-address limits off by default; set, they reach nginx's config", async () => {
     const off = nginxConf(await resources(LOCAL));
     assert.doesNotMatch(off, /^\s*limit_(conn|req) /m);
+    // Room for one address's thousands of idle connections beside everyone else's.
+    assert.match(off, /^\s*worker_connections 8192;$/m);
     const on = nginxConf(await resources({ limitConnPerIp: "20", limitRatePerIp: "10", limitBurst: "30" }));
     assert.match(on, /^\s*limit_conn_zone \$binary_remote_addr zone=webstack_conn_per_ip:10m;$/m);
     assert.match(on, /^\s*limit_conn webstack_conn_per_ip 20;$/m);
