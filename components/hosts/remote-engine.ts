@@ -23,8 +23,7 @@ export interface RemoteEngineArgs {
 
 /**
  * How a remote command reaches the host: as the login user, with the deployer's key, and only to
- * the host whose key cloud-init installed. `hostKey` is in @pulumi/command 1.2.1's connection, not
- * in the 4.5.0 that package.json pins, whose type does not list it yet: the pin has to move.
+ * the host whose key cloud-init installed (`hostKey` is required here, optional in the provider).
  */
 export type HostConnection = command.types.input.remote.ConnectionArgs & { hostKey: pulumi.Input<string> };
 
