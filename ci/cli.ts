@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { fetchDropletPrices, PRICE_TABLE, PriceBook } from "./cost";
-import { PREVIEW_MARKER, renderPreviewComment } from "./comment";
+import { PREVIEW_MARKER, renderPreviewComment, renderPreviewFailure } from "./comment";
 import { GitHub } from "./github";
 import { deployStack, destroyPrStack, driftReport, Lifecycle, previewStack, stackUrl, sweep, upPrStack, withRunnerStack } from "./lifecycle";
 import { PulumiCli, resolvePulumiBinary } from "./pulumi";
@@ -46,19 +46,33 @@ function release(value: string | undefined): string | undefined {
 }
 
 /** A shared state backend: CI must never fall back to the runner's throwaway ~/.pulumi. */
-function requireBackend(): void {
-  if (!env.PULUMI_BACKEND_URL && !env.PULUMI_ACCESS_TOKEN) {
-    fail("set PULUMI_BACKEND_URL (e.g. s3://my-state-bucket) or PULUMI_ACCESS_TOKEN (Pulumi Cloud): CI stacks need a shared state backend");
+export function backendProblem(given: NodeJS.ProcessEnv): string | undefined {
+  if (!given.PULUMI_BACKEND_URL && !given.PULUMI_ACCESS_TOKEN) {
+    return "set PULUMI_BACKEND_URL (e.g. s3://my-state-bucket) or PULUMI_ACCESS_TOKEN (Pulumi Cloud): CI stacks need a shared state backend";
   }
+  // GitHub turns a secret that was never set into "", which the CLI would take as a real, empty
+  // passphrase: new stacks encrypted with nothing, existing ones failing to decrypt.
+  if (given.PULUMI_BACKEND_URL && !given.PULUMI_ACCESS_TOKEN && !given.PULUMI_CONFIG_PASSPHRASE && !given.PULUMI_CONFIG_PASSPHRASE_FILE) {
+    return "set PULUMI_CONFIG_PASSPHRASE (a repository or environment secret): the self-managed backend encrypts each stack's secrets with it, and an empty one protects nothing";
+  }
+  return undefined;
+}
+
+function requireBackend(): void {
+  const problem = backendProblem(env);
+  if (problem !== undefined) fail(problem);
 }
 
 /**
  * The Pulumi CLI's environment. A state bucket on DigitalOcean Spaces is reached with S3
  * credentials: SPACES_ACCESS_KEY_ID/SPACES_SECRET_ACCESS_KEY become AWS_ACCESS_KEY_ID/
  * AWS_SECRET_ACCESS_KEY, unless AWS credentials are already set (AWS role assumption wins).
+ * GitHub's token stays with this process.
  */
 export function pulumiEnvironment(given: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const result = { ...given };
+  // The program and its providers have no use for the token that writes pull-request comments.
+  delete result.GITHUB_TOKEN;
   if (given.SPACES_ACCESS_KEY_ID && given.SPACES_SECRET_ACCESS_KEY && !given.AWS_ACCESS_KEY_ID) {
     result.AWS_ACCESS_KEY_ID = given.SPACES_ACCESS_KEY_ID;
     result.AWS_SECRET_ACCESS_KEY = given.SPACES_SECRET_ACCESS_KEY;
@@ -121,22 +135,32 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
       summary("webstack preview skipped: this pull request comes from a fork, and its code never runs with the repository's secrets. A maintainer can push the branch to this repository to preview it.");
       return 0;
     }
-    requireBackend();
-    const stacks = selectStacks(values.stacks, environmentStacks(PROJECT_DIR));
-    const ctx = await lifecycle();
-    const prices = await priceBook();
-    const previews = [];
-    for (const stack of stacks) {
-      previews.push(await previewStack(ctx, stack, { release: release(values.release), prices, outDir: values.out }));
-    }
-    const body = renderPreviewComment(previews, { sha: values.release, logUrl: runUrl(), time: new Date() });
-    summary(body);
     const gh = github();
-    if (pr !== undefined && gh !== undefined) {
+    const post = async (body: string) => {
+      summary(body);
+      if (pr === undefined || gh === undefined) return;
       const { id, created } = await gh.upsertComment(pr, PREVIEW_MARKER, body);
       log(`${created ? "posted" : "updated"} comment ${id} on #${pr}`);
+    };
+    const context = { sha: values.release, logUrl: runUrl(), time: new Date() };
+    try {
+      requireBackend();
+      const stacks = selectStacks(values.stacks, environmentStacks(PROJECT_DIR));
+      const ctx = await lifecycle();
+      const prices = await priceBook();
+      const previews = [];
+      for (const stack of stacks) {
+        previews.push(await previewStack(ctx, stack, { release: release(values.release), prices, outDir: values.out }));
+      }
+      await post(renderPreviewComment(previews, context));
+      return previews.every((p) => p.ok) ? 0 : 1;
+    } catch (error) {
+      // The comment must never go on showing an earlier, passing preview.
+      await post(renderPreviewFailure((error as Error).message, context)).catch((posting: Error) =>
+        log(`could not post the failure to the pull request either: ${posting.message}`),
+      );
+      throw error;
     }
-    return previews.every((p) => p.ok) ? 0 : 1;
   },
 
   async deploy(argv) {
@@ -168,7 +192,7 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     const ctx = await lifecycle();
     if (positionals[0] === "up") {
       const ttlHours = wholeNumber(values["ttl-hours"] ?? env.WEBSTACK_PR_TTL_HOURS, "--ttl-hours");
-      const { stack, url, expires } = await upPrStack(ctx, pr, { release: release(values.release), ttlHours });
+      const { stack, url, expires } = await upPrStack(ctx, pr, { release: release(values.release), ttlHours, repository: env.GITHUB_REPOSITORY });
       await checkUrl(url, undefined);
       const body = `${PR_STACK_MARKER}\n### webstack: throwaway stack \`${stack}\`\n${url}\n\nUpdated on every push; destroyed when this pull request closes, or at ${expires} if it goes quiet.\n`;
       await github()?.upsertComment(pr, PR_STACK_MARKER, body);
@@ -188,7 +212,10 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     requireBackend();
     const gh = github();
     if (gh === undefined) log("no GITHUB_TOKEN/GITHUB_REPOSITORY: pull request states unknown, only expiry tags decide");
-    const plan = await sweep(await lifecycle(), gh === undefined ? undefined : (pr) => gh.pullState(pr), { dryRun: values["dry-run"] });
+    const plan = await sweep(await lifecycle(), gh === undefined ? undefined : (pr) => gh.pullState(pr), {
+      dryRun: values["dry-run"],
+      repository: env.GITHUB_REPOSITORY,
+    });
     summary(["| stack | action | why |", "| --- | --- | --- |", ...plan.map((d) => `| \`${d.stack}\` | ${d.destroy ? "destroy" : "keep"} | ${d.reason} |`)].join("\n"));
     return 0;
   },

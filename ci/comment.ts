@@ -22,14 +22,17 @@ export interface CommentContext {
 
 const SYMBOL: Record<ChangeKind, string> = { create: "+", update: "~", replace: "+-", delete: "-" };
 const VERB: Record<ChangeKind, string> = { create: "create", update: "update", replace: "replace", delete: "delete" };
-const MAX_MESSAGE = 600;
-const MAX_LISTED = 15;
 
 export function renderPreviewComment(previews: readonly StackPreview[], context: CommentContext = {}, limit = GITHUB_COMMENT_LIMIT): string {
   const fullLog = context.logUrl === undefined ? "the CI run's log" : `the [full log](${context.logUrl})`;
-  const summary = [PREVIEW_MARKER, ...header(previews, context), ...risks(previews), ...table(previews), ""];
-  for (const p of previews) summary.push(...stackSummary(p));
-  const head = summary.join("\n");
+  // Errors and violations are listed in full when they fit in half the comment, else fewer and shorter.
+  let head = "";
+  for (const caps of SUMMARY_CAPS) {
+    const summary = [PREVIEW_MARKER, ...header(previews, context), ...risks(previews), ...table(previews), ""];
+    for (const p of previews) summary.push(...stackSummary(p, caps, fullLog));
+    head = summary.join("\n");
+    if (head.length <= limit / 2) break;
+  }
 
   const closing = `\n---\n<sub>Full preview: ${fullLog}.</sub>\n`;
   const budget = limit - head.length - closing.length - 200;
@@ -39,8 +42,27 @@ export function renderPreviewComment(previews: readonly StackPreview[], context:
     (p, room) => stackDetails(p, room, fullLog),
   );
   const body = `${head}\n${details.join("\n")}${closing}`;
-  // The summary alone can exceed the limit only with thousands of stacks or violations.
-  return body.length <= limit ? body : `${body.slice(0, limit - 200)}\n\n… cut at GitHub's comment limit; see ${fullLog}.\n`;
+  return body.length <= limit ? body : cutAt(body, limit - 200, `… cut at GitHub's comment limit; see ${fullLog}.`);
+}
+
+/** How many errors and violations each stack lists, and how long each may be: tried in order. */
+const SUMMARY_CAPS: readonly { listed: number; message: number }[] = [
+  { listed: 15, message: 600 },
+  { listed: 5, message: 200 },
+  { listed: 1, message: 120 },
+  { listed: 0, message: 0 },
+];
+
+/**
+ * `text` cut to at most `max` characters at a line end, with any code fence or details block it
+ * leaves open closed again, and a note. Only thousands of stacks get here.
+ */
+export function cutAt(text: string, max: number, note: string): string {
+  const lines = text.slice(0, Math.max(0, max - note.length - 40)).split("\n");
+  lines.pop();
+  const fences = lines.filter((l) => l.startsWith("```")).length;
+  const open = lines.filter((l) => l.includes("<details>")).length - lines.filter((l) => l.includes("</details>")).length;
+  return [...lines, ...(fences % 2 === 1 ? ["```"] : []), ...Array.from({ length: Math.max(0, open) }, () => "</details>"), "", note, ""].join("\n");
 }
 
 /**
@@ -59,19 +81,29 @@ function shareRoom(previews: readonly StackPreview[], budget: number, render: (p
   return previews.map((p, i) => (whole[i].length <= room[i] ? whole[i] : render(p, room[i])));
 }
 
+/** The comment when the previews could not run at all (no backend, the CLI missing, …). */
+export function renderPreviewFailure(message: string, context: CommentContext = {}): string {
+  const fullLog = context.logUrl === undefined ? "the CI run's log" : `the [full log](${context.logUrl})`;
+  return [PREVIEW_MARKER, "### webstack preview: failed before any stack was previewed", ...facts(context), "", `> [!WARNING]\n> ${clip(message, 2000)}`, "", `See ${fullLog}.`, ""].join("\n");
+}
+
+/** Commit · full log · time, when known. */
+function facts(context: CommentContext): string[] {
+  const parts = [
+    context.sha === undefined ? undefined : `commit \`${context.sha.slice(0, 12)}\``,
+    context.logUrl === undefined ? undefined : `[full log](${context.logUrl})`,
+    context.time === undefined ? undefined : `updated ${context.time.toISOString().replace("T", " ").slice(0, 16)} UTC`,
+  ].filter((f) => f !== undefined);
+  return parts.length === 0 ? [] : [parts.join(" · ")];
+}
+
 function header(previews: readonly StackPreview[], context: CommentContext): string[] {
   const failed = previews.filter((p) => !p.ok).length;
   const title =
     previews.length === 0
       ? "### webstack preview: no environment stacks"
       : `### webstack preview: ${previews.length} stack${previews.length === 1 ? "" : "s"}${failed > 0 ? `, ${failed} failed` : ""}`;
-  const facts = [
-    context.sha === undefined ? undefined : `commit \`${context.sha.slice(0, 12)}\``,
-    context.logUrl === undefined ? undefined : `[full log](${context.logUrl})`,
-    context.time === undefined ? undefined : `updated ${context.time.toISOString().replace("T", " ").slice(0, 16)} UTC`,
-  ].filter((f) => f !== undefined);
-  const lines = [title];
-  if (facts.length > 0) lines.push(facts.join(" · "));
+  const lines = [title, ...facts(context)];
   if (context.notice !== undefined) lines.push("", `> [!NOTE]\n> ${context.notice}`);
   if (previews.length === 0) lines.push("", "No `Pulumi.<stack>.yaml` environment stack files were found, so nothing was previewed.");
   return lines;
@@ -111,22 +143,25 @@ function table(previews: readonly StackPreview[]): string[] {
   ];
 }
 
-function clip(text: string, max = MAX_MESSAGE): string {
+function clip(text: string, max: number): string {
   const oneLine = text.replace(/\s+/g, " ").trim();
   return oneLine.length <= max ? oneLine : `${oneLine.slice(0, max - 1)}…`;
 }
 
-/** Errors and policy violations: part of the summary, so they always show. */
-function stackSummary(p: StackPreview): string[] {
+/** Errors and policy violations: part of the summary, so they always show (as many as fit). */
+function stackSummary(p: StackPreview, caps: { listed: number; message: number }, fullLog: string): string[] {
   const lines: string[] = [];
   if (p.errors.length === 0 && p.violations.length === 0) return lines;
   lines.push(`#### \`${p.stack}\``);
-  for (const e of p.errors.slice(0, MAX_LISTED)) lines.push(`- **error**: ${clip(e)}`);
-  if (p.errors.length > MAX_LISTED) lines.push(`- … ${p.errors.length - MAX_LISTED} more errors`);
-  for (const v of p.violations.slice(0, MAX_LISTED)) {
-    lines.push(`- **policy \`${v.policy}\`** (${v.level})${v.resource === undefined ? "" : ` on \`${v.resource}\``}: ${clip(v.message)}`);
+  for (const e of p.errors.slice(0, caps.listed)) lines.push(`- **error**: ${clip(e, caps.message)}`);
+  if (p.errors.length > caps.listed) lines.push(`- ${p.errors.length - caps.listed} ${caps.listed > 0 ? "more " : ""}error${p.errors.length - caps.listed === 1 ? "" : "s"}: see ${fullLog}`);
+  for (const v of p.violations.slice(0, caps.listed)) {
+    lines.push(`- **policy \`${v.policy}\`** (${v.level})${v.resource === undefined ? "" : ` on \`${v.resource}\``}: ${clip(v.message, caps.message)}`);
   }
-  if (p.violations.length > MAX_LISTED) lines.push(`- … ${p.violations.length - MAX_LISTED} more policy violations`);
+  if (p.violations.length > caps.listed) {
+    const n = p.violations.length - caps.listed;
+    lines.push(`- ${n} ${caps.listed > 0 ? "more " : ""}policy violation${n === 1 ? "" : "s"}: see ${fullLog}`);
+  }
   lines.push("");
   return lines;
 }

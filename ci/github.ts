@@ -7,6 +7,8 @@ export interface GitHubOptions {
   /** @default https://api.github.com (GITHUB_API_URL on Actions) */
   apiUrl?: string;
   fetch?: typeof fetch;
+  /** Whose comments are webstack's: the account the token belongs to. @default "github-actions[bot]" */
+  commentAuthor?: string;
 }
 
 export interface IssueComment {
@@ -68,11 +70,11 @@ export class GitHub {
 
   /**
    * Creates the comment that starts with `marker`, or updates it in place when one exists. Only
-   * comments by a bot count, so a person quoting the marker never has their comment overwritten.
+   * comments by webstack's own account count, so nobody quoting the marker has theirs overwritten.
    */
   async upsertComment(issue: number, marker: string, body: string): Promise<{ id: number; created: boolean }> {
     if (!body.startsWith(marker)) throw new Error("the comment body must start with its marker");
-    const existing = findMarkedComment(await this.comments(issue), marker);
+    const existing = findMarkedComment(await this.comments(issue), marker, this.options.commentAuthor);
     if (existing !== undefined) {
       await this.json("PATCH", `/repos/${this.options.repository}/issues/comments/${existing.id}`, { body });
       return { id: existing.id, created: false };
@@ -91,9 +93,13 @@ export class GitHub {
   }
 }
 
-/** The oldest bot comment whose body starts with the marker. */
-export function findMarkedComment(comments: readonly IssueComment[], marker: string): IssueComment | undefined {
-  return comments.find((c) => c.body?.startsWith(marker) === true && c.user?.type === "Bot");
+/** The oldest comment by `author` (a bot) whose body starts with the marker. */
+export function findMarkedComment(
+  comments: readonly IssueComment[],
+  marker: string,
+  author = "github-actions[bot]",
+): IssueComment | undefined {
+  return comments.find((c) => c.body?.startsWith(marker) === true && c.user?.type === "Bot" && c.user.login === author);
 }
 
 /** The `rel="next"` URL of a Link header, if any. */

@@ -22,6 +22,8 @@ export interface Lifecycle {
 /** Stack tags every `pr-<n>` stack carries. */
 export const TAG_PR = "webstack:pr";
 export const TAG_EXPIRES = "webstack:expires";
+/** The repository whose pull request made the stack: a sweeper only judges its own. */
+export const TAG_REPO = "webstack:repo";
 /** How long a throwaway stack lives after its last push unless told otherwise. */
 export const DEFAULT_TTL_HOURS = 72;
 
@@ -51,7 +53,8 @@ export interface PreviewOptions {
 
 /** Previews one stack with the policy pack and summarises it; a failed preview is a result, not a throw. */
 export async function previewStack(ctx: Lifecycle, stack: string, options: PreviewOptions = {}): Promise<StackPreview> {
-  const outDir = options.outDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "webstack-preview-"));
+  // Absolute: the CLI runs in the project directory, this process maybe elsewhere.
+  const outDir = path.resolve(options.outDir ?? fs.mkdtempSync(path.join(os.tmpdir(), "webstack-preview-")));
   fs.mkdirSync(outDir, { recursive: true });
   const eventLog = path.join(outDir, `${stack}.events.jsonl`);
   fs.rmSync(eventLog, { force: true });
@@ -65,9 +68,16 @@ export async function previewStack(ctx: Lifecycle, stack: string, options: Previ
       state = undefined;
     }
   }
+  let release = options.release;
+  if (options.drift === true && release === undefined) {
+    // The release CI deployed lives in the stack's outputs, not in the committed stack file: without
+    // it the program would name the replicas after their content hash and see drift in every one.
+    const deployed = await ctx.pulumi.run(["stack", "output", "release", "--stack", stack], { okCodes: ANY_EXIT });
+    if (deployed.code === 0 && deployed.stdout.trim() !== "") release = deployed.stdout.trim();
+  }
   const args = ["preview", "--stack", stack, "--json", "--event-log", eventLog, ...policyFlags(ctx.projectDir)];
   if (options.drift === true) args.push("--refresh", "--expect-no-changes");
-  if (options.release !== undefined) args.push("--config", `webstack:release=${options.release}`);
+  if (release !== undefined) args.push("--config", `webstack:release=${release}`);
   const result = await ctx.pulumi.run(args, { okCodes: ANY_EXIT });
   fs.writeFileSync(path.join(outDir, `${stack}.preview.json`), result.stdout);
   const preview = summarisePreview({
@@ -108,15 +118,26 @@ export function driftReport(p: StackPreview): string {
 /** `pulumi up` of an environment stack with the policy pack; returns the stack's url output. */
 export async function deployStack(ctx: Lifecycle, stack: string, options: { release?: string } = {}): Promise<string> {
   if (PR_STACK.test(shortStackName(stack))) throw new Error(`${stack} is a throwaway stack: deploy it with ci:pr-stack, not as an environment`);
-  await ctx.pulumi.run(["stack", "select", "--create", stack]);
+  // Never created here: a wrong backend URL or organisation must fail, not deploy a second, empty environment.
+  if (!(await listStacks(ctx)).some((s) => s.name === stack || s.short === stack)) {
+    throw new Error(
+      `stack ${stack} does not exist in this state backend: create it once with \`npm run pulumi -- stack init ${stack}\` (README, "CI"), or check PULUMI_BACKEND_URL`,
+    );
+  }
+  await ctx.pulumi.run(["stack", "select", stack]);
   if (options.release !== undefined) await ctx.pulumi.run(["config", "set", "webstack:release", options.release, "--stack", stack]);
   await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], { stream: true });
   return stackUrl(ctx, stack);
 }
 
+/** One output of a stack, as text. */
+export async function stackOutput(ctx: Lifecycle, stack: string, name: string): Promise<string> {
+  const { stdout } = await ctx.pulumi.run(["stack", "output", name, "--stack", stack]);
+  return stdout.trim();
+}
+
 export async function stackUrl(ctx: Lifecycle, stack: string): Promise<string> {
-  const { stdout } = await ctx.pulumi.run(["stack", "output", "url", "--stack", stack]);
-  const url = stdout.trim();
+  const url = await stackOutput(ctx, stack, "url");
   if (!/^https?:\/\//.test(url)) throw new Error(`stack ${stack} has no url output (got ${JSON.stringify(url)})`);
   return url;
 }
@@ -130,7 +151,7 @@ export async function stackUrl(ctx: Lifecycle, stack: string): Promise<string> {
 export async function upPrStack(
   ctx: Lifecycle,
   pr: number,
-  options: { release?: string; ttlHours?: number } = {},
+  options: { release?: string; ttlHours?: number; repository?: string } = {},
 ): Promise<{ stack: string; url: string; expires: string }> {
   const stack = prStackName(pr);
   const ttl = options.ttlHours ?? DEFAULT_TTL_HOURS;
@@ -142,15 +163,16 @@ export async function upPrStack(
   await ctx.pulumi.run(["stack", "select", "--create", stack]);
   await ctx.pulumi.run(["stack", "tag", "set", TAG_PR, String(pr), "--stack", stack]);
   await ctx.pulumi.run(["stack", "tag", "set", TAG_EXPIRES, expires, "--stack", stack]);
+  if (options.repository !== undefined) await ctx.pulumi.run(["stack", "tag", "set", TAG_REPO, options.repository, "--stack", stack]);
   await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], { stream: true });
   return { stack, url: await stackUrl(ctx, stack), expires };
 }
 
-/** The project's stacks, by short name. */
-export async function listStacks(ctx: Lifecycle): Promise<string[]> {
+/** The project's stacks: the name as the backend gives it (`org/project/stack` on Pulumi Cloud) and the short one. */
+export async function listStacks(ctx: Lifecycle): Promise<{ name: string; short: string }[]> {
   const { stdout } = await ctx.pulumi.run(["stack", "ls", "--json"]);
   const stacks = JSON.parse(stdout) as { name: string }[];
-  return stacks.map((s) => shortStackName(s.name));
+  return stacks.map((s) => ({ name: s.name, short: shortStackName(s.name) }));
 }
 
 /**
@@ -158,18 +180,22 @@ export async function listStacks(ctx: Lifecycle): Promise<string[]> {
  * error. Refuses any name that is not a throwaway stack.
  */
 export async function destroyPrStack(ctx: Lifecycle, stack: string): Promise<"destroyed" | "absent"> {
-  if (!PR_STACK.test(stack)) throw new Error(`refusing to destroy ${JSON.stringify(stack)}: only throwaway stacks named pr-<number> are destroyed by CI`);
-  if (!(await listStacks(ctx)).includes(stack)) {
+  if (!PR_STACK.test(shortStackName(stack))) {
+    throw new Error(`refusing to destroy ${JSON.stringify(stack)}: only throwaway stacks named pr-<number> are destroyed by CI`);
+  }
+  const found = (await listStacks(ctx)).find((s) => s.name === stack || (s.short === stack && !stack.includes("/")));
+  if (found === undefined) {
     ctx.log(`${stack}: no such stack; nothing to destroy`);
     return "absent";
   }
-  await ctx.pulumi.run(["destroy", "--stack", stack, "--yes", "--skip-preview"], { stream: true });
-  await ctx.pulumi.run(["stack", "rm", stack, "--yes"]);
-  ctx.log(`${stack}: destroyed and removed`);
+  await ctx.pulumi.run(["destroy", "--stack", found.name, "--yes", "--skip-preview"], { stream: true });
+  await ctx.pulumi.run(["stack", "rm", found.name, "--yes"]);
+  ctx.log(`${found.name}: destroyed and removed`);
   return "destroyed";
 }
 
 export interface SweepCandidate {
+  /** As the backend names it (`org/project/pr-3` on Pulumi Cloud). */
   stack: string;
   pr: number;
   tags: Record<string, string>;
@@ -185,10 +211,15 @@ export interface SweepDecision {
 /**
  * Which throwaway stacks to destroy: those whose pull request is closed or gone, and those whose
  * expiry has passed (an open pull request gets a fresh stack on its next push). A stack whose
- * expiry tag is missing or unreadable is kept while its pull request is open, and reported.
+ * expiry tag is missing or unreadable is kept while its pull request is open, and reported. With
+ * `repository` given, a stack another repository made (its `webstack:repo` tag) is never judged.
  */
-export function sweepPlan(candidates: readonly SweepCandidate[], at: Date): SweepDecision[] {
+export function sweepPlan(candidates: readonly SweepCandidate[], at: Date, repository?: string): SweepDecision[] {
   return candidates.map(({ stack, tags, pull }) => {
+    const owner = tags[TAG_REPO];
+    if (repository !== undefined && owner !== repository) {
+      return { stack, destroy: false, reason: `made by ${owner === undefined ? "no recorded repository" : owner}, not ${repository}; left to its own sweeper` };
+    }
     if (pull === "closed") return { stack, destroy: true, reason: "its pull request is closed" };
     if (pull === "missing") return { stack, destroy: true, reason: "its pull request does not exist" };
     const expires = tags[TAG_EXPIRES];
@@ -201,33 +232,64 @@ export function sweepPlan(candidates: readonly SweepCandidate[], at: Date): Swee
   });
 }
 
+/** A stack's tags, its pull request's state, as the sweeper sees them now. */
+async function sweepCandidate(
+  ctx: Lifecycle,
+  stack: string,
+  pr: number,
+  pullState: ((pr: number) => Promise<PullState>) | undefined,
+): Promise<SweepCandidate> {
+  const { stdout } = await ctx.pulumi.run(["stack", "tag", "ls", "--stack", stack, "--json"]);
+  const tags = JSON.parse(stdout || "{}") as Record<string, string>;
+  let pull: SweepCandidate["pull"] = "unknown";
+  if (pullState !== undefined) {
+    try {
+      pull = await pullState(pr);
+    } catch (error) {
+      // One unreadable pull request must not stop the sweep; its expiry tag still decides.
+      ctx.log(`pull request #${pr}: state unknown (${(error as Error).message})`);
+    }
+  }
+  return { stack, pr, tags, pull };
+}
+
 /**
- * Finds every `pr-<n>` stack, decides with `sweepPlan`, and destroys what it chose (all of them
- * even when one fails; the failures are thrown together at the end). `dryRun` only reports.
+ * Finds every `pr-<n>` stack, decides with `sweepPlan`, and destroys what it chose. Each choice
+ * is checked again just before its destroy (a push may have renewed the stack meanwhile), and a
+ * stack busy with another update is skipped for the next sweep. Failures are thrown together at
+ * the end, after every stack was tried. `dryRun` only reports.
  */
 export async function sweep(
   ctx: Lifecycle,
   pullState: ((pr: number) => Promise<PullState>) | undefined,
-  options: { dryRun?: boolean } = {},
+  options: { dryRun?: boolean; repository?: string } = {},
 ): Promise<SweepDecision[]> {
   const candidates: SweepCandidate[] = [];
-  for (const stack of await listStacks(ctx)) {
-    const pr = prNumberOf(stack);
-    if (pr === undefined) continue;
-    const { stdout } = await ctx.pulumi.run(["stack", "tag", "ls", "--stack", stack, "--json"]);
-    const tags = JSON.parse(stdout || "{}") as Record<string, string>;
-    const pull = pullState === undefined ? "unknown" : await pullState(pr);
-    candidates.push({ stack, pr, tags, pull });
+  for (const { name, short } of await listStacks(ctx)) {
+    const pr = prNumberOf(short);
+    if (pr !== undefined) candidates.push(await sweepCandidate(ctx, name, pr, pullState));
   }
-  const plan = sweepPlan(candidates, now(ctx));
+  const plan = sweepPlan(candidates, now(ctx), options.repository);
   const failures: string[] = [];
-  for (const d of plan) {
+  for (const [i, d] of plan.entries()) {
     ctx.log(`${d.stack}: ${d.destroy ? (options.dryRun ? "would destroy" : "destroying") : "keeping"} — ${d.reason}`);
     if (!d.destroy || options.dryRun === true) continue;
     try {
+      const [again] = sweepPlan([await sweepCandidate(ctx, d.stack, candidates[i].pr, pullState)], now(ctx), options.repository);
+      if (!again.destroy) {
+        ctx.log(`${d.stack}: kept after all — ${again.reason}`);
+        plan[i] = again;
+        continue;
+      }
       await destroyPrStack(ctx, d.stack);
     } catch (error) {
-      failures.push(`${d.stack}: ${(error as Error).message}`);
+      const message = (error as Error).message;
+      if (/currently locked|update is in progress|conflict/i.test(message)) {
+        ctx.log(`${d.stack}: busy with another update; left for the next sweep`);
+        plan[i] = { stack: d.stack, destroy: false, reason: "busy with another update; left for the next sweep" };
+      } else {
+        failures.push(`${d.stack}: ${message}`);
+      }
     }
   }
   if (failures.length > 0) throw new Error(`sweep: ${failures.length} stack(s) could not be destroyed:\n${failures.join("\n")}`);

@@ -77,7 +77,6 @@ const KIND_OF_OP: Record<string, ChangeKind | undefined> = {
   "create-replacement": "replace",
   "delete-replaced": "replace",
   delete: "delete",
-  "discard": "delete",
   import: "create",
   "import-replacement": "replace",
 };
@@ -202,12 +201,13 @@ export function summarisePreview(input: {
   }
   const mandatory = violations.filter((v) => v.level === "mandatory");
   if (input.exitCode !== 0 && errors.length === 0) {
+    // In --json mode the CLI's own errors (a locked stack, a wrong passphrase, a pack that does not
+    // load) go to stderr, not into the digest.
+    const said = lastLines(input.stderr ?? "", 10);
     errors.push(
-      digest === undefined
-        ? `pulumi preview exited with ${input.exitCode}: ${lastLines(input.stderr ?? input.stdout, 10)}`
-        : mandatory.length > 0
-          ? `${mandatory.length} mandatory polic${mandatory.length === 1 ? "y" : "ies"} failed`
-          : `pulumi preview exited with ${input.exitCode}`,
+      mandatory.length > 0
+        ? `${mandatory.length} mandatory polic${mandatory.length === 1 ? "y" : "ies"} failed`
+        : `pulumi preview exited with ${input.exitCode}${said !== "" ? `: ${said}` : digest === undefined ? `: ${lastLines(input.stdout, 10)}` : ""}`,
     );
   }
 

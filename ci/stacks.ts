@@ -3,16 +3,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseDocument } from "yaml";
+import { PR_STACK, shortStackName } from "../components/specs/stacks";
 
-/** A throwaway stack of one pull request. Nothing else may ever be destroyed by the CI commands. */
-export const PR_STACK = /^pr-([1-9][0-9]{0,8})$/;
+export { PR_STACK, shortStackName };
+
 /** The template every `pr-<n>` stack file is made from. */
 export const PR_TEMPLATE = "Pulumi.pr.yaml";
-
-/** The stack name without an organisation/project prefix (`acme/webstack/pr-3` → `pr-3`). */
-export function shortStackName(name: string): string {
-  return name.split("/").at(-1) ?? name;
-}
 
 export function prStackName(pr: number): string {
   if (!Number.isSafeInteger(pr) || pr < 1 || pr > 999_999_999) {
@@ -29,14 +25,14 @@ export function prNumberOf(stack: string): number | undefined {
 
 /**
  * Environment stacks: every `Pulumi.<stack>.yaml` in the project except the local `dev` stack,
- * the `pr` template, throwaway `pr-<n>` stacks and `*-example` files. Sorted by name.
+ * the `pr` template, throwaway `pr-<n>` stacks, `ci-<id>` runner stacks and `*-example` files.
  */
 export function environmentStacks(projectDir: string): string[] {
   return fs
     .readdirSync(projectDir)
     .map((file) => /^Pulumi\.(.+)\.ya?ml$/.exec(file)?.[1])
     .filter((stack): stack is string => stack !== undefined)
-    .filter((stack) => stack !== "dev" && stack !== "pr" && !stack.startsWith("pr-") && !stack.endsWith("-example"))
+    .filter((stack) => stack !== "dev" && stack !== "pr" && !stack.startsWith("pr-") && !stack.startsWith("ci-") && !stack.endsWith("-example"))
     .sort();
 }
 
@@ -78,6 +74,14 @@ export function prStackFile(template: string, options: { release?: string; templ
     if (key === "webstack:protectData" && String(plain) !== "false") {
       problems.push(`${templateName}: webstack:protectData must be "false" (got ${JSON.stringify(plain)}): a throwaway stack never protects data`);
     }
+    if (key === "webstack:adminCidrs" && Array.isArray(plain)) {
+      const examples = plain.map(String).filter(isDocumentationRange);
+      if (examples.length > 0) {
+        problems.push(
+          `${templateName}: webstack:adminCidrs holds ${examples.join(", ")}, an address reserved for documentation: list the addresses your CI runners deploy from`,
+        );
+      }
+    }
     if (key === "webstack:release") {
       problems.push(`${templateName} must not set webstack:release: CI sets it to the pull request's commit`);
     }
@@ -87,6 +91,11 @@ export function prStackFile(template: string, options: { release?: string; templ
   doc.setIn(["config", "webstack:protectData"], "false");
   if (options.release !== undefined) doc.setIn(["config", "webstack:release"], options.release);
   return `# Made by \`npm run ci:pr-stack\` from ${templateName}; not committed.\n${doc.toString()}`;
+}
+
+/** Whether a CIDR lies in a range reserved for documentation (RFC 5737, RFC 3849): an example left unedited. */
+export function isDocumentationRange(cidr: string): boolean {
+  return /^(192\.0\.2|198\.51\.100|203\.0\.113)\.[0-9]{1,3}\/(2[4-9]|3[0-2])$/.test(cidr) || /^2001:db8:/i.test(cidr);
 }
 
 export function readPrTemplate(projectDir: string): string {

@@ -15,6 +15,7 @@ import {
   StackValidationPolicy,
 } from "@pulumi/policy";
 import * as pulumi from "@pulumi/pulumi";
+import { isThrowawayStack } from "../components/specs/stacks";
 import * as path from "node:path";
 
 /** Resource properties as a policy receives them. */
@@ -334,9 +335,7 @@ export function adminExposureProblems(type: string, resource: string, props: Pro
 // data-protection
 
 /** `pr-<number>`: the stack CI creates for one pull request and destroys when it closes. */
-export function isThrowawayStack(stack: string): boolean {
-  return /^pr-[0-9]+$/.test(stack);
-}
+export { isThrowawayStack };
 
 /** What data-protection needs to know of each resource. */
 export interface StackResource {

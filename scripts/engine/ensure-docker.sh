@@ -41,7 +41,11 @@ recorded_pid() {
 }
 
 start() {
-  sh "$repo/scripts/ensure-debian-packages.sh" docker.io
+  # A machine with an engine of its own (Docker CE on a CI runner) keeps it: installing Debian's
+  # docker.io over it would conflict. Point WEBSTACK_TEST_DOCKER_SOCKET at that engine to use it.
+  if ! command -v dockerd >/dev/null 2>&1; then
+    sh "$repo/scripts/ensure-debian-packages.sh" docker.io
+  fi
   # Serialised, so two test processes starting at once do not both launch a daemon.
   exec 7>/var/lock/webstack-test-docker.lock
   flock -w 300 7 || { echo "ensure-docker: timed out waiting for /var/lock/webstack-test-docker.lock" >&2; return 1; }

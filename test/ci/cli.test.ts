@@ -14,7 +14,7 @@ import { ROOT, stack, StandIn, standIn } from "./support/stand-in";
 
 /** A stand-in for GitHub's comments API and for the deployed app (GET /, /count, health checks). */
 class Loopback {
-  comments: { id: number; body: string; user: { type: string } }[] = [];
+  comments: { id: number; body: string; user: { type: string; login: string } }[] = [];
   count = 0;
   url = "";
   private server = http.createServer((req, res) => {
@@ -28,9 +28,16 @@ class Loopback {
       const url = new URL(req.url ?? "/", this.url);
       if (url.pathname === "/repos/acme/shop/issues/5/comments" && req.method === "GET") return send(200, this.comments);
       if (url.pathname === "/repos/acme/shop/issues/5/comments" && req.method === "POST") {
-        const comment = { id: this.comments.length + 1, body: (JSON.parse(Buffer.concat(chunks).toString()) as { body: string }).body, user: { type: "Bot" } };
+        const comment = { id: this.comments.length + 1, body: (JSON.parse(Buffer.concat(chunks).toString()) as { body: string }).body, user: { type: "Bot", login: "github-actions[bot]" } };
         this.comments.push(comment);
         return send(201, comment);
+      }
+      const patch = /^\/repos\/acme\/shop\/issues\/comments\/(\d+)$/.exec(url.pathname);
+      if (patch !== null && req.method === "PATCH") {
+        const comment = this.comments.find((c) => c.id === Number(patch[1]));
+        if (comment === undefined) return send(404, { message: "Not Found" });
+        comment.body = (JSON.parse(Buffer.concat(chunks).toString()) as { body: string }).body;
+        return send(200, comment);
       }
       if (url.pathname === "/nginx-health" || url.pathname === "/healthz") return send(200, { status: "ok" });
       if (url.pathname === "/count") return send(200, { count: this.count });
@@ -95,7 +102,7 @@ describe("npm run ci:preview", () => {
     );
     opened.push(s);
     loop.comments = [];
-    const result = await cli(s, ["preview", "--pr", "5", "--release", "abc123"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state" });
+    const result = await cli(s, ["preview", "--pr", "5", "--release", "abc123"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
     assert.equal(result.code, 1, result.stderr);
     assert.deepEqual(
       s.commands().map((c) => c.replace(/--event-log \S+/, "--event-log LOG")),
@@ -114,8 +121,9 @@ describe("npm run ci:preview", () => {
     assert.equal(result.summary.trim(), body.trim(), "the job summary shows the same comment");
 
     // The next push updates that comment rather than adding one.
-    const again = await cli(s, ["preview", "--pr", "5"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state" });
+    const again = await cli(s, ["preview", "--pr", "5"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
     assert.equal(again.code, 1);
+    assert.match(again.stderr, /updated comment 1 on #5/);
     assert.equal(loop.comments.length, 1);
   });
 
@@ -130,19 +138,32 @@ describe("npm run ci:preview", () => {
     assert.match(result.summary, /preview skipped: this pull request comes from a fork/);
   });
 
-  test("without a shared state backend it refuses, naming what to set", async () => {
+  test("without a shared state backend it refuses, naming what to set, and the comment says the preview failed", async () => {
     const s = standIn({ stacks: {} });
     opened.push(s);
-    const result = await cli(s, ["preview"]);
+    loop.comments = [{ id: 1, body: `${PREVIEW_MARKER}\n### webstack preview: 1 stack`, user: { type: "Bot", login: "github-actions[bot]" } }];
+    const result = await cli(s, ["preview", "--pr", "5"], githubEnv());
     assert.equal(result.code, 1);
     assert.match(result.stderr, /set PULUMI_BACKEND_URL \(e\.g\. s3:\/\/my-state-bucket\) or PULUMI_ACCESS_TOKEN \(Pulumi Cloud\)/);
+    assert.deepEqual(s.commands(), []);
+    assert.equal(loop.comments.length, 1);
+    assert.match(loop.comments[0].body, /^<!-- webstack:preview -->\n### webstack preview: failed before any stack was previewed\n/);
+    assert.match(loop.comments[0].body, /> set PULUMI_BACKEND_URL/);
+  });
+
+  test("a self-managed backend with an empty passphrase (a secret never set) is refused", async () => {
+    const s = standIn({ stacks: {} });
+    opened.push(s);
+    const result = await cli(s, ["sweep"], { PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "" });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /set PULUMI_CONFIG_PASSPHRASE \(a repository or environment secret\)/);
     assert.deepEqual(s.commands(), []);
   });
 
   test("--stacks names only environment stacks", async () => {
     const s = standIn({ stacks: {} }, { files: { "Pulumi.staging.yaml": STACK_FILE } });
     opened.push(s);
-    const result = await cli(s, ["preview", "--stacks", "staging,pr-3"], { PULUMI_BACKEND_URL: "s3://state" });
+    const result = await cli(s, ["preview", "--stacks", "staging,pr-3"], { PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /--stacks names "pr-3", which is not an environment stack \(declared by their Pulumi.<stack>.yaml files: staging\)/);
   });
@@ -152,8 +173,10 @@ describe("npm run ci:pr-stack and ci:runner-stack", () => {
   test("up: deploys pr-5, smoke-tests its url, and posts the url to the pull request", async () => {
     const s = standIn({ stacks: {}, urls: { "pr-5": loop.url } });
     opened.push(s);
+    const template = path.join(s.projectDir, "Pulumi.pr.yaml");
+    fs.writeFileSync(template, fs.readFileSync(template, "utf8").replace("203.0.113.7/32", "100.64.7.0/28"));
     loop.comments = [];
-    const result = await cli(s, ["pr-stack", "up", "--pr", "5", "--release", "abc123"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state" });
+    const result = await cli(s, ["pr-stack", "up", "--pr", "5", "--release", "abc123"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /smoke test passed on http:\/\/127\.0\.0\.1:\d+: the visit counter moved from \d+ to \d+/);
     assert.equal(loop.comments.length, 1);
@@ -182,6 +205,10 @@ describe("npm run ci:pr-stack and ci:runner-stack", () => {
 });
 
 describe("the Pulumi CLI's environment", () => {
+  test("GitHub's token is not handed to the Pulumi CLI", () => {
+    assert.deepEqual(pulumiEnvironment({ GITHUB_TOKEN: "t", PULUMI_BACKEND_URL: "s3://x" }), { PULUMI_BACKEND_URL: "s3://x" });
+  });
+
   test("Spaces keys become the S3 credentials of the state backend, unless AWS credentials are set", () => {
     assert.deepEqual(pulumiEnvironment({ SPACES_ACCESS_KEY_ID: "k", SPACES_SECRET_ACCESS_KEY: "s" }), {
       SPACES_ACCESS_KEY_ID: "k",

@@ -119,10 +119,12 @@ describe("the preview comment on a busy pull request", () => {
     );
   });
 
-  test("the oldest bot comment wins when a race left two", () => {
-    const bot = (id: number): IssueComment => ({ id, body: `${PREVIEW_MARKER}\n${id}`, user: { type: "Bot" } });
-    assert.equal(findMarkedComment([person(1, "hi"), bot(5), bot(9)], PREVIEW_MARKER)?.id, 5);
+  test("the oldest comment of webstack's bot wins when a race left two; other bots and people are never taken", () => {
+    const bot = (id: number, login = "github-actions[bot]"): IssueComment => ({ id, body: `${PREVIEW_MARKER}\n${id}`, user: { type: "Bot", login } });
+    assert.equal(findMarkedComment([person(1, "hi"), bot(3, "renovate[bot]"), bot(5), bot(9)], PREVIEW_MARKER)?.id, 5);
     assert.equal(findMarkedComment([person(1, PREVIEW_MARKER)], PREVIEW_MARKER), undefined);
+    assert.equal(findMarkedComment([bot(3, "renovate[bot]")], PREVIEW_MARKER), undefined);
+    assert.equal(findMarkedComment([bot(3, "acme-deployer[bot]")], PREVIEW_MARKER, "acme-deployer[bot]")?.id, 3);
   });
 
   test("Link headers", () => {

@@ -26,14 +26,31 @@ const make = (...args: Parameters<typeof standIn>) => {
 };
 after(() => opened.forEach((s) => s.cleanup()));
 
+/** The repository's template with the runners' address a team would put in. */
+const withRunnerAddress = (s: StandIn) => {
+  const file = path.join(s.projectDir, "Pulumi.pr.yaml");
+  fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("203.0.113.7/32", "100.64.7.0/28"));
+  return s;
+};
+
 describe("pr-<n> stacks: create or update", () => {
-  test("a new pull request: stack file from the template, stack created, tags, then up with the policy pack, then its url", async () => {
+  test("the repository's template as shipped is refused until its adminCidrs name real runner addresses", async () => {
     const s = make({ stacks: {} });
-    const result = await upPrStack(s.lifecycle, 42, { release: "0123456789abcdef", ttlHours: 48 });
+    await assert.rejects(
+      upPrStack(s.lifecycle, 42),
+      /^Error: Pulumi.pr.yaml: webstack:adminCidrs holds 203.0.113.7\/32, an address reserved for documentation: list the addresses your CI runners deploy from$/,
+    );
+    assert.deepEqual(s.commands(), []);
+  });
+
+  test("a new pull request: stack file from the template, stack created, tags, then up with the policy pack, then its url", async () => {
+    const s = withRunnerAddress(make({ stacks: {} }));
+    const result = await upPrStack(s.lifecycle, 42, { release: "0123456789abcdef", ttlHours: 48, repository: "acme/shop" });
     assert.deepEqual(s.commands(), [
       "stack select --create pr-42",
       "stack tag set webstack:pr 42 --stack pr-42",
       "stack tag set webstack:expires 2026-11-27T12:00:00.000Z --stack pr-42",
+      "stack tag set webstack:repo acme/shop --stack pr-42",
       "up --stack pr-42 --yes --skip-preview --policy-pack policy",
       "stack output url --stack pr-42",
     ]);
@@ -48,13 +65,12 @@ describe("pr-<n> stacks: create or update", () => {
       "webstack:protectData": "false",
       "webstack:release": "0123456789abcdef",
     });
-    assert.deepEqual(s.state().stacks["pr-42"].tags, { "webstack:pr": "42", "webstack:expires": "2026-11-27T12:00:00.000Z" });
+    assert.deepEqual(s.state().stacks["pr-42"].tags, { "webstack:pr": "42", "webstack:expires": "2026-11-27T12:00:00.000Z", "webstack:repo": "acme/shop" });
   });
 
   test("a later push renews the expiry and updates the same stack; a policy config file is passed when present", async () => {
-    const s = make(
-      { stacks: { "pr-42": stack({ "webstack:pr": "42", "webstack:expires": "2026-11-26T00:00:00.000Z" }) } },
-      { files: { "policy/config.json": "{}" } },
+    const s = withRunnerAddress(
+      make({ stacks: { "pr-42": stack({ "webstack:pr": "42", "webstack:expires": "2026-11-26T00:00:00.000Z" }) } }, { files: { "policy/config.json": "{}" } }),
     );
     await upPrStack(s.lifecycle, 42);
     assert.deepEqual(s.commands(), [
@@ -117,10 +133,16 @@ describe("pr-<n> stacks: destroy and remove", () => {
 
   test("never destroys anything that is not pr-<number>", async () => {
     const s = make({ stacks: { production: stack(), "pr-1-old": stack(), "pr-01": stack() } });
-    for (const name of ["production", "staging", "pr-1-old", "pr-01", "pr-", "xpr-1", "org/webstack/pr-1"]) {
+    for (const name of ["production", "staging", "pr-1-old", "pr-01", "pr-", "xpr-1", "acme/webstack/production"]) {
       await assert.rejects(destroyPrStack(s.lifecycle, name), /only throwaway stacks named pr-<number> are destroyed by CI/, name);
     }
     assert.deepEqual(s.commands(), []);
+  });
+
+  test("on Pulumi Cloud the backend's full name is what the commands name", async () => {
+    const s = make({ stacks: { "acme/webstack/pr-9": stack(), "acme/webstack/staging": stack() } });
+    assert.equal(await destroyPrStack(s.lifecycle, "pr-9"), "destroyed");
+    assert.deepEqual(s.commands(), ["stack ls --json", "destroy --stack acme/webstack/pr-9 --yes --skip-preview", "stack rm acme/webstack/pr-9 --yes"]);
   });
 });
 
@@ -163,7 +185,7 @@ describe("the sweeper", () => {
     );
   });
 
-  test("reads every pr-* stack's tags, asks GitHub about each pull request, destroys what it chose and never touches other stacks", async () => {
+  test("reads every pr-* stack's tags, asks GitHub about each pull request, checks again, destroys what it chose and never touches other stacks", async () => {
     const s = make({
       stacks: {
         production: stack(),
@@ -180,7 +202,7 @@ describe("the sweeper", () => {
       asked.push(pr);
       return states[pr];
     });
-    assert.deepEqual(asked, [10, 11, 12, 13]);
+    assert.deepEqual(asked, [10, 11, 12, 13, 10, 11]);
     assert.deepEqual(
       plan.map((d) => [d.stack, d.destroy]),
       [["pr-10", true], ["pr-11", true], ["pr-12", false], ["pr-13", false]],
@@ -191,14 +213,60 @@ describe("the sweeper", () => {
       "stack tag ls --stack pr-11 --json",
       "stack tag ls --stack pr-12 --json",
       "stack tag ls --stack pr-13 --json",
+      "stack tag ls --stack pr-10 --json",
       "stack ls --json",
       "destroy --stack pr-10 --yes --skip-preview",
       "stack rm pr-10 --yes",
+      "stack tag ls --stack pr-11 --json",
       "stack ls --json",
       "destroy --stack pr-11 --yes --skip-preview",
       "stack rm pr-11 --yes",
     ]);
     assert.deepEqual(Object.keys(s.state().stacks).sort(), ["pr-12", "pr-13", "production", "staging"]);
+  });
+
+  test("a stack renewed by a push while the sweep ran is kept", async () => {
+    const s = make({ stacks: { "pr-5": stack({ "webstack:expires": "2026-11-24T00:00:00Z" }) } });
+    let calls = 0;
+    const plan = await sweep(s.lifecycle, async () => {
+      // After the first look at its tags, a push renews the stack; the look just before the destroy sees it.
+      if (++calls === 1) {
+        const state = s.state();
+        state.stacks["pr-5"].tags["webstack:expires"] = "2026-11-28T12:00:00.000Z";
+        fs.writeFileSync(s.env.STAND_IN_PULUMI_STATE ?? "", JSON.stringify(state));
+      }
+      return "open";
+    });
+    assert.deepEqual(plan, [{ stack: "pr-5", destroy: false, reason: "pull request open, expires 2026-11-28T12:00:00.000Z" }]);
+    assert.ok(!s.commands().some((c) => c.startsWith("destroy")));
+    assert.match(s.lines.join("\n"), /pr-5: kept after all/);
+  });
+
+  test("a stack busy with another update is left for the next sweep; an unreadable pull request leaves the decision to the expiry", async () => {
+    const s = make({
+      stacks: { "pr-1": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }), "pr-2": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }) },
+      failing: ["destroy pr-1"],
+      failMessage: "the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file",
+    });
+    const plan = await sweep(s.lifecycle, async () => {
+      throw new Error("GitHub GET pull request answered 502");
+    });
+    assert.deepEqual(plan, [
+      { stack: "pr-1", destroy: false, reason: "busy with another update; left for the next sweep" },
+      { stack: "pr-2", destroy: true, reason: "expired at 2026-01-01T00:00:00.000Z" },
+    ]);
+    assert.deepEqual(Object.keys(s.state().stacks), ["pr-1"]);
+  });
+
+  test("on a backend several repositories share, only this repository's stacks are judged", () => {
+    const mine = { ...candidate(1, "closed"), tags: { "webstack:repo": "acme/shop" } };
+    const theirs = { ...candidate(2, "missing"), tags: { "webstack:repo": "acme/blog" } };
+    const untagged = candidate(3, "closed");
+    assert.deepEqual(sweepPlan([mine, theirs, untagged], at, "acme/shop"), [
+      { stack: "pr-1", destroy: true, reason: "its pull request is closed" },
+      { stack: "pr-2", destroy: false, reason: "made by acme/blog, not acme/shop; left to its own sweeper" },
+      { stack: "pr-3", destroy: false, reason: "made by no recorded repository, not acme/shop; left to its own sweeper" },
+    ]);
   });
 
   test("a failure on one stack does not stop the others, and the sweep fails at the end", async () => {
@@ -220,15 +288,25 @@ describe("the sweeper", () => {
 });
 
 describe("environment stacks", () => {
-  test("deploy: select (creating on first deploy), set the release, up with the policy pack, read the url", async () => {
-    const s = make({ stacks: {}, urls: { staging: "http://198.51.100.7" } });
+  test("deploy: select the existing stack, set the release, up with the policy pack, read the url", async () => {
+    const s = make({ stacks: { staging: stack() }, urls: { staging: "http://198.51.100.7" } });
     assert.equal(await deployStack(s.lifecycle, "staging", { release: "abc123" }), "http://198.51.100.7");
     assert.deepEqual(s.commands(), [
-      "stack select --create staging",
+      "stack ls --json",
+      "stack select staging",
       "config set webstack:release abc123 --stack staging",
       "up --stack staging --yes --skip-preview --policy-pack policy",
       "stack output url --stack staging",
     ]);
+  });
+
+  test("deploy never creates an environment: a stack missing from the backend is an error", async () => {
+    const s = make({ stacks: { "pr-3": stack() } });
+    await assert.rejects(
+      deployStack(s.lifecycle, "production"),
+      /stack production does not exist in this state backend: create it once with `npm run pulumi -- stack init production`/,
+    );
+    assert.deepEqual(s.commands(), ["stack ls --json"]);
   });
 
   test("deploy refuses a throwaway stack name", async () => {
@@ -249,10 +327,15 @@ describe("environment stacks", () => {
     assert.ok(fs.existsSync(path.join(out, "staging.preview.json")));
   });
 
-  test("drift check: refresh first and expect no changes", async () => {
-    const s = make({ stacks: { production: stack() }, previews: { production: { stdout: JSON.stringify({ steps: [] }), code: 0 } } });
+  test("drift check: the deployed release, then refresh first and expect no changes", async () => {
+    const s = make({ stacks: { production: { ...stack(), outputs: { url: "http://x", release: "0123456789ab" } } } });
     await previewStack(s.lifecycle, "production", { drift: true });
-    assert.match(s.commands()[1], /^preview --stack production --json --event-log \S+ --policy-pack policy --refresh --expect-no-changes$/);
+    const commands = s.commands().map((c) => c.replace(/--event-log \S+/, "--event-log LOG"));
+    assert.deepEqual(commands, [
+      "stack export --stack production",
+      "stack output release --stack production",
+      "preview --stack production --json --event-log LOG --policy-pack policy --refresh --expect-no-changes --config webstack:release=0123456789ab",
+    ]);
   });
 
   test("a stack that does not exist yet previews as a failure that says so", async () => {

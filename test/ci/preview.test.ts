@@ -1,11 +1,11 @@
 // Preview summaries and the pull-request comment, from previews of the real program's resources.
 import assert from "node:assert/strict";
 import { before, describe, test } from "node:test";
-import { PREVIEW_MARKER, renderPreviewComment, GITHUB_COMMENT_LIMIT } from "../../ci/comment";
+import { cutAt, GITHUB_COMMENT_LIMIT, PREVIEW_MARKER, renderPreviewComment } from "../../ci/comment";
 import { monthlyCost, PRICE_TABLE, PriceBook } from "../../ci/cost";
 import { summarisePreview } from "../../ci/preview";
 import { Registered, runProgram } from "../unit/support/mocks";
-import { createSteps, deleteStep, digest, exportOf, policyEventLine, replaceSteps, sameSteps, updateStep, urnOf } from "./support/previews";
+import { createSteps, deleteStep, digest, exportOf, policyEventLine, replaceSteps, updateStep, urnOf } from "./support/previews";
 
 const ADMIN = '["198.51.100.0/24"]';
 const DO = { target: "digitalocean", region: "nyc3", adminCidrs: ADMIN };
@@ -81,11 +81,9 @@ describe("preview summaries", () => {
     const nginx2 = byName(doR2, "webstack-nginx");
     const oldApps = doR1.filter((r) => r.name.startsWith("webstack-app-"));
     const newApps = doR2.filter((r) => r.name.startsWith("webstack-app-"));
-    const unchanged = sameSteps("staging", doR1.filter((r) => r !== nginx1 && !oldApps.includes(r)));
     const steps = [
-      ...unchanged,
       ...newApps.map((r) => ({ op: "create", urn: urnOf("staging", r), newState: { urn: urnOf("staging", r), type: r.type, inputs: r.inputs }, detailedDiff: null })),
-      ...replaceSteps("staging", nginx1, nginx2, ["labels", "uploads"]),
+      ...replaceSteps("staging", nginx1, nginx2, ["labels", "uploads"], { showReplacementSteps: true }),
       ...oldApps.map((r) => deleteStep("staging", r)),
     ];
     const p = summarisePreview({ stack: "staging", stdout: digest(steps), exitCode: 0, state: exportOf("staging", doR1), prices: PRICES });
@@ -105,7 +103,6 @@ describe("preview summaries", () => {
 
   test("a bigger droplet and volume: the update is priced before → after", () => {
     const steps = [
-      ...sameSteps("production", doR1.filter((r) => r.name !== "host-droplet" && r.name !== "host-data")),
       updateStep("production", byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["size"]),
       updateStep("production", byName(doR1, "host-data"), byName(doBig, "host-data"), ["size"]),
     ];
@@ -212,6 +209,34 @@ describe("the pull-request comment", () => {
     assert.ok(listed > 100, `${listed} listed: the space left is used`);
     assert.match(body, /Full preview: the \[full log\]/);
     assert.match(body, /<code>production<\/code>: 1 change<\/summary>\n\n```diff\n~ update digitalocean:Droplet host-droplet \(size\)\n```/, "a small stack is listed whole next to a huge one");
+  });
+
+  test("many failing stacks with many long violations: every stack's row and heading survive, within the limit", () => {
+    const long = "x".repeat(600);
+    const failing = ["a", "b", "c", "d", "e", "f", "g", "h"].map((stack) =>
+      summary(stack, [updateStep(stack, byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["size"])], {
+        exitCode: 1,
+        eventLog: Array.from({ length: 40 }, (_, i) => policyEventLine("allowed-vm-sizes", `${stack} ${i} ${long}`, "mandatory", undefined, i)).join("\n"),
+      }),
+    );
+    const body = renderPreviewComment(failing, { logUrl: "https://github.com/acme/shop/actions/runs/101" });
+    assert.ok(body.length <= GITHUB_COMMENT_LIMIT, `${body.length} characters`);
+    for (const stack of ["a", "b", "c", "d", "e", "f", "g", "h"]) {
+      assert.match(body, new RegExp(`\\| \`${stack}\` \\| \\*\\*failed\\*\\* \\|`), `${stack}'s row`);
+      assert.ok(body.includes(`#### \`${stack}\``), `${stack}'s heading`);
+      assert.match(body, new RegExp(`- \\*\\*policy \`allowed-vm-sizes\`\\*\\* \\(mandatory\\): ${stack} 0 x+`), `${stack}'s first violation`);
+      assert.match(body, /- 3[0-9] more policy violations: see the \[full log\]/);
+    }
+    assert.equal(body.split("\n").filter((l) => l.startsWith("```")).length % 2, 0, "code fences balanced");
+  });
+
+  test("a cut at the limit ends at a line, closes what it leaves open, and says so", () => {
+    const text = ["<details><summary>s</summary>", "", "```diff", ...Array.from({ length: 100 }, (_, i) => `+ line ${i}`), "```", "</details>"].join("\n");
+    const cut = cutAt(text, 300, "… cut; see the log.");
+    assert.ok(cut.length <= 300, `${cut.length}`);
+    const lines = cut.split("\n");
+    assert.deepEqual(lines.slice(-5), ["```", "</details>", "", "… cut; see the log.", ""]);
+    assert.ok(lines.slice(3, -5).every((l) => /^\+ line [0-9]+$/.test(l)), "no half line");
   });
 
   test("no environment stacks says so", () => {

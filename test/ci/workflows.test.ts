@@ -100,7 +100,10 @@ describe("webstack's rules for its workflows", () => {
     for (const { file, name, job } of jobs()) {
       for (const step of job.steps) {
         if (step.uses !== undefined) assert.match(step.uses, allowedActions, `${file} ${name}`);
-        else assert.match(step.run ?? "", /^(sudo --preserve-env=PATH )?npm (ci|test|run [a-z:-]+)( |$)/, `${file} ${name}: ${step.run}`);
+        else {
+          const npm = /^(sudo env "PATH=\$PATH"( [A-Z_]+=[\w/.-]+)* )?(npm ci( && npm ci --prefix app)?|npm test|npm run [a-z:-]+( -- [\w "$-]+)?)$/;
+          assert.match(step.run ?? "", npm, `${file} ${name}: ${step.run}`);
+        }
       }
     }
   });
@@ -153,18 +156,38 @@ describe("webstack's rules for its workflows", () => {
     }
   });
 
+  test("credentials only where they are used: never in a job's environment, only on the `npm run ci:…` step, after every install", () => {
+    for (const { file, name, job } of jobs()) {
+      assert.ok(!/secrets\.|github\.token/.test(JSON.stringify(job.env ?? {})), `${file} ${name}: no secret in the job's environment`);
+      const credentialed = job.steps.map((step, i) => ({ step, i })).filter(({ step }) => /secrets\.|github\.token|configure-aws-credentials/.test(JSON.stringify(step)));
+      for (const { step } of credentialed.filter(({ step }) => step.uses === undefined)) {
+        assert.match(step.run ?? "", /^npm run ci:/, `${file} ${name}: only a CI command gets secrets`);
+      }
+      const lastInstall = Math.max(-1, ...job.steps.map((step, i) => (/^npm ci/.test(step.run ?? "") ? i : -1)));
+      for (const { i } of credentialed) assert.ok(i > lastInstall, `${file} ${name}: dependencies install before any credential exists`);
+    }
+  });
+
+  test("cloud jobs run where the hosts let them in: the runner is a repository variable", () => {
+    for (const { file, name, job } of jobs()) {
+      if (!/ci:(preview -- --pr|deploy|pr-stack|sweep|drift)/.test(JSON.stringify(job.steps))) continue;
+      assert.equal((job as Job & { "runs-on": string })["runs-on"], "${{ vars.WEBSTACK_RUNNER || 'ubuntu-latest' }}", `${file} ${name}`);
+    }
+  });
+
   test("untrusted event text never reaches a script: no ${{ }} inside any run", () => {
     for (const { file, name, job } of jobs()) {
       for (const step of job.steps) assert.ok(!(step.run ?? "").includes("${{"), `${file} ${name}: ${step.run}`);
     }
   });
 
-  test("one update per stack at a time: every job that changes a stack is in a per-stack group that never cancels a running update", () => {
+  test("one update per stack at a time: deploys and pr stacks in a group per stack, the sweeper in its own, none ever cancelling a running update", () => {
     const changing = jobs().filter(({ job }) => /ci:(deploy|pr-stack|sweep)/.test(JSON.stringify(job.steps)));
     assert.ok(changing.length >= 5);
     for (const { file, name, job } of changing) {
       const group = (typeof job.concurrency === "object" ? job.concurrency : workflow(file).concurrency) ?? assert.fail(`${file} ${name} has no concurrency group`);
-      assert.match(group.group, /^webstack-(stack-|sweep)/, `${file} ${name}`);
+      const perStack = /ci:(deploy|pr-stack)/.test(JSON.stringify(job.steps));
+      assert.match(group.group, perStack ? /^webstack-stack-/ : /^webstack-sweep$/, `${file} ${name}`);
       assert.equal(group["cancel-in-progress"], false, `${file} ${name} never cancels an update halfway`);
     }
     const deploy = workflow("deploy.yml").jobs;

@@ -1,6 +1,7 @@
 // Preview output shaped like the Pulumi CLI's (`pulumi preview --json`: PreviewDigest with
-// PreviewStep entries; `--event-log`: one engine event per line), built from the resources the
-// real program registers under mocks, so names, types and inputs are the program's own.
+// PreviewStep entries, unchanged resources left out as without --show-sames; `--event-log`: one
+// engine event per line), built from the resources the real program registers under mocks, so
+// names, types and inputs are the program's own.
 import { Registered } from "../../unit/support/mocks";
 
 export interface Step {
@@ -26,13 +27,6 @@ export function createSteps(stack: string, resources: readonly Registered[]): St
   return resources.filter((r) => !r.type.startsWith("webstack:")).map((r) => ({ op: "create", urn: urnOf(stack, r), newState: state(stack, r), detailedDiff: null }));
 }
 
-/** Steps of an update where nothing changes. */
-export function sameSteps(stack: string, resources: readonly Registered[]): Step[] {
-  return resources
-    .filter((r) => !r.type.startsWith("webstack:"))
-    .map((r) => ({ op: "same", urn: urnOf(stack, r), oldState: state(stack, r), newState: state(stack, r), detailedDiff: null }));
-}
-
 export function updateStep(stack: string, before: Registered, after: Registered, changed: string[]): Step {
   return {
     op: "update",
@@ -44,10 +38,14 @@ export function updateStep(stack: string, before: Registered, after: Registered,
   };
 }
 
-/** A replacement as the CLI lists it: create-replacement, replace, delete-replaced. */
-export function replaceSteps(stack: string, before: Registered, after: Registered, reasons: string[]): Step[] {
+/**
+ * A replacement as the CLI lists it: one `replace` step, or with `--show-replacement-steps` the
+ * `create-replacement`, `replace`, `delete-replaced` triple.
+ */
+export function replaceSteps(stack: string, before: Registered, after: Registered, reasons: string[], options: { showReplacementSteps?: boolean } = {}): Step[] {
   const diff = Object.fromEntries(reasons.map((k) => [k, { kind: "update-replace", inputDiff: true }]));
-  return ["create-replacement", "replace", "delete-replaced"].map((op) => ({
+  const ops = options.showReplacementSteps === true ? ["create-replacement", "replace", "delete-replaced"] : ["replace"];
+  return ops.map((op) => ({
     op,
     urn: urnOf(stack, after),
     oldState: state(stack, before),

@@ -26,6 +26,8 @@ export interface StandInState {
   urls?: Record<string, string>;
   /** Commands that fail, e.g. ["up pr-7"] fails `pulumi up --stack pr-7`. */
   failing?: string[];
+  /** What a failing command says (default: that it fails as told). */
+  failMessage?: string;
 }
 
 export interface Invocation {
@@ -114,7 +116,7 @@ function main(): void {
   if (!booleans.has("--non-interactive")) fail("stand-in: every CI command must pass --non-interactive (a prompt would hang CI)");
   const needsYes = ["up", "destroy", "stack rm"].includes(command);
   if (needsYes && !booleans.has("--yes")) fail("--yes must be passed in order to proceed when running in non-interactive mode", 2);
-  if (stackName !== undefined && state.failing?.includes(`${command} ${stackName}`)) fail(`stand-in: ${command} of ${stackName} fails as told`);
+  if (stackName !== undefined && state.failing?.includes(`${command} ${stackName}`)) fail(state.failMessage ?? `stand-in: ${command} of ${stackName} fails as told`);
 
   const stack = stackName === undefined ? undefined : state.stacks[stackName];
   const requireStack = (): StandInStack => stack ?? fail(`no stack named '${stackName ?? ""}' found`, 6);
