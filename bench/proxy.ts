@@ -12,8 +12,20 @@ import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
-import { type AppReplica, type NginxInstance, ensureAppBuilt, startAppReplica, startNginx } from "../test/nginx/harness";
-import { type PostgresServer, type RedisServer, ensureDebianPackages, startPostgres, startRedis } from "../test/support/services";
+import {
+  type AppReplica,
+  type NginxInstance,
+  ensureAppBuilt,
+  startAppReplica,
+  startNginx,
+} from "../test/nginx/harness";
+import {
+  type PostgresServer,
+  type RedisServer,
+  ensureDebianPackages,
+  startPostgres,
+  startRedis,
+} from "../test/support/services";
 
 function intSetting(name: string, fallback: number, min: number, max: number): number {
   const raw = process.env[name];
@@ -100,7 +112,22 @@ async function wrk(scriptPath: string, port: number, seconds: number): Promise<W
   const runId = `${process.pid}-${runNumber}`;
   const output = await execText(
     "wrk",
-    ["-t", String(settings.threads), "-c", String(settings.connections), "-d", `${seconds}s`, "--timeout", "5s", "-s", scriptPath, `http://127.0.0.1:${port}/`, "--", runId, settings.path],
+    [
+      "-t",
+      String(settings.threads),
+      "-c",
+      String(settings.connections),
+      "-d",
+      `${seconds}s`,
+      "--timeout",
+      "5s",
+      "-s",
+      scriptPath,
+      `http://127.0.0.1:${port}/`,
+      "--",
+      runId,
+      settings.path,
+    ],
     (seconds + 60) * 1000,
   );
   const line = output.split("\n").find((l) => l.startsWith("WRK_RESULT "));
@@ -118,7 +145,8 @@ interface Row {
 async function measure(label: string, scriptPath: string, port: number): Promise<Row> {
   if (settings.warmupSeconds > 0) await wrk(scriptPath, port, settings.warmupSeconds);
   const result = await wrk(scriptPath, port, settings.durationSeconds);
-  const errors = result.connect_errors + result.read_errors + result.write_errors + result.status_errors + result.timeouts;
+  const errors =
+    result.connect_errors + result.read_errors + result.write_errors + result.status_errors + result.timeouts;
   const row = { label, result, rps: result.requests / (result.duration_us / 1e6), errors };
   process.stderr.write(`measured ${label}: ${row.rps.toFixed(0)} req/s\n`);
   return row;
@@ -138,7 +166,8 @@ function printTable(rows: Row[], nginxVersion: string): void {
     String(row.errors),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
-  const format = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
+  const format = (cells: string[]): string =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
   console.log(
     `\nGET ${settings.path}${settings.path === "/" ? " (counts a visit)" : ""}, wrk ${settings.threads} threads, ${settings.connections} connections, ` +
       `${settings.durationSeconds} s each after ${settings.warmupSeconds} s warm-up; ${nginxVersion}; ` +
@@ -149,9 +178,15 @@ function printTable(rows: Row[], nginxVersion: string): void {
   const [a, b, c] = rows;
   const ratio = (x: number, y: number): string => (x / y).toFixed(2);
   console.log("\nratios        req/s    p99");
-  console.log(`b/a           ${ratio(b.rps, a.rps).padStart(5)}  ${ratio(b.result.p99_us, a.result.p99_us).padStart(5)}`);
-  console.log(`c/a           ${ratio(c.rps, a.rps).padStart(5)}  ${ratio(c.result.p99_us, a.result.p99_us).padStart(5)}`);
-  console.log(`c/b           ${ratio(c.rps, b.rps).padStart(5)}  ${ratio(c.result.p99_us, b.result.p99_us).padStart(5)}`);
+  console.log(
+    `b/a           ${ratio(b.rps, a.rps).padStart(5)}  ${ratio(b.result.p99_us, a.result.p99_us).padStart(5)}`,
+  );
+  console.log(
+    `c/a           ${ratio(c.rps, a.rps).padStart(5)}  ${ratio(c.result.p99_us, a.result.p99_us).padStart(5)}`,
+  );
+  console.log(
+    `c/b           ${ratio(c.rps, b.rps).padStart(5)}  ${ratio(c.result.p99_us, b.result.p99_us).padStart(5)}`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -164,7 +199,10 @@ async function main(): Promise<void> {
     const scriptPath = join(dir, "report.lua");
     await writeFile(scriptPath, WRK_SCRIPT);
     const [postgres, redis]: [PostgresServer, RedisServer] = await Promise.all([startPostgres(), startRedis()]);
-    stops.push(() => postgres.stop(), () => redis.stop());
+    stops.push(
+      () => postgres.stop(),
+      () => redis.stop(),
+    );
     const replicas: AppReplica[] = [];
     for (const id of ["replica-1", "replica-2", "replica-3"]) {
       // warn: per-request info lines would add log-piping work the Docker stack does elsewhere.

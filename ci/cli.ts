@@ -16,7 +16,17 @@ import { parseArgs } from "node:util";
 import { fetchDropletPrices, PRICE_TABLE, PriceBook } from "./cost";
 import { PREVIEW_MARKER, renderPreviewComment, renderPreviewFailure } from "./comment";
 import { GitHub } from "./github";
-import { deployStack, destroyPrStack, driftReport, Lifecycle, previewStack, stackUrl, sweep, upPrStack, withRunnerStack } from "./lifecycle";
+import {
+  deployStack,
+  destroyPrStack,
+  driftReport,
+  Lifecycle,
+  previewStack,
+  stackUrl,
+  sweep,
+  upPrStack,
+  withRunnerStack,
+} from "./lifecycle";
 import { PulumiCli, resolvePulumiBinary } from "./pulumi";
 import { smokeTest, loadCheck } from "./smoke";
 import { environmentStacks, prStackName, selectStacks } from "./stacks";
@@ -41,7 +51,8 @@ function wholeNumber(value: string | undefined, flag: string): number | undefine
 
 function release(value: string | undefined): string | undefined {
   if (value === undefined || value === "") return undefined;
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/.test(value)) fail(`--release must be 1-40 letters, digits, '.', '_' or '-' (got ${JSON.stringify(value)})`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/.test(value))
+    fail(`--release must be 1-40 letters, digits, '.', '_' or '-' (got ${JSON.stringify(value)})`);
   return value;
 }
 
@@ -52,7 +63,12 @@ export function backendProblem(given: NodeJS.ProcessEnv): string | undefined {
   }
   // GitHub turns a secret that was never set into "", which the CLI would take as a real, empty
   // passphrase: new stacks encrypted with nothing, existing ones failing to decrypt.
-  if (given.PULUMI_BACKEND_URL && !given.PULUMI_ACCESS_TOKEN && !given.PULUMI_CONFIG_PASSPHRASE && !given.PULUMI_CONFIG_PASSPHRASE_FILE) {
+  if (
+    given.PULUMI_BACKEND_URL &&
+    !given.PULUMI_ACCESS_TOKEN &&
+    !given.PULUMI_CONFIG_PASSPHRASE &&
+    !given.PULUMI_CONFIG_PASSPHRASE_FILE
+  ) {
     return "set PULUMI_CONFIG_PASSPHRASE (a repository or environment secret): the self-managed backend encrypts each stack's secrets with it, and an empty one protects nothing";
   }
   return undefined;
@@ -82,7 +98,11 @@ export function pulumiEnvironment(given: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 async function lifecycle(extraEnv: NodeJS.ProcessEnv = {}): Promise<Lifecycle> {
   const bin = await resolvePulumiBinary();
-  return { pulumi: new PulumiCli(bin, { cwd: PROJECT_DIR, env: pulumiEnvironment({ ...env, ...extraEnv }), log }), projectDir: PROJECT_DIR, log };
+  return {
+    pulumi: new PulumiCli(bin, { cwd: PROJECT_DIR, env: pulumiEnvironment({ ...env, ...extraEnv }), log }),
+    projectDir: PROJECT_DIR,
+    log,
+  };
 }
 
 function github(): GitHub | undefined {
@@ -129,10 +149,20 @@ async function checkUrl(url: string, loadSeconds: number | undefined): Promise<v
 
 const commands: Record<string, (argv: string[]) => Promise<number>> = {
   async preview(argv) {
-    const { values } = parseArgs({ args: argv, options: { stacks: { type: "string" }, pr: { type: "string" }, release: { type: "string" }, out: { type: "string" } } });
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        stacks: { type: "string" },
+        pr: { type: "string" },
+        release: { type: "string" },
+        out: { type: "string" },
+      },
+    });
     const pr = wholeNumber(values.pr, "--pr");
     if (isForkPullRequest(env.GITHUB_EVENT_PATH)) {
-      summary("webstack preview skipped: this pull request comes from a fork, and its code never runs with the repository's secrets. A maintainer can push the branch to this repository to preview it.");
+      summary(
+        "webstack preview skipped: this pull request comes from a fork, and its code never runs with the repository's secrets. A maintainer can push the branch to this repository to preview it.",
+      );
       return 0;
     }
     const gh = github();
@@ -164,7 +194,10 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   },
 
   async deploy(argv) {
-    const { values } = parseArgs({ args: argv, options: { stack: { type: "string" }, release: { type: "string" }, "load-seconds": { type: "string" } } });
+    const { values } = parseArgs({
+      args: argv,
+      options: { stack: { type: "string" }, release: { type: "string" }, "load-seconds": { type: "string" } },
+    });
     const stack = values.stack ?? fail("--stack is required");
     selectStacks(stack, environmentStacks(PROJECT_DIR));
     requireBackend();
@@ -175,8 +208,15 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   },
 
   async smoke(argv) {
-    const { values } = parseArgs({ args: argv, options: { url: { type: "string" }, stack: { type: "string" }, "load-seconds": { type: "string" } } });
-    const url = values.url ?? (values.stack !== undefined ? await stackUrl(await lifecycle(), values.stack) : fail("--url or --stack is required"));
+    const { values } = parseArgs({
+      args: argv,
+      options: { url: { type: "string" }, stack: { type: "string" }, "load-seconds": { type: "string" } },
+    });
+    const url =
+      values.url ??
+      (values.stack !== undefined
+        ? await stackUrl(await lifecycle(), values.stack)
+        : fail("--url or --stack is required"));
     await checkUrl(url, wholeNumber(values["load-seconds"], "--load-seconds"));
     return 0;
   },
@@ -192,7 +232,11 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     const ctx = await lifecycle();
     if (positionals[0] === "up") {
       const ttlHours = wholeNumber(values["ttl-hours"] ?? env.WEBSTACK_PR_TTL_HOURS, "--ttl-hours");
-      const { stack, url, expires } = await upPrStack(ctx, pr, { release: release(values.release), ttlHours, repository: env.GITHUB_REPOSITORY });
+      const { stack, url, expires } = await upPrStack(ctx, pr, {
+        release: release(values.release),
+        ttlHours,
+        repository: env.GITHUB_REPOSITORY,
+      });
       await checkUrl(url, undefined);
       const body = `${PR_STACK_MARKER}\n### webstack: throwaway stack \`${stack}\`\n${url}\n\nUpdated on every push; destroyed when this pull request closes, or at ${expires} if it goes quiet.\n`;
       await github()?.upsertComment(pr, PR_STACK_MARKER, body);
@@ -211,12 +255,19 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     const { values } = parseArgs({ args: argv, options: { "dry-run": { type: "boolean" } } });
     requireBackend();
     const gh = github();
-    if (gh === undefined) log("no GITHUB_TOKEN/GITHUB_REPOSITORY: pull request states unknown, only expiry tags decide");
+    if (gh === undefined)
+      log("no GITHUB_TOKEN/GITHUB_REPOSITORY: pull request states unknown, only expiry tags decide");
     const plan = await sweep(await lifecycle(), gh === undefined ? undefined : (pr) => gh.pullState(pr), {
       dryRun: values["dry-run"],
       repository: env.GITHUB_REPOSITORY,
     });
-    summary(["| stack | action | why |", "| --- | --- | --- |", ...plan.map((d) => `| \`${d.stack}\` | ${d.destroy ? "destroy" : "keep"} | ${d.reason} |`)].join("\n"));
+    summary(
+      [
+        "| stack | action | why |",
+        "| --- | --- | --- |",
+        ...plan.map((d) => `| \`${d.stack}\` | ${d.destroy ? "destroy" : "keep"} | ${d.reason} |`),
+      ].join("\n"),
+    );
     return 0;
   },
 
@@ -246,7 +297,9 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
     };
     const stack = `ci-${env.GITHUB_RUN_ID ?? Date.now()}`;
     await withRunnerStack(await lifecycle(extra), stack, (url) => checkUrl(url, loadSeconds));
-    summary(`Deployed \`${stack}\` on the runner's Docker engine, passed the smoke test and ${loadSeconds} s of load, and destroyed it.`);
+    summary(
+      `Deployed \`${stack}\` on the runner's Docker engine, passed the smoke test and ${loadSeconds} s of load, and destroyed it.`,
+    );
     return 0;
   },
 };

@@ -23,7 +23,11 @@ export interface CommentContext {
 const SYMBOL: Record<ChangeKind, string> = { create: "+", update: "~", replace: "+-", delete: "-" };
 const VERB: Record<ChangeKind, string> = { create: "create", update: "update", replace: "replace", delete: "delete" };
 
-export function renderPreviewComment(previews: readonly StackPreview[], context: CommentContext = {}, limit = GITHUB_COMMENT_LIMIT): string {
+export function renderPreviewComment(
+  previews: readonly StackPreview[],
+  context: CommentContext = {},
+  limit = GITHUB_COMMENT_LIMIT,
+): string {
   const fullLog = context.logUrl === undefined ? "the CI run's log" : `the [full log](${context.logUrl})`;
   // Errors and violations are listed in full when they fit in half the comment, else fewer and shorter.
   let head = "";
@@ -61,15 +65,27 @@ export function cutAt(text: string, max: number, note: string): string {
   const lines = text.slice(0, Math.max(0, max - note.length - 40)).split("\n");
   lines.pop();
   const fences = lines.filter((l) => l.startsWith("```")).length;
-  const open = lines.filter((l) => l.includes("<details>")).length - lines.filter((l) => l.includes("</details>")).length;
-  return [...lines, ...(fences % 2 === 1 ? ["```"] : []), ...Array.from({ length: Math.max(0, open) }, () => "</details>"), "", note, ""].join("\n");
+  const open =
+    lines.filter((l) => l.includes("<details>")).length - lines.filter((l) => l.includes("</details>")).length;
+  return [
+    ...lines,
+    ...(fences % 2 === 1 ? ["```"] : []),
+    ...Array.from({ length: Math.max(0, open) }, () => "</details>"),
+    "",
+    note,
+    "",
+  ].join("\n");
 }
 
 /**
  * Renders each stack's details within `budget` characters in all: stacks that need little get it
  * whole, and the room left is shared evenly among the large ones.
  */
-function shareRoom(previews: readonly StackPreview[], budget: number, render: (p: StackPreview, room: number) => string): string[] {
+function shareRoom(
+  previews: readonly StackPreview[],
+  budget: number,
+  render: (p: StackPreview, room: number) => string,
+): string[] {
   const whole = previews.map((p) => render(p, Number.MAX_SAFE_INTEGER));
   const room = new Array<number>(previews.length).fill(0);
   let left = Math.max(0, budget);
@@ -84,7 +100,16 @@ function shareRoom(previews: readonly StackPreview[], budget: number, render: (p
 /** The comment when the previews could not run at all (no backend, the CLI missing, …). */
 export function renderPreviewFailure(message: string, context: CommentContext = {}): string {
   const fullLog = context.logUrl === undefined ? "the CI run's log" : `the [full log](${context.logUrl})`;
-  return [PREVIEW_MARKER, "### webstack preview: failed before any stack was previewed", ...facts(context), "", `> [!WARNING]\n> ${clip(message, 2000)}`, "", `See ${fullLog}.`, ""].join("\n");
+  return [
+    PREVIEW_MARKER,
+    "### webstack preview: failed before any stack was previewed",
+    ...facts(context),
+    "",
+    `> [!WARNING]\n> ${clip(message, 2000)}`,
+    "",
+    `See ${fullLog}.`,
+    "",
+  ].join("\n");
 }
 
 /** Commit · full log · time, when known. */
@@ -105,7 +130,8 @@ function header(previews: readonly StackPreview[], context: CommentContext): str
       : `### webstack preview: ${previews.length} stack${previews.length === 1 ? "" : "s"}${failed > 0 ? `, ${failed} failed` : ""}`;
   const lines = [title, ...facts(context)];
   if (context.notice !== undefined) lines.push("", `> [!NOTE]\n> ${context.notice}`);
-  if (previews.length === 0) lines.push("", "No `Pulumi.<stack>.yaml` environment stack files were found, so nothing was previewed.");
+  if (previews.length === 0)
+    lines.push("", "No `Pulumi.<stack>.yaml` environment stack files were found, so nothing was previewed.");
   return lines;
 }
 
@@ -132,7 +158,8 @@ function table(previews: readonly StackPreview[]): string[] {
   if (previews.length === 0) return [];
   const rows = previews.map((p) => {
     const mandatory = p.violations.filter((v) => v.level === "mandatory").length;
-    const policy = p.violations.length === 0 ? "none" : `${p.violations.length}${mandatory > 0 ? ` (${mandatory} mandatory)` : ""}`;
+    const policy =
+      p.violations.length === 0 ? "none" : `${p.violations.length}${mandatory > 0 ? ` (${mandatory} mandatory)` : ""}`;
     return `| \`${p.stack}\` | ${p.ok ? "ok" : "**failed**"} | ${p.counts.create} | ${p.counts.update} | ${p.counts.replace} | ${p.counts.delete} | ${policy} | ${p.release === undefined ? "unchanged" : `\`${p.release}\``} | ${costCell(p.cost)} |`;
   });
   return [
@@ -154,9 +181,14 @@ function stackSummary(p: StackPreview, caps: { listed: number; message: number }
   if (p.errors.length === 0 && p.violations.length === 0) return lines;
   lines.push(`#### \`${p.stack}\``);
   for (const e of p.errors.slice(0, caps.listed)) lines.push(`- **error**: ${clip(e, caps.message)}`);
-  if (p.errors.length > caps.listed) lines.push(`- ${p.errors.length - caps.listed} ${caps.listed > 0 ? "more " : ""}error${p.errors.length - caps.listed === 1 ? "" : "s"}: see ${fullLog}`);
+  if (p.errors.length > caps.listed)
+    lines.push(
+      `- ${p.errors.length - caps.listed} ${caps.listed > 0 ? "more " : ""}error${p.errors.length - caps.listed === 1 ? "" : "s"}: see ${fullLog}`,
+    );
   for (const v of p.violations.slice(0, caps.listed)) {
-    lines.push(`- **policy \`${v.policy}\`** (${v.level})${v.resource === undefined ? "" : ` on \`${v.resource}\``}: ${clip(v.message, caps.message)}`);
+    lines.push(
+      `- **policy \`${v.policy}\`** (${v.level})${v.resource === undefined ? "" : ` on \`${v.resource}\``}: ${clip(v.message, caps.message)}`,
+    );
   }
   if (p.violations.length > caps.listed) {
     const n = p.violations.length - caps.listed;
@@ -174,7 +206,9 @@ function changeLine(c: ResourceChange): string {
 /** A stack's resource changes and cost lines, cut to `budget` characters. */
 function stackDetails(p: StackPreview, budget: number, fullLog: string): string {
   const order: ChangeKind[] = ["delete", "replace", "update", "create"];
-  const changes = [...p.changes].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || a.name.localeCompare(b.name));
+  const changes = [...p.changes].sort(
+    (a, b) => order.indexOf(a.kind) - order.indexOf(b.kind) || a.name.localeCompare(b.name),
+  );
   const open = `<details><summary><code>${p.stack}</code>: ${changes.length} change${changes.length === 1 ? "" : "s"}</summary>\n\n\`\`\`diff\n`;
   const tail = `\`\`\`\n`;
   const end = `${costLines(p.cost)}</details>\n`;

@@ -60,7 +60,8 @@ export function monthlyCost(resources: readonly PricedResource[], book: PriceBoo
         if (hourly === undefined) unknown.push(`${r.name} (instance ${type})`);
         else add(r.name, hourly * aws.hoursPerMonth, `${type} instance`);
         const root = i.rootBlockDevice as { volumeSize?: unknown } | undefined;
-        if (root?.volumeSize !== undefined) add(`${r.name} root volume`, size(root.volumeSize) * aws.gp3GbMonth, `${size(root.volumeSize)} GB gp3`);
+        if (root?.volumeSize !== undefined)
+          add(`${r.name} root volume`, size(root.volumeSize) * aws.gp3GbMonth, `${size(root.volumeSize)} GB gp3`);
         break;
       }
       case "aws:ebs/volume:Volume":

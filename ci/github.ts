@@ -49,7 +49,9 @@ export class GitHub {
     const response = await this.request(method, url, body);
     if (!response.ok) {
       const text = await response.text().catch(() => "");
-      throw new Error(`GitHub ${method} ${url.replace(this.api, "")} answered ${response.status}: ${text.slice(0, 300)}`);
+      throw new Error(
+        `GitHub ${method} ${url.replace(this.api, "")} answered ${response.status}: ${text.slice(0, 300)}`,
+      );
     }
     return (await response.json()) as T;
   }
@@ -79,7 +81,11 @@ export class GitHub {
       await this.json("PATCH", `/repos/${this.options.repository}/issues/comments/${existing.id}`, { body });
       return { id: existing.id, created: false };
     }
-    const created = await this.json<IssueComment>("POST", `/repos/${this.options.repository}/issues/${issue}/comments`, { body });
+    const created = await this.json<IssueComment>(
+      "POST",
+      `/repos/${this.options.repository}/issues/${issue}/comments`,
+      { body },
+    );
     return { id: created.id, created: true };
   }
 

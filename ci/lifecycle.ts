@@ -33,7 +33,8 @@ const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i);
 /** The policy pack flags every preview and update carries. */
 export function policyFlags(projectDir: string): string[] {
   const flags = ["--policy-pack", "policy"];
-  if (fs.existsSync(path.join(projectDir, "policy", "config.json"))) flags.push("--policy-pack-config", "policy/config.json");
+  if (fs.existsSync(path.join(projectDir, "policy", "config.json")))
+    flags.push("--policy-pack-config", "policy/config.json");
   return flags;
 }
 
@@ -91,11 +92,15 @@ export async function previewStack(ctx: Lifecycle, stack: string, options: Previ
   });
   if (exported.code !== 0) {
     preview.ok = false;
-    preview.errors.unshift(`stack ${stack} could not be read (does it exist yet? the first deploy creates it): ${lastLine(exported.stderr)}`);
+    preview.errors.unshift(
+      `stack ${stack} could not be read (does it exist yet? the first deploy creates it): ${lastLine(exported.stderr)}`,
+    );
   }
   ctx.log(`${stack}: ${preview.ok ? "ok" : "FAILED"}; ${describeCounts(preview)}`);
-  for (const c of preview.changes) ctx.log(`  ${c.kind} ${c.type} ${c.name}${c.properties.length ? ` (${c.properties.join(", ")})` : ""}`);
-  for (const v of preview.violations) ctx.log(`  policy ${v.policy} (${v.level})${v.resource ? ` on ${v.resource}` : ""}: ${v.message}`);
+  for (const c of preview.changes)
+    ctx.log(`  ${c.kind} ${c.type} ${c.name}${c.properties.length ? ` (${c.properties.join(", ")})` : ""}`);
+  for (const v of preview.violations)
+    ctx.log(`  policy ${v.policy} (${v.level})${v.resource ? ` on ${v.resource}` : ""}: ${v.message}`);
   for (const e of preview.errors) ctx.log(`  error: ${e}`);
   return preview;
 }
@@ -107,8 +112,11 @@ export function describeCounts(p: StackPreview): string {
 /** A drift report for one stack: what a refresh found changed outside Pulumi. */
 export function driftReport(p: StackPreview): string {
   if (p.ok && p.changes.length === 0) return `${p.stack}: no drift`;
-  const lines = [`${p.stack}: ${p.changes.length > 0 ? `DRIFT — ${describeCounts(p)} to match the program again` : "drift check failed"}`];
-  for (const c of p.changes) lines.push(`  ${c.kind} ${c.type} ${c.name}${c.properties.length ? `: ${c.properties.join(", ")} changed` : ""}`);
+  const lines = [
+    `${p.stack}: ${p.changes.length > 0 ? `DRIFT — ${describeCounts(p)} to match the program again` : "drift check failed"}`,
+  ];
+  for (const c of p.changes)
+    lines.push(`  ${c.kind} ${c.type} ${c.name}${c.properties.length ? `: ${c.properties.join(", ")} changed` : ""}`);
   for (const e of p.errors) if (!/no changes|expected no changes/i.test(e)) lines.push(`  error: ${e}`);
   return lines.join("\n");
 }
@@ -117,7 +125,8 @@ export function driftReport(p: StackPreview): string {
 
 /** `pulumi up` of an environment stack with the policy pack; returns the stack's url output. */
 export async function deployStack(ctx: Lifecycle, stack: string, options: { release?: string } = {}): Promise<string> {
-  if (PR_STACK.test(shortStackName(stack))) throw new Error(`${stack} is a throwaway stack: deploy it with ci:pr-stack, not as an environment`);
+  if (PR_STACK.test(shortStackName(stack)))
+    throw new Error(`${stack} is a throwaway stack: deploy it with ci:pr-stack, not as an environment`);
   // Never created here: a wrong backend URL or organisation must fail, not deploy a second, empty environment.
   if (!(await listStacks(ctx)).some((s) => s.name === stack || s.short === stack)) {
     throw new Error(
@@ -125,8 +134,11 @@ export async function deployStack(ctx: Lifecycle, stack: string, options: { rele
     );
   }
   await ctx.pulumi.run(["stack", "select", stack]);
-  if (options.release !== undefined) await ctx.pulumi.run(["config", "set", "webstack:release", options.release, "--stack", stack]);
-  await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], { stream: true });
+  if (options.release !== undefined)
+    await ctx.pulumi.run(["config", "set", "webstack:release", options.release, "--stack", stack]);
+  await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], {
+    stream: true,
+  });
   return stackUrl(ctx, stack);
 }
 
@@ -155,7 +167,8 @@ export async function upPrStack(
 ): Promise<{ stack: string; url: string; expires: string }> {
   const stack = prStackName(pr);
   const ttl = options.ttlHours ?? DEFAULT_TTL_HOURS;
-  if (!Number.isFinite(ttl) || ttl <= 0 || ttl > 24 * 90) throw new Error(`ttl must be 1 hour to 90 days in hours (got ${ttl})`);
+  if (!Number.isFinite(ttl) || ttl <= 0 || ttl > 24 * 90)
+    throw new Error(`ttl must be 1 hour to 90 days in hours (got ${ttl})`);
   const file = prStackFile(readPrTemplate(ctx.projectDir), { release: options.release });
   fs.writeFileSync(path.join(ctx.projectDir, `Pulumi.${stack}.yaml`), file);
 
@@ -163,8 +176,11 @@ export async function upPrStack(
   await ctx.pulumi.run(["stack", "select", "--create", stack]);
   await ctx.pulumi.run(["stack", "tag", "set", TAG_PR, String(pr), "--stack", stack]);
   await ctx.pulumi.run(["stack", "tag", "set", TAG_EXPIRES, expires, "--stack", stack]);
-  if (options.repository !== undefined) await ctx.pulumi.run(["stack", "tag", "set", TAG_REPO, options.repository, "--stack", stack]);
-  await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], { stream: true });
+  if (options.repository !== undefined)
+    await ctx.pulumi.run(["stack", "tag", "set", TAG_REPO, options.repository, "--stack", stack]);
+  await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], {
+    stream: true,
+  });
   return { stack, url: await stackUrl(ctx, stack), expires };
 }
 
@@ -181,7 +197,9 @@ export async function listStacks(ctx: Lifecycle): Promise<{ name: string; short:
  */
 export async function destroyPrStack(ctx: Lifecycle, stack: string): Promise<"destroyed" | "absent"> {
   if (!PR_STACK.test(shortStackName(stack))) {
-    throw new Error(`refusing to destroy ${JSON.stringify(stack)}: only throwaway stacks named pr-<number> are destroyed by CI`);
+    throw new Error(
+      `refusing to destroy ${JSON.stringify(stack)}: only throwaway stacks named pr-<number> are destroyed by CI`,
+    );
   }
   const found = (await listStacks(ctx)).find((s) => s.name === stack || (s.short === stack && !stack.includes("/")));
   if (found === undefined) {
@@ -218,14 +236,22 @@ export function sweepPlan(candidates: readonly SweepCandidate[], at: Date, repos
   return candidates.map(({ stack, tags, pull }) => {
     const owner = tags[TAG_REPO];
     if (repository !== undefined && owner !== repository) {
-      return { stack, destroy: false, reason: `made by ${owner === undefined ? "no recorded repository" : owner}, not ${repository}; left to its own sweeper` };
+      return {
+        stack,
+        destroy: false,
+        reason: `made by ${owner === undefined ? "no recorded repository" : owner}, not ${repository}; left to its own sweeper`,
+      };
     }
     if (pull === "closed") return { stack, destroy: true, reason: "its pull request is closed" };
     if (pull === "missing") return { stack, destroy: true, reason: "its pull request does not exist" };
     const expires = tags[TAG_EXPIRES];
     const time = expires === undefined ? NaN : Date.parse(expires);
     if (Number.isNaN(time)) {
-      return { stack, destroy: false, reason: `no readable ${TAG_EXPIRES} tag (${expires === undefined ? "missing" : JSON.stringify(expires)}); kept while its pull request is ${pull}` };
+      return {
+        stack,
+        destroy: false,
+        reason: `no readable ${TAG_EXPIRES} tag (${expires === undefined ? "missing" : JSON.stringify(expires)}); kept while its pull request is ${pull}`,
+      };
     }
     if (time <= at.getTime()) return { stack, destroy: true, reason: `expired at ${new Date(time).toISOString()}` };
     return { stack, destroy: false, reason: `pull request ${pull}, expires ${new Date(time).toISOString()}` };
@@ -275,7 +301,11 @@ export async function sweep(
     ctx.log(`${d.stack}: ${d.destroy ? (options.dryRun ? "would destroy" : "destroying") : "keeping"} — ${d.reason}`);
     if (!d.destroy || options.dryRun === true) continue;
     try {
-      const [again] = sweepPlan([await sweepCandidate(ctx, d.stack, candidates[i].pr, pullState)], now(ctx), options.repository);
+      const [again] = sweepPlan(
+        [await sweepCandidate(ctx, d.stack, candidates[i].pr, pullState)],
+        now(ctx),
+        options.repository,
+      );
       if (!again.destroy) {
         ctx.log(`${d.stack}: kept after all — ${again.reason}`);
         plan[i] = again;
@@ -292,7 +322,8 @@ export async function sweep(
       }
     }
   }
-  if (failures.length > 0) throw new Error(`sweep: ${failures.length} stack(s) could not be destroyed:\n${failures.join("\n")}`);
+  if (failures.length > 0)
+    throw new Error(`sweep: ${failures.length} stack(s) could not be destroyed:\n${failures.join("\n")}`);
   return plan;
 }
 
@@ -314,13 +345,20 @@ export function runnerStackFile(replicas = 2): string {
  * Deploys a stack to the runner's engine, runs `check` against its url, and always destroys and
  * removes it, whatever happened before.
  */
-export async function withRunnerStack<T>(ctx: Lifecycle, stack: string, check: (url: string) => Promise<T>): Promise<T> {
-  if (!/^ci-[A-Za-z0-9-]+$/.test(stack)) throw new Error(`runner stacks are named ci-<id> (got ${JSON.stringify(stack)})`);
+export async function withRunnerStack<T>(
+  ctx: Lifecycle,
+  stack: string,
+  check: (url: string) => Promise<T>,
+): Promise<T> {
+  if (!/^ci-[A-Za-z0-9-]+$/.test(stack))
+    throw new Error(`runner stacks are named ci-<id> (got ${JSON.stringify(stack)})`);
   fs.writeFileSync(path.join(ctx.projectDir, `Pulumi.${stack}.yaml`), runnerStackFile());
   let failed = false;
   try {
     await ctx.pulumi.run(["stack", "select", "--create", stack]);
-    await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], { stream: true });
+    await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], {
+      stream: true,
+    });
     return await check(await stackUrl(ctx, stack));
   } catch (error) {
     failed = true;

@@ -131,12 +131,18 @@ function typeOf(step: PreviewStep): string {
 }
 
 /** What a resource holds, when losing it loses data or service; undefined for the rest. */
-export function dataHeldBy(type: string, name: string, inputs: Record<string, unknown> | undefined): string | undefined {
+export function dataHeldBy(
+  type: string,
+  name: string,
+  inputs: Record<string, unknown> | undefined,
+): string | undefined {
   switch (type) {
     case "docker:index/volume:Volume": {
       const dockerName = String(inputs?.name ?? name);
-      if (dockerName.endsWith("postgres-data") || name.endsWith("postgres-data")) return "the Postgres data volume (every row of the app's database)";
-      if (dockerName.endsWith("redis-data") || name.endsWith("redis-data")) return "the Redis data volume (the cache; rebuilt from Postgres)";
+      if (dockerName.endsWith("postgres-data") || name.endsWith("postgres-data"))
+        return "the Postgres data volume (every row of the app's database)";
+      if (dockerName.endsWith("redis-data") || name.endsWith("redis-data"))
+        return "the Redis data volume (the cache; rebuilt from Postgres)";
       return undefined;
     }
     case "digitalocean:index/volume:Volume":
@@ -180,11 +186,23 @@ export function summarisePreview(input: {
     if (kind === undefined) continue;
     const type = typeOf(step);
     const name = logicalName(step.urn);
-    const properties = [...new Set([...(step.replaceReasons ?? []), ...(step.diffReasons ?? []), ...Object.keys(step.detailedDiff ?? {})])];
+    const properties = [
+      ...new Set([
+        ...(step.replaceReasons ?? []),
+        ...(step.diffReasons ?? []),
+        ...Object.keys(step.detailedDiff ?? {}),
+      ]),
+    ];
     const seen = byUrn.get(step.urn);
     // A replacement shows as several steps; the strongest kind wins.
     if (seen === undefined || CHANGE_KINDS.indexOf(kind) > CHANGE_KINDS.indexOf(seen.kind)) {
-      byUrn.set(step.urn, { kind, urn: step.urn, type: shortType(type), name, properties: [...new Set([...(seen?.properties ?? []), ...properties])] });
+      byUrn.set(step.urn, {
+        kind,
+        urn: step.urn,
+        type: shortType(type),
+        name,
+        properties: [...new Set([...(seen?.properties ?? []), ...properties])],
+      });
     }
     if (kind === "create" && type === "docker:index/container:Container") release ??= APP_REPLICA.exec(name)?.[1];
   }
@@ -192,7 +210,11 @@ export function summarisePreview(input: {
   for (const change of changes) {
     if (change.kind !== "replace" && change.kind !== "delete") continue;
     const step = digest?.steps?.find((s) => s.urn === change.urn);
-    const what = dataHeldBy(step === undefined ? "" : typeOf(step), change.name, step?.oldState?.inputs ?? step?.newState?.inputs);
+    const what = dataHeldBy(
+      step === undefined ? "" : typeOf(step),
+      change.name,
+      step?.oldState?.inputs ?? step?.newState?.inputs,
+    );
     if (what !== undefined) risks.push({ kind: change.kind, name: change.name, what });
   }
 
@@ -211,7 +233,10 @@ export function summarisePreview(input: {
     );
   }
 
-  const counts = Object.fromEntries(CHANGE_KINDS.map((k) => [k, changes.filter((c) => c.kind === k).length])) as Record<ChangeKind, number>;
+  const counts = Object.fromEntries(CHANGE_KINDS.map((k) => [k, changes.filter((c) => c.kind === k).length])) as Record<
+    ChangeKind,
+    number
+  >;
   const preview: StackPreview = {
     stack: input.stack,
     ok: input.exitCode === 0 && errors.length === 0,

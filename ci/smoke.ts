@@ -44,7 +44,10 @@ function countOf(v: Visit, what: string): number {
  * The stack answers: nginx's own health, the app's health through nginx, and a visit that counts
  * exactly one more than `/count` said before. Retries for `waitSeconds` while the stack comes up.
  */
-export async function smokeTest(base: string, options: { waitSeconds?: number; log?: (line: string) => void } = {}): Promise<void> {
+export async function smokeTest(
+  base: string,
+  options: { waitSeconds?: number; log?: (line: string) => void } = {},
+): Promise<void> {
   const deadline = Date.now() + (options.waitSeconds ?? 60) * 1000;
   let last: unknown;
   for (;;) {
@@ -55,7 +58,8 @@ export async function smokeTest(base: string, options: { waitSeconds?: number; l
       }
       const before = countOf(await visit(base, "/count"), "GET /count");
       const after = countOf(await visit(base, "/"), "GET /");
-      if (after !== before + 1) throw new Error(`GET / counted ${after} after /count said ${before}: expected ${before + 1}`);
+      if (after !== before + 1)
+        throw new Error(`GET / counted ${after} after /count said ${before}: expected ${before + 1}`);
       options.log?.(`smoke test passed on ${base}: the visit counter moved from ${before} to ${after}`);
       return;
     } catch (error) {
@@ -134,8 +138,13 @@ export async function loadCheck(
   const load = startLoad(base, { concurrency: options.concurrency, maxSeconds: options.seconds });
   await sleep(options.seconds * 1000);
   const result = await load.stop();
-  options.log?.(`load on ${base}: ${result.ok} requests served, ${result.failed} failed, ${result.servedBy.size} replicas answered`);
-  if (result.failed > 0) throw new Error(`load check: ${result.failed} of ${result.ok + result.failed} requests failed: ${result.failures.join("; ")}`);
+  options.log?.(
+    `load on ${base}: ${result.ok} requests served, ${result.failed} failed, ${result.servedBy.size} replicas answered`,
+  );
+  if (result.failed > 0)
+    throw new Error(
+      `load check: ${result.failed} of ${result.ok + result.failed} requests failed: ${result.failures.join("; ")}`,
+    );
   if (result.ok === 0) throw new Error("load check: no request was served");
   if (new Set(result.counts).size !== result.counts.length) throw new Error("load check: a visit was counted twice");
   const expected = start + result.ok;
@@ -144,7 +153,8 @@ export async function loadCheck(
     const now = countOf(await visit(base, "/count"), "GET /count");
     if (now === expected) return result;
     // The count is read through the Redis cache, which may trail Postgres by a moment.
-    if (Date.now() > deadline) throw new Error(`load check: the counter reads ${now}, expected ${expected} (${result.ok} visits from ${start})`);
+    if (Date.now() > deadline)
+      throw new Error(`load check: the counter reads ${now}, expected ${expected} (${result.ok} visits from ${start})`);
     await sleep(500);
   }
 }

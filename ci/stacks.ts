@@ -32,14 +32,24 @@ export function environmentStacks(projectDir: string): string[] {
     .readdirSync(projectDir)
     .map((file) => /^Pulumi\.(.+)\.ya?ml$/.exec(file)?.[1])
     .filter((stack): stack is string => stack !== undefined)
-    .filter((stack) => stack !== "dev" && stack !== "pr" && !stack.startsWith("pr-") && !stack.startsWith("ci-") && !stack.endsWith("-example"))
+    .filter(
+      (stack) =>
+        stack !== "dev" &&
+        stack !== "pr" &&
+        !stack.startsWith("pr-") &&
+        !stack.startsWith("ci-") &&
+        !stack.endsWith("-example"),
+    )
     .sort();
 }
 
 /** Picks stacks from a comma-separated list, refusing names that are not environment stacks. */
 export function selectStacks(requested: string | undefined, declared: string[]): string[] {
   if (requested === undefined || requested.trim() === "") return declared;
-  const wanted = requested.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const wanted = requested
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
   const unknown = wanted.filter((s) => !declared.includes(s));
   if (unknown.length > 0) {
     throw new Error(
@@ -69,10 +79,14 @@ export function prStackFile(template: string, options: { release?: string; templ
     const value = item.value as { toJSON?: () => unknown } | undefined;
     const plain = value?.toJSON?.() ?? value;
     if (typeof plain === "object" && plain !== null && "secure" in plain) {
-      problems.push(`${templateName}: ${key} is an encrypted value; a template may hold only plain settings (passwords are generated per stack)`);
+      problems.push(
+        `${templateName}: ${key} is an encrypted value; a template may hold only plain settings (passwords are generated per stack)`,
+      );
     }
     if (key === "webstack:protectData" && String(plain) !== "false") {
-      problems.push(`${templateName}: webstack:protectData must be "false" (got ${JSON.stringify(plain)}): a throwaway stack never protects data`);
+      problems.push(
+        `${templateName}: webstack:protectData must be "false" (got ${JSON.stringify(plain)}): a throwaway stack never protects data`,
+      );
     }
     if (key === "webstack:adminCidrs" && Array.isArray(plain)) {
       const examples = plain.map(String).filter(isDocumentationRange);

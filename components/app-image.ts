@@ -52,7 +52,8 @@ export class AppImage extends pulumi.ComponentResource {
         builderVersion: "BuilderV1",
       },
       skipPush: registry === undefined,
-      registry: registry && push ? { server: registry.server, username: push.username, password: push.password } : undefined,
+      registry:
+        registry && push ? { server: registry.server, username: push.username, password: push.password } : undefined,
     };
     const imageOpts: pulumi.CustomResourceOptions = {
       parent: this,

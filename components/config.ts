@@ -142,8 +142,7 @@ function oneOf<T extends string>(allowed: readonly T[]): Check<T> {
 }
 
 function boolean(): Check<boolean> {
-  return (key, value) =>
-    value === "true" ? true : value === "false" ? false : problem(key, value, `true or false`);
+  return (key, value) => (value === "true" ? true : value === "false" ? false : problem(key, value, `true or false`));
 }
 
 function matching(pattern: RegExp, allowed: string): Check<string> {
@@ -240,9 +239,7 @@ function secretProblems(raw: RawConfig, secretKeys: ReadonlySet<string>): string
         `${NAMESPACE}:${key} must be stored encrypted: run \`pulumi config set --secret ${key}\` (value not shown)`,
       );
     } else if (!/^[A-Za-z0-9_-]{16,128}$/.test(value)) {
-      problems.push(
-        `${NAMESPACE}:${key} must be 16-128 letters, digits, '_' or '-' (value not shown: it is a secret)`,
-      );
+      problems.push(`${NAMESPACE}:${key} must be 16-128 letters, digits, '_' or '-' (value not shown: it is a secret)`);
     }
   }
   return problems;
@@ -282,7 +279,11 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
   }
 
   // A rate that is itself invalid is reported once, above; only a rate that is off makes a burst meaningless.
-  if (raw.limitBurst !== undefined && values.limitBurst !== undefined && (raw.limitRatePerIp === undefined || values.limitRatePerIp === 0)) {
+  if (
+    raw.limitBurst !== undefined &&
+    values.limitBurst !== undefined &&
+    (raw.limitRatePerIp === undefined || values.limitRatePerIp === 0)
+  ) {
     problems.push(
       `${NAMESPACE}:limitBurst applies only with a rate limit: set webstack:limitRatePerIp above 0, or leave limitBurst unset (got ${show(raw.limitBurst)})`,
     );
@@ -323,14 +324,16 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
 function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string[] {
   const problems: string[] = [];
   const { region, size } = raw;
-  const regionExample = target === "digitalocean" ? "a DigitalOcean region slug such as nyc3" : "an AWS region such as us-east-1";
+  const regionExample =
+    target === "digitalocean" ? "a DigitalOcean region slug such as nyc3" : "an AWS region such as us-east-1";
   if (region === undefined) {
     problems.push(`${NAMESPACE}:region is required for target ${show(target)}: set it to ${regionExample}`);
   } else if (!(target === "digitalocean" ? DO_REGION : AWS_REGION).test(region)) {
     problems.push(`${NAMESPACE}:region must be ${regionExample} for target ${show(target)} (got ${show(region)})`);
   }
   if (size !== undefined && !(target === "digitalocean" ? DO_SIZE : AWS_INSTANCE_TYPE).test(size)) {
-    const allowed = target === "digitalocean" ? "a droplet size slug such as s-1vcpu-2gb" : "an EC2 instance type such as t3.small";
+    const allowed =
+      target === "digitalocean" ? "a droplet size slug such as s-1vcpu-2gb" : "an EC2 instance type such as t3.small";
     problems.push(`${NAMESPACE}:size must be ${allowed} for target ${show(target)} (got ${show(size)})`);
   }
   if (raw.httpPort !== undefined && /^\s*0+\s*$/.test(raw.httpPort)) {
@@ -354,7 +357,12 @@ function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string
   if (target !== "aws" && raw.availabilityZone !== undefined) {
     problems.push(`${NAMESPACE}:availabilityZone applies only to the aws target (target is ${show(target)})`);
   }
-  if (target === "aws" && region !== undefined && raw.availabilityZone !== undefined && !raw.availabilityZone.startsWith(region)) {
+  if (
+    target === "aws" &&
+    region !== undefined &&
+    raw.availabilityZone !== undefined &&
+    !raw.availabilityZone.startsWith(region)
+  ) {
     problems.push(
       `${NAMESPACE}:availabilityZone must be a zone of region ${show(region)} (got ${show(raw.availabilityZone)})`,
     );
@@ -370,7 +378,10 @@ const isConfigSecret = (runtimeConfig as unknown as { isConfigSecret(key: string
  * Reads every `webstack:` setting of the current stack and parses it. Secret settings come back
  * as secret Outputs only.
  */
-export function readStackConfig(): { config: WebstackConfig; secrets: Partial<Record<SecretKey, pulumi.Output<string>>> } {
+export function readStackConfig(): {
+  config: WebstackConfig;
+  secrets: Partial<Record<SecretKey, pulumi.Output<string>>>;
+} {
   const prefix = `${NAMESPACE}:`;
   const raw: Record<string, string> = {};
   const secretKeys = new Set<string>();

@@ -148,7 +148,8 @@ export class WebStack extends pulumi.ComponentResource {
         ? pulumi.output(httpPort)
         : proxy.ports.apply((ports) => {
             const bound = ports?.find((p) => p.internal === 80)?.external;
-            if (bound === undefined || bound === 0) throw new Error("nginx's container reports no host port for port 80");
+            if (bound === undefined || bound === 0)
+              throw new Error("nginx's container reports no host port for port 80");
             return bound;
           });
     return port.apply((p) => (p === 80 ? "" : `:${p}`));
@@ -294,10 +295,7 @@ export class WebStack extends pulumi.ComponentResource {
         workerConnections: PROXY_WORKER_CONNECTIONS,
       }),
     );
-    const configHash = createHash("sha256")
-      .update(JSON.stringify(files))
-      .digest("hex")
-      .slice(0, 16);
+    const configHash = createHash("sha256").update(JSON.stringify(files)).digest("hex").slice(0, 16);
     const image = this.stockImage("nginx", this.args.images.nginx);
     // The image's own /etc/nginx (mime.types) under the stack's config and start script.
     const run = this.createFilesRun(image, { consumer: "nginx", files: files.map(nginxFile), seed: NGINX_DIR });
@@ -416,7 +414,9 @@ export class WebStack extends pulumi.ComponentResource {
     if (entries.every(([, value]) => typeof value === "string")) {
       return entries.map(([label, value]) => ({ label, value: value as string }));
     }
-    return pulumi.all(entries.map(([, value]) => value)).apply((values) => entries.map(([label], i) => ({ label, value: values[i] })));
+    return pulumi
+      .all(entries.map(([, value]) => value))
+      .apply((values) => entries.map(([label], i) => ({ label, value: values[i] })));
   }
 
   /** Options of every Docker resource: on the host's engine, after the host is ready. */

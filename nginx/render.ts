@@ -120,7 +120,8 @@ const TEMPLATE = readFileSync(join(__dirname, "nginx.conf.template"), "utf8");
 const START_SCRIPT = readFileSync(join(__dirname, "start.sh"), "utf8");
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const HOSTNAME =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const SIZE = /^[1-9]\d{0,9}[kKmMgG]?$/;
 const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 // Characters that would end or escape an nginx directive argument.
@@ -194,7 +195,11 @@ export function validateNginxVars(vars: NginxVars): string[] {
     bad("resolver", vars.resolver, "an IPv4 address, or null for none");
   }
   if (typeof vars.clientMaxBodySize !== "string" || !SIZE.test(vars.clientMaxBodySize)) {
-    bad("clientMaxBodySize", vars.clientMaxBodySize, 'a positive size in bytes with an optional k, m or g suffix, e.g. "512k" or "1m"');
+    bad(
+      "clientMaxBodySize",
+      vars.clientMaxBodySize,
+      'a positive size in bytes with an optional k, m or g suffix, e.g. "512k" or "1m"',
+    );
   }
   if (vars.user !== null && !(typeof vars.user === "string" && USER.test(vars.user))) {
     bad("user", vars.user, "a user name (lower-case letters, digits, _ and -), or null");
@@ -206,11 +211,16 @@ export function validateNginxVars(vars: NginxVars): string[] {
     }
   }
   const workers = vars.workerProcesses;
-  if (workers !== "auto" && !(typeof workers === "number" && Number.isInteger(workers) && workers >= 1 && workers <= 256)) {
+  if (
+    workers !== "auto" &&
+    !(typeof workers === "number" && Number.isInteger(workers) && workers >= 1 && workers <= 256)
+  ) {
     bad("workerProcesses", workers, '"auto" or an integer from 1 to 256');
   }
   const connections = vars.workerConnections;
-  if (!(typeof connections === "number" && Number.isInteger(connections) && connections >= 64 && connections <= 65535)) {
+  if (
+    !(typeof connections === "number" && Number.isInteger(connections) && connections >= 64 && connections <= 65535)
+  ) {
     bad("workerConnections", connections, "an integer from 64 to 65535");
   }
   if (typeof vars.adminRoutes !== "boolean") bad("adminRoutes", vars.adminRoutes, "true or false");
@@ -249,7 +259,9 @@ export function fillTemplate(template: string, values: Record<string, string>): 
   }
   const leftover = filled.search(/\{\{|\}\}/);
   if (problems.length === 0 && leftover >= 0) {
-    problems.push(`template has a malformed placeholder near ${show(filled.slice(Math.max(0, leftover - 20), leftover + 20))}`);
+    problems.push(
+      `template has a malformed placeholder near ${show(filled.slice(Math.max(0, leftover - 20), leftover + 20))}`,
+    );
   }
   if (problems.length > 0) throw new NginxConfigError(problems);
   return filled;
@@ -261,7 +273,8 @@ export function renderNginxConfig(vars: NginxVars): string {
   if (problems.length > 0) throw new NginxConfigError(problems);
   const listen = vars.listenAddress === null ? String(vars.listenPort) : `${vars.listenAddress}:${vars.listenPort}`;
   return fillTemplate(TEMPLATE, {
-    USER_DIRECTIVE: vars.user === null ? "# no user directive: workers keep nginx's built-in user" : `user ${vars.user};`,
+    USER_DIRECTIVE:
+      vars.user === null ? "# no user directive: workers keep nginx's built-in user" : `user ${vars.user};`,
     WORKER_PROCESSES: String(vars.workerProcesses),
     PID_PATH: vars.pidPath,
     WORKER_CONNECTIONS: String(vars.workerConnections),
@@ -340,6 +353,10 @@ export function nginxContainerFiles(vars: NginxVars): ContainerFile[] {
   return [
     { path: NGINX_CONF_PATH, content: renderNginxConfig(vars), executable: false },
     { path: `${NGINX_SCRIPT_DIR}/start.sh`, content: START_SCRIPT, executable: true },
-    { path: `${NGINX_SCRIPT_DIR}/upstream-names`, content: names.map((name) => `${name}\n`).join(""), executable: false },
+    {
+      path: `${NGINX_SCRIPT_DIR}/upstream-names`,
+      content: names.map((name) => `${name}\n`).join(""),
+      executable: false,
+    },
   ];
 }

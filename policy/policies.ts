@@ -99,7 +99,9 @@ const DOCKER_SOCKETS = ["/var/run/docker.sock", "/run/docker.sock"];
 /** Whether mounting this host path gives the container the Docker socket (the path or a directory above it). */
 export function exposesDockerSocket(hostPath: string): boolean {
   const normalized = path.posix.normalize(hostPath).replace(/\/+$/, "") || "/";
-  return DOCKER_SOCKETS.some((socket) => socket === normalized || socket.startsWith(`${normalized === "/" ? "" : normalized}/`));
+  return DOCKER_SOCKETS.some(
+    (socket) => socket === normalized || socket.startsWith(`${normalized === "/" ? "" : normalized}/`),
+  );
 }
 
 /** Each way a container could take over its host: privileged mode, the host's namespaces, the Docker socket. */
@@ -107,11 +109,15 @@ export function privilegeProblems(resource: string, props: Props): string[] {
   const problems: string[] = [];
   const where = `container "${resource}"`;
   if (props.privileged === true) {
-    problems.push(`${where} sets privileged to true: containers must not be privileged (leave privileged unset or false)`);
+    problems.push(
+      `${where} sets privileged to true: containers must not be privileged (leave privileged unset or false)`,
+    );
   }
   for (const key of ["networkMode", "pidMode", "ipcMode"] as const) {
     if (props[key] === "host") {
-      problems.push(`${where} sets ${key} to "host": containers must not share the host's namespaces (any ${key} but "host")`);
+      problems.push(
+        `${where} sets ${key} to "host": containers must not share the host's namespaces (any ${key} but "host")`,
+      );
     }
   }
   list(props.volumes).forEach((v, i) => {
@@ -158,7 +164,8 @@ export function isPinnedImage(reference: string): boolean {
   return CONTENT_HASH_TAG.test(tag) || (tag.toLowerCase() !== "latest" && /[0-9]/.test(tag));
 }
 
-const PIN_HINT = "use a tag that names a version (contains a digit, not latest) such as nginx:1.28.0-bookworm, or a digest (@sha256:…)";
+const PIN_HINT =
+  "use a tag that names a version (contains a digit, not latest) such as nginx:1.28.0-bookworm, or a digest (@sha256:…)";
 
 /** Every image reference the stack pulls, runs or builds from. */
 export function imagePinProblems(type: string, resource: string, props: Props): string[] {
@@ -173,7 +180,11 @@ export function imagePinProblems(type: string, resource: string, props: Props): 
     case TYPES.container:
       return check("container", "image", props.image);
     case TYPES.image:
-      return check("image", "build.args.NODE_IMAGE (the app's base image)", record(record(props.build).args).NODE_IMAGE);
+      return check(
+        "image",
+        "build.args.NODE_IMAGE (the app's base image)",
+        record(record(props.build).args).NODE_IMAGE,
+      );
     default:
       return [];
   }
@@ -226,7 +237,7 @@ export function secretEnvironmentProblems(resource: string, envs: readonly EnvEn
 export function environmentOf(props: Props): EnvEntry[] {
   const raw: unknown = Object.getOwnPropertyDescriptor(props, "envs")?.value;
   const wholeListSecret = raw instanceof Secret;
-  const entries: unknown = wholeListSecret ? (raw as Secret).value : raw;
+  const entries: unknown = wholeListSecret ? (raw).value : raw;
   if (!Array.isArray(entries)) return [];
   return entries.map((item: unknown) => {
     const value: unknown = item instanceof Secret ? item.value : item;
@@ -294,7 +305,12 @@ export function adminExposureProblems(type: string, resource: string, props: Pro
         const rule = record(r);
         if (String(rule.protocol ?? "").toLowerCase() !== "tcp") return [];
         const range = doPortRange(rule.portRange);
-        return exposure(`firewall "${resource}" inboundRules[${i}]`, range, `portRange ${show(rule.portRange ?? "all")}`, list(rule.sourceAddresses));
+        return exposure(
+          `firewall "${resource}" inboundRules[${i}]`,
+          range,
+          `portRange ${show(rule.portRange ?? "all")}`,
+          list(rule.sourceAddresses),
+        );
       });
     case TYPES.securityGroup:
       return list(props.ingress).flatMap((r, i) => {
@@ -369,7 +385,12 @@ export interface StackProblem {
 
 export function dataProtectionProblems(stack: string, resources: readonly StackResource[]): StackProblem[] {
   if (stack === "") {
-    return [{ message: "the stack's name is unknown (the Pulumi CLI sets PULUMI_NODEJS_STACK for policy packs): data-protection cannot tell a throwaway stack from an environment" }];
+    return [
+      {
+        message:
+          "the stack's name is unknown (the Pulumi CLI sets PULUMI_NODEJS_STACK for policy packs): data-protection cannot tell a throwaway stack from an environment",
+      },
+    ];
   }
   if (isThrowawayStack(stack)) {
     return resources
@@ -418,7 +439,13 @@ export const DEFAULT_VM_SIZES: VmSizeConfig = {
   },
 };
 
-export function vmSizeProblems(type: string, resource: string, props: Props, stack: string, config: VmSizeConfig): string[] {
+export function vmSizeProblems(
+  type: string,
+  resource: string,
+  props: Props,
+  stack: string,
+  config: VmSizeConfig,
+): string[] {
   const vm =
     type === TYPES.droplet
       ? { cloud: "digitalocean" as const, what: "droplet", setting: "size", value: props.size }
@@ -427,7 +454,9 @@ export function vmSizeProblems(type: string, resource: string, props: Props, sta
         : undefined;
   if (vm === undefined) return [];
   if (stack === "") {
-    return [`${vm.what} "${resource}": the stack's name is unknown (the Pulumi CLI sets PULUMI_NODEJS_STACK for policy packs), so allowed-vm-sizes cannot pick its allow-list`];
+    return [
+      `${vm.what} "${resource}": the stack's name is unknown (the Pulumi CLI sets PULUMI_NODEJS_STACK for policy packs), so allowed-vm-sizes cannot pick its allow-list`,
+    ];
   }
   const throwaway = isThrowawayStack(stack);
   const key = throwaway ? "throwawaySizes" : "sizes";
@@ -450,7 +479,8 @@ const report = (reportViolation: ReportViolation, problems: string[]) => problem
 
 export const onlyNginxPublishesPorts: ResourceValidationPolicy = {
   name: "only-nginx-publishes-ports",
-  description: "Only the nginx container may publish ports on the host; every other container is reached through nginx or the private network.",
+  description:
+    "Only the nginx container may publish ports on the host; every other container is reached through nginx or the private network.",
   enforcementLevel: "mandatory",
   validateResource: (args, reportViolation) => {
     if (args.type === TYPES.container) report(reportViolation, publishedPortProblems(args.name, args.props));
@@ -459,7 +489,8 @@ export const onlyNginxPublishesPorts: ResourceValidationPolicy = {
 
 export const noPrivilegedContainers: ResourceValidationPolicy = {
   name: "no-privileged-containers",
-  description: "No container may run privileged, share the host's network, PID or IPC namespace, or mount the Docker socket.",
+  description:
+    "No container may run privileged, share the host's network, PID or IPC namespace, or mount the Docker socket.",
   enforcementLevel: "mandatory",
   validateResource: (args, reportViolation) => {
     if (args.type === TYPES.container) report(reportViolation, privilegeProblems(args.name, args.props));
@@ -468,9 +499,11 @@ export const noPrivilegedContainers: ResourceValidationPolicy = {
 
 export const pinnedImages: ResourceValidationPolicy = {
   name: "pinned-images",
-  description: "Every image the stack pulls, runs or builds from is pinned to a version tag or a digest, so a deploy never picks up an image nobody chose.",
+  description:
+    "Every image the stack pulls, runs or builds from is pinned to a version tag or a digest, so a deploy never picks up an image nobody chose.",
   enforcementLevel: "mandatory",
-  validateResource: (args, reportViolation) => report(reportViolation, imagePinProblems(args.type, args.name, args.props)),
+  validateResource: (args, reportViolation) =>
+    report(reportViolation, imagePinProblems(args.type, args.name, args.props)),
 };
 
 /**
@@ -482,12 +515,14 @@ export function secretEnvironment(): ResourceValidationPolicy {
   const found = new Map<string, string[]>();
   return {
     name: "secret-environment",
-    description: "Container environment variables that hold passwords, tokens, keys or credential URLs must be Pulumi secrets, so they are encrypted in the state and hidden in previews.",
+    description:
+      "Container environment variables that hold passwords, tokens, keys or credential URLs must be Pulumi secrets, so they are encrypted in the state and hidden in previews.",
     // "remediate" is the only level at which @pulumi/policy shows a policy which values are
     // secret; violations are still reported as mandatory, and the resource is left unchanged.
     enforcementLevel: "remediate",
     remediateResource: (args) => {
-      if (args.type === TYPES.container) found.set(args.urn, secretEnvironmentProblems(args.name, environmentOf(args.props)));
+      if (args.type === TYPES.container)
+        found.set(args.urn, secretEnvironmentProblems(args.name, environmentOf(args.props)));
       return undefined;
     },
     validateResource: (args, reportViolation) => {
@@ -512,15 +547,18 @@ export function secretEnvironment(): ResourceValidationPolicy {
 
 export const adminPortsNotPublic: ResourceValidationPolicy = {
   name: "admin-ports-not-public",
-  description: "SSH (22) and the Docker API (2376) are never opened to the whole internet (0.0.0.0/0 or ::/0) by a DigitalOcean firewall or an AWS security group.",
+  description:
+    "SSH (22) and the Docker API (2376) are never opened to the whole internet (0.0.0.0/0 or ::/0) by a DigitalOcean firewall or an AWS security group.",
   enforcementLevel: "mandatory",
-  validateResource: (args, reportViolation) => report(reportViolation, adminExposureProblems(args.type, args.name, args.props)),
+  validateResource: (args, reportViolation) =>
+    report(reportViolation, adminExposureProblems(args.type, args.name, args.props)),
 };
 
 export function dataProtection(stackName: StackName = pulumi.getStack): StackValidationPolicy {
   return {
     name: "data-protection",
-    description: "Stacks named pr-<number> are throwaway and protect nothing; every other stack on a cloud host protects its Postgres data volumes.",
+    description:
+      "Stacks named pr-<number> are throwaway and protect nothing; every other stack on a cloud host protects its Postgres data volumes.",
     enforcementLevel: "mandatory",
     validateStack: (args, reportViolation) => {
       const resources = args.resources.map((r: PolicyResource) => ({
@@ -530,7 +568,8 @@ export function dataProtection(stackName: StackName = pulumi.getStack): StackVal
         props: r.props,
         protect: r.opts.protect,
       }));
-      for (const problem of dataProtectionProblems(stackName(), resources)) reportViolation(problem.message, problem.urn);
+      for (const problem of dataProtectionProblems(stackName(), resources))
+        reportViolation(problem.message, problem.urn);
     },
   };
 }
@@ -546,7 +585,10 @@ const sizeLists = (defaults: SizeLists) => ({
 
 export const VM_SIZE_SCHEMA: PolicyConfigSchema = {
   properties: {
-    sizes: { ...sizeLists(DEFAULT_VM_SIZES.sizes), description: "Droplet sizes and EC2 instance types any stack may use." },
+    sizes: {
+      ...sizeLists(DEFAULT_VM_SIZES.sizes),
+      description: "Droplet sizes and EC2 instance types any stack may use.",
+    },
     throwawaySizes: {
       ...sizeLists(DEFAULT_VM_SIZES.throwawaySizes),
       description: "The cheaper droplet sizes and EC2 instance types a pr-<number> stack may use instead.",
@@ -562,7 +604,8 @@ export function vmSizeConfig(args: Pick<ResourceValidationArgs, "getConfig">): V
 export function allowedVmSizes(stackName: StackName = pulumi.getStack): ResourceValidationPolicy {
   return {
     name: "allowed-vm-sizes",
-    description: "Droplet sizes and EC2 instance types come from an allow-list, and pr-<number> stacks from a cheaper one, so no stack runs up an unplanned bill.",
+    description:
+      "Droplet sizes and EC2 instance types come from an allow-list, and pr-<number> stacks from a cheaper one, so no stack runs up an unplanned bill.",
     enforcementLevel: "mandatory",
     configSchema: VM_SIZE_SCHEMA,
     validateResource: (args, reportViolation) => {
@@ -573,7 +616,9 @@ export function allowedVmSizes(stackName: StackName = pulumi.getStack): Resource
 }
 
 /** Every webstack policy, in the order the pack serves them. */
-export function webstackPolicies(options: { stackName?: StackName } = {}): (ResourceValidationPolicy | StackValidationPolicy)[] {
+export function webstackPolicies(
+  options: { stackName?: StackName } = {},
+): (ResourceValidationPolicy | StackValidationPolicy)[] {
   const stackName = options.stackName ?? pulumi.getStack;
   return [
     onlyNginxPublishesPorts,

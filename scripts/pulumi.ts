@@ -26,7 +26,10 @@ async function main(argv: string[]): Promise<number> {
     );
     return 1;
   }
-  const env: NodeJS.ProcessEnv = { ...process.env, PATH: `${path.dirname(bin)}${path.delimiter}${process.env.PATH ?? ""}` };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PATH: `${path.dirname(bin)}${path.delimiter}${process.env.PATH ?? ""}`,
+  };
   if (env.PULUMI_BACKEND_URL === undefined) {
     const state = path.join(root, ".pulumi-state");
     fs.mkdirSync(state, { recursive: true });

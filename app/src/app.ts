@@ -151,7 +151,12 @@ export function buildServer(config: AppConfig): App {
 
   server.get("/readyz", async (_request, reply) => {
     const [postgresUp, redisUp] = await Promise.all([
-      schemaIsReady ? store.ping().then(() => true, () => false) : Promise.resolve(false),
+      schemaIsReady
+        ? store.ping().then(
+            () => true,
+            () => false,
+          )
+        : Promise.resolve(false),
       cache.ping(),
     ]);
     const body = { postgres: postgresUp ? "up" : "down", redis: redisUp ? "up" : "down" };

@@ -193,13 +193,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     "postgres://user:password@postgres:5432/app",
     problems,
   );
-  const redisUrl = parseServiceUrl(
-    env,
-    "REDIS_URL",
-    ["redis:", "rediss:"],
-    "redis://:password@redis:6379",
-    problems,
-  );
+  const redisUrl = parseServiceUrl(env, "REDIS_URL", ["redis:", "rediss:"], "redis://:password@redis:6379", problems);
 
   const replicaId = env.REPLICA_ID ?? hostname();
   if (!REPLICA_ID_PATTERN.test(replicaId)) {

@@ -31,7 +31,11 @@ describe("POST /reset", () => {
           for (const [name, value] of Object.entries(res.headers)) {
             if (typeof value === "string") responseHeaders.set(name, value);
           }
-          resolve({ status: res.statusCode ?? 0, headers: responseHeaders, body: JSON.parse(text) as Record<string, unknown> });
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: responseHeaders,
+            body: JSON.parse(text) as Record<string, unknown>,
+          });
         });
       });
       req.on("timeout", () => req.destroy(new Error("POST /reset timed out")));

@@ -126,13 +126,22 @@ describe("loadConfig with secrets in files", () => {
 
   it("refuses both the variable and its file", () => {
     assert.deepEqual(
-      problemsOf({ ...valid, DATABASE_URL_FILE: secretFile(valid.DATABASE_URL), REDIS_URL_FILE: secretFile(valid.REDIS_URL) }),
+      problemsOf({
+        ...valid,
+        DATABASE_URL_FILE: secretFile(valid.DATABASE_URL),
+        REDIS_URL_FILE: secretFile(valid.REDIS_URL),
+      }),
       ["set DATABASE_URL or DATABASE_URL_FILE, not both", "set REDIS_URL or REDIS_URL_FILE, not both"],
     );
   });
 
   it("counts a blank variable as unset", () => {
-    const config = loadConfig({ DATABASE_URL: " ", DATABASE_URL_FILE: secretFile(valid.DATABASE_URL), REDIS_URL: valid.REDIS_URL, REDIS_URL_FILE: "" });
+    const config = loadConfig({
+      DATABASE_URL: " ",
+      DATABASE_URL_FILE: secretFile(valid.DATABASE_URL),
+      REDIS_URL: valid.REDIS_URL,
+      REDIS_URL_FILE: "",
+    });
     assert.equal(config.databaseUrl, valid.DATABASE_URL);
     assert.equal(config.redisUrl, valid.REDIS_URL);
   });
@@ -199,7 +208,9 @@ describe("loadConfig's admin token", () => {
     assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: short }), [`ADMIN_TOKEN_FILE "${short}" ${allowed}`]);
     assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: spaced }), [`ADMIN_TOKEN_FILE "${spaced}" ${allowed}`]);
     assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: empty }), [`ADMIN_TOKEN_FILE "${empty}" is empty`]);
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: missing }), [`ADMIN_TOKEN_FILE "${missing}" cannot be read (ENOENT)`]);
+    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: missing }), [
+      `ADMIN_TOKEN_FILE "${missing}" cannot be read (ENOENT)`,
+    ]);
   });
 
   it("refuses a token in the environment instead of ignoring it", () => {

@@ -166,7 +166,10 @@ describe("visit counter", () => {
       [],
     );
     const counts = responses.map((response) => response.body.count as number).sort((a, b) => a - b);
-    assert.deepEqual(counts, Array.from({ length: total }, (_, i) => i + 1));
+    assert.deepEqual(
+      counts,
+      Array.from({ length: total }, (_, i) => i + 1),
+    );
     const served = new Set(responses.map((response) => response.headers.get("x-served-by")));
     assert.deepEqual(served, new Set(["r1", "r2", "r3"]));
 

@@ -5,7 +5,16 @@ import Redis from "ioredis";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
-import { call, resetCounter, sleep, startApp, testConfig, waitFor, type RunningApp, type StartOptions } from "./helpers";
+import {
+  call,
+  resetCounter,
+  sleep,
+  startApp,
+  testConfig,
+  waitFor,
+  type RunningApp,
+  type StartOptions,
+} from "./helpers";
 
 describe("outages", () => {
   let pg: PostgresServer;

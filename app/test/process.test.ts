@@ -32,7 +32,10 @@ async function ensureBuilt(): Promise<void> {
     path.join(APP_DIR, "tsconfig.build.json"),
   ];
   const newestSource = Math.max(...(await Promise.all(sources.map(async (file) => (await stat(file)).mtimeMs))));
-  const built = await stat(SERVER_JS).then((info) => info.mtimeMs, () => 0);
+  const built = await stat(SERVER_JS).then(
+    (info) => info.mtimeMs,
+    () => 0,
+  );
   if (built >= newestSource) return;
   const tsc = path.join(APP_DIR, "node_modules", "typescript", "bin", "tsc");
   const result = await runNode([tsc, "-p", path.join(APP_DIR, "tsconfig.build.json")], process.env);

@@ -72,7 +72,11 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
 
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
     const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });
-    const keyPair = new aws.ec2.KeyPair(`${name}-key`, { keyName: prefix, publicKey: sshKey.publicKeyOpenssh, tags }, inCloud);
+    const keyPair = new aws.ec2.KeyPair(
+      `${name}-key`,
+      { keyName: prefix, publicKey: sshKey.publicKeyOpenssh, tags },
+      inCloud,
+    );
 
     const rules = inboundRules(args.adminCidrs, args.httpPort);
     const group = new aws.ec2.SecurityGroup(
@@ -248,7 +252,11 @@ export function ecrPullPolicy(repositoryArn: string) {
  * The deployer pushes with its own ECR token (12 hours, read at each update, never stored on the
  * host); the host pulls through the ECR credential helper with its instance profile's rights.
  */
-function ecrTarget(repository: aws.ecr.Repository, opts: pulumi.CustomResourceOptions, engine: RemoteEngine): ImageRegistryTarget {
+function ecrTarget(
+  repository: aws.ecr.Repository,
+  opts: pulumi.CustomResourceOptions,
+  engine: RemoteEngine,
+): ImageRegistryTarget {
   const token = aws.ecr.getAuthorizationTokenOutput(
     { registryId: repository.registryId },
     { provider: opts.provider, parent: opts.parent },

@@ -59,7 +59,11 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
 
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
     const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });
-    const doKey = new digitalocean.SshKey(`${name}-ssh-key`, { name: prefix, publicKey: sshKey.publicKeyOpenssh }, inCloud);
+    const doKey = new digitalocean.SshKey(
+      `${name}-ssh-key`,
+      { name: prefix, publicKey: sshKey.publicKeyOpenssh },
+      inCloud,
+    );
 
     const ip = new digitalocean.ReservedIp(`${name}-ip`, { region: args.region }, inCloud);
     const volume = new digitalocean.Volume(
@@ -156,7 +160,12 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
  * renews an expired credential only when it reads it (`pulumi refresh`), so a credential is tied to
  * what it is for (`replacementTrigger`): a new revision replaces it, and the replaced one is revoked.
  */
-function docrTarget(registryName: string, prefix: string, cloud: digitalocean.Provider, engine: RemoteEngine): ImageRegistryTarget {
+function docrTarget(
+  registryName: string,
+  prefix: string,
+  cloud: digitalocean.Provider,
+  engine: RemoteEngine,
+): ImageRegistryTarget {
   const registry = digitalocean.getContainerRegistryOutput({ name: registryName }, { provider: cloud, parent: engine });
   const credentials = (name: string, write: boolean, forWhat: pulumi.Input<string>, parent: pulumi.Resource) =>
     new digitalocean.ContainerRegistryDockerCredentials(

@@ -66,7 +66,11 @@ export class RemoteEngine extends pulumi.ComponentResource {
       const key = new tls.PrivateKey(`${name}-${role}-key`, { algorithm: "ECDSA", ecdsaCurve: "P256" }, parent);
       const request = new tls.CertRequest(
         `${name}-${role}-csr`,
-        { privateKeyPem: pulumi.secret(key.privateKeyPem), subject: { commonName: `${name} docker ${role}` }, ipAddresses },
+        {
+          privateKeyPem: pulumi.secret(key.privateKeyPem),
+          subject: { commonName: `${name} docker ${role}` },
+          ipAddresses,
+        },
         parent,
       );
       const cert = new tls.LocallySignedCert(

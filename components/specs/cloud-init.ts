@@ -116,7 +116,8 @@ const USER = /^[a-z_][a-z0-9_-]{0,31}$/;
 
 /** The cloud-init user data for a webstack host. Deterministic: same options, same bytes. */
 export function cloudInit(options: CloudInitOptions): string {
-  if (!USER.test(options.sshUser)) throw new Error(`sshUser must be a Linux user name (got ${JSON.stringify(options.sshUser)})`);
+  if (!USER.test(options.sshUser))
+    throw new Error(`sshUser must be a Linux user name (got ${JSON.stringify(options.sshUser)})`);
   if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(options.hostKey.publicKey.trim())) {
     throw new Error("hostKey.publicKey must be an OpenSSH ssh-ed25519 public key");
   }
@@ -162,7 +163,9 @@ export function cloudInit(options: CloudInitOptions): string {
  */
 export function readinessCommand(dataDevice: string): string {
   if (!/^\/dev\/[A-Za-z0-9/_.-]+$/.test(dataDevice)) {
-    throw new Error(`data device must be a /dev path of letters, digits, '/', '_', '.' or '-' (got ${JSON.stringify(dataDevice)})`);
+    throw new Error(
+      `data device must be a /dev path of letters, digits, '/', '_', '.' or '-' (got ${JSON.stringify(dataDevice)})`,
+    );
   }
   return [
     "set -e",

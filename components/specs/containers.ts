@@ -185,7 +185,10 @@ export function redisSpec(names: StackNames): ContainerSpec {
     healthcheck: {
       // redis-cli takes the password from REDISCLI_AUTH, set for this one command from the file,
       // so it shows in no command line and in no container environment.
-      tests: ["CMD-SHELL", `REDISCLI_AUTH="$(sed -n 's/^requirepass //p' ${REDIS_CONF})" redis-cli ping | grep -q PONG`],
+      tests: [
+        "CMD-SHELL",
+        `REDISCLI_AUTH="$(sed -n 's/^requirepass //p' ${REDIS_CONF})" redis-cli ping | grep -q PONG`,
+      ],
       interval: "5s",
       timeout: "3s",
       startPeriod: "10s",
@@ -347,7 +350,9 @@ export function filesRunSpec(names: StackNames, options: FilesRunOptions): Conta
   const role: Role = `files-${options.consumer}`;
   for (const f of options.files) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(f.path) || f.path.split("/").includes("..")) {
-      throw new Error(`${role}: ${JSON.stringify(f.path)} is not a relative path of letters, digits, '.', '_', '-' and '/'`);
+      throw new Error(
+        `${role}: ${JSON.stringify(f.path)} is not a relative path of letters, digits, '.', '_', '-' and '/'`,
+      );
     }
   }
   return {

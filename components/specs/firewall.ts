@@ -22,6 +22,9 @@ export function inboundRules(adminCidrs: readonly string[], httpPort = 80): Inbo
 
 /** A name usable as a cloud resource name: lower-case letters, digits and '-', at most 63 characters. */
 export function cloudName(name: string): string {
-  const cleaned = name.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "");
+  const cleaned = name
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, "-")
+    .replace(/^-+|-+$/g, "");
   return cleaned.slice(0, 63).replace(/-+$/, "");
 }

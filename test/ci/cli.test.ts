@@ -26,9 +26,14 @@ class Loopback {
         res.end(JSON.stringify(body));
       };
       const url = new URL(req.url ?? "/", this.url);
-      if (url.pathname === "/repos/acme/shop/issues/5/comments" && req.method === "GET") return send(200, this.comments);
+      if (url.pathname === "/repos/acme/shop/issues/5/comments" && req.method === "GET")
+        return send(200, this.comments);
       if (url.pathname === "/repos/acme/shop/issues/5/comments" && req.method === "POST") {
-        const comment = { id: this.comments.length + 1, body: (JSON.parse(Buffer.concat(chunks).toString()) as { body: string }).body, user: { type: "Bot", login: "github-actions[bot]" } };
+        const comment = {
+          id: this.comments.length + 1,
+          body: (JSON.parse(Buffer.concat(chunks).toString()) as { body: string }).body,
+          user: { type: "Bot", login: "github-actions[bot]" },
+        };
         this.comments.push(comment);
         return send(201, comment);
       }
@@ -41,7 +46,8 @@ class Loopback {
       }
       if (url.pathname === "/nginx-health" || url.pathname === "/healthz") return send(200, { status: "ok" });
       if (url.pathname === "/count") return send(200, { count: this.count });
-      if (url.pathname === "/") return send(200, { count: ++this.count, replica: "stand-in" }, { "X-Served-By": "stand-in" });
+      if (url.pathname === "/")
+        return send(200, { count: ++this.count, replica: "stand-in" }, { "X-Served-By": "stand-in" });
       send(404, { message: "Not Found" });
     });
   });
@@ -64,7 +70,11 @@ after(async () => {
 });
 
 /** Runs `tsx ci/cli.ts <args>` like `npm run ci:<command>` does, with a scrubbed environment. */
-function cli(s: StandIn, args: string[], extra: NodeJS.ProcessEnv = {}): Promise<{ code: number; stderr: string; summary: string }> {
+function cli(
+  s: StandIn,
+  args: string[],
+  extra: NodeJS.ProcessEnv = {},
+): Promise<{ code: number; stderr: string; summary: string }> {
   const summaryFile = path.join(s.projectDir, "..", `summary-${Date.now()}.md`);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
@@ -77,16 +87,31 @@ function cli(s: StandIn, args: string[], extra: NodeJS.ProcessEnv = {}): Promise
     ...extra,
   };
   return new Promise((resolve, reject) => {
-    const child = spawn(path.join(ROOT, "node_modules", ".bin", "tsx"), [path.join(ROOT, "ci", "cli.ts"), ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(path.join(ROOT, "node_modules", ".bin", "tsx"), [path.join(ROOT, "ci", "cli.ts"), ...args], {
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stderr = "";
     child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? 1, stderr, summary: fs.existsSync(summaryFile) ? fs.readFileSync(summaryFile, "utf8") : "" }));
+    child.on("close", (code) =>
+      resolve({
+        code: code ?? 1,
+        stderr,
+        summary: fs.existsSync(summaryFile) ? fs.readFileSync(summaryFile, "utf8") : "",
+      }),
+    );
   });
 }
 
-const githubEnv = () => ({ GITHUB_TOKEN: "t0ken", GITHUB_REPOSITORY: "acme/shop", GITHUB_API_URL: loop.url, GITHUB_SERVER_URL: "https://github.com", GITHUB_RUN_ID: "77" });
-const STACK_FILE = 'config:\n  webstack:target: local\n';
+const githubEnv = () => ({
+  GITHUB_TOKEN: "t0ken",
+  GITHUB_REPOSITORY: "acme/shop",
+  GITHUB_API_URL: loop.url,
+  GITHUB_SERVER_URL: "https://github.com",
+  GITHUB_RUN_ID: "77",
+});
+const STACK_FILE = "config:\n  webstack:target: local\n";
 
 describe("npm run ci:preview", () => {
   test("previews every environment stack, posts one comment, and fails when a stack's preview fails", async () => {
@@ -95,14 +120,29 @@ describe("npm run ci:preview", () => {
         stacks: { staging: stack(), production: stack() },
         previews: {
           staging: { stdout: digest([]), code: 0 },
-          production: { stdout: digest([], [{ message: "preview failed", severity: "error" }]), code: 1, events: [policyEventLine("allowed-vm-sizes", "size s-8vcpu-16gb is not allowed", "mandatory")] },
+          production: {
+            stdout: digest([], [{ message: "preview failed", severity: "error" }]),
+            code: 1,
+            events: [policyEventLine("allowed-vm-sizes", "size s-8vcpu-16gb is not allowed", "mandatory")],
+          },
         },
       },
-      { files: { "Pulumi.staging.yaml": STACK_FILE, "Pulumi.production.yaml": STACK_FILE, "Pulumi.dev.yaml": STACK_FILE, "Pulumi.do-example.yaml": STACK_FILE } },
+      {
+        files: {
+          "Pulumi.staging.yaml": STACK_FILE,
+          "Pulumi.production.yaml": STACK_FILE,
+          "Pulumi.dev.yaml": STACK_FILE,
+          "Pulumi.do-example.yaml": STACK_FILE,
+        },
+      },
     );
     opened.push(s);
     loop.comments = [];
-    const result = await cli(s, ["preview", "--pr", "5", "--release", "abc123"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
+    const result = await cli(s, ["preview", "--pr", "5", "--release", "abc123"], {
+      ...githubEnv(),
+      PULUMI_BACKEND_URL: "s3://state",
+      PULUMI_CONFIG_PASSPHRASE: "correct horse",
+    });
     assert.equal(result.code, 1, result.stderr);
     assert.deepEqual(
       s.commands().map((c) => c.replace(/--event-log \S+/, "--event-log LOG")),
@@ -121,7 +161,11 @@ describe("npm run ci:preview", () => {
     assert.equal(result.summary.trim(), body.trim(), "the job summary shows the same comment");
 
     // The next push updates that comment rather than adding one.
-    const again = await cli(s, ["preview", "--pr", "5"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
+    const again = await cli(s, ["preview", "--pr", "5"], {
+      ...githubEnv(),
+      PULUMI_BACKEND_URL: "s3://state",
+      PULUMI_CONFIG_PASSPHRASE: "correct horse",
+    });
     assert.equal(again.code, 1);
     assert.match(again.stderr, /updated comment 1 on #5/);
     assert.equal(loop.comments.length, 1);
@@ -131,7 +175,12 @@ describe("npm run ci:preview", () => {
     const s = standIn({ stacks: { staging: stack() } }, { files: { "Pulumi.staging.yaml": STACK_FILE } });
     opened.push(s);
     const event = path.join(s.projectDir, "..", "event.json");
-    fs.writeFileSync(event, JSON.stringify({ pull_request: { head: { repo: { full_name: "mallory/shop" } }, base: { repo: { full_name: "acme/shop" } } } }));
+    fs.writeFileSync(
+      event,
+      JSON.stringify({
+        pull_request: { head: { repo: { full_name: "mallory/shop" } }, base: { repo: { full_name: "acme/shop" } } },
+      }),
+    );
     const result = await cli(s, ["preview"], { GITHUB_EVENT_PATH: event });
     assert.equal(result.code, 0, result.stderr);
     assert.deepEqual(s.commands(), []);
@@ -141,13 +190,25 @@ describe("npm run ci:preview", () => {
   test("without a shared state backend it refuses, naming what to set, and the comment says the preview failed", async () => {
     const s = standIn({ stacks: {} });
     opened.push(s);
-    loop.comments = [{ id: 1, body: `${PREVIEW_MARKER}\n### webstack preview: 1 stack`, user: { type: "Bot", login: "github-actions[bot]" } }];
+    loop.comments = [
+      {
+        id: 1,
+        body: `${PREVIEW_MARKER}\n### webstack preview: 1 stack`,
+        user: { type: "Bot", login: "github-actions[bot]" },
+      },
+    ];
     const result = await cli(s, ["preview", "--pr", "5"], githubEnv());
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /set PULUMI_BACKEND_URL \(e\.g\. s3:\/\/my-state-bucket\) or PULUMI_ACCESS_TOKEN \(Pulumi Cloud\)/);
+    assert.match(
+      result.stderr,
+      /set PULUMI_BACKEND_URL \(e\.g\. s3:\/\/my-state-bucket\) or PULUMI_ACCESS_TOKEN \(Pulumi Cloud\)/,
+    );
     assert.deepEqual(s.commands(), []);
     assert.equal(loop.comments.length, 1);
-    assert.match(loop.comments[0].body, /^<!-- webstack:preview -->\n### webstack preview: failed before any stack was previewed\n/);
+    assert.match(
+      loop.comments[0].body,
+      /^<!-- webstack:preview -->\n### webstack preview: failed before any stack was previewed\n/,
+    );
     assert.match(loop.comments[0].body, /> set PULUMI_BACKEND_URL/);
   });
 
@@ -163,9 +224,15 @@ describe("npm run ci:preview", () => {
   test("--stacks names only environment stacks", async () => {
     const s = standIn({ stacks: {} }, { files: { "Pulumi.staging.yaml": STACK_FILE } });
     opened.push(s);
-    const result = await cli(s, ["preview", "--stacks", "staging,pr-3"], { PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
+    const result = await cli(s, ["preview", "--stacks", "staging,pr-3"], {
+      PULUMI_BACKEND_URL: "s3://state",
+      PULUMI_CONFIG_PASSPHRASE: "correct horse",
+    });
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /--stacks names "pr-3", which is not an environment stack \(declared by their Pulumi.<stack>.yaml files: staging\)/);
+    assert.match(
+      result.stderr,
+      /--stacks names "pr-3", which is not an environment stack \(declared by their Pulumi.<stack>.yaml files: staging\)/,
+    );
   });
 });
 
@@ -176,11 +243,21 @@ describe("npm run ci:pr-stack and ci:runner-stack", () => {
     const template = path.join(s.projectDir, "Pulumi.pr.yaml");
     fs.writeFileSync(template, fs.readFileSync(template, "utf8").replace("203.0.113.7/32", "100.64.7.0/28"));
     loop.comments = [];
-    const result = await cli(s, ["pr-stack", "up", "--pr", "5", "--release", "abc123"], { ...githubEnv(), PULUMI_BACKEND_URL: "s3://state", PULUMI_CONFIG_PASSPHRASE: "correct horse" });
+    const result = await cli(s, ["pr-stack", "up", "--pr", "5", "--release", "abc123"], {
+      ...githubEnv(),
+      PULUMI_BACKEND_URL: "s3://state",
+      PULUMI_CONFIG_PASSPHRASE: "correct horse",
+    });
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stderr, /smoke test passed on http:\/\/127\.0\.0\.1:\d+: the visit counter moved from \d+ to \d+/);
+    assert.match(
+      result.stderr,
+      /smoke test passed on http:\/\/127\.0\.0\.1:\d+: the visit counter moved from \d+ to \d+/,
+    );
     assert.equal(loop.comments.length, 1);
-    assert.match(loop.comments[0].body, /^<!-- webstack:pr-stack -->\n### webstack: throwaway stack `pr-5`\nhttp:\/\/127\.0\.0\.1:\d+\n/);
+    assert.match(
+      loop.comments[0].body,
+      /^<!-- webstack:pr-stack -->\n### webstack: throwaway stack `pr-5`\nhttp:\/\/127\.0\.0\.1:\d+\n/,
+    );
   });
 
   test("runner-stack: a private state backend and passphrase for this run, smoke and load checks, then destroyed", async () => {
@@ -206,7 +283,9 @@ describe("npm run ci:pr-stack and ci:runner-stack", () => {
 
 describe("the Pulumi CLI's environment", () => {
   test("GitHub's token is not handed to the Pulumi CLI", () => {
-    assert.deepEqual(pulumiEnvironment({ GITHUB_TOKEN: "t", PULUMI_BACKEND_URL: "s3://x" }), { PULUMI_BACKEND_URL: "s3://x" });
+    assert.deepEqual(pulumiEnvironment({ GITHUB_TOKEN: "t", PULUMI_BACKEND_URL: "s3://x" }), {
+      PULUMI_BACKEND_URL: "s3://x",
+    });
   });
 
   test("Spaces keys become the S3 credentials of the state backend, unless AWS credentials are set", () => {
@@ -216,7 +295,14 @@ describe("the Pulumi CLI's environment", () => {
       AWS_ACCESS_KEY_ID: "k",
       AWS_SECRET_ACCESS_KEY: "s",
     });
-    assert.deepEqual(pulumiEnvironment({ SPACES_ACCESS_KEY_ID: "k", SPACES_SECRET_ACCESS_KEY: "s", AWS_ACCESS_KEY_ID: "role" }).AWS_ACCESS_KEY_ID, "role");
-    assert.deepEqual(pulumiEnvironment({ SPACES_ACCESS_KEY_ID: "", SPACES_SECRET_ACCESS_KEY: "" }), { SPACES_ACCESS_KEY_ID: "", SPACES_SECRET_ACCESS_KEY: "" });
+    assert.deepEqual(
+      pulumiEnvironment({ SPACES_ACCESS_KEY_ID: "k", SPACES_SECRET_ACCESS_KEY: "s", AWS_ACCESS_KEY_ID: "role" })
+        .AWS_ACCESS_KEY_ID,
+      "role",
+    );
+    assert.deepEqual(pulumiEnvironment({ SPACES_ACCESS_KEY_ID: "", SPACES_SECRET_ACCESS_KEY: "" }), {
+      SPACES_ACCESS_KEY_ID: "",
+      SPACES_SECRET_ACCESS_KEY: "",
+    });
   });
 });

@@ -39,7 +39,12 @@ class FakeGitHub {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse, body: string): void {
     const url = new URL(req.url ?? "/", this.url);
-    this.requests.push({ method: req.method ?? "", url: `${url.pathname}${url.search}`, auth: req.headers.authorization, body: body ? JSON.parse(body) : undefined });
+    this.requests.push({
+      method: req.method ?? "",
+      url: `${url.pathname}${url.search}`,
+      auth: req.headers.authorization,
+      body: body ? JSON.parse(body) : undefined,
+    });
     const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { "Content-Type": "application/json", ...headers });
       res.end(JSON.stringify(payload));
@@ -55,7 +60,11 @@ class FakeGitHub {
       return send(200, this.comments.slice((page - 1) * perPage, page * perPage), { Link: links.join(", ") });
     }
     if (req.method === "POST" && /^\/repos\/acme\/shop\/issues\/\d+\/comments$/.test(url.pathname)) {
-      const created = { id: 9000 + this.comments.length, body: (JSON.parse(body) as { body: string }).body, user: { login: "github-actions[bot]", type: "Bot" } };
+      const created = {
+        id: 9000 + this.comments.length,
+        body: (JSON.parse(body) as { body: string }).body,
+        user: { login: "github-actions[bot]", type: "Bot" },
+      };
       this.comments.push(created);
       return send(201, created);
     }
@@ -71,8 +80,18 @@ class FakeGitHub {
     }
     if (req.method === "GET" && url.pathname === "/v2/sizes") {
       const page = Number(url.searchParams.get("page") ?? "1");
-      const sizes = page === 1 ? [{ slug: "s-1vcpu-1gb", price_monthly: 6 }, { slug: "s-1vcpu-2gb", price_monthly: 12 }] : [{ slug: "s-2vcpu-4gb", price_monthly: 24 }];
-      return send(200, { sizes, links: { pages: page === 1 ? { next: `${this.url}/v2/sizes?page=2&per_page=200` } : {} }, meta: { total: 3 } });
+      const sizes =
+        page === 1
+          ? [
+              { slug: "s-1vcpu-1gb", price_monthly: 6 },
+              { slug: "s-1vcpu-2gb", price_monthly: 12 },
+            ]
+          : [{ slug: "s-2vcpu-4gb", price_monthly: 24 }];
+      return send(200, {
+        sizes,
+        links: { pages: page === 1 ? { next: `${this.url}/v2/sizes?page=2&per_page=200` } : {} },
+        meta: { total: 3 },
+      });
     }
     send(404, { message: "Not Found" });
   }
@@ -88,10 +107,17 @@ describe("the preview comment on a busy pull request", () => {
   test("found on the third page of 250 comments and updated in place; a person quoting the marker is left alone", async () => {
     fake.comments = Array.from({ length: 250 }, (_, i) => person(i + 1, `comment ${i + 1}`));
     fake.comments[3] = person(4, `${PREVIEW_MARKER}\nquoted by a person`);
-    fake.comments[230] = { id: 231, body: `${PREVIEW_MARKER}\nold preview`, user: { login: "github-actions[bot]", type: "Bot" } };
+    fake.comments[230] = {
+      id: 231,
+      body: `${PREVIEW_MARKER}\nold preview`,
+      user: { login: "github-actions[bot]", type: "Bot" },
+    };
     fake.requests.length = 0;
 
-    assert.deepEqual(await client().upsertComment(12, PREVIEW_MARKER, `${PREVIEW_MARKER}\nnew preview`), { id: 231, created: false });
+    assert.deepEqual(await client().upsertComment(12, PREVIEW_MARKER, `${PREVIEW_MARKER}\nnew preview`), {
+      id: 231,
+      created: false,
+    });
     assert.deepEqual(
       fake.requests.map((r) => `${r.method} ${r.url}`),
       [
@@ -120,7 +146,11 @@ describe("the preview comment on a busy pull request", () => {
   });
 
   test("the oldest comment of webstack's bot wins when a race left two; other bots and people are never taken", () => {
-    const bot = (id: number, login = "github-actions[bot]"): IssueComment => ({ id, body: `${PREVIEW_MARKER}\n${id}`, user: { type: "Bot", login } });
+    const bot = (id: number, login = "github-actions[bot]"): IssueComment => ({
+      id,
+      body: `${PREVIEW_MARKER}\n${id}`,
+      user: { type: "Bot", login },
+    });
     assert.equal(findMarkedComment([person(1, "hi"), bot(3, "renovate[bot]"), bot(5), bot(9)], PREVIEW_MARKER)?.id, 5);
     assert.equal(findMarkedComment([person(1, PREVIEW_MARKER)], PREVIEW_MARKER), undefined);
     assert.equal(findMarkedComment([bot(3, "renovate[bot]")], PREVIEW_MARKER), undefined);
@@ -128,22 +158,34 @@ describe("the preview comment on a busy pull request", () => {
   });
 
   test("Link headers", () => {
-    assert.equal(nextPage('<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last"'), "https://api.github.com/x?page=2");
-    assert.equal(nextPage('<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first"'), undefined);
+    assert.equal(
+      nextPage('<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last"'),
+      "https://api.github.com/x?page=2",
+    );
+    assert.equal(
+      nextPage('<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first"'),
+      undefined,
+    );
     assert.equal(nextPage(null), undefined);
   });
 });
 
 describe("pull request states for the sweeper", () => {
   test("open, closed, and missing (404)", async () => {
-    fake.pulls = new Map([[1, "open"], [2, "closed"]]);
+    fake.pulls = new Map([
+      [1, "open"],
+      [2, "closed"],
+    ]);
     assert.equal(await client().pullState(1), "open");
     assert.equal(await client().pullState(2), "closed");
     assert.equal(await client().pullState(3), "missing");
   });
 
   test("a repository that is not owner/name is refused", () => {
-    assert.throws(() => new GitHub({ repository: "acme", token: "t" }), /GitHub repository must be "owner\/name" \(got "acme"\)/);
+    assert.throws(
+      () => new GitHub({ repository: "acme", token: "t" }),
+      /GitHub repository must be "owner\/name" \(got "acme"\)/,
+    );
   });
 });
 
@@ -151,10 +193,20 @@ describe("DigitalOcean sizes", () => {
   test("every page of /v2/sizes, with the token", async () => {
     fake.requests.length = 0;
     const prices = await fetchDropletPrices("do-token", { apiUrl: fake.url });
-    assert.deepEqual([...prices], [["s-1vcpu-1gb", 6], ["s-1vcpu-2gb", 12], ["s-2vcpu-4gb", 24]]);
-    assert.deepEqual(fake.requests.map((r) => [r.url, r.auth]), [
-      ["/v2/sizes?per_page=200", "Bearer do-token"],
-      ["/v2/sizes?page=2&per_page=200", "Bearer do-token"],
-    ]);
+    assert.deepEqual(
+      [...prices],
+      [
+        ["s-1vcpu-1gb", 6],
+        ["s-1vcpu-2gb", 12],
+        ["s-2vcpu-4gb", 24],
+      ],
+    );
+    assert.deepEqual(
+      fake.requests.map((r) => [r.url, r.auth]),
+      [
+        ["/v2/sizes?per_page=200", "Bearer do-token"],
+        ["/v2/sizes?page=2&per_page=200", "Bearer do-token"],
+      ],
+    );
   });
 });

@@ -45,7 +45,11 @@ describe("pr-<n> stacks: create or update", () => {
 
   test("a new pull request: stack file from the template, stack created, tags, then up with the policy pack, then its url", async () => {
     const s = withRunnerAddress(make({ stacks: {} }));
-    const result = await upPrStack(s.lifecycle, 42, { release: "0123456789abcdef", ttlHours: 48, repository: "acme/shop" });
+    const result = await upPrStack(s.lifecycle, 42, {
+      release: "0123456789abcdef",
+      ttlHours: 48,
+      repository: "acme/shop",
+    });
     assert.deepEqual(s.commands(), [
       "stack select --create pr-42",
       "stack tag set webstack:pr 42 --stack pr-42",
@@ -59,18 +63,27 @@ describe("pr-<n> stacks: create or update", () => {
     // The stack file existed before the stack was created, and says what the template says plus the release.
     const file = s.invocations()[0].stackFile;
     assert.ok(file !== undefined, "Pulumi.pr-42.yaml was written before `stack select --create`");
-    const template = parse(fs.readFileSync(path.join(s.projectDir, "Pulumi.pr.yaml"), "utf8")) as { config: Record<string, unknown> };
+    const template = parse(fs.readFileSync(path.join(s.projectDir, "Pulumi.pr.yaml"), "utf8")) as {
+      config: Record<string, unknown>;
+    };
     assert.deepEqual((parse(file) as { config: Record<string, unknown> }).config, {
       ...template.config,
       "webstack:protectData": "false",
       "webstack:release": "0123456789abcdef",
     });
-    assert.deepEqual(s.state().stacks["pr-42"].tags, { "webstack:pr": "42", "webstack:expires": "2026-11-27T12:00:00.000Z", "webstack:repo": "acme/shop" });
+    assert.deepEqual(s.state().stacks["pr-42"].tags, {
+      "webstack:pr": "42",
+      "webstack:expires": "2026-11-27T12:00:00.000Z",
+      "webstack:repo": "acme/shop",
+    });
   });
 
   test("a later push renews the expiry and updates the same stack; a policy config file is passed when present", async () => {
     const s = withRunnerAddress(
-      make({ stacks: { "pr-42": stack({ "webstack:pr": "42", "webstack:expires": "2026-11-26T00:00:00.000Z" }) } }, { files: { "policy/config.json": "{}" } }),
+      make(
+        { stacks: { "pr-42": stack({ "webstack:pr": "42", "webstack:expires": "2026-11-26T00:00:00.000Z" }) } },
+        { files: { "policy/config.json": "{}" } },
+      ),
     );
     await upPrStack(s.lifecycle, 42);
     assert.deepEqual(s.commands(), [
@@ -104,8 +117,14 @@ describe("pr-<n> stacks: create or update", () => {
 
   test("a bad pull request number or expiry is refused before any command", async () => {
     const s = make({ stacks: {} });
-    await assert.rejects(upPrStack(s.lifecycle, 0), /pull request number must be a whole number from 1 to 999999999 \(got 0\)/);
-    await assert.rejects(upPrStack(s.lifecycle, 3, { ttlHours: 0 }), /ttl must be 1 hour to 90 days in hours \(got 0\)/);
+    await assert.rejects(
+      upPrStack(s.lifecycle, 0),
+      /pull request number must be a whole number from 1 to 999999999 \(got 0\)/,
+    );
+    await assert.rejects(
+      upPrStack(s.lifecycle, 3, { ttlHours: 0 }),
+      /ttl must be 1 hour to 90 days in hours \(got 0\)/,
+    );
     assert.deepEqual(s.commands(), []);
   });
 });
@@ -114,7 +133,11 @@ describe("pr-<n> stacks: destroy and remove", () => {
   test("destroys, then removes the stack", async () => {
     const s = make({ stacks: { "pr-9": stack(), staging: stack() } });
     assert.equal(await destroyPrStack(s.lifecycle, "pr-9"), "destroyed");
-    assert.deepEqual(s.commands(), ["stack ls --json", "destroy --stack pr-9 --yes --skip-preview", "stack rm pr-9 --yes"]);
+    assert.deepEqual(s.commands(), [
+      "stack ls --json",
+      "destroy --stack pr-9 --yes --skip-preview",
+      "stack rm pr-9 --yes",
+    ]);
     assert.deepEqual(Object.keys(s.state().stacks), ["staging"]);
   });
 
@@ -126,7 +149,10 @@ describe("pr-<n> stacks: destroy and remove", () => {
 
   test("a failed destroy leaves the stack in place (no stack rm)", async () => {
     const s = make({ stacks: { "pr-9": stack() }, failing: ["destroy pr-9"] });
-    await assert.rejects(destroyPrStack(s.lifecycle, "pr-9"), /pulumi destroy --stack pr-9 --yes --skip-preview --non-interactive exited with 1/);
+    await assert.rejects(
+      destroyPrStack(s.lifecycle, "pr-9"),
+      /pulumi destroy --stack pr-9 --yes --skip-preview --non-interactive exited with 1/,
+    );
     assert.deepEqual(s.commands(), ["stack ls --json", "destroy --stack pr-9 --yes --skip-preview"]);
     assert.ok(s.state().stacks["pr-9"] !== undefined);
   });
@@ -134,7 +160,11 @@ describe("pr-<n> stacks: destroy and remove", () => {
   test("never destroys anything that is not pr-<number>", async () => {
     const s = make({ stacks: { production: stack(), "pr-1-old": stack(), "pr-01": stack() } });
     for (const name of ["production", "staging", "pr-1-old", "pr-01", "pr-", "xpr-1", "acme/webstack/production"]) {
-      await assert.rejects(destroyPrStack(s.lifecycle, name), /only throwaway stacks named pr-<number> are destroyed by CI/, name);
+      await assert.rejects(
+        destroyPrStack(s.lifecycle, name),
+        /only throwaway stacks named pr-<number> are destroyed by CI/,
+        name,
+      );
     }
     assert.deepEqual(s.commands(), []);
   });
@@ -142,7 +172,11 @@ describe("pr-<n> stacks: destroy and remove", () => {
   test("on Pulumi Cloud the backend's full name is what the commands name", async () => {
     const s = make({ stacks: { "acme/webstack/pr-9": stack(), "acme/webstack/staging": stack() } });
     assert.equal(await destroyPrStack(s.lifecycle, "pr-9"), "destroyed");
-    assert.deepEqual(s.commands(), ["stack ls --json", "destroy --stack acme/webstack/pr-9 --yes --skip-preview", "stack rm acme/webstack/pr-9 --yes"]);
+    assert.deepEqual(s.commands(), [
+      "stack ls --json",
+      "destroy --stack acme/webstack/pr-9 --yes --skip-preview",
+      "stack rm acme/webstack/pr-9 --yes",
+    ]);
   });
 });
 
@@ -177,8 +211,16 @@ describe("the sweeper", () => {
         { stack: "pr-3", destroy: true, reason: "expired at 2026-11-25T11:59:59.000Z" },
         { stack: "pr-4", destroy: true, reason: "expired at 2026-11-25T12:00:00.000Z" },
         { stack: "pr-5", destroy: false, reason: "pull request open, expires 2026-11-25T12:00:01.000Z" },
-        { stack: "pr-6", destroy: false, reason: "no readable webstack:expires tag (missing); kept while its pull request is open" },
-        { stack: "pr-7", destroy: false, reason: 'no readable webstack:expires tag ("not a date"); kept while its pull request is unknown' },
+        {
+          stack: "pr-6",
+          destroy: false,
+          reason: "no readable webstack:expires tag (missing); kept while its pull request is open",
+        },
+        {
+          stack: "pr-7",
+          destroy: false,
+          reason: 'no readable webstack:expires tag ("not a date"); kept while its pull request is unknown',
+        },
         { stack: "pr-8", destroy: true, reason: "expired at 2026-11-20T00:00:00.000Z" },
         { stack: "pr-9", destroy: true, reason: "its pull request is closed" },
       ],
@@ -205,7 +247,12 @@ describe("the sweeper", () => {
     assert.deepEqual(asked, [10, 11, 12, 13, 10, 11]);
     assert.deepEqual(
       plan.map((d) => [d.stack, d.destroy]),
-      [["pr-10", true], ["pr-11", true], ["pr-12", false], ["pr-13", false]],
+      [
+        ["pr-10", true],
+        ["pr-11", true],
+        ["pr-12", false],
+        ["pr-13", false],
+      ],
     );
     assert.deepEqual(s.commands(), [
       "stack ls --json",
@@ -237,16 +284,22 @@ describe("the sweeper", () => {
       }
       return "open";
     });
-    assert.deepEqual(plan, [{ stack: "pr-5", destroy: false, reason: "pull request open, expires 2026-11-28T12:00:00.000Z" }]);
+    assert.deepEqual(plan, [
+      { stack: "pr-5", destroy: false, reason: "pull request open, expires 2026-11-28T12:00:00.000Z" },
+    ]);
     assert.ok(!s.commands().some((c) => c.startsWith("destroy")));
     assert.match(s.lines.join("\n"), /pr-5: kept after all/);
   });
 
   test("a stack busy with another update is left for the next sweep; an unreadable pull request leaves the decision to the expiry", async () => {
     const s = make({
-      stacks: { "pr-1": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }), "pr-2": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }) },
+      stacks: {
+        "pr-1": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }),
+        "pr-2": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }),
+      },
       failing: ["destroy pr-1"],
-      failMessage: "the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file",
+      failMessage:
+        "the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file",
     });
     const plan = await sweep(s.lifecycle, async () => {
       throw new Error("GitHub GET pull request answered 502");
@@ -265,16 +318,26 @@ describe("the sweeper", () => {
     assert.deepEqual(sweepPlan([mine, theirs, untagged], at, "acme/shop"), [
       { stack: "pr-1", destroy: true, reason: "its pull request is closed" },
       { stack: "pr-2", destroy: false, reason: "made by acme/blog, not acme/shop; left to its own sweeper" },
-      { stack: "pr-3", destroy: false, reason: "made by no recorded repository, not acme/shop; left to its own sweeper" },
+      {
+        stack: "pr-3",
+        destroy: false,
+        reason: "made by no recorded repository, not acme/shop; left to its own sweeper",
+      },
     ]);
   });
 
   test("a failure on one stack does not stop the others, and the sweep fails at the end", async () => {
     const s = make({
-      stacks: { "pr-1": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }), "pr-2": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }) },
+      stacks: {
+        "pr-1": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }),
+        "pr-2": stack({ "webstack:expires": "2026-01-01T00:00:00Z" }),
+      },
       failing: ["destroy pr-1"],
     });
-    await assert.rejects(sweep(s.lifecycle, undefined), /sweep: 1 stack\(s\) could not be destroyed:\npr-1: pulumi destroy/);
+    await assert.rejects(
+      sweep(s.lifecycle, undefined),
+      /sweep: 1 stack\(s\) could not be destroyed:\npr-1: pulumi destroy/,
+    );
     assert.deepEqual(Object.keys(s.state().stacks), ["pr-1"]);
   });
 
@@ -342,7 +405,10 @@ describe("environment stacks", () => {
     const s = make({ stacks: {} });
     const preview = await previewStack(s.lifecycle, "production");
     assert.equal(preview.ok, false);
-    assert.match(preview.errors[0], /^stack production could not be read \(does it exist yet\? the first deploy creates it\): error: no stack named 'production' found/);
+    assert.match(
+      preview.errors[0],
+      /^stack production could not be read \(does it exist yet\? the first deploy creates it\): error: no stack named 'production' found/,
+    );
   });
 });
 

@@ -5,12 +5,28 @@ import { cutAt, GITHUB_COMMENT_LIMIT, PREVIEW_MARKER, renderPreviewComment } fro
 import { monthlyCost, PRICE_TABLE, PriceBook } from "../../ci/cost";
 import { summarisePreview } from "../../ci/preview";
 import { Registered, runProgram } from "../unit/support/mocks";
-import { createSteps, deleteStep, digest, exportOf, policyEventLine, replaceSteps, updateStep, urnOf } from "./support/previews";
+import {
+  createSteps,
+  deleteStep,
+  digest,
+  exportOf,
+  policyEventLine,
+  replaceSteps,
+  updateStep,
+  urnOf,
+} from "./support/previews";
 
 const ADMIN = '["198.51.100.0/24"]';
 const DO = { target: "digitalocean", region: "nyc3", adminCidrs: ADMIN };
 const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN };
-const PRICES: PriceBook = { table: PRICE_TABLE, dropletMonthly: new Map([["s-1vcpu-1gb", 6], ["s-1vcpu-2gb", 12], ["s-2vcpu-4gb", 24]]) };
+const PRICES: PriceBook = {
+  table: PRICE_TABLE,
+  dropletMonthly: new Map([
+    ["s-1vcpu-1gb", 6],
+    ["s-1vcpu-2gb", 12],
+    ["s-2vcpu-4gb", 24],
+  ]),
+};
 
 let doR1: Registered[];
 let doR2: Registered[];
@@ -66,7 +82,12 @@ describe("cost", () => {
 
 describe("preview summaries", () => {
   test("a first deploy: everything created, the release named, cost $0 → the stack's price", () => {
-    const p = summarisePreview({ stack: "staging", stdout: digest(createSteps("staging", doR1)), exitCode: 0, prices: PRICES });
+    const p = summarisePreview({
+      stack: "staging",
+      stdout: digest(createSteps("staging", doR1)),
+      exitCode: 0,
+      prices: PRICES,
+    });
     assert.equal(p.ok, true);
     assert.equal(p.counts.create, doR1.length);
     assert.deepEqual([p.counts.update, p.counts.replace, p.counts.delete], [0, 0, 0]);
@@ -82,20 +103,34 @@ describe("preview summaries", () => {
     const oldApps = doR1.filter((r) => r.name.startsWith("webstack-app-"));
     const newApps = doR2.filter((r) => r.name.startsWith("webstack-app-"));
     const steps = [
-      ...newApps.map((r) => ({ op: "create", urn: urnOf("staging", r), newState: { urn: urnOf("staging", r), type: r.type, inputs: r.inputs }, detailedDiff: null })),
+      ...newApps.map((r) => ({
+        op: "create",
+        urn: urnOf("staging", r),
+        newState: { urn: urnOf("staging", r), type: r.type, inputs: r.inputs },
+        detailedDiff: null,
+      })),
       ...replaceSteps("staging", nginx1, nginx2, ["labels", "uploads"], { showReplacementSteps: true }),
       ...oldApps.map((r) => deleteStep("staging", r)),
     ];
-    const p = summarisePreview({ stack: "staging", stdout: digest(steps), exitCode: 0, state: exportOf("staging", doR1), prices: PRICES });
+    const p = summarisePreview({
+      stack: "staging",
+      stdout: digest(steps),
+      exitCode: 0,
+      state: exportOf("staging", doR1),
+      prices: PRICES,
+    });
     assert.deepEqual(p.counts, { create: 3, update: 0, replace: 1, delete: 3 });
     assert.equal(p.release, "r2");
-    assert.deepEqual(p.changes.find((c) => c.kind === "replace"), {
-      kind: "replace",
-      urn: urnOf("staging", nginx2),
-      type: "docker:Container",
-      name: "webstack-nginx",
-      properties: ["labels", "uploads"],
-    });
+    assert.deepEqual(
+      p.changes.find((c) => c.kind === "replace"),
+      {
+        kind: "replace",
+        urn: urnOf("staging", nginx2),
+        type: "docker:Container",
+        name: "webstack-nginx",
+        properties: ["labels", "uploads"],
+      },
+    );
     assert.deepEqual(p.risks, []);
     assert.equal(p.cost?.before.monthly, 13);
     assert.equal(p.cost?.after.monthly, 13);
@@ -106,7 +141,13 @@ describe("preview summaries", () => {
       updateStep("production", byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["size"]),
       updateStep("production", byName(doR1, "host-data"), byName(doBig, "host-data"), ["size"]),
     ];
-    const p = summarisePreview({ stack: "production", stdout: digest(steps), exitCode: 0, state: exportOf("production", doR1), prices: PRICES });
+    const p = summarisePreview({
+      stack: "production",
+      stdout: digest(steps),
+      exitCode: 0,
+      state: exportOf("production", doR1),
+      prices: PRICES,
+    });
     assert.deepEqual(p.counts, { create: 0, update: 2, replace: 0, delete: 0 });
     assert.equal(p.release, undefined);
     assert.equal(p.cost?.before.monthly, 13);
@@ -120,9 +161,19 @@ describe("preview summaries", () => {
       ...replaceSteps("production", byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["userData"]),
       deleteStep("production", byName(doR1, "webstack-redis-data")),
     ];
-    const p = summarisePreview({ stack: "production", stdout: digest(steps), exitCode: 0, state: exportOf("production", doR1), prices: PRICES });
+    const p = summarisePreview({
+      stack: "production",
+      stdout: digest(steps),
+      exitCode: 0,
+      state: exportOf("production", doR1),
+      prices: PRICES,
+    });
     assert.deepEqual(p.risks, [
-      { kind: "delete", name: "webstack-postgres-data", what: "the Postgres data volume (every row of the app's database)" },
+      {
+        kind: "delete",
+        name: "webstack-postgres-data",
+        what: "the Postgres data volume (every row of the app's database)",
+      },
       { kind: "delete", name: "host-data", what: "the block-storage volume holding Postgres data" },
       { kind: "replace", name: "host-droplet", what: "the droplet (the whole stack restarts on a new VM)" },
       { kind: "delete", name: "webstack-redis-data", what: "the Redis data volume (the cache; rebuilt from Postgres)" },
@@ -133,8 +184,20 @@ describe("preview summaries", () => {
   test("policy violations from the event log; a mandatory one fails the preview", () => {
     const firewall = byName(doR1, "host-firewall");
     const events = [
-      policyEventLine("admin-ports-not-public", "host-firewall opens port 22 to 0.0.0.0/0", "mandatory", urnOf("staging", firewall), 7),
-      policyEventLine("allowed-vm-sizes", "droplet size s-8vcpu-16gb is not allowed", "advisory", urnOf("staging", byName(doR1, "host-droplet")), 8),
+      policyEventLine(
+        "admin-ports-not-public",
+        "host-firewall opens port 22 to 0.0.0.0/0",
+        "mandatory",
+        urnOf("staging", firewall),
+        7,
+      ),
+      policyEventLine(
+        "allowed-vm-sizes",
+        "droplet size s-8vcpu-16gb is not allowed",
+        "advisory",
+        urnOf("staging", byName(doR1, "host-droplet")),
+        8,
+      ),
       '{"sequence":9,"timestamp":1,"diagnosticEvent":{"message":"x","severity":"info"}}',
     ].join("\n");
     const p = summarisePreview({
@@ -145,14 +208,31 @@ describe("preview summaries", () => {
     });
     assert.equal(p.ok, false);
     assert.deepEqual(p.violations, [
-      { policy: "admin-ports-not-public", pack: "webstack", level: "mandatory", message: "host-firewall opens port 22 to 0.0.0.0/0", resource: "host-firewall" },
-      { policy: "allowed-vm-sizes", pack: "webstack", level: "advisory", message: "droplet size s-8vcpu-16gb is not allowed", resource: "host-droplet" },
+      {
+        policy: "admin-ports-not-public",
+        pack: "webstack",
+        level: "mandatory",
+        message: "host-firewall opens port 22 to 0.0.0.0/0",
+        resource: "host-firewall",
+      },
+      {
+        policy: "allowed-vm-sizes",
+        pack: "webstack",
+        level: "advisory",
+        message: "droplet size s-8vcpu-16gb is not allowed",
+        resource: "host-droplet",
+      },
     ]);
     assert.deepEqual(p.errors, ["error: preview failed"]);
   });
 
   test("a CLI that fails before printing JSON is a failed preview with its last words", () => {
-    const p = summarisePreview({ stack: "staging", stdout: "", stderr: "error: Invalid webstack configuration (1 problem):\n  - webstack:replicas must be …", exitCode: 1 });
+    const p = summarisePreview({
+      stack: "staging",
+      stdout: "",
+      stderr: "error: Invalid webstack configuration (1 problem):\n  - webstack:replicas must be …",
+      exitCode: 1,
+    });
     assert.equal(p.ok, false);
     assert.deepEqual(p.changes, []);
     assert.match(p.errors[0], /^pulumi preview exited with 1: error: Invalid webstack configuration/);
@@ -160,8 +240,19 @@ describe("preview summaries", () => {
 });
 
 describe("the pull-request comment", () => {
-  const summary = (stack: string, steps: ReturnType<typeof createSteps>, extra: Partial<Parameters<typeof summarisePreview>[0]> = {}) =>
-    summarisePreview({ stack, stdout: digest(steps), exitCode: 0, state: exportOf(stack, doR1), prices: PRICES, ...extra });
+  const summary = (
+    stack: string,
+    steps: ReturnType<typeof createSteps>,
+    extra: Partial<Parameters<typeof summarisePreview>[0]> = {},
+  ) =>
+    summarisePreview({
+      stack,
+      stdout: digest(steps),
+      exitCode: 0,
+      state: exportOf(stack, doR1),
+      prices: PRICES,
+      ...extra,
+    });
 
   test("several stacks: marker first, data risks at the top, one table row per stack, violations and errors listed", () => {
     const staging = summary("staging", [
@@ -170,7 +261,11 @@ describe("the pull-request comment", () => {
     ]);
     const production = summary("production", [deleteStep("production", byName(doR1, "webstack-postgres-data"))], {
       exitCode: 1,
-      eventLog: policyEventLine("data-protection", "webstack-postgres-data must be protected on production", "mandatory"),
+      eventLog: policyEventLine(
+        "data-protection",
+        "webstack-postgres-data must be protected on production",
+        "mandatory",
+      ),
     });
     const body = renderPreviewComment([staging, production], {
       sha: "0123456789abcdef0123",
@@ -180,15 +275,31 @@ describe("the pull-request comment", () => {
     const lines = body.split("\n");
     assert.equal(lines[0], PREVIEW_MARKER);
     assert.equal(lines[1], "### webstack preview: 2 stacks, 1 failed");
-    assert.equal(lines[2], "commit `0123456789ab` · [full log](https://github.com/acme/shop/actions/runs/99) · updated 2026-11-25 12:34 UTC");
+    assert.equal(
+      lines[2],
+      "commit `0123456789ab` · [full log](https://github.com/acme/shop/actions/runs/99) · updated 2026-11-25 12:34 UTC",
+    );
     const caution = lines.indexOf("> [!CAUTION]");
     const table = lines.findIndex((l) => l.startsWith("| stack |"));
     assert.ok(caution > 0 && caution < table, "data at risk comes before the table");
-    assert.equal(lines[caution + 2], "> - `production`: would **delete** `webstack-postgres-data`, the Postgres data volume (every row of the app's database).");
+    assert.equal(
+      lines[caution + 2],
+      "> - `production`: would **delete** `webstack-postgres-data`, the Postgres data volume (every row of the app's database).",
+    );
     assert.equal(lines[table + 2], "| `staging` | ok | 0 | 1 | 1 | 0 | none | unchanged | $13.00 → $25.00 (+$12.00) |");
-    assert.equal(lines[table + 3], "| `production` | **failed** | 0 | 0 | 0 | 1 | 1 (1 mandatory) | unchanged | $13.00 → $13.00 |");
-    assert.ok(lines.includes("- **policy `data-protection`** (mandatory): webstack-postgres-data must be protected on production"));
-    assert.match(body, /<details><summary><code>staging<\/code>: 2 changes<\/summary>\n\n```diff\n\+- replace docker:Container webstack-nginx \(labels\)\n~ update digitalocean:Droplet host-droplet \(size\)\n```/);
+    assert.equal(
+      lines[table + 3],
+      "| `production` | **failed** | 0 | 0 | 0 | 1 | 1 (1 mandatory) | unchanged | $13.00 → $13.00 |",
+    );
+    assert.ok(
+      lines.includes(
+        "- **policy `data-protection`** (mandatory): webstack-postgres-data must be protected on production",
+      ),
+    );
+    assert.match(
+      body,
+      /<details><summary><code>staging<\/code>: 2 changes<\/summary>\n\n```diff\n\+- replace docker:Container webstack-nginx \(labels\)\n~ update digitalocean:Droplet host-droplet \(size\)\n```/,
+    );
     assert.ok(body.length < GITHUB_COMMENT_LIMIT);
   });
 
@@ -196,19 +307,28 @@ describe("the pull-request comment", () => {
     const app = byName(doR1, "webstack-app-r1-1");
     const many = Array.from({ length: 20_000 }, (_, i) => ({ ...app, name: `webstack-app-r${i}-${i}` }));
     const huge = summary("staging", createSteps("staging", many));
-    const small = summary("production", [updateStep("production", byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["size"])]);
+    const small = summary("production", [
+      updateStep("production", byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["size"]),
+    ]);
     const body = renderPreviewComment([huge, small], { logUrl: "https://github.com/acme/shop/actions/runs/100" });
     assert.ok(body.length <= GITHUB_COMMENT_LIMIT, `${body.length} characters`);
     assert.ok(body.startsWith(PREVIEW_MARKER));
     assert.match(body, /\| `staging` \| ok \| 20000 \| 0 \| 0 \| 0 \| none \| `r0` \|/);
     assert.match(body, /\| `production` \| ok \| 0 \| 1 \| 0 \| 0 \|/);
-    const more = /… ([0-9]+) more changes: see the \[full log\]\(https:\/\/github.com\/acme\/shop\/actions\/runs\/100\)/.exec(body);
+    const more =
+      /… ([0-9]+) more changes: see the \[full log\]\(https:\/\/github.com\/acme\/shop\/actions\/runs\/100\)/.exec(
+        body,
+      );
     assert.ok(more !== null, "says how many changes were left out and where they are");
     const listed = body.split("\n").filter((l) => l.startsWith("+ create docker:Container webstack-app-")).length;
     assert.equal(listed + Number(more[1]), 20_000, "every change is either listed or counted as left out");
     assert.ok(listed > 100, `${listed} listed: the space left is used`);
     assert.match(body, /Full preview: the \[full log\]/);
-    assert.match(body, /<code>production<\/code>: 1 change<\/summary>\n\n```diff\n~ update digitalocean:Droplet host-droplet \(size\)\n```/, "a small stack is listed whole next to a huge one");
+    assert.match(
+      body,
+      /<code>production<\/code>: 1 change<\/summary>\n\n```diff\n~ update digitalocean:Droplet host-droplet \(size\)\n```/,
+      "a small stack is listed whole next to a huge one",
+    );
   });
 
   test("many failing stacks with many long violations: every stack's row and heading survive, within the limit", () => {
@@ -216,7 +336,9 @@ describe("the pull-request comment", () => {
     const failing = ["a", "b", "c", "d", "e", "f", "g", "h"].map((stack) =>
       summary(stack, [updateStep(stack, byName(doR1, "host-droplet"), byName(doBig, "host-droplet"), ["size"])], {
         exitCode: 1,
-        eventLog: Array.from({ length: 40 }, (_, i) => policyEventLine("allowed-vm-sizes", `${stack} ${i} ${long}`, "mandatory", undefined, i)).join("\n"),
+        eventLog: Array.from({ length: 40 }, (_, i) =>
+          policyEventLine("allowed-vm-sizes", `${stack} ${i} ${long}`, "mandatory", undefined, i),
+        ).join("\n"),
       }),
     );
     const body = renderPreviewComment(failing, { logUrl: "https://github.com/acme/shop/actions/runs/101" });
@@ -224,19 +346,33 @@ describe("the pull-request comment", () => {
     for (const stack of ["a", "b", "c", "d", "e", "f", "g", "h"]) {
       assert.match(body, new RegExp(`\\| \`${stack}\` \\| \\*\\*failed\\*\\* \\|`), `${stack}'s row`);
       assert.ok(body.includes(`#### \`${stack}\``), `${stack}'s heading`);
-      assert.match(body, new RegExp(`- \\*\\*policy \`allowed-vm-sizes\`\\*\\* \\(mandatory\\): ${stack} 0 x+`), `${stack}'s first violation`);
+      assert.match(
+        body,
+        new RegExp(`- \\*\\*policy \`allowed-vm-sizes\`\\*\\* \\(mandatory\\): ${stack} 0 x+`),
+        `${stack}'s first violation`,
+      );
       assert.match(body, /- 3[0-9] more policy violations: see the \[full log\]/);
     }
     assert.equal(body.split("\n").filter((l) => l.startsWith("```")).length % 2, 0, "code fences balanced");
   });
 
   test("a cut at the limit ends at a line, closes what it leaves open, and says so", () => {
-    const text = ["<details><summary>s</summary>", "", "```diff", ...Array.from({ length: 100 }, (_, i) => `+ line ${i}`), "```", "</details>"].join("\n");
+    const text = [
+      "<details><summary>s</summary>",
+      "",
+      "```diff",
+      ...Array.from({ length: 100 }, (_, i) => `+ line ${i}`),
+      "```",
+      "</details>",
+    ].join("\n");
     const cut = cutAt(text, 300, "… cut; see the log.");
     assert.ok(cut.length <= 300, `${cut.length}`);
     const lines = cut.split("\n");
     assert.deepEqual(lines.slice(-5), ["```", "</details>", "", "… cut; see the log.", ""]);
-    assert.ok(lines.slice(3, -5).every((l) => /^\+ line [0-9]+$/.test(l)), "no half line");
+    assert.ok(
+      lines.slice(3, -5).every((l) => /^\+ line [0-9]+$/.test(l)),
+      "no half line",
+    );
   });
 
   test("no environment stacks says so", () => {

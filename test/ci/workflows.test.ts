@@ -12,7 +12,10 @@ import { parse } from "yaml";
 
 const ROOT = path.join(__dirname, "..", "..");
 const DIR = path.join(ROOT, ".github", "workflows");
-const FILES = fs.readdirSync(DIR).filter((f) => f.endsWith(".yml")).sort();
+const FILES = fs
+  .readdirSync(DIR)
+  .filter((f) => f.endsWith(".yml"))
+  .sort();
 
 interface Step {
   uses?: string;
@@ -39,7 +42,10 @@ interface Workflow {
 
 const text = (file: string) => fs.readFileSync(path.join(DIR, file), "utf8");
 const workflow = (file: string) => parse(text(file)) as Workflow;
-const jobs = () => FILES.flatMap((file) => Object.entries(workflow(file).jobs).map(([name, job]) => ({ file, name, job, on: workflow(file).on })));
+const jobs = () =>
+  FILES.flatMap((file) =>
+    Object.entries(workflow(file).jobs).map(([name, job]) => ({ file, name, job, on: workflow(file).on })),
+  );
 
 type Lint = (input: string, path: string) => { line: number; column: number; message: string; kind: string }[];
 let lint: Lint;
@@ -77,8 +83,12 @@ describe("the workflows pass both offline checkers", () => {
   }
 
   test("the checkers catch what they are here for", () => {
-    const injected = "on: pull_request\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"${{ github.event.pull_request.title }}\"\n";
-    assert.match(findings(injected, "bad.yml").join("\n"), /"github.event.pull_request.title" is potentially untrusted/);
+    const injected =
+      'on: pull_request\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo "${{ github.event.pull_request.title }}"\n';
+    assert.match(
+      findings(injected, "bad.yml").join("\n"),
+      /"github.event.pull_request.title" is potentially untrusted/,
+    );
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-workflow-"));
     try {
       const bad = path.join(dir, "bad.yml");
@@ -91,17 +101,21 @@ describe("the workflows pass both offline checkers", () => {
 });
 
 describe("webstack's rules for its workflows", () => {
-  const scripts = (JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts;
+  const scripts = (
+    JSON.parse(fs.readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: Record<string, string> }
+  ).scripts;
   const readme = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
   const ciSection = readme.slice(readme.indexOf("\n## CI\n"), readme.indexOf("\n## ", readme.indexOf("\n## CI\n") + 5));
 
   test("every step is a checkout, a setup, an artifact upload, AWS role assumption, or an npm command of this repository", () => {
-    const allowedActions = /^(actions\/checkout|actions\/setup-node|actions\/upload-artifact|aws-actions\/configure-aws-credentials)@v[0-9]+$/;
+    const allowedActions =
+      /^(actions\/checkout|actions\/setup-node|actions\/upload-artifact|aws-actions\/configure-aws-credentials)@v[0-9]+$/;
     for (const { file, name, job } of jobs()) {
       for (const step of job.steps) {
         if (step.uses !== undefined) assert.match(step.uses, allowedActions, `${file} ${name}`);
         else {
-          const npm = /^(sudo env "PATH=\$PATH"( [A-Z_]+=[\w/.-]+)* )?(npm ci( && npm ci --prefix app)?|npm test|npm run [a-z:-]+( -- [\w "$-]+)?)$/;
+          const npm =
+            /^(sudo env "PATH=\$PATH"( [A-Z_]+=[\w/.-]+)* )?(npm ci( && npm ci --prefix app)?|npm test|npm run [a-z:-]+( -- [\w "$-]+)?)$/;
           assert.match(step.run ?? "", npm, `${file} ${name}: ${step.run}`);
         }
       }
@@ -116,12 +130,18 @@ describe("webstack's rules for its workflows", () => {
 
   test("every secret and variable a workflow reads is documented in the README's CI section", () => {
     assert.ok(ciSection.length > 500, "README has a CI section");
-    const names = new Set(FILES.flatMap((f) => [...text(f).matchAll(/\b(secrets|vars)\.([A-Z][A-Z0-9_]*)/g)].map((m) => `${m[1]}.${m[2]}`)));
+    const names = new Set(
+      FILES.flatMap((f) => [...text(f).matchAll(/\b(secrets|vars)\.([A-Z][A-Z0-9_]*)/g)].map((m) => `${m[1]}.${m[2]}`)),
+    );
     assert.ok(names.size >= 8);
     for (const name of names) {
       const bare = name.split(".")[1];
       assert.match(ciSection, new RegExp(`\\| \`${bare}\` \\| (secret|variable) \\|`), `${name} is documented`);
-      assert.equal(ciSection.includes(`| \`${bare}\` | ${name.startsWith("secrets") ? "secret" : "variable"} |`), true, `${name} documented as a ${name.startsWith("secrets") ? "secret" : "variable"}`);
+      assert.equal(
+        ciSection.includes(`| \`${bare}\` | ${name.startsWith("secrets") ? "secret" : "variable"} |`),
+        true,
+        `${name} documented as a ${name.startsWith("secrets") ? "secret" : "variable"}`,
+      );
     }
   });
 
@@ -129,16 +149,33 @@ describe("webstack's rules for its workflows", () => {
     for (const file of FILES) assert.deepEqual(workflow(file).permissions, {}, `${file}: top-level permissions: {}`);
     for (const { file, name, job } of jobs()) {
       assert.ok(typeof job.permissions === "object", `${file} ${name} declares its permissions`);
-      const perms = job.permissions as Record<string, string>;
+      const perms = job.permissions;
       const steps = JSON.stringify(job.steps);
-      assert.equal(perms["id-token"] === "write", steps.includes("configure-aws-credentials"), `${file} ${name}: id-token only for AWS role assumption`);
+      assert.equal(
+        perms["id-token"] === "write",
+        steps.includes("configure-aws-credentials"),
+        `${file} ${name}: id-token only for AWS role assumption`,
+      );
       const comments = steps.includes("ci:preview -- --pr") || steps.includes("ci:pr-stack -- up");
-      assert.equal(perms["pull-requests"] === "write", comments, `${file} ${name}: pull-requests: write only where a comment is posted`);
+      assert.equal(
+        perms["pull-requests"] === "write",
+        comments,
+        `${file} ${name}: pull-requests: write only where a comment is posted`,
+      );
       for (const [scope, level] of Object.entries(perms)) {
-        assert.ok(["contents:read", "pull-requests:write", "pull-requests:read", "id-token:write"].includes(`${scope}:${level}`), `${file} ${name}: ${scope}: ${level}`);
+        assert.ok(
+          ["contents:read", "pull-requests:write", "pull-requests:read", "id-token:write"].includes(
+            `${scope}:${level}`,
+          ),
+          `${file} ${name}: ${scope}: ${level}`,
+        );
       }
       for (const step of job.steps.filter((s) => s.uses?.startsWith("actions/checkout"))) {
-        assert.equal(step.with?.["persist-credentials"], false, `${file} ${name}: the token is not left in .git/config`);
+        assert.equal(
+          step.with?.["persist-credentials"],
+          false,
+          `${file} ${name}: the token is not left in .git/config`,
+        );
       }
     }
   });
@@ -151,27 +188,41 @@ describe("webstack's rules for its workflows", () => {
     for (const { file, name, job, on } of jobs()) {
       const readsSecrets = /secrets\./.test(JSON.stringify(job));
       if (readsSecrets && "pull_request" in on) {
-        assert.match(job.if ?? "", /github\.event\.pull_request\.head\.repo\.full_name == github\.repository/, `${file} ${name}`);
+        assert.match(
+          job.if ?? "",
+          /github\.event\.pull_request\.head\.repo\.full_name == github\.repository/,
+          `${file} ${name}`,
+        );
       }
     }
   });
 
   test("credentials only where they are used: never in a job's environment, only on the `npm run ci:…` step, after every install", () => {
     for (const { file, name, job } of jobs()) {
-      assert.ok(!/secrets\.|github\.token/.test(JSON.stringify(job.env ?? {})), `${file} ${name}: no secret in the job's environment`);
-      const credentialed = job.steps.map((step, i) => ({ step, i })).filter(({ step }) => /secrets\.|github\.token|configure-aws-credentials/.test(JSON.stringify(step)));
+      assert.ok(
+        !/secrets\.|github\.token/.test(JSON.stringify(job.env ?? {})),
+        `${file} ${name}: no secret in the job's environment`,
+      );
+      const credentialed = job.steps
+        .map((step, i) => ({ step, i }))
+        .filter(({ step }) => /secrets\.|github\.token|configure-aws-credentials/.test(JSON.stringify(step)));
       for (const { step } of credentialed.filter(({ step }) => step.uses === undefined)) {
         assert.match(step.run ?? "", /^npm run ci:/, `${file} ${name}: only a CI command gets secrets`);
       }
       const lastInstall = Math.max(-1, ...job.steps.map((step, i) => (/^npm ci/.test(step.run ?? "") ? i : -1)));
-      for (const { i } of credentialed) assert.ok(i > lastInstall, `${file} ${name}: dependencies install before any credential exists`);
+      for (const { i } of credentialed)
+        assert.ok(i > lastInstall, `${file} ${name}: dependencies install before any credential exists`);
     }
   });
 
   test("cloud jobs run where the hosts let them in: the runner is a repository variable", () => {
     for (const { file, name, job } of jobs()) {
       if (!/ci:(preview -- --pr|deploy|pr-stack|sweep|drift)/.test(JSON.stringify(job.steps))) continue;
-      assert.equal((job as Job & { "runs-on": string })["runs-on"], "${{ vars.WEBSTACK_RUNNER || 'ubuntu-latest' }}", `${file} ${name}`);
+      assert.equal(
+        (job as Job & { "runs-on": string })["runs-on"],
+        "${{ vars.WEBSTACK_RUNNER || 'ubuntu-latest' }}",
+        `${file} ${name}`,
+      );
     }
   });
 
@@ -185,7 +236,9 @@ describe("webstack's rules for its workflows", () => {
     const changing = jobs().filter(({ job }) => /ci:(deploy|pr-stack|sweep)/.test(JSON.stringify(job.steps)));
     assert.ok(changing.length >= 5);
     for (const { file, name, job } of changing) {
-      const group = (typeof job.concurrency === "object" ? job.concurrency : workflow(file).concurrency) ?? assert.fail(`${file} ${name} has no concurrency group`);
+      const group =
+        (typeof job.concurrency === "object" ? job.concurrency : workflow(file).concurrency) ??
+        assert.fail(`${file} ${name} has no concurrency group`);
       const perStack = /ci:(deploy|pr-stack)/.test(JSON.stringify(job.steps));
       assert.match(group.group, perStack ? /^webstack-stack-/ : /^webstack-sweep$/, `${file} ${name}`);
       assert.equal(group["cancel-in-progress"], false, `${file} ${name} never cancels an update halfway`);

@@ -37,17 +37,37 @@ async function execIn(container: Docker.Container, cmd: string[]): Promise<{ exi
 }
 
 /** Container events of the given containers since a time: "action" (with the signal of a kill) and when, in ms. */
-async function containerEvents(docker: Docker, since: number, ids: string[]): Promise<{ id: string; action: string; signal?: string; ms: number }[]> {
-  const stream = await docker.getEvents({ since, until: Math.ceil(Date.now() / 1000), filters: { type: ["container"], container: ids } });
+async function containerEvents(
+  docker: Docker,
+  since: number,
+  ids: string[],
+): Promise<{ id: string; action: string; signal?: string; ms: number }[]> {
+  const stream = await docker.getEvents({
+    since,
+    until: Math.ceil(Date.now() / 1000),
+    filters: { type: ["container"], container: ids },
+  });
   const text: string[] = [];
   for await (const chunk of stream) text.push(String(chunk));
   return text
     .join("")
     .split("\n")
     .filter((line) => line.trim() !== "")
-    .map((line) => JSON.parse(line) as { Action: string; timeNano: number; Actor: { ID: string; Attributes: Record<string, string> } })
+    .map(
+      (line) =>
+        JSON.parse(line) as {
+          Action: string;
+          timeNano: number;
+          Actor: { ID: string; Attributes: Record<string, string> };
+        },
+    )
     .filter((e) => ["kill", "die", "stop", "destroy"].includes(e.Action))
-    .map((e) => ({ id: e.Actor.ID, action: e.Action, ms: e.timeNano / 1e6, ...(e.Action === "kill" ? { signal: e.Actor.Attributes.signal } : {}) }));
+    .map((e) => ({
+      id: e.Actor.ID,
+      action: e.Action,
+      ms: e.timeNano / 1e6,
+      ...(e.Action === "kill" ? { signal: e.Actor.Attributes.signal } : {}),
+    }));
 }
 
 /** One container's events as "action" or "kill:<signal>". */
@@ -86,18 +106,28 @@ const NODE_HEALTHCHECK = [
  * The program under test: the resource kinds the webstack program uses, in its shapes. A new
  * `release` renames the web container, as a new app release does.
  */
-function program(prefix: string, context: string, release: string): { postgres: docker.Container; web: docker.Container } {
+function program(
+  prefix: string,
+  context: string,
+  release: string,
+): { postgres: docker.Container; web: docker.Container } {
   const provider = new docker.Provider("local-docker", {});
   const network = new docker.Network("net", { name: `${prefix}-net`, driver: "bridge" }, { provider });
   const volume = new docker.Volume("pgdata", { name: `${prefix}-pgdata` }, { provider });
-  const postgresImage = new docker.RemoteImage("pg-image", { name: STANDIN_IMAGES.postgres, keepLocally: true }, { provider });
+  const postgresImage = new docker.RemoteImage(
+    "pg-image",
+    { name: STANDIN_IMAGES.postgres, keepLocally: true },
+    { provider },
+  );
   const password = new random.RandomPassword("pg-password", { length: 24, special: false });
   const postgres = new docker.Container(
     "pg",
     {
       name: `${prefix}-postgres`,
       image: postgresImage.imageId,
-      envs: pulumi.secret(pulumi.interpolate`POSTGRES_PASSWORD=${password.result}`.apply((e) => [e, "POSTGRES_DB=smoke"])),
+      envs: pulumi.secret(
+        pulumi.interpolate`POSTGRES_PASSWORD=${password.result}`.apply((e) => [e, "POSTGRES_DB=smoke"]),
+      ),
       volumes: [{ volumeName: volume.name, containerPath: "/var/lib/postgresql/data" }],
       networksAdvanced: [{ name: network.name, aliases: ["postgres"] }],
       healthcheck: {
@@ -163,7 +193,12 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     await ensureStandinImages(engine, ["postgres", "node"]);
     // The tiny program's provider has no host, like the local target's; the command takes a while,
     // so what does not wait for it registers before it completes.
-    realiser = new EngineRealiser({ docker: engine.docker, stack, engineProviders: ["local-docker"], commandDelayMs: 1500 });
+    realiser = new EngineRealiser({
+      docker: engine.docker,
+      stack,
+      engineProviders: ["local-docker"],
+      commandDelayMs: 1500,
+    });
     await realiser.install();
 
     contextDir = await fs.mkdtemp(path.join(os.tmpdir(), "webstack-realiser-"));
@@ -202,7 +237,15 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     assert.match(envPassword, /^[A-Za-z0-9]{24}$/);
     assert.ok(!JSON.stringify(info.Config.Cmd).includes(envPassword));
     assert.ok(!JSON.stringify(info.Config.Labels).includes(envPassword));
-    const whoami = await execIn(realiser.docker.getContainer(`${prefix}-postgres`), ["psql", "-U", "postgres", "-d", "smoke", "-tAc", "select current_user"]);
+    const whoami = await execIn(realiser.docker.getContainer(`${prefix}-postgres`), [
+      "psql",
+      "-U",
+      "postgres",
+      "-d",
+      "smoke",
+      "-tAc",
+      "select current_user",
+    ]);
     assert.deepEqual(whoami, { exitCode: 0, output: "postgres\n" });
     assert.equal(await pulumi.isSecret(postgres.envs), true);
   });
@@ -231,14 +274,20 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     const registeredWeb = realiser.eventIndex("registered", "web-1");
     assert.ok(registeredWeb > realiser.eventIndex("completed", "pg"), "web registered before pg completed");
     assert.ok(registeredWeb > realiser.eventIndex("completed", "ready"), "web registered before ready completed");
-    assert.ok(registeredWeb > realiser.eventIndex("completed", "web-image"), "web registered before its image completed");
+    assert.ok(
+      registeredWeb > realiser.eventIndex("completed", "web-image"),
+      "web registered before its image completed",
+    );
     // Independent resources are not serialised behind the slow Postgres realisation.
     assert.ok(realiser.eventIndex("registered", "web-image") < realiser.eventIndex("completed", "pg"));
     // The command took its time, and what does not depend on it did not wait for it: the ordering is observed, not given.
     const ready = realiser.events.filter((e) => e.name === "ready");
     assert.ok(ready[1].time - ready[0].time >= 1400, `the command completed after ${ready[1].time - ready[0].time} ms`);
     for (const name of ["net", "pgdata", "pg-image"]) {
-      assert.ok(realiser.eventIndex("completed", name) < realiser.eventIndex("completed", "ready"), `${name} did not wait for the command`);
+      assert.ok(
+        realiser.eventIndex("completed", name) < realiser.eventIndex("completed", "ready"),
+        `${name} did not wait for the command`,
+      );
     }
   });
 
@@ -264,14 +313,30 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
   it("recreates the Postgres container on its volume and keeps the data", async () => {
     const before = await realiser.docker.getContainer(`${prefix}-postgres`).inspect();
     const write = await execIn(realiser.docker.getContainer(`${prefix}-postgres`), [
-      "psql", "-U", "postgres", "-d", "smoke", "-v", "ON_ERROR_STOP=1", "-c", "create table visits (n int); insert into visits values (42);",
+      "psql",
+      "-U",
+      "postgres",
+      "-d",
+      "smoke",
+      "-v",
+      "ON_ERROR_STOP=1",
+      "-c",
+      "create table visits (n int); insert into visits values (42);",
     ]);
     assert.equal(write.exitCode, 0, write.output);
     const outputs = await realiser.recreateContainer(`${prefix}-postgres`);
     assert.notEqual(outputs.id, before.Id);
     const after = await realiser.docker.getContainer(`${prefix}-postgres`).inspect();
     assert.equal(after.State.Health?.Status, "healthy");
-    const read = await execIn(realiser.docker.getContainer(`${prefix}-postgres`), ["psql", "-U", "postgres", "-d", "smoke", "-tAc", "select n from visits"]);
+    const read = await execIn(realiser.docker.getContainer(`${prefix}-postgres`), [
+      "psql",
+      "-U",
+      "postgres",
+      "-d",
+      "smoke",
+      "-tAc",
+      "select n from visits",
+    ]);
     assert.deepEqual(read, { exitCode: 0, output: "42\n" });
   });
 
@@ -281,23 +346,53 @@ describe("engine realiser", { timeout: 30 * 60_000 }, () => {
     const summary = await realiser.destroyStack();
 
     const at = (name: string) => summary.deleted.indexOf(name);
-    for (const name of ["pg", "pgdata", "net", "pg-image", "web-image", "ready", "pg-password", "local-docker"]) assert.ok(at(name) >= 0, `${name} deleted`);
+    for (const name of ["pg", "pgdata", "net", "pg-image", "web-image", "ready", "pg-password", "local-docker"])
+      assert.ok(at(name) >= 0, `${name} deleted`);
     assert.ok(!summary.deleted.includes("web-1"), "the old release was deleted by its update, not again");
-    for (const [dependent, dependency] of [["web-2", "pg"], ["web-2", "ready"], ["web-2", "web-image"], ["web-2", "net"], ["pg", "pgdata"], ["pg", "pg-image"], ["pg", "pg-password"], ["pg", "net"], ["net", "local-docker"]]) {
-      assert.ok(at(dependent) < at(dependency), `${dependent} deleted before ${dependency}: ${summary.deleted.join(", ")}`);
+    for (const [dependent, dependency] of [
+      ["web-2", "pg"],
+      ["web-2", "ready"],
+      ["web-2", "web-image"],
+      ["web-2", "net"],
+      ["pg", "pgdata"],
+      ["pg", "pg-image"],
+      ["pg", "pg-password"],
+      ["pg", "net"],
+      ["net", "local-docker"],
+    ]) {
+      assert.ok(
+        at(dependent) < at(dependency),
+        `${dependent} deleted before ${dependency}: ${summary.deleted.join(", ")}`,
+      );
     }
-    assert.deepEqual(summary.removed, { containers: [`${prefix}-web-2`, `${prefix}-postgres`], networks: [`${prefix}-net`], volumes: [`${prefix}-pgdata`], images: [] });
+    assert.deepEqual(summary.removed, {
+      containers: [`${prefix}-web-2`, `${prefix}-postgres`],
+      networks: [`${prefix}-net`],
+      volumes: [`${prefix}-pgdata`],
+      images: [],
+    });
     assert.deepEqual(summary.kept.sort(), [`${prefix}-web:1`, STANDIN_IMAGES.postgres].sort());
     assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
-    assert.ok(realiser.resources.every((r) => !r.custom || r.deleted || r.id === undefined), "every resource of the state is marked deleted");
+    assert.ok(
+      realiser.resources.every((r) => !r.custom || r.deleted || r.id === undefined),
+      "every resource of the state is marked deleted",
+    );
 
     // The engine's own record of how each container ended.
     const events = await containerEvents(realiser.docker, since, [ids.pg, ids.web]);
     const of = (id: string) => eventNames(events, id);
-    assert.deepEqual(of(ids.pg), ["kill:2", "die", "stop", "destroy"], "Postgres got its stop signal (SIGINT) and stopped within its grace period");
+    assert.deepEqual(
+      of(ids.pg),
+      ["kill:2", "die", "stop", "destroy"],
+      "Postgres got its stop signal (SIGINT) and stopped within its grace period",
+    );
     // Without destroyGraceSeconds the provider stops with a timeout of 0: the stop signal, then
     // SIGKILL unless the process is already gone (node, under init, usually is).
-    assert.match(of(ids.web).join(" "), /^kill:15 (kill:9 )?die stop destroy$/, "without destroyGraceSeconds the provider stops with no grace");
+    assert.match(
+      of(ids.web).join(" "),
+      /^kill:15 (kill:9 )?die stop destroy$/,
+      "without destroyGraceSeconds the provider stops with no grace",
+    );
     await realiser.docker.getImage(`${prefix}-web:1`).inspect();
   });
 
@@ -339,11 +434,27 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
   };
 
   /** A realiser of its own stack, with a Docker provider registered as the SDK would register it. */
-  async function fresh(options: { engineProviders?: string[]; commandDelayMs?: number; provider?: { name: string; inputs?: Record<string, unknown> } } = {}) {
+  async function fresh(
+    options: {
+      engineProviders?: string[];
+      commandDelayMs?: number;
+      provider?: { name: string; inputs?: Record<string, unknown> };
+    } = {},
+  ) {
     const stack = `strict-${randomBytes(3).toString("hex")}`;
-    const realiser = new EngineRealiser({ docker: docker(), stack, engineProviders: options.engineProviders ?? ["local-docker"], commandDelayMs: options.commandDelayMs });
+    const realiser = new EngineRealiser({
+      docker: docker(),
+      stack,
+      engineProviders: options.engineProviders ?? ["local-docker"],
+      commandDelayMs: options.commandDelayMs,
+    });
     realisers.push(realiser);
-    const register = async (type: string, name: string, inputs: Record<string, unknown>, provider?: string): Promise<RecordedResource> => {
+    const register = async (
+      type: string,
+      name: string,
+      inputs: Record<string, unknown>,
+      provider?: string,
+    ): Promise<RecordedResource> => {
       await realiser.mocks.newResource({ type, name, inputs, custom: true, provider });
       const record = realiser.resources.filter((r) => r.type === type && r.name === name).at(-1);
       assert.ok(record !== undefined);
@@ -357,7 +468,11 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     const provider = await registerProvider();
     const on = (type: string, name: string, inputs: Record<string, unknown>) => register(type, name, inputs, provider);
     const container = (name: string, inputs: Record<string, unknown>) =>
-      on("docker:index/container:Container", name, { name: `webstack-${stack}-${name}`, image: STANDIN_IMAGES.node, ...inputs });
+      on("docker:index/container:Container", name, {
+        name: `webstack-${stack}-${name}`,
+        image: STANDIN_IMAGES.node,
+        ...inputs,
+      });
     /** A second `pulumi up`: the provider is registered again (unchanged, same id), then `evaluate` registers the rest. */
     const update = async (evaluate: () => Promise<unknown>) => {
       realiser.beginUpdate();
@@ -371,14 +486,21 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
   it("refuses a Docker resource on no provider, or on one the test engine does not stand in for; serves a provider the test maps to it", async () => {
     const network = { type: "docker:index/network:Network", name: "net", custom: true };
     const local = await fresh();
-    await assert.rejects(async () => local.realiser.mocks.newResource({ ...network, inputs: {} }), /no provider; Pulumi\.yaml disables the default Docker provider/);
+    await assert.rejects(
+      async () => local.realiser.mocks.newResource({ ...network, inputs: {} }),
+      /no provider; Pulumi\.yaml disables the default Docker provider/,
+    );
 
     // The cloud host's engine and the deployer's build engine are other engines.
     for (const name of ["host-engine-docker", "host-builder"]) {
-      const other = await fresh({ provider: { name, inputs: name === "host-builder" ? {} : { host: "tcp://203.0.113.20:2376" } } });
+      const other = await fresh({
+        provider: { name, inputs: name === "host-builder" ? {} : { host: "tcp://203.0.113.20:2376" } },
+      });
       await assert.rejects(
         async () => other.on(network.type, "net", { name: `${other.prefix}-net` }),
-        new RegExp(`its provider '${name}' manages an engine the test engine does not stand in for \\(it stands in for local-docker\\)`),
+        new RegExp(
+          `its provider '${name}' manages an engine the test engine does not stand in for \\(it stands in for local-docker\\)`,
+        ),
       );
     }
     // By default only the local target's provider is served, and only while it talks to the test engine.
@@ -391,41 +513,73 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     };
     const remote = await providerRecord({ host: "ssh://admin@203.0.113.20" });
     await assert.rejects(
-      async () => byDefault.mocks.newResource({ ...network, inputs: { name: `webstack-${stack}-net` }, provider: remote }),
+      async () =>
+        byDefault.mocks.newResource({ ...network, inputs: { name: `webstack-${stack}-net` }, provider: remote }),
       /its provider 'host-docker' talks to 'ssh:\/\/admin@203\.0\.113\.20', not to the test engine \(unix:/,
     );
-    await byDefault.mocks.newResource({ ...network, inputs: { name: `webstack-${stack}-net` }, provider: await providerRecord({}) });
+    await byDefault.mocks.newResource({
+      ...network,
+      inputs: { name: `webstack-${stack}-net` },
+      provider: await providerRecord({}),
+    });
     await docker().getNetwork(`webstack-${stack}-net`).inspect();
 
     // Mapped explicitly, the cloud host's engine is realised here.
-    const mapped = await fresh({ engineProviders: ["host-engine-docker"], provider: { name: "host-engine-docker", inputs: { host: "tcp://203.0.113.20:2376" } } });
+    const mapped = await fresh({
+      engineProviders: ["host-engine-docker"],
+      provider: { name: "host-engine-docker", inputs: { host: "tcp://203.0.113.20:2376" } },
+    });
     await mapped.on(network.type, "net", { name: `${mapped.prefix}-net` });
     await docker().getNetwork(`${mapped.prefix}-net`).inspect();
 
-    await assert.rejects(async () => local.on("docker:index/service:Service", "svc", {}), /a Docker resource type the engine realiser does not realise/);
-    await assert.rejects(async () => local.realiser.mocks.call({ token: "docker:index/getNetwork:getNetwork", inputs: { name: "bridge" } }), /Docker functions are not realised/);
+    await assert.rejects(
+      async () => local.on("docker:index/service:Service", "svc", {}),
+      /a Docker resource type the engine realiser does not realise/,
+    );
+    await assert.rejects(
+      async () =>
+        local.realiser.mocks.call({ token: "docker:index/getNetwork:getNetwork", inputs: { name: "bridge" } }),
+      /Docker functions are not realised/,
+    );
   });
 
   it("fails wait: true on a container without a health check, where the provider's wait crashes", async () => {
     const { container } = await fresh();
-    await assert.rejects(async () => container("no-health", { command: SLEEPER, wait: true }), /wait is true but the container has no health check/);
+    await assert.rejects(
+      async () => container("no-health", { command: SLEEPER, wait: true }),
+      /wait is true but the container has no health check/,
+    );
   });
 
   it("fails a container that is not running after its start under mustRun, deleting it; mustRun: false keeps it with its exit code", async () => {
     const { container, prefix } = await fresh();
-    await assert.rejects(async () => container("quits", { command: ["true"] }), /not running after its start \(status exited, exit code 0\), and mustRun is true/);
+    await assert.rejects(
+      async () => container("quits", { command: ["true"] }),
+      /not running after its start \(status exited, exit code 0\), and mustRun is true/,
+    );
     await assert.rejects(docker().getContainer(`${prefix}-quits`).inspect(), { statusCode: 404 });
-    await assert.rejects(async () => container("idle", { command: SLEEPER, start: false }), /created but not started, and mustRun is true/);
+    await assert.rejects(
+      async () => container("idle", { command: SLEEPER, start: false }),
+      /created but not started, and mustRun is true/,
+    );
     const kept = await container("quits-kept", { command: ["true"], mustRun: false });
     assert.equal(kept.outputs.exitCode, 0);
   });
 
   it("attach waits for the end of the run and records its exit code and logs; a non-zero exit is no error", async () => {
     const { container } = await fresh();
-    const run = await container("one-off", { command: ["sh", "-c", "echo ran; exit 3"], attach: true, logs: true, mustRun: false });
+    const run = await container("one-off", {
+      command: ["sh", "-c", "echo ran; exit 3"],
+      attach: true,
+      logs: true,
+      mustRun: false,
+    });
     assert.equal(run.outputs.exitCode, 3);
     assert.equal(run.outputs.containerLogs, "ran\n");
-    await assert.rejects(async () => container("one-off-must-run", { command: ["true"], attach: true }), /not running after its start/);
+    await assert.rejects(
+      async () => container("one-off-must-run", { command: ["true"], attach: true }),
+      /not running after its start/,
+    );
   });
 
   it("uploads an executable with mode 0744, a plain file with 0644, and permissions over both", async () => {
@@ -438,19 +592,41 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
         { file: "/x/perm", content: "q", executable: true, permissions: "0750" },
       ],
     });
-    const modes = await execIn(docker().getContainer(String(record.id)), ["stat", "-c", "%a %n", "/x/run.sh", "/x/plain", "/x/perm"]);
+    const modes = await execIn(docker().getContainer(String(record.id)), [
+      "stat",
+      "-c",
+      "%a %n",
+      "/x/run.sh",
+      "/x/plain",
+      "/x/perm",
+    ]);
     assert.deepEqual(modes, { exitCode: 0, output: "744 /x/run.sh\n644 /x/plain\n750 /x/perm\n" });
   });
 
   it("publishes on 127.0.0.1 and on 0.0.0.0, the provider's default when no address is given, and refuses any other address", async () => {
     const { container } = await fresh();
-    const record = await container("ports", { command: SLEEPER, ports: [{ internal: 8080, ip: "127.0.0.1" }, { internal: 8081, ip: "0.0.0.0" }, { internal: 8082 }] });
-    const bindings = (await docker().getContainer(String(record.id)).inspect()).HostConfig.PortBindings as Record<string, { HostIp: string }[]>;
+    const record = await container("ports", {
+      command: SLEEPER,
+      ports: [{ internal: 8080, ip: "127.0.0.1" }, { internal: 8081, ip: "0.0.0.0" }, { internal: 8082 }],
+    });
+    const bindings = (await docker().getContainer(String(record.id)).inspect()).HostConfig.PortBindings as Record<
+      string,
+      { HostIp: string }[]
+    >;
     assert.deepEqual(
-      Object.entries(bindings).map(([port, b]) => [port, b[0].HostIp]).sort(),
-      [["8080/tcp", "127.0.0.1"], ["8081/tcp", "0.0.0.0"], ["8082/tcp", "0.0.0.0"]],
+      Object.entries(bindings)
+        .map(([port, b]) => [port, b[0].HostIp])
+        .sort(),
+      [
+        ["8080/tcp", "127.0.0.1"],
+        ["8081/tcp", "0.0.0.0"],
+        ["8082/tcp", "0.0.0.0"],
+      ],
     );
-    await assert.rejects(async () => container("elsewhere", { command: SLEEPER, ports: [{ internal: 80, ip: "10.1.2.3" }] }), /ports\[0\]\.ip is '10\.1\.2\.3'; the test engine publishes only on 127\.0\.0\.1 or 0\.0\.0\.0/);
+    await assert.rejects(
+      async () => container("elsewhere", { command: SLEEPER, ports: [{ internal: 80, ip: "10.1.2.3" }] }),
+      /ports\[0\]\.ip is '10\.1\.2\.3'; the test engine publishes only on 127\.0\.0\.1 or 0\.0\.0\.0/,
+    );
   });
 
   it("leaves an unchanged container alone in a later update, stopped or not; refresh drops the stopped one and the next update creates it again", async () => {
@@ -460,7 +636,11 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     await docker().getContainer(id).kill();
     await update(() => container("keeper", { command: SLEEPER }));
     assert.equal(realiser.container("keeper").id, id);
-    assert.equal((await docker().getContainer(id).inspect()).State.Running, false, "pulumi up without --refresh does not look at the engine");
+    assert.equal(
+      (await docker().getContainer(id).inspect()).State.Running,
+      false,
+      "pulumi up without --refresh does not look at the engine",
+    );
 
     assert.deepEqual(await realiser.refresh(), ["keeper"]);
     await assert.rejects(docker().getContainer(id).inspect(), { statusCode: 404 });
@@ -477,14 +657,27 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     const first = await container("changing", { command: SLEEPER, restart: "no", healthcheck, destroyGraceSeconds: 2 });
     const id = String(first.id);
 
-    await update(() => container("changing", { command: SLEEPER, restart: "unless-stopped", healthcheck: { ...healthcheck, interval: "2s" }, destroyGraceSeconds: 2 }));
+    await update(() =>
+      container("changing", {
+        command: SLEEPER,
+        restart: "unless-stopped",
+        healthcheck: { ...healthcheck, interval: "2s" },
+        destroyGraceSeconds: 2,
+      }),
+    );
     const inPlace = await docker().getContainer(id).inspect();
     assert.equal(realiser.container("changing").id, id, "restart and healthcheck do not replace the container");
-    assert.equal(inPlace.HostConfig.RestartPolicy?.Name, "unless-stopped", "restart is applied to the running container");
+    assert.equal(
+      inPlace.HostConfig.RestartPolicy?.Name,
+      "unless-stopped",
+      "restart is applied to the running container",
+    );
     assert.equal(inPlace.Config.Healthcheck?.Interval, 1e9, "the provider's Update ignores the health check");
 
     const since = Math.floor(Date.now() / 1000) - 1;
-    await update(() => container("changing", { command: SLEEPER, restart: "unless-stopped", labels: [{ label: "probe", value: "2" }] }));
+    await update(() =>
+      container("changing", { command: SLEEPER, restart: "unless-stopped", labels: [{ label: "probe", value: "2" }] }),
+    );
     const replacement = String(realiser.container("changing").id);
     assert.notEqual(replacement, id);
     await assert.rejects(docker().getContainer(id).inspect(), { statusCode: 404 });
@@ -492,21 +685,32 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     const finished = await update(async () => undefined);
     assert.deepEqual(finished.removed.containers, [`webstack-${realiser.stack}-changing`]);
     const events = await containerEvents(docker(), since, [id, replacement]);
-    for (const [which, grace] of [[id, 2], [replacement, 0]] as const) {
+    for (const [which, grace] of [
+      [id, 2],
+      [replacement, 0],
+    ] as const) {
       assert.deepEqual(eventNames(events, which), ["kill:15", "kill:9", "die", "stop", "destroy"]);
       const [term, kill] = events.filter((e) => e.id === which && e.action === "kill").map((e) => e.ms);
       const waited = (kill - term) / 1000;
-      assert.ok(waited >= grace - 0.2 && waited < grace + 1.5, `${which === id ? "the replaced" : "the deleted"} container got ${waited.toFixed(2)} s, its recorded grace is ${grace} s`);
+      assert.ok(
+        waited >= grace - 0.2 && waited < grace + 1.5,
+        `${which === id ? "the replaced" : "the deleted"} container got ${waited.toFixed(2)} s, its recorded grace is ${grace} s`,
+      );
     }
   });
 
   it("ends an update by deleting what it no longer registers, dependents first: a renamed volume's data is gone, and so are the network and the image tag", async () => {
     const { realiser, prefix, on, container, update } = await fresh();
-    await docker().getImage(STANDIN_IMAGES.node).tag({ repo: `${prefix}-probe`, tag: "1" });
+    await docker()
+      .getImage(STANDIN_IMAGES.node)
+      .tag({ repo: `${prefix}-probe`, tag: "1" });
     const evaluate = async (volume: "data" | "data-renamed") => {
       await on("docker:index/network:Network", "net", { name: `${prefix}-net` });
       await on("docker:index/volume:Volume", volume, { name: `${prefix}-${volume}` });
-      const image = await on("docker:index/remoteImage:RemoteImage", "probe-image", { name: `${prefix}-probe:1`, keepLocally: false });
+      const image = await on("docker:index/remoteImage:RemoteImage", "probe-image", {
+        name: `${prefix}-probe:1`,
+        keepLocally: false,
+      });
       return container("user", {
         command: SLEEPER,
         image: image.outputs.imageId,
@@ -515,7 +719,10 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
       });
     };
     const first = await evaluate("data");
-    assert.equal((await execIn(docker().getContainer(String(first.id)), ["sh", "-c", "echo kept > /data/f"])).exitCode, 0);
+    assert.equal(
+      (await execIn(docker().getContainer(String(first.id)), ["sh", "-c", "echo kept > /data/f"])).exitCode,
+      0,
+    );
 
     const renamed = await update(() => evaluate("data-renamed"));
     assert.deepEqual(renamed.deleted, ["data"]);
@@ -526,8 +733,14 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
 
     const emptied = await update(async () => undefined);
     const at = (name: string) => emptied.deleted.indexOf(name);
-    for (const dependency of ["net", "data-renamed", "probe-image"]) assert.ok(at("user") < at(dependency), `user deleted before ${dependency}: ${emptied.deleted.join(", ")}`);
-    assert.deepEqual(emptied.removed, { containers: [`${prefix}-user`], networks: [`${prefix}-net`], volumes: [`${prefix}-data-renamed`], images: [`${prefix}-probe:1`] });
+    for (const dependency of ["net", "data-renamed", "probe-image"])
+      assert.ok(at("user") < at(dependency), `user deleted before ${dependency}: ${emptied.deleted.join(", ")}`);
+    assert.deepEqual(emptied.removed, {
+      containers: [`${prefix}-user`],
+      networks: [`${prefix}-net`],
+      volumes: [`${prefix}-data-renamed`],
+      images: [`${prefix}-probe:1`],
+    });
     await assert.rejects(docker().getNetwork(`${prefix}-net`).inspect(), { statusCode: 404 });
     await assert.rejects(docker().getImage(`${prefix}-probe:1`).inspect(), { statusCode: 404 });
     await docker().getImage(STANDIN_IMAGES.node).inspect();
@@ -538,7 +751,13 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     const { prefix, on, update } = await fresh();
     await on("docker:index/network:Network", "net", { name: `${prefix}-net` });
     await assert.rejects(
-      async () => update(() => on("docker:index/network:Network", "net", { name: `${prefix}-net`, labels: [{ label: "changed", value: "yes" }] })),
+      async () =>
+        update(() =>
+          on("docker:index/network:Network", "net", {
+            name: `${prefix}-net`,
+            labels: [{ label: "changed", value: "yes" }],
+          }),
+        ),
       /Network net: its inputs changed, which replaces it/,
     );
   });
@@ -558,19 +777,38 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
 
   it("rejects inputs it does not know, and builds only with the classic builder, which the program must name", async () => {
     const { container, on } = await fresh();
-    await assert.rejects(async () => container("probe", { privileged: true }), /Container probe: input 'privileged' is not supported by the engine realiser/);
-    await assert.rejects(async () => on("docker:index/network:Network", "net", { ipv6: true }), /Network net: ipv6 not supported by the engine realiser/);
+    await assert.rejects(
+      async () => container("probe", { privileged: true }),
+      /Container probe: input 'privileged' is not supported by the engine realiser/,
+    );
+    await assert.rejects(
+      async () => on("docker:index/network:Network", "net", { ipv6: true }),
+      /Network net: ipv6 not supported by the engine realiser/,
+    );
     await assert.rejects(
       async () => on("docker:index/remoteImage:RemoteImage", "pg", { name: "postgres:15.99-nowhere" }),
       /RemoteImage pg: image 'postgres:15\.99-nowhere' is not on the engine, and nothing can be pulled here/,
     );
-    const image = { imageName: "probe:1", skipPush: true, build: { context: os.tmpdir(), dockerfile: "/nonexistent/Dockerfile", builderVersion: "BuilderV1" } };
-    await assert.rejects(async () => on("docker:index/image:Image", "app-image", image), /Image app-image: build\.dockerfile '\/nonexistent\/Dockerfile' is not an existing file/);
+    const image = {
+      imageName: "probe:1",
+      skipPush: true,
+      build: { context: os.tmpdir(), dockerfile: "/nonexistent/Dockerfile", builderVersion: "BuilderV1" },
+    };
+    await assert.rejects(
+      async () => on("docker:index/image:Image", "app-image", image),
+      /Image app-image: build\.dockerfile '\/nonexistent\/Dockerfile' is not an existing file/,
+    );
     await assert.rejects(
       async () => on("docker:index/image:Image", "app-image", { ...image, build: { context: os.tmpdir() } }),
       /build\.builderVersion is unset, which means BuildKit \(the provider's default\)/,
     );
-    await assert.rejects(async () => container("probe", { healthcheck: { tests: ["CMD", "true"], interval: "5 seconds" } }), /probe\.healthcheck\.interval: '5 seconds' is not a Go duration/);
-    await assert.rejects(async () => container("probe", { command: ["sleep", ""] }), /values for command may not be empty/);
+    await assert.rejects(
+      async () => container("probe", { healthcheck: { tests: ["CMD", "true"], interval: "5 seconds" } }),
+      /probe\.healthcheck\.interval: '5 seconds' is not a Go duration/,
+    );
+    await assert.rejects(
+      async () => container("probe", { command: ["sleep", ""] }),
+      /values for command may not be empty/,
+    );
   });
 });

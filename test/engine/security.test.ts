@@ -25,10 +25,22 @@ interface Answer {
 }
 
 /** One request through the published port, on a connection of its own. */
-function request(port: number, path: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+function request(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: "127.0.0.1", port, path, method: options.method ?? "GET", headers: { connection: "close", ...options.headers }, agent: false, timeout: 10_000 },
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method: options.method ?? "GET",
+        headers: { connection: "close", ...options.headers },
+        agent: false,
+        timeout: 10_000,
+      },
       (res) => {
         let body = "";
         res.setEncoding("utf8");
@@ -43,8 +55,15 @@ function request(port: number, path: string, options: { method?: string; headers
 }
 
 /** Runs a command in a running container; its exit code and what it printed. */
-async function exec(docker: Docker, container: string, cmd: string[], user?: string): Promise<{ code: number; output: string }> {
-  const run = await docker.getContainer(container).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, User: user });
+async function exec(
+  docker: Docker,
+  container: string,
+  cmd: string[],
+  user?: string,
+): Promise<{ code: number; output: string }> {
+  const run = await docker
+    .getContainer(container)
+    .exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, User: user });
   const stream = await run.start({ hijack: true, stdin: false });
   const out = new PassThrough();
   let output = "";
@@ -105,7 +124,9 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
   };
   const inspect = (name: string) => docker().getContainer(name).inspect();
   const stackContainers = async () =>
-    (await docker().listContainers({ all: true, filters: { label: [`webstack.stack=${STACK}`] } })).map((c) => c.Names[0].replace(/^\//, "")).sort();
+    (await docker().listContainers({ all: true, filters: { label: [`webstack.stack=${STACK}`] } }))
+      .map((c) => c.Names[0].replace(/^\//, ""))
+      .sort();
   const replicas = async () => (await stackContainers()).filter((n) => /-app-.+-[0-9]+$/.test(n));
   const ipOn = async (container: string, network: string) => {
     const address = (await inspect(container)).NetworkSettings.Networks[network]?.IPAddress;
@@ -114,7 +135,10 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
   };
   /** The generated secrets, from the recorded state: Postgres and Redis passwords and the admin token. */
   const secrets = () =>
-    realiser.ofType("random:index/randomPassword:RandomPassword").map((r) => String(r.outputs.result)).filter((v) => v.length >= 32);
+    realiser
+      .ofType("random:index/randomPassword:RandomPassword")
+      .map((r) => String(r.outputs.result))
+      .filter((v) => v.length >= 32);
   const reset = (headers: Record<string, string> = {}) => request(port, "/reset", { method: "POST", headers });
   const bearer = () => ({ authorization: `Bearer ${adminToken}` });
 
@@ -163,7 +187,16 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
     const post = async (headers: string[]) => {
       // From nginx's container: another address on the front network, as an attacker inside would be.
       const { code, output } = await exec(docker(), `${PREFIX}-nginx`, [
-        "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", ...headers.flatMap((h) => ["-H", h]), `http://${appIp}:3000/reset`,
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "POST",
+        ...headers.flatMap((h) => ["-H", h]),
+        `http://${appIp}:3000/reset`,
       ]);
       assert.equal(code, 0, output);
       return Number(output);
@@ -171,13 +204,20 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
     assert.equal(await post([]), 401);
     assert.equal(await post(["Authorization: Bearer not-the-token-but-long-enough"]), 401);
     assert.equal(await post([`Authorization: Bearer ${adminToken}`, "Sec-Fetch-Site: cross-site"]), 403);
-    assert.equal(await post([`Authorization: Bearer ${adminToken}`, `Host: ${appIp}`, "Origin: http://evil.example"]), 403);
+    assert.equal(
+      await post([`Authorization: Bearer ${adminToken}`, `Host: ${appIp}`, "Origin: http://evil.example"]),
+      403,
+    );
   });
 
   test("nginx cannot open a TCP connection to Postgres or Redis, by name or by address; it can to the app", async () => {
-    const tcp = (host: string, p: number) => exec(docker(), `${PREFIX}-nginx`, ["timeout", "3", "bash", "-c", `exec 3<>/dev/tcp/${host}/${p}`]);
+    const tcp = (host: string, p: number) =>
+      exec(docker(), `${PREFIX}-nginx`, ["timeout", "3", "bash", "-c", `exec 3<>/dev/tcp/${host}/${p}`]);
     const back = `${PREFIX}-back`;
-    for (const [name, p] of [["postgres", 5432], ["redis", 6379]] as const) {
+    for (const [name, p] of [
+      ["postgres", 5432],
+      ["redis", 6379],
+    ] as const) {
       const address = await ipOn(`${PREFIX}-${name}`, back);
       assert.notEqual((await tcp(address, p)).code, 0, `nginx reached ${name} at ${address}`);
       assert.notEqual((await tcp(name, p)).code, 0, `nginx resolved and reached ${name}`);
@@ -197,15 +237,26 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
     assert.equal(names.length, 2 + 3 + 2, names.join(", "));
     for (const name of names) {
       const info = await inspect(name);
-      const shown = JSON.stringify([info.Config.Env, info.Config.Cmd, info.Config.Entrypoint, info.Config.Labels, info.Args, info.Config.Healthcheck]);
+      const shown = JSON.stringify([
+        info.Config.Env,
+        info.Config.Cmd,
+        info.Config.Entrypoint,
+        info.Config.Labels,
+        info.Args,
+        info.Config.Healthcheck,
+      ]);
       for (const secret of found) assert.ok(!shown.includes(secret), `${name} shows a secret`);
       if (info.State.Running) {
         const top = await docker().getContainer(name).top();
-        for (const secret of found) assert.ok(!JSON.stringify(top.Processes).includes(secret), `${name} shows a secret in a command line`);
+        for (const secret of found)
+          assert.ok(!JSON.stringify(top.Processes).includes(secret), `${name} shows a secret in a command line`);
       }
     }
     const files = async (container: string, pattern: string, user?: string) =>
-      (await exec(docker(), container, ["sh", "-c", `stat -c '%n %a %u' ${pattern}`], user)).output.trim().split("\n").sort();
+      (await exec(docker(), container, ["sh", "-c", `stat -c '%n %a %u' ${pattern}`], user)).output
+        .trim()
+        .split("\n")
+        .sort();
     const [replica] = await replicas();
     assert.deepEqual(await files(replica, "/run/secrets/*"), [
       "/run/secrets/admin-token 400 10001",
@@ -213,8 +264,14 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       "/run/secrets/redis-url 400 10001",
     ]);
     assert.deepEqual(await files(`${PREFIX}-postgres`, "/run/secrets/*"), ["/run/secrets/postgres-password 400 0"]);
-    assert.deepEqual(await files(`${PREFIX}-redis`, "/usr/local/etc/redis/redis.conf"), ["/usr/local/etc/redis/redis.conf 444 0"]);
-    assert.notEqual((await exec(docker(), replica, ["sh", "-c", "echo x > /run/secrets/admin-token"])).code, 0, "the app cannot change its secrets");
+    assert.deepEqual(await files(`${PREFIX}-redis`, "/usr/local/etc/redis/redis.conf"), [
+      "/usr/local/etc/redis/redis.conf 444 0",
+    ]);
+    assert.notEqual(
+      (await exec(docker(), replica, ["sh", "-c", "echo x > /run/secrets/admin-token"])).code,
+      0,
+      "the app cannot change its secrets",
+    );
   });
 
   test("every container runs with no capability beyond its image's start-up needs and no new privileges; the servers hold none", async () => {
@@ -229,21 +286,36 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
     for (const name of await stackContainers()) {
       const info = await inspect(name);
       const role = info.Config.Labels["webstack.role"];
-      assert.deepEqual([info.HostConfig.CapDrop, [...(info.HostConfig.CapAdd ?? [])].sort()], [["ALL"], expected[role]], name);
+      assert.deepEqual(
+        [info.HostConfig.CapDrop, [...(info.HostConfig.CapAdd ?? [])].sort()],
+        [["ALL"], expected[role]],
+        name,
+      );
       assert.deepEqual(info.HostConfig.SecurityOpt, ["no-new-privileges:true"], name);
       assert.equal(info.HostConfig.ReadonlyRootfs, role === "app" || role === "nginx", `${name} read-only root`);
       if (role.startsWith("files-")) {
-        assert.deepEqual([info.State.Status, info.State.ExitCode, info.HostConfig.NetworkMode], ["exited", 0, "none"], name);
+        assert.deepEqual(
+          [info.State.Status, info.State.ExitCode, info.HostConfig.NetworkMode],
+          ["exited", 0, "none"],
+          name,
+        );
         continue;
       }
       // What the server processes hold once started: nothing, and they could not gain anything.
-      const processes = (await exec(docker(), name, ["sh", "-c", "grep -h -E '^(Uid|CapEff|NoNewPrivs):' /proc/[0-9]*/status"])).output;
+      const processes = (
+        await exec(docker(), name, ["sh", "-c", "grep -h -E '^(Uid|CapEff|NoNewPrivs):' /proc/[0-9]*/status"])
+      ).output;
       assert.match(processes, /^NoNewPrivs:\s+1$/m);
       assert.doesNotMatch(processes, /^NoNewPrivs:\s+0$/m);
-      if (role === "app") assert.doesNotMatch(processes, /^CapEff:\s+(?!0{16})/m, `${name}: every process holds no capability`);
+      if (role === "app")
+        assert.doesNotMatch(processes, /^CapEff:\s+(?!0{16})/m, `${name}: every process holds no capability`);
     }
     // The servers' own processes (not the root starters) hold no capability.
-    for (const [container, user] of [[`${PREFIX}-postgres`, "postgres"], [`${PREFIX}-redis`, "redis"], [`${PREFIX}-nginx`, "nginx"]]) {
+    for (const [container, user] of [
+      [`${PREFIX}-postgres`, "postgres"],
+      [`${PREFIX}-redis`, "redis"],
+      [`${PREFIX}-nginx`, "nginx"],
+    ]) {
       const { output } = await exec(docker(), container, [
         "sh",
         "-c",
@@ -263,12 +335,16 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
     try {
       await sleep(2000);
       const stopping = Date.now();
-      await docker().getContainer(victim).stop({ t: stopTimeout(await inspect(victim)) });
+      await docker()
+        .getContainer(victim)
+        .stop({ t: stopTimeout(await inspect(victim)) });
       stopSeconds = (Date.now() - stopping) / 1000;
       assert.equal((await inspect(victim)).State.ExitCode, 0, `${victim} ended well on SIGTERM`);
       await sleep(2000);
       await docker().getContainer(victim).start();
-      await eventually(`${victim} healthy`, 90, async () => ((await inspect(victim)).State.Health?.Status === "healthy" ? true : undefined));
+      await eventually(`${victim} healthy`, 90, async () =>
+        (await inspect(victim)).State.Health?.Status === "healthy" ? true : undefined,
+      );
       await sleep(3000);
     } finally {
       await load.stop();
@@ -339,7 +415,7 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       try {
         await flooder.start();
         const ended = await flooder.wait();
-        const logs = ((await flooder.logs({ stdout: true, stderr: true })) as Buffer).toString("utf8");
+        const logs = ((await flooder.logs({ stdout: true, stderr: true }))).toString("utf8");
         assert.equal(ended.StatusCode, 0, logs);
         tally = JSON.parse(logs.slice(logs.indexOf("{"), logs.lastIndexOf("}") + 1)) as FloodTally;
         await sleep(1000);
@@ -352,12 +428,18 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       const limited = tally.statuses["429"] ?? 0;
       t.diagnostic(
         `flood: ${tally.opened}/${FLOOD_CONNECTIONS} connections opened at once from ${PREFIX}-test-flood, answered in ${tally.seconds.toFixed(2)} s: ` +
-          `${Object.entries(tally.statuses).map(([s, n]) => `${n}×${s}`).join(", ")}; errors ${JSON.stringify(tally.errors)}`,
+          `${Object.entries(tally.statuses)
+            .map(([s, n]) => `${n}×${s}`)
+            .join(", ")}; errors ${JSON.stringify(tally.errors)}`,
       );
       t.diagnostic(`the other client meanwhile: ${other.ok} requests served, ${other.failures.length} failed`);
       assert.equal(tally.opened, FLOOD_CONNECTIONS, "every connection of the flood was opened");
       assert.deepEqual(tally.errors, {}, "every connection got an answer");
-      assert.deepEqual(Object.keys(tally.statuses).filter((s) => s !== "200" && s !== "429"), [], "only 200s and 429s");
+      assert.deepEqual(
+        Object.keys(tally.statuses).filter((s) => s !== "200" && s !== "429"),
+        [],
+        "only 200s and 429s",
+      );
       assert.ok(limited >= FLOOD_CONNECTIONS * 0.9, `nearly all of the flood limited: ${served}×200, ${limited}×429`);
       assert.ok(served >= 1, "the flooding address is limited, not banned");
       assert.deepEqual(other.failures, []);

@@ -46,10 +46,22 @@ async function namedFor(docker: Docker, prefix: string): Promise<Named> {
     docker.listImages({ all: true }),
   ]);
   return {
-    containers: containers.flatMap((c) => c.Names.map((n) => n.replace(/^\//, ""))).filter(ours).sort(),
-    networks: networks.map((n) => n.Name).filter(ours).sort(),
-    volumes: (volumes.Volumes ?? []).map((v) => v.Name).filter(ours).sort(),
-    images: images.flatMap((i) => i.RepoTags ?? []).filter((tag) => ours(tag.slice(0, tag.lastIndexOf(":")))).sort(),
+    containers: containers
+      .flatMap((c) => c.Names.map((n) => n.replace(/^\//, "")))
+      .filter(ours)
+      .sort(),
+    networks: networks
+      .map((n) => n.Name)
+      .filter(ours)
+      .sort(),
+    volumes: (volumes.Volumes ?? [])
+      .map((v) => v.Name)
+      .filter(ours)
+      .sort(),
+    images: images
+      .flatMap((i) => i.RepoTags ?? [])
+      .filter((tag) => ours(tag.slice(0, tag.lastIndexOf(":"))))
+      .sort(),
   };
 }
 
@@ -73,9 +85,12 @@ async function snapshot(docker: Docker, named: Named): Promise<Record<string, st
   const entries = await Promise.all([
     ...named.containers.map(async (n) => {
       const info = await docker.getContainer(n).inspect();
-      return [`container ${n}`, `${info.Id} started ${info.State.StartedAt} restarts ${info.RestartCount} ${info.State.Status}`];
+      return [
+        `container ${n}`,
+        `${info.Id} started ${info.State.StartedAt} restarts ${info.RestartCount} ${info.State.Status}`,
+      ];
     }),
-    ...named.networks.map(async (n) => [`network ${n}`, (await docker.getNetwork(n).inspect()).Id as string]),
+    ...named.networks.map(async (n) => [`network ${n}`, (await docker.getNetwork(n).inspect()).Id]),
     ...named.volumes.map(async (n) => {
       // The Engine API has CreatedAt; dockerode's types do not.
       const info: Docker.VolumeInspectInfo & { CreatedAt?: string } = await docker.getVolume(n).inspect();
@@ -113,7 +128,12 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       `${s.prefix}-redis`,
     ].sort(),
     networks: [s.prefix, `${s.prefix}-back`],
-    volumes: [`${s.prefix}-files-app`, `${s.prefix}-files-nginx`, `${s.prefix}-postgres-data`, `${s.prefix}-redis-data`],
+    volumes: [
+      `${s.prefix}-files-app`,
+      `${s.prefix}-files-nginx`,
+      `${s.prefix}-postgres-data`,
+      `${s.prefix}-redis-data`,
+    ],
     images: [String(s.realiser.ofType("docker:index/image:Image").at(-1)?.outputs.imageName)],
   });
   const boundPort = async (s: Side) => {
@@ -130,11 +150,25 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       await realiser.destroy({ images: true });
       // One evaluation at a time: the runtime's mocks and config are global.
       const started = Date.now();
-      const program = await deploy(realiser, { target: "local", replicas: String(replicas), httpPort: "0", ...STANDIN_SETTINGS });
+      const program = await deploy(realiser, {
+        target: "local",
+        replicas: String(replicas),
+        httpPort: "0",
+        ...STANDIN_SETTINGS,
+      });
       const url = await outputValue(program.url, `${stack}'s url`);
       const port = Number(/^http:\/\/127\.0\.0\.1:(\d+)$/.exec(url)?.[1]);
       const deploySeconds = (Date.now() - started) / 1000;
-      sides.push({ stack, prefix: `webstack-${stack}`, replicas, realiser, url, release: program.release, port, deploySeconds });
+      sides.push({
+        stack,
+        prefix: `webstack-${stack}`,
+        replicas,
+        realiser,
+        url,
+        release: program.release,
+        port,
+        deploySeconds,
+      });
     }
   });
 
@@ -148,15 +182,29 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
   });
 
   test("each stack's containers, network, volumes and app image are named webstack-<stack>-…, and none is the other's", async (t) => {
-    t.diagnostic(sides.map((s) => `${s.stack} (${s.replicas} replica${s.replicas === 1 ? "" : "s"}) deployed in ${s.deploySeconds.toFixed(1)} s`).join("; "));
+    t.diagnostic(
+      sides
+        .map(
+          (s) =>
+            `${s.stack} (${s.replicas} replica${s.replicas === 1 ? "" : "s"}) deployed in ${s.deploySeconds.toFixed(1)} s`,
+        )
+        .join("; "),
+    );
     const named = await Promise.all(sides.map((s) => namedFor(docker(), s.prefix)));
     for (const [i, s] of sides.entries()) {
       assert.deepEqual(named[i], expectedNames(s), `${s.stack}'s objects on the engine`);
       assert.match(named[i].images[0], new RegExp(`^${s.prefix}-app:[0-9a-f]{12}$`));
-      assert.deepEqual(await labelledFor(docker(), s.stack), { containers: named[i].containers, networks: named[i].networks, volumes: named[i].volumes });
+      assert.deepEqual(await labelledFor(docker(), s.stack), {
+        containers: named[i].containers,
+        networks: named[i].networks,
+        volumes: named[i].volumes,
+      });
     }
     const [ofA, ofB] = named.map((n) => new Set(Object.values(n).flat()));
-    assert.deepEqual([...ofA].filter((name) => ofB.has(name)), []);
+    assert.deepEqual(
+      [...ofA].filter((name) => ofB.has(name)),
+      [],
+    );
   });
 
   test("url reports the port Docker picked for each stack's nginx, and each stack answers there from its own replicas", async () => {
@@ -166,7 +214,11 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       const info = await docker().getContainer(`${s.prefix}-nginx`).inspect();
       // Asked for no host port: Docker chose it.
       assert.deepEqual(info.HostConfig.PortBindings?.["80/tcp"], [{ HostIp: "127.0.0.1", HostPort: "" }]);
-      assert.deepEqual(await boundPort(s), [{ HostIp: "127.0.0.1", HostPort: String(s.port) }], `${s.stack}'s url names the bound port`);
+      assert.deepEqual(
+        await boundPort(s),
+        [{ HostIp: "127.0.0.1", HostPort: String(s.port) }],
+        `${s.stack}'s url names the bound port`,
+      );
       const replicas = expectedNames(s).containers.filter((n) => n.includes("-app-"));
       const servedBy = new Set<string>();
       for (let i = 0; i < 10; i++) {
@@ -190,9 +242,15 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       }
       return counts;
     };
-    assert.deepEqual(await visits(first, 5), [1, 2, 3, 4, 5].map((i) => start[0] + i));
+    assert.deepEqual(
+      await visits(first, 5),
+      [1, 2, 3, 4, 5].map((i) => start[0] + i),
+    );
     assert.deepEqual(await Promise.all(sides.map((s) => visitCount(s.port))), [start[0] + 5, start[1]]);
-    assert.deepEqual(await visits(second, 3), [1, 2, 3].map((i) => start[1] + i));
+    assert.deepEqual(
+      await visits(second, 3),
+      [1, 2, 3].map((i) => start[1] + i),
+    );
     assert.deepEqual(await Promise.all(sides.map((s) => visitCount(s.port))), [start[0] + 5, start[1] + 3]);
   });
 
@@ -215,16 +273,33 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       await load.stop();
     }
     t.diagnostic(`destroying ${destroyed.stack} took ${destroySeconds.toFixed(1)} s: ${summary.deleted.join(", ")}`);
-    const result = await stopLoad(t, load, { docker: docker(), port: kept.port, nginx: `${kept.prefix}-nginx`, countBefore });
-    assert.deepEqual([...result.servedBy.keys()].sort(), expectedNames(kept).containers.filter((n) => n.includes("-app-")));
+    const result = await stopLoad(t, load, {
+      docker: docker(),
+      port: kept.port,
+      nginx: `${kept.prefix}-nginx`,
+      countBefore,
+    });
+    assert.deepEqual(
+      [...result.servedBy.keys()].sort(),
+      expectedNames(kept).containers.filter((n) => n.includes("-app-")),
+    );
 
     const expected = expectedNames(destroyed);
     assert.deepEqual(
-      { containers: [...summary.removed.containers].sort(), networks: [...summary.removed.networks].sort(), volumes: [...summary.removed.volumes].sort() },
+      {
+        containers: [...summary.removed.containers].sort(),
+        networks: [...summary.removed.networks].sort(),
+        volumes: [...summary.removed.volumes].sort(),
+      },
       { containers: expected.containers, networks: expected.networks, volumes: expected.volumes },
     );
     // Its app image goes too: the stack's RemoteImage owns the tag it built.
-    assert.deepEqual(await namedFor(docker(), destroyed.prefix), { containers: [], networks: [], volumes: [], images: [] });
+    assert.deepEqual(await namedFor(docker(), destroyed.prefix), {
+      containers: [],
+      networks: [],
+      volumes: [],
+      images: [],
+    });
     assert.deepEqual(await destroyed.realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
 
     assert.deepEqual(await namedFor(docker(), kept.prefix), keptNames);

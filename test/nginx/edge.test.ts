@@ -9,7 +9,13 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { type PostgresServer, type RedisServer, ensureDebianPackages, startPostgres, startRedis } from "../support/services";
+import {
+  type PostgresServer,
+  type RedisServer,
+  ensureDebianPackages,
+  startPostgres,
+  startRedis,
+} from "../support/services";
 import {
   type AppReplica,
   type NginxInstance,
@@ -38,7 +44,10 @@ let upstreams: string[];
 before(async () => {
   await ensureAppBuilt();
   [postgres, redis] = await Promise.all([startPostgres(), startRedis()]);
-  cleanups.push(() => postgres.stop(), () => redis.stop());
+  cleanups.push(
+    () => postgres.stop(),
+    () => redis.stop(),
+  );
   const secrets = await mkdtemp(join(tmpdir(), "webstack-edge-"));
   cleanups.push(() => rm(secrets, { recursive: true, force: true }));
   const tokenFile = join(secrets, "admin-token");
@@ -101,7 +110,11 @@ describe("admin routes at the edge", () => {
     ];
     for (const [i, path] of spellings.entries()) {
       const requestId = `blocked-admin-${i}`;
-      const res = await request(closed.port, { method: "POST", path, headers: { ...AUTHORIZED, "x-request-id": requestId } });
+      const res = await request(closed.port, {
+        method: "POST",
+        path,
+        headers: { ...AUTHORIZED, "x-request-id": requestId },
+      });
       assert.equal(res.status, 404, `POST ${path}`);
       assert.equal(res.body.toString("utf8"), NOT_FOUND_AT_EDGE, `POST ${path}`);
       assert.equal(res.headers["content-type"], "application/json");
@@ -111,7 +124,11 @@ describe("admin routes at the edge", () => {
     }
     assert.equal(await visits(closed.port), before, "the count did not change");
     // Nearby paths are the app's business, not blocked.
-    const nearby = await request(closed.port, { method: "POST", path: "/resetting", headers: { "x-request-id": "near-admin" } });
+    const nearby = await request(closed.port, {
+      method: "POST",
+      path: "/resetting",
+      headers: { "x-request-id": "near-admin" },
+    });
     assert.equal(nearby.status, 404);
     assert.match(String((await logged(closed, "near-admin")).upstream_addr), /^127\.0\.0\.1:\d+$/);
   });
@@ -124,7 +141,11 @@ describe("admin routes at the edge", () => {
     const missing = await request(open.port, { method: "POST", path: "/reset" });
     assert.equal(missing.status, 401);
     assert.equal(missing.headers["www-authenticate"], 'Bearer realm="webstack"');
-    const wrong = await request(open.port, { method: "POST", path: "/reset", headers: { authorization: "Bearer not-the-admin-token" } });
+    const wrong = await request(open.port, {
+      method: "POST",
+      path: "/reset",
+      headers: { authorization: "Bearer not-the-admin-token" },
+    });
     assert.equal(wrong.status, 401);
     const crossSite = await request(open.port, {
       method: "POST",
@@ -138,7 +159,12 @@ describe("admin routes at the edge", () => {
     const done = await request(open.port, {
       method: "POST",
       path: "/reset",
-      headers: { ...AUTHORIZED, host: `shop.example:${open.port}`, origin: `http://shop.example:${open.port}`, "sec-fetch-site": "same-origin" },
+      headers: {
+        ...AUTHORIZED,
+        host: `shop.example:${open.port}`,
+        origin: `http://shop.example:${open.port}`,
+        "sec-fetch-site": "same-origin",
+      },
     });
     assert.equal(done.status, 200);
     assert.deepEqual(json(done), { count: 0 });
@@ -235,7 +261,19 @@ async function runWrk(port: number, path: string, connections: number, seconds: 
   try {
     const script = join(dir, "summary.lua");
     await writeFile(script, WRK_SCRIPT);
-    const args = ["-t", "2", "-c", String(connections), "-d", `${seconds}s`, "--timeout", "10s", "-s", script, `http://127.0.0.1:${port}${path}`];
+    const args = [
+      "-t",
+      "2",
+      "-c",
+      String(connections),
+      "-d",
+      `${seconds}s`,
+      "--timeout",
+      "10s",
+      "-s",
+      script,
+      `http://127.0.0.1:${port}${path}`,
+    ];
     const output = await new Promise<string>((resolve, reject) => {
       execFile("wrk", args, { timeout: (seconds + 60) * 1000, maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
         if (error) reject(new Error(`wrk ${args.join(" ")} failed: ${error.message}\n${stdout}${stderr}`));
@@ -268,7 +306,12 @@ describe("per-address limits", () => {
     const burst = 100;
     // Room for every connection at once: this is the per-address limit under test, not the
     // total capacity (see nginx/README.md on what worker_connections bounds).
-    const limited = await edge({ limitConnPerIp: 20, limitRatePerIp: rate, limitBurst: burst, workerConnections: 8192 });
+    const limited = await edge({
+      limitConnPerIp: 20,
+      limitRatePerIp: rate,
+      limitBurst: burst,
+      workerConnections: 8192,
+    });
     const connections = 2000;
     const floodSeconds = 4;
     const polite = tally();
@@ -303,7 +346,10 @@ describe("per-address limits", () => {
       [],
       "the flood got only 200s and 429s",
     );
-    assert.ok(refused >= (served + refused) * 0.9, `expected nearly all of the flood refused with 429: ${served}×200, ${refused}×429`);
+    assert.ok(
+      refused >= (served + refused) * 0.9,
+      `expected nearly all of the flood refused with 429: ${served}×200, ${refused}×429`,
+    );
     // The bucket lets through the burst plus the rate for as long as the flood lasted.
     assert.ok(served >= 1 && served <= burst + Math.ceil(rate * (seconds + 1)), `served ${served} of the flood`);
     assert.ok(flood.status_errors >= flood.requests - served, "wrk saw the refusals too");
@@ -385,13 +431,19 @@ describe("timeouts", () => {
       slowBody.write("POST /upload HTTP/1.1\r\nHost: webstack\r\nContent-Length: 100\r\n\r\n0123456789");
 
       // A complete request on a kept-alive connection, answered; then nothing more.
-      const answered = new Promise<string>((resolve) => idle.once("data", (chunk: Buffer) => resolve(chunk.toString("latin1"))));
+      const answered = new Promise<string>((resolve) =>
+        idle.once("data", (chunk: Buffer) => resolve(chunk.toString("latin1"))),
+      );
       idle.write("GET /nginx-health HTTP/1.1\r\nHost: webstack\r\n\r\n");
       assert.match(await answered, /^HTTP\/1\.1 200 /);
       const idleClosed = secondsUntilClosed(idle);
 
       const [header, body, kept] = await Promise.all([headerClosed, bodyClosed, idleClosed]);
-      for (const [what, seconds] of [["trickled header", header], ["trickled body", body], ["idle keep-alive", kept]] as const) {
+      for (const [what, seconds] of [
+        ["trickled header", header],
+        ["trickled body", body],
+        ["idle keep-alive", kept],
+      ] as const) {
         assert.ok(seconds >= 9 && seconds < 15, `${what} connection closed after ${seconds.toFixed(1)} s`);
       }
     } finally {

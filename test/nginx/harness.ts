@@ -88,7 +88,9 @@ export function request(port: number, options: RequestOptions = {}): Promise<Res
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
         res.on("error", reject);
       },
     );
@@ -98,10 +100,19 @@ export function request(port: number, options: RequestOptions = {}): Promise<Res
   });
 }
 
-async function waitForStatus(port: number, path: string, status: number, what: string, output: () => string): Promise<void> {
+async function waitForStatus(
+  port: number,
+  path: string,
+  status: number,
+  what: string,
+  output: () => string,
+): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const answered = await request(port, { path, timeoutMs: 2000 }).then((res) => res.status, () => 0);
+    const answered = await request(port, { path, timeoutMs: 2000 }).then(
+      (res) => res.status,
+      () => 0,
+    );
     if (answered === status) return;
     if (Date.now() > deadline) throw new Error(`${what} did not answer ${status} on ${path} within 30 s:\n${output()}`);
     await sleep(100);
@@ -234,7 +245,8 @@ function newestMtime(dir: string): number {
 export async function ensureAppBuilt(): Promise<void> {
   const server = join(APP_DIR, "dist", "server.js");
   if (existsSync(server) && statSync(server).mtimeMs >= newestMtime(join(APP_DIR, "src"))) return;
-  if (!existsSync(join(APP_DIR, "node_modules"))) await run("npm", ["ci", "--prefix", APP_DIR, "--no-audit", "--no-fund"]);
+  if (!existsSync(join(APP_DIR, "node_modules")))
+    await run("npm", ["ci", "--prefix", APP_DIR, "--no-audit", "--no-fund"]);
   await run("npm", ["run", "build", "--prefix", APP_DIR]);
 }
 

@@ -40,7 +40,9 @@ interface EchoServer {
   close(): Promise<void>;
 }
 
-const BIG_BODY = JSON.stringify({ items: Array.from({ length: 400 }, (_, i) => ({ id: i, name: `item number ${i}` })) });
+const BIG_BODY = JSON.stringify({
+  items: Array.from({ length: 400 }, (_, i) => ({ id: i, name: `item number ${i}` })),
+});
 
 /** Answers with what it received as JSON; /big answers a large JSON document instead. */
 async function startEcho(): Promise<EchoServer> {
@@ -380,7 +382,10 @@ describe("retries", () => {
     await killed;
 
     assert.deepEqual(failures, []);
-    assert.equal([...servedBy.values()].reduce((sum, n) => sum + n, 0), total);
+    assert.equal(
+      [...servedBy.values()].reduce((sum, n) => sum + n, 0),
+      total,
+    );
     assert.ok((servedBy.get(victim.id) ?? 0) > 0, "the victim served requests before it was killed");
     assert.ok((servedBy.get("replica-1") ?? 0) > 0 && (servedBy.get("replica-3") ?? 0) > 0);
     // Every visit counted exactly once: a GET retried after the crash carries the same request id.
@@ -469,6 +474,8 @@ describe("reloads (what the upstream watcher does when replicas come and go)", (
     agent.destroy();
     assert.equal(result.reloads, 4);
     assert.deepEqual(result.failures, []);
-    process.stderr.write(`keep-alive requests retried after a reload closed their connection: ${result.retriedReused}\n`);
+    process.stderr.write(
+      `keep-alive requests retried after a reload closed their connection: ${result.retriedReused}\n`,
+    );
   });
 });

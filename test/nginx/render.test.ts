@@ -109,7 +109,9 @@ describe("renderNginxConfig for the Docker stack", () => {
   });
 
   it("takes the stack's body limit and worker settings", () => {
-    const custom = lines(renderNginxConfig(dockerNginxVars({ clientMaxBodySize: "10m", workerProcesses: 2, workerConnections: 4096 })));
+    const custom = lines(
+      renderNginxConfig(dockerNginxVars({ clientMaxBodySize: "10m", workerProcesses: 2, workerConnections: 4096 })),
+    );
     assert.ok(custom.includes("client_max_body_size 10m;"));
     assert.ok(custom.includes("worker_processes 2;"));
     assert.ok(custom.includes("worker_connections 4096;"));
@@ -123,11 +125,19 @@ describe("the edge's defences", () => {
   it("keeps admin routes and per-address limits off unless asked", () => {
     const vars = dockerNginxVars();
     assert.deepEqual(
-      { adminRoutes: vars.adminRoutes, limitConnPerIp: vars.limitConnPerIp, limitRatePerIp: vars.limitRatePerIp, limitBurst: vars.limitBurst },
+      {
+        adminRoutes: vars.adminRoutes,
+        limitConnPerIp: vars.limitConnPerIp,
+        limitRatePerIp: vars.limitRatePerIp,
+        limitBurst: vars.limitBurst,
+      },
       { adminRoutes: false, limitConnPerIp: 0, limitRatePerIp: 0, limitBurst: 0 },
     );
     assert.ok(configLines.includes(BLOCK_ADMIN));
-    assert.deepEqual(configLines.filter((line) => line.startsWith("limit_")), []);
+    assert.deepEqual(
+      configLines.filter((line) => line.startsWith("limit_")),
+      [],
+    );
   });
 
   it("answers admin routes and /readyz at the edge, and hides X-Served-By", () => {
@@ -185,7 +195,10 @@ describe("the edge's defences", () => {
       ],
     );
     // The zones belong to the http block, the limits to the server, before any location.
-    assert.ok(limited.indexOf("limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=15r/s;") < limited.indexOf("server {"));
+    assert.ok(
+      limited.indexOf("limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=15r/s;") <
+        limited.indexOf("server {"),
+    );
     const limit = limited.indexOf("limit_conn webstack_conn_per_ip 20;");
     assert.ok(limit > limited.indexOf("server {") && limit < limited.indexOf("location = /nginx-health {"));
   });
@@ -352,6 +365,9 @@ describe("nginxContainerFiles", () => {
   it("watches no names when every upstream is an IP address", () => {
     assert.deepEqual(upstreamNames(loopbackVars), []);
     assert.equal(nginxContainerFiles(loopbackVars)[2].content, "");
-    assert.deepEqual(upstreamNames({ upstreams: ["app:3000", "app:3001", "10.0.0.2:80", "cache.internal:80"] }), ["app", "cache.internal"]);
+    assert.deepEqual(upstreamNames({ upstreams: ["app:3000", "app:3001", "10.0.0.2:80", "cache.internal:80"] }), [
+      "app",
+      "cache.internal",
+    ]);
   });
 });

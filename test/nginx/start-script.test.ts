@@ -42,9 +42,11 @@ cat "$FAKE_DIR/answer-$1" 2>/dev/null || exit 2
 `;
 
 function getentOutput(name: string, addresses: string[]): string {
-  return addresses
-    .flatMap((address) => [`${address}      STREAM ${name}`, `${address}      DGRAM  `, `${address}      RAW    `])
-    .join("\n") + "\n";
+  return (
+    addresses
+      .flatMap((address) => [`${address}      STREAM ${name}`, `${address}      DGRAM  `, `${address}      RAW    `])
+      .join("\n") + "\n"
+  );
 }
 
 function sleep(ms: number): Promise<void> {
@@ -209,7 +211,10 @@ describe("nginx/start.sh", () => {
 
     // One odd answer that is gone on the next poll does not cause a reload.
     await h.answerOnce("app", ["10.0.0.9"]);
-    await waitFor("the odd answer to be served", async () => (await readLines(join(h.dir, "once-served-app"))).length === 1);
+    await waitFor(
+      "the odd answer to be served",
+      async () => (await readLines(join(h.dir, "once-served-app"))).length === 1,
+    );
     await h.letPolls(6);
     assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
 
@@ -274,7 +279,10 @@ describe("nginx/start.sh with the real nginx", () => {
     after(() => rm(prefix, { recursive: true, force: true }));
     const port = await freePort();
     // "localhost" is the name nginx resolves itself; the watcher sees the fake lookup's answers.
-    await writeFile(join(prefix, "nginx.conf"), renderNginxConfig(loopbackNginxVars(prefix, port, [`localhost:${upstreamPort}`])));
+    await writeFile(
+      join(prefix, "nginx.conf"),
+      renderNginxConfig(loopbackNginxVars(prefix, port, [`localhost:${upstreamPort}`])),
+    );
     // In the container nginx finds its config at the default path; here the wrapper points it at
     // the temporary prefix, and records each call like the fake does.
     const wrapper = `#!/bin/sh
@@ -284,7 +292,14 @@ exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
     const h = await harness(["localhost"], wrapper);
     await h.answer("localhost", ["127.0.0.1"]);
     h.start();
-    await waitFor("nginx to answer", async () => (await request(port, { path: "/nginx-health" }).then((r) => r.status, () => 0)) === 200);
+    await waitFor(
+      "nginx to answer",
+      async () =>
+        (await request(port, { path: "/nginx-health" }).then(
+          (r) => r.status,
+          () => 0,
+        )) === 200,
+    );
     assert.equal((await request(port)).body.toString("utf8"), "ok");
     const workersBefore = await childPids(h.pid);
     assert.equal(workersBefore.length, 1);

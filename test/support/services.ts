@@ -156,7 +156,16 @@ export async function startPostgres(): Promise<PostgresServer> {
   }
 
   const initdb = asServerUser(path.join(bin, "initdb"), [
-    "-D", dataDir, "-U", "postgres", "--pwfile", pwFile, "--auth=scram-sha-256", "-E", "UTF8", "--locale=C",
+    "-D",
+    dataDir,
+    "-U",
+    "postgres",
+    "--pwfile",
+    pwFile,
+    "--auth=scram-sha-256",
+    "-E",
+    "UTF8",
+    "--locale=C",
   ]);
   await run(initdb[0], initdb[1]);
   await rm(pwFile, { force: true });
@@ -171,7 +180,8 @@ export async function startPostgres(): Promise<PostgresServer> {
     "-c full_page_writes=off",
     "-c max_connections=200",
   ].join(" ");
-  const pgCtl = (args: string[]): [string, string[]] => asServerUser(path.join(bin, "pg_ctl"), ["-D", dataDir, ...args]);
+  const pgCtl = (args: string[]): [string, string[]] =>
+    asServerUser(path.join(bin, "pg_ctl"), ["-D", dataDir, ...args]);
   let running = false;
   let removed = false;
 
@@ -229,7 +239,20 @@ export async function startPostgres(): Promise<PostgresServer> {
       }
       await run(
         "psql",
-        ["-h", host, "-p", String(port), "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", `CREATE DATABASE "${name}"`],
+        [
+          "-h",
+          host,
+          "-p",
+          String(port),
+          "-U",
+          "postgres",
+          "-d",
+          "postgres",
+          "-v",
+          "ON_ERROR_STOP=1",
+          "-qc",
+          `CREATE DATABASE "${name}"`,
+        ],
         { env: { ...process.env, PGPASSWORD: password } },
       );
       return urlFor(name);

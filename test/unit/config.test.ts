@@ -13,17 +13,32 @@ const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN };
 const one = (problem: string) => `Invalid webstack configuration (1 problem):\n  - ${problem}`;
 
 const BAD: { settings: Record<string, string>; message: string; secretKeys?: string[] }[] = [
-  { settings: { target: "gcp" }, message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "gcp")') },
-  { settings: { target: "Local" }, message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "Local")') },
+  {
+    settings: { target: "gcp" },
+    message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "gcp")'),
+  },
+  {
+    settings: { target: "Local" },
+    message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "Local")'),
+  },
   { settings: { replicas: "0" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "0")') },
   { settings: { replicas: "21" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "21")') },
   { settings: { replicas: "2.5" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "2.5")') },
-  { settings: { replicas: "three" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "three")') },
+  {
+    settings: { replicas: "three" },
+    message: one('webstack:replicas must be a whole number from 1 to 20 (got "three")'),
+  },
   { settings: { replicas: "-1" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "-1")') },
   { settings: { replicas: "" }, message: one('webstack:replicas must be a whole number from 1 to 20 (got "")') },
   { settings: { httpPort: "-1" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "-1")') },
-  { settings: { httpPort: "65536" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "65536")') },
-  { settings: { httpPort: "http" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "http")') },
+  {
+    settings: { httpPort: "65536" },
+    message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "65536")'),
+  },
+  {
+    settings: { httpPort: "http" },
+    message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "http")'),
+  },
   {
     settings: { ...DO, httpPort: "0" },
     message: one(
@@ -42,7 +57,9 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { target: "digitalocean", adminCidrs: ADMIN },
-    message: one('webstack:region is required for target "digitalocean": set it to a DigitalOcean region slug such as nyc3'),
+    message: one(
+      'webstack:region is required for target "digitalocean": set it to a DigitalOcean region slug such as nyc3',
+    ),
   },
   {
     settings: { target: "aws", adminCidrs: ADMIN },
@@ -50,7 +67,9 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { ...DO, region: "us-east-1" },
-    message: one('webstack:region must be a DigitalOcean region slug such as nyc3 for target "digitalocean" (got "us-east-1")'),
+    message: one(
+      'webstack:region must be a DigitalOcean region slug such as nyc3 for target "digitalocean" (got "us-east-1")',
+    ),
   },
   {
     settings: { ...AWS, region: "nyc3" },
@@ -62,7 +81,9 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { ...DO, size: "t3.small" },
-    message: one('webstack:size must be a droplet size slug such as s-1vcpu-2gb for target "digitalocean" (got "t3.small")'),
+    message: one(
+      'webstack:size must be a droplet size slug such as s-1vcpu-2gb for target "digitalocean" (got "t3.small")',
+    ),
   },
   {
     settings: { target: "aws", region: "us-east-1" },
@@ -72,29 +93,45 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { ...AWS, adminCidrs: '["0.0.0.0/33"]' },
-    message: one('webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "[\\"0.0.0.0/33\\"]")'),
+    message: one(
+      'webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "[\\"0.0.0.0/33\\"]")',
+    ),
   },
   {
     settings: { ...AWS, adminCidrs: "10.0.0.0/8" },
     message: one('webstack:adminCidrs must be a non-empty list of CIDRs such as ["203.0.113.7/32"] (got "10.0.0.0/8")'),
   },
-  { settings: { region: "nyc3" }, message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")') },
-  { settings: { ...DO, httpPort: "80.5" }, message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "80.5")') },
+  {
+    settings: { region: "nyc3" },
+    message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")'),
+  },
+  {
+    settings: { ...DO, httpPort: "80.5" },
+    message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "80.5")'),
+  },
   {
     settings: { ...DO, imageRegistry: "cloud" },
     message: one(
       'webstack:docrRegistry is required when imageRegistry is "cloud" on DigitalOcean: the name of an existing container registry',
     ),
   },
-  { settings: { ...AWS, imageRegistry: "dockerhub" }, message: one('webstack:imageRegistry must be one of "host", "cloud" (got "dockerhub")') },
+  {
+    settings: { ...AWS, imageRegistry: "dockerhub" },
+    message: one('webstack:imageRegistry must be one of "host", "cloud" (got "dockerhub")'),
+  },
   {
     settings: { ...AWS, availabilityZone: "eu-west-1a" },
     message: one('webstack:availabilityZone must be a zone of region "us-east-1" (got "eu-west-1a")'),
   },
-  { settings: { replica: "3" }, message: one(`webstack:replica is not a webstack setting (known settings: ${knownSettings()})`) },
+  {
+    settings: { replica: "3" },
+    message: one(`webstack:replica is not a webstack setting (known settings: ${knownSettings()})`),
+  },
   {
     settings: { postgresImage: "Postgres:latest" },
-    message: one('webstack:postgresImage must be a Docker image reference such as postgres:17.6-bookworm (got "Postgres:latest")'),
+    message: one(
+      'webstack:postgresImage must be a Docker image reference such as postgres:17.6-bookworm (got "Postgres:latest")',
+    ),
   },
   { settings: { protectData: "yes" }, message: one('webstack:protectData must be true or false (got "yes")') },
   {
@@ -152,7 +189,9 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { postgresPassword: "plain-text-password-123" },
-    message: one("webstack:postgresPassword must be stored encrypted: run `pulumi config set --secret postgresPassword` (value not shown)"),
+    message: one(
+      "webstack:postgresPassword must be stored encrypted: run `pulumi config set --secret postgresPassword` (value not shown)",
+    ),
   },
   {
     settings: { redisPassword: "has spaces in it, sadly" },
@@ -163,10 +202,32 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
 
 function knownSettings(): string {
   return [
-    "target", "replicas", "region", "size", "httpPort", "httpBindAddress", "release", "adminCidrs", "imageRegistry",
-    "docrRegistry", "availabilityZone", "postgresImage", "redisImage", "nginxImage", "nodeImage", "dataVolumeGb",
-    "protectData", "redisAof", "maxRequestBody", "shutdownGraceSeconds", "adminRoutes", "limitConnPerIp", "limitRatePerIp",
-    "limitBurst", "postgresPassword", "redisPassword",
+    "target",
+    "replicas",
+    "region",
+    "size",
+    "httpPort",
+    "httpBindAddress",
+    "release",
+    "adminCidrs",
+    "imageRegistry",
+    "docrRegistry",
+    "availabilityZone",
+    "postgresImage",
+    "redisImage",
+    "nginxImage",
+    "nodeImage",
+    "dataVolumeGb",
+    "protectData",
+    "redisAof",
+    "maxRequestBody",
+    "shutdownGraceSeconds",
+    "adminRoutes",
+    "limitConnPerIp",
+    "limitRatePerIp",
+    "limitBurst",
+    "postgresPassword",
+    "redisPassword",
   ].join(", ");
 }
 
@@ -254,7 +315,9 @@ describe("defaults and good configs", () => {
       () => parseConfig({ limitRatePerIp: "fast", limitBurst: "40" }),
       (error: unknown) => {
         assert.ok(error instanceof ConfigError);
-        assert.deepEqual(error.problems, ['webstack:limitRatePerIp must be a whole number from 0 to 100000 (got "fast")']);
+        assert.deepEqual(error.problems, [
+          'webstack:limitRatePerIp must be a whole number from 0 to 100000 (got "fast")',
+        ]);
         return true;
       },
     );

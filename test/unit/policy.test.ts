@@ -66,14 +66,17 @@ type ReconciledConfig = Record<string, { enforcementLevel: EnforcementLevel; pro
 function reconcile(policies: Policies, file: Record<string, unknown> = {}): ReconciledConfig {
   const result: ReconciledConfig = {};
   for (const p of policies) {
-    const defaults = Object.entries(p.configSchema?.properties ?? {}).filter(([, schema]) => schema.default !== undefined);
+    const defaults = Object.entries(p.configSchema?.properties ?? {}).filter(
+      ([, schema]) => schema.default !== undefined,
+    );
     result[p.name] = {
       enforcementLevel: p.enforcementLevel ?? "mandatory",
       properties: Object.fromEntries(defaults.map(([key, schema]) => [key, structuredClone(schema.default)])),
     };
   }
   const all = file.all;
-  if (typeof all === "string") for (const config of Object.values(result)) config.enforcementLevel = all as EnforcementLevel;
+  if (typeof all === "string")
+    for (const config of Object.values(result)) config.enforcementLevel = all as EnforcementLevel;
   for (const [name, given] of Object.entries(file)) {
     const target = result[name];
     if (target === undefined) continue;
@@ -103,7 +106,12 @@ function typeChecks(type: string, props: Record<string, unknown>) {
 }
 
 /** The args server.js builds for validateResource (remediation: false) and remediateResource (true). */
-function resourceArgs(r: Registered, policy: Policy, config: ReconciledConfig, remediation: boolean): ResourceValidationArgs {
+function resourceArgs(
+  r: Registered,
+  policy: Policy,
+  config: ReconciledConfig,
+  remediation: boolean,
+): ResourceValidationArgs {
   const props = packProps(r.raw, remediation);
   return {
     type: r.type,
@@ -183,7 +191,11 @@ async function resourceViolations(
   const messages: string[] = [];
   for (const r of resources) {
     if (level === "remediate" && policy.remediateResource !== undefined) {
-      assert.equal(await policy.remediateResource(resourceArgs(r, policy, config, true)), undefined, `${name} changes nothing`);
+      assert.equal(
+        await policy.remediateResource(resourceArgs(r, policy, config, true)),
+        undefined,
+        `${name} changes nothing`,
+      );
     }
     if (level === "disabled") continue;
     for (const validate of [policy.validateResource ?? []].flat()) {
@@ -193,11 +205,17 @@ async function resourceViolations(
   return messages;
 }
 
-async function stackViolations(name: string, resources: Registered[], stack: string): Promise<{ message: string; urn?: string }[]> {
+async function stackViolations(
+  name: string,
+  resources: Registered[],
+  stack: string,
+): Promise<{ message: string; urn?: string }[]> {
   const policies = policiesFor(stack);
   const policy = policyNamed(policies, name) as StackValidationPolicy;
   const found: { message: string; urn?: string }[] = [];
-  await policy.validateStack(stackArgs(resources, policy, reconcile(policies)), (message, urn) => found.push({ message, urn }));
+  await policy.validateStack(stackArgs(resources, policy, reconcile(policies)), (message, urn) =>
+    found.push({ message, urn }),
+  );
   return found;
 }
 
@@ -232,7 +250,11 @@ const program = new Map<string, () => Promise<Registered[]>>();
 /** The program's resources for one config and stack, evaluated once per test file. */
 function resourcesOf(settings: Record<string, string>, stack = "test"): Promise<Registered[]> {
   const key = JSON.stringify([settings, stack]);
-  if (!program.has(key)) program.set(key, memo(async () => (await runProgram(settings, { stack })).mocks.resources));
+  if (!program.has(key))
+    program.set(
+      key,
+      memo(async () => (await runProgram(settings, { stack })).mocks.resources),
+    );
   return program.get(key)!();
 }
 
@@ -278,7 +300,10 @@ for (const { target, settings, cloud } of TARGETS) {
           args.networkMode = "host";
         },
         postgres: (args) => {
-          args.volumes = [...((args.volumes ?? []) as docker.types.input.ContainerVolume[]), { hostPath: "/var/run", containerPath: "/host-run" }];
+          args.volumes = [
+            ...((args.volumes ?? []) as docker.types.input.ContainerVolume[]),
+            { hostPath: "/var/run", containerPath: "/host-run" },
+          ];
         },
         nginx: (args) => {
           args.pidMode = "host";
@@ -286,17 +311,25 @@ for (const { target, settings, cloud } of TARGETS) {
           args.mounts = [{ type: "bind", source: "/run/docker.sock", target: "/var/run/docker.sock" }];
         },
       });
-      const apps = containers(risky).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name);
+      const apps = containers(risky)
+        .filter((c) => c.name.startsWith("webstack-app-"))
+        .map((c) => c.name);
       assert.equal(apps.length, 3);
       const socket = "no host path may be or contain /var/run/docker.sock or /run/docker.sock";
-      assert.deepEqual((await resourceViolations("no-privileged-containers", risky)).sort(), [
-        `container "webstack-nginx" mounts the Docker socket: mounts[0].source is "/run/docker.sock": ${socket}`,
-        `container "webstack-nginx" sets ipcMode to "host": containers must not share the host's namespaces (any ipcMode but "host")`,
-        `container "webstack-nginx" sets pidMode to "host": containers must not share the host's namespaces (any pidMode but "host")`,
-        `container "webstack-postgres" mounts the Docker socket: volumes[1].hostPath is "/var/run": ${socket}`,
-        `container "webstack-redis" sets networkMode to "host": containers must not share the host's namespaces (any networkMode but "host")`,
-        ...apps.map((a) => `container "${a}" sets privileged to true: containers must not be privileged (leave privileged unset or false)`),
-      ].sort());
+      assert.deepEqual(
+        (await resourceViolations("no-privileged-containers", risky)).sort(),
+        [
+          `container "webstack-nginx" mounts the Docker socket: mounts[0].source is "/run/docker.sock": ${socket}`,
+          `container "webstack-nginx" sets ipcMode to "host": containers must not share the host's namespaces (any ipcMode but "host")`,
+          `container "webstack-nginx" sets pidMode to "host": containers must not share the host's namespaces (any pidMode but "host")`,
+          `container "webstack-postgres" mounts the Docker socket: volumes[1].hostPath is "/var/run": ${socket}`,
+          `container "webstack-redis" sets networkMode to "host": containers must not share the host's namespaces (any networkMode but "host")`,
+          ...apps.map(
+            (a) =>
+              `container "${a}" sets privileged to true: containers must not be privileged (leave privileged unset or false)`,
+          ),
+        ].sort(),
+      );
     });
 
     test("pinned-images: the program's images pass; unpinned stock images, base image and container image fail", async () => {
@@ -306,42 +339,62 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.ok(pulled.includes(image), `${image} is pulled`);
       }
       assert.equal(containers(resources).length, 6 + 2);
-      assert.deepEqual(ofType(resources, TYPES.image).map((r) => (r.inputs.build as { args: unknown }).args), [
-        { NODE_IMAGE: DEFAULT_IMAGES.nodeImage },
-      ]);
+      assert.deepEqual(
+        ofType(resources, TYPES.image).map((r) => (r.inputs.build as { args: unknown }).args),
+        [{ NODE_IMAGE: DEFAULT_IMAGES.nodeImage }],
+      );
       assert.deepEqual(await resourceViolations("pinned-images", resources), []);
 
       const unpinned = await builtWith(
-        { ...settings, nginxImage: "nginx", redisImage: "redis:latest", postgresImage: "postgres:bookworm", nodeImage: "node:lts-slim" },
+        {
+          ...settings,
+          nginxImage: "nginx",
+          redisImage: "redis:latest",
+          postgresImage: "postgres:bookworm",
+          nodeImage: "node:lts-slim",
+        },
         {
           app: (args) => {
             args.image = "webstack-app:latest";
           },
         },
       );
-      const apps = containers(unpinned).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name);
-      assert.deepEqual((await resourceViolations("pinned-images", unpinned)).sort(), [
-        `image "app-image" build.args.NODE_IMAGE (the app's base image) is "node:lts-slim", which is not pinned: ${PIN_HINT}`,
-        `remote image "webstack-nginx-image" name is "nginx", which is not pinned: ${PIN_HINT}`,
-        `remote image "webstack-postgres-image" name is "postgres:bookworm", which is not pinned: ${PIN_HINT}`,
-        `remote image "webstack-redis-image" name is "redis:latest", which is not pinned: ${PIN_HINT}`,
-        ...apps.map((a) => `container "${a}" image is "webstack-app:latest", which is not pinned: ${PIN_HINT}`),
-      ].sort());
+      const apps = containers(unpinned)
+        .filter((c) => c.name.startsWith("webstack-app-"))
+        .map((c) => c.name);
+      assert.deepEqual(
+        (await resourceViolations("pinned-images", unpinned)).sort(),
+        [
+          `image "app-image" build.args.NODE_IMAGE (the app's base image) is "node:lts-slim", which is not pinned: ${PIN_HINT}`,
+          `remote image "webstack-nginx-image" name is "nginx", which is not pinned: ${PIN_HINT}`,
+          `remote image "webstack-postgres-image" name is "postgres:bookworm", which is not pinned: ${PIN_HINT}`,
+          `remote image "webstack-redis-image" name is "redis:latest", which is not pinned: ${PIN_HINT}`,
+          ...apps.map((a) => `container "${a}" image is "webstack-app:latest", which is not pinned: ${PIN_HINT}`),
+        ].sort(),
+      );
     });
 
     test("secret-environment: the program's environments (secrets as *_FILE paths) pass; secrets put back in plaintext fail by name and by credential URL", async () => {
       const resources = await base();
       const postgresEnvs = named(resources, "webstack-postgres").inputs.envs as string[];
-      assert.ok(postgresEnvs.includes("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password"), "a secret-looking name that holds a path");
+      assert.ok(
+        postgresEnvs.includes("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password"),
+        "a secret-looking name that holds a path",
+      );
       assert.deepEqual(await resourceViolations("secret-environment", resources), []);
 
-      const plaintext = (...entries: string[]) => (args: docker.ContainerArgs) => {
-        args.envs = pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), ...entries]);
-      };
+      const plaintext =
+        (...entries: string[]) =>
+        (args: docker.ContainerArgs) => {
+          args.envs = pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), ...entries]);
+        };
       const leaky = await builtWith(settings, {
         postgres: plaintext("POSTGRES_PASSWORD=plaintext-password"),
         redis: plaintext("REDISCLI_AUTH=plaintext-password"),
-        app: plaintext("DATABASE_URL=postgres://webstack:pw@postgres:5432/webstack", "REDIS_URL=redis://:pw@redis:6379"),
+        app: plaintext(
+          "DATABASE_URL=postgres://webstack:pw@postgres:5432/webstack",
+          "REDIS_URL=redis://:pw@redis:6379",
+        ),
         // One variable marked secret on its own, the rest of the list plain: that passes.
         nginx: (args) => {
           args.envs = [...((args.envs ?? []) as string[]), pulumi.secret("SESSION_SECRET=0123456789abcdef")];
@@ -349,21 +402,29 @@ for (const { target, settings, cloud } of TARGETS) {
         // A path that is no path is not taken for one.
         files: plaintext("ADMIN_TOKEN_FILE=redis://:pw@redis:6379"),
       });
-      const apps = containers(leaky).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name);
-      assert.deepEqual((await resourceViolations("secret-environment", leaky)).sort(), [
-        `container "webstack-files-app-run" has ADMIN_TOKEN_FILE in plaintext envs: ${SECRET_RULE}`,
-        `container "webstack-files-nginx-run" has ADMIN_TOKEN_FILE in plaintext envs: ${SECRET_RULE}`,
-        `container "webstack-postgres" has POSTGRES_PASSWORD in plaintext envs: ${SECRET_RULE}`,
-        `container "webstack-redis" has REDISCLI_AUTH in plaintext envs: ${SECRET_RULE}`,
-        ...apps.flatMap((a) => [
-          `container "${a}" has DATABASE_URL in plaintext envs: ${SECRET_RULE}`,
-          `container "${a}" has REDIS_URL in plaintext envs: ${SECRET_RULE}`,
-        ]),
-      ].sort());
+      const apps = containers(leaky)
+        .filter((c) => c.name.startsWith("webstack-app-"))
+        .map((c) => c.name);
+      assert.deepEqual(
+        (await resourceViolations("secret-environment", leaky)).sort(),
+        [
+          `container "webstack-files-app-run" has ADMIN_TOKEN_FILE in plaintext envs: ${SECRET_RULE}`,
+          `container "webstack-files-nginx-run" has ADMIN_TOKEN_FILE in plaintext envs: ${SECRET_RULE}`,
+          `container "webstack-postgres" has POSTGRES_PASSWORD in plaintext envs: ${SECRET_RULE}`,
+          `container "webstack-redis" has REDISCLI_AUTH in plaintext envs: ${SECRET_RULE}`,
+          ...apps.flatMap((a) => [
+            `container "${a}" has DATABASE_URL in plaintext envs: ${SECRET_RULE}`,
+            `container "${a}" has REDIS_URL in plaintext envs: ${SECRET_RULE}`,
+          ]),
+        ].sort(),
+      );
 
       // The same variable in plaintext, added to nginx's recorded environment, fails.
       const nginx = named(resources, "webstack-nginx");
-      const leakyNginx = withField(nginx, "envs", [...((nginx.raw.envs as string[] | undefined) ?? []), "SESSION_SECRET=0123456789abcdef"]);
+      const leakyNginx = withField(nginx, "envs", [
+        ...((nginx.raw.envs as string[] | undefined) ?? []),
+        "SESSION_SECRET=0123456789abcdef",
+      ]);
       assert.deepEqual(await resourceViolations("secret-environment", [leakyNginx]), [
         `container "webstack-nginx" has SESSION_SECRET in plaintext envs: ${SECRET_RULE}`,
       ]);
@@ -373,7 +434,9 @@ for (const { target, settings, cloud } of TARGETS) {
       // The program itself has no secret in any environment; a secret one is put in to show how the pack sees it.
       const resources = await builtWith(settings, {
         postgres: (args) => {
-          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), "POSTGRES_PASSWORD=kept-secret-password"]));
+          args.envs = pulumi.secret(
+            pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), "POSTGRES_PASSWORD=kept-secret-password"]),
+          );
         },
       });
       const postgres = named(resources, "webstack-postgres");
@@ -384,10 +447,20 @@ for (const { target, settings, cloud } of TARGETS) {
       // What @pulumi/policy gives validateResource: the secret list, unwrapped, indistinguishable from plaintext.
       const validated = resourceArgs(postgres, policy, config, false).props.envs;
       assert.deepEqual(validated, postgres.inputs.envs);
-      assert.equal(Object.getOwnPropertyDescriptor(resourceArgs(postgres, policy, config, false).props, "envs")?.value instanceof policySdk.Secret, false);
-      assert.equal(Object.getOwnPropertyDescriptor(resourceArgs(postgres, policy, config, true).props, "envs")?.value instanceof policySdk.Secret, true);
+      assert.equal(
+        Object.getOwnPropertyDescriptor(resourceArgs(postgres, policy, config, false).props, "envs")?.value instanceof
+          policySdk.Secret,
+        false,
+      );
+      assert.equal(
+        Object.getOwnPropertyDescriptor(resourceArgs(postgres, policy, config, true).props, "envs")?.value instanceof
+          policySdk.Secret,
+        true,
+      );
 
-      const mandatory = await resourceViolations("secret-environment", containers(resources), { file: { "secret-environment": "mandatory" } });
+      const mandatory = await resourceViolations("secret-environment", containers(resources), {
+        file: { "secret-environment": "mandatory" },
+      });
       assert.deepEqual(mandatory, [
         `container "webstack-postgres" has POSTGRES_PASSWORD in envs, and secret-environment cannot tell whether they are secrets: @pulumi/policy shows secrets only at enforcement level "remediate", so set secret-environment back to "remediate" in the policy config`,
       ]);
@@ -441,7 +514,9 @@ describe("data-protection", () => {
       ]);
 
       // In the first preview of a cloud stack the volume's labels (they carry the VM id) are unknown; its name is not.
-      const previewed = unprotected.map((r) => (r === postgresVolume ? withField(r, "labels", pulumi.runtime.unknownValue) : r));
+      const previewed = unprotected.map((r) =>
+        r === postgresVolume ? withField(r, "labels", pulumi.runtime.unknownValue) : r,
+      );
       assert.deepEqual(await stackViolations("data-protection", previewed, "production"), [
         { urn: cloudVolume.urn, message: notProtected(cloudVolume) },
         { urn: postgresVolume.urn, message: notProtected(postgresVolume) },
@@ -456,7 +531,10 @@ describe("data-protection", () => {
         found.map((f) => f.urn),
         [named(pr, "host-data").urn, named(pr, "webstack-postgres-data").urn],
       );
-      assert.match(found[0].message, new RegExp(`^stack "pr-12" is a throwaway stack but ${volumeType} "host-data" is protected: `));
+      assert.match(
+        found[0].message,
+        new RegExp(`^stack "pr-12" is a throwaway stack but ${volumeType} "host-data" is protected: `),
+      );
     });
   }
 
@@ -559,11 +637,17 @@ describe("admin-ports-not-public", () => {
         toPort: Number(ssh.toPort),
         cidrIpv4: (ssh.cidrBlocks as string[])[0],
       }),
-      new aws.vpc.SecurityGroupIngressRule("all-world-v6", { securityGroupId: "host-firewall-id", ipProtocol: "-1", cidrIpv6: "::/0" }),
+      new aws.vpc.SecurityGroupIngressRule("all-world-v6", {
+        securityGroupId: "host-firewall-id",
+        ipProtocol: "-1",
+        cidrIpv6: "::/0",
+      }),
     ];
     await Promise.all(rules.map((r) => promiseOf(r.urn)));
     await pulumi.runtime.disconnect();
-    const registered = mocks.resources.filter((r) => r.type === TYPES.securityGroupRule || r.type === TYPES.securityGroupIngressRule);
+    const registered = mocks.resources.filter(
+      (r) => r.type === TYPES.securityGroupRule || r.type === TYPES.securityGroupIngressRule,
+    );
     assert.equal(registered.length, 4);
     assert.deepEqual((await resourceViolations("admin-ports-not-public", registered)).sort(), [
       `security group ingress rule "all-world-v6" opens port 22 (SSH) with ipProtocol "-1" ports all-all to ::/0: ${ADMIN_RULE}`,
@@ -603,12 +687,23 @@ describe("allowed-vm-sizes", () => {
     });
 
     test(`${target}: policy/config.example.json widens the environment list`, async () => {
-      const file = JSON.parse(readFileSync(path.join(POLICY_DIR, "config.example.json"), "utf8")) as Record<string, unknown>;
+      const file = JSON.parse(readFileSync(path.join(POLICY_DIR, "config.example.json"), "utf8")) as Record<
+        string,
+        unknown
+      >;
       const wider = target === "aws" ? "t3.large" : "s-4vcpu-8gb";
       const vm = withField(ofType(await resourcesOf(settings, "production"), vmType)[0], setting, wider);
-      assert.equal((await resourceViolations("allowed-vm-sizes", [vm], { stack: "production" })).length, 1, "refused by default");
+      assert.equal(
+        (await resourceViolations("allowed-vm-sizes", [vm], { stack: "production" })).length,
+        1,
+        "refused by default",
+      );
       assert.deepEqual(await resourceViolations("allowed-vm-sizes", [vm], { stack: "production", file }), []);
-      assert.equal((await resourceViolations("allowed-vm-sizes", [vm], { stack: "pr-3", file })).length, 1, "not for throwaway stacks");
+      assert.equal(
+        (await resourceViolations("allowed-vm-sizes", [vm], { stack: "pr-3", file })).length,
+        1,
+        "not for throwaway stacks",
+      );
     });
   }
 });
@@ -628,13 +723,30 @@ describe("checks", () => {
     ]) {
       assert.equal(isPinnedImage(ref), true, ref);
     }
-    for (const ref of ["nginx", "nginx:latest", "nginx:LATEST", "postgres:bookworm", "registry.example.com:5000/app", "node:lts-slim"]) {
+    for (const ref of [
+      "nginx",
+      "nginx:latest",
+      "nginx:LATEST",
+      "postgres:bookworm",
+      "registry.example.com:5000/app",
+      "node:lts-slim",
+    ]) {
       assert.equal(isPinnedImage(ref), false, ref);
     }
   });
 
   test("the Docker socket is exposed by its own path or any directory above it", () => {
-    for (const p of ["/var/run/docker.sock", "/run/docker.sock", "/var/run", "/var/run/", "/run", "/var", "/", "/var/./run", "/srv/../run"]) {
+    for (const p of [
+      "/var/run/docker.sock",
+      "/run/docker.sock",
+      "/var/run",
+      "/var/run/",
+      "/run",
+      "/var",
+      "/",
+      "/var/./run",
+      "/srv/../run",
+    ]) {
       assert.equal(exposesDockerSocket(p), true, p);
     }
     for (const p of ["/var/lib/docker", "/srv/run", "/var/run/docker.sock.d", "/runner", "/var/running"]) {
@@ -644,16 +756,29 @@ describe("checks", () => {
 
   test("secret-looking variables: by name, or by a password in a URL; a *_FILE path is none", () => {
     for (const e of [
-      "POSTGRES_PASSWORD=x", "GITHUB_TOKEN=x", "client_secret=x", "AWS_SECRET_ACCESS_KEY=x", "API_KEY=x", "REDISCLI_AUTH=x",
-      "DATABASE_URL=postgres://u:p@db/x", "CACHE=redis://:p@redis:6379",
+      "POSTGRES_PASSWORD=x",
+      "GITHUB_TOKEN=x",
+      "client_secret=x",
+      "AWS_SECRET_ACCESS_KEY=x",
+      "API_KEY=x",
+      "REDISCLI_AUTH=x",
+      "DATABASE_URL=postgres://u:p@db/x",
+      "CACHE=redis://:p@redis:6379",
       // Named like a file but holding no path (or a credential): still a secret.
-      "ADMIN_TOKEN_FILE=s3cr3t-token", "POSTGRES_PASSWORD_FILE=", "DATABASE_URL_FILE=postgres://u:p@db/x",
+      "ADMIN_TOKEN_FILE=s3cr3t-token",
+      "POSTGRES_PASSWORD_FILE=",
+      "DATABASE_URL_FILE=postgres://u:p@db/x",
     ]) {
       assert.equal(needsSecret(e), true, e);
     }
     for (const e of [
-      "PORT=3000", "PUBLIC_URL=https://example.com/a:b", "DATABASE_URL=postgres://user@db/x", "KEYBOARD=us", "AUTHOR=me",
-      "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password", "ADMIN_TOKEN_FILE=/run/secrets/admin-token",
+      "PORT=3000",
+      "PUBLIC_URL=https://example.com/a:b",
+      "DATABASE_URL=postgres://user@db/x",
+      "KEYBOARD=us",
+      "AUTHOR=me",
+      "POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password",
+      "ADMIN_TOKEN_FILE=/run/secrets/admin-token",
     ]) {
       assert.equal(needsSecret(e), false, e);
     }
@@ -664,9 +789,13 @@ describe("checks", () => {
     assert.deepEqual(doPortRange("8000-9000"), [8000, 9000]);
     assert.deepEqual(doPortRange("all"), [1, 65535]);
     assert.deepEqual(doPortRange(undefined), [1, 65535]);
-    const udp = adminExposureProblems(TYPES.doFirewall, "fw", { inboundRules: [{ protocol: "udp", portRange: "all", sourceAddresses: ["0.0.0.0/0"] }] });
+    const udp = adminExposureProblems(TYPES.doFirewall, "fw", {
+      inboundRules: [{ protocol: "udp", portRange: "all", sourceAddresses: ["0.0.0.0/0"] }],
+    });
     assert.deepEqual(udp, [], "UDP reaches neither SSH nor the Docker API");
-    const sg = adminExposureProblems(TYPES.securityGroup, "sg", { ingress: [{ protocol: "udp", fromPort: 0, toPort: 65535, cidrBlocks: ["0.0.0.0/0"] }] });
+    const sg = adminExposureProblems(TYPES.securityGroup, "sg", {
+      ingress: [{ protocol: "udp", fromPort: 0, toPort: 65535, cidrBlocks: ["0.0.0.0/0"] }],
+    });
     assert.deepEqual(sg, []);
   });
 });
@@ -699,22 +828,28 @@ describe("the pack", () => {
     assert.equal(served.length, 1);
     const [name, version, level, args] = served[0] as [string, string, EnforcementLevel, PolicyPackArgs];
     assert.equal(name, "webstack");
-    assert.equal(version, (JSON.parse(readFileSync(path.join(POLICY_DIR, "package.json"), "utf8")) as { version: string }).version);
+    assert.equal(
+      version,
+      (JSON.parse(readFileSync(path.join(POLICY_DIR, "package.json"), "utf8")) as { version: string }).version,
+    );
     assert.equal(level, "mandatory");
     const expected = webstackPolicies();
     assert.deepEqual(
       args.policies.map((p) => [p.name, p.enforcementLevel]),
       expected.map((p) => [p.name, p.enforcementLevel]),
     );
-    assert.deepEqual(args.policies.map((p) => p.name), [
-      "only-nginx-publishes-ports",
-      "no-privileged-containers",
-      "pinned-images",
-      "secret-environment",
-      "admin-ports-not-public",
-      "data-protection",
-      "allowed-vm-sizes",
-    ]);
+    assert.deepEqual(
+      args.policies.map((p) => p.name),
+      [
+        "only-nginx-publishes-ports",
+        "no-privileged-containers",
+        "pinned-images",
+        "secret-environment",
+        "admin-ports-not-public",
+        "data-protection",
+        "allowed-vm-sizes",
+      ],
+    );
     for (const p of args.policies) {
       assert.match(p.name, /^[a-z]+(-[a-z]+)*$/);
       assert.match(p.description, /^[A-Z][^]*\.$/, `${p.name}: a sentence`);
@@ -725,7 +860,10 @@ describe("the pack", () => {
   });
 
   test("policy/config.example.json configures only policies of the pack, with the schema's shapes", () => {
-    const file = JSON.parse(readFileSync(path.join(POLICY_DIR, "config.example.json"), "utf8")) as Record<string, unknown>;
+    const file = JSON.parse(readFileSync(path.join(POLICY_DIR, "config.example.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
     const policies = webstackPolicies();
     const levels = ["advisory", "mandatory", "remediate", "disabled"];
     for (const [name, value] of Object.entries(file)) {
@@ -769,7 +907,7 @@ describe("the pack", () => {
         let stdout = "";
         let stderr = "";
         const timer = setTimeout(() => reject(new Error(`the pack printed no port within 180 s: ${stderr}`)), 180_000);
-        child.stdout!.on("data", (chunk: Buffer) => {
+        child.stdout.on("data", (chunk: Buffer) => {
           stdout += chunk.toString();
           const line = /^([0-9]+)\n/.exec(stdout);
           if (line !== null) {
@@ -777,7 +915,7 @@ describe("the pack", () => {
             resolve(line[1]);
           }
         });
-        child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
         child.on("exit", (code) => {
           clearTimeout(timer);
           reject(new Error(`the pack exited with ${code}: ${stderr}`));
@@ -823,13 +961,23 @@ describe("the pack", () => {
         info.getPoliciesList().map((p) => [p.getName(), level(p)]),
         webstackPolicies().map((p) => [
           p.name,
-          p.enforcementLevel === "remediate" ? analyzer.EnforcementLevel.REMEDIATE : analyzer.EnforcementLevel.MANDATORY,
+          p.enforcementLevel === "remediate"
+            ? analyzer.EnforcementLevel.REMEDIATE
+            : analyzer.EnforcementLevel.MANDATORY,
         ]),
       );
-      const schema = info.getPoliciesList().find((p) => p.getName() === "allowed-vm-sizes")?.getConfigschema()?.getProperties()?.toJavaScript();
+      const schema = info
+        .getPoliciesList()
+        .find((p) => p.getName() === "allowed-vm-sizes")
+        ?.getConfigschema()
+        ?.getProperties()
+        ?.toJavaScript();
       assert.deepEqual((schema?.sizes as { default: unknown }).default, DEFAULT_VM_SIZES.sizes);
 
-      const file = JSON.parse(readFileSync(path.join(POLICY_DIR, "config.example.json"), "utf8")) as Record<string, unknown>;
+      const file = JSON.parse(readFileSync(path.join(POLICY_DIR, "config.example.json"), "utf8")) as Record<
+        string,
+        unknown
+      >;
       const configure = new analyzer.ConfigureAnalyzerRequest();
       const levels: Record<EnforcementLevel, analyzer.EnforcementLevel> = {
         advisory: analyzer.EnforcementLevel.ADVISORY,
@@ -850,7 +998,9 @@ describe("the pack", () => {
       const client = await started();
       const resources = await builtWith(TARGETS[1].settings, {
         postgres: (args) => {
-          args.envs = pulumi.secret(pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), "POSTGRES_PASSWORD=kept-secret-password"]));
+          args.envs = pulumi.secret(
+            pulumi.output(args.envs ?? []).apply((envs) => [...(envs ?? []), "POSTGRES_PASSWORD=kept-secret-password"]),
+          );
         },
       });
       const postgres = named(resources, "webstack-postgres");
@@ -863,7 +1013,10 @@ describe("the pack", () => {
 
     test("knows its stack from the CLI: pr-42 is throwaway, so its cheaper sizes apply and nothing may be protected", async () => {
       const client = await started();
-      const resources = await resourcesOf({ ...TARGETS[1].settings, protectData: "true", size: "s-2vcpu-4gb" }, "pr-42");
+      const resources = await resourcesOf(
+        { ...TARGETS[1].settings, protectData: "true", size: "s-2vcpu-4gb" },
+        "pr-42",
+      );
       const droplet = named(resources, "host-droplet");
       const sizes = policyNamed(webstackPolicies(), "allowed-vm-sizes").description;
       assert.deepEqual(await engineCheck(client, droplet), [

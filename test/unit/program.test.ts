@@ -4,7 +4,15 @@ import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { pullCommand } from "../../components/specs/cloud-init";
-import { isSecretValue, MOCK_BOUND_PORT, promiseOf, RecordingMocks, Registered, runBuild, runProgram } from "./support/mocks";
+import {
+  isSecretValue,
+  MOCK_BOUND_PORT,
+  promiseOf,
+  RecordingMocks,
+  Registered,
+  runBuild,
+  runProgram,
+} from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
 const ADMIN = '["198.51.100.0/24"]';
@@ -23,7 +31,9 @@ const replicasOf = (resources: Registered[]) =>
   containers(resources).filter((c) => /-app-.+-[0-9]+$/.test(String(c.inputs.name)));
 /** The generated Postgres password, Redis password and admin token, in that order. */
 const generatedSecrets = (mocks: RecordingMocks) =>
-  ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) => String(mocks.named(n).outputs.result));
+  ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) =>
+    String(mocks.named(n).outputs.result),
+  );
 
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
@@ -37,7 +47,9 @@ for (const { target, settings, cloud } of TARGETS) {
       assert.equal(count("docker:index/remoteImage:RemoteImage"), 3 + 1);
       const release = String(outputs.release);
       assert.deepEqual(
-        containers(mocks.resources).map((c) => c.inputs.name).sort(),
+        containers(mocks.resources)
+          .map((c) => c.inputs.name)
+          .sort(),
         [
           "webstack-test-files-app",
           `webstack-test-app-${release}-1`,
@@ -50,12 +62,23 @@ for (const { target, settings, cloud } of TARGETS) {
         ].sort(),
       );
       assert.deepEqual(
-        mocks.ofType("docker:index/volume:Volume").map((v) => v.inputs.name).sort(),
-        ["webstack-test-files-app", "webstack-test-files-nginx", "webstack-test-postgres-data", "webstack-test-redis-data"],
+        mocks
+          .ofType("docker:index/volume:Volume")
+          .map((v) => v.inputs.name)
+          .sort(),
+        [
+          "webstack-test-files-app",
+          "webstack-test-files-nginx",
+          "webstack-test-postgres-data",
+          "webstack-test-redis-data",
+        ],
       );
       if (target === "local") {
         assert.deepEqual(
-          mocks.resources.map((r) => r.type).filter((t) => !t.startsWith("docker:") && !t.startsWith("webstack:")).sort(),
+          mocks.resources
+            .map((r) => r.type)
+            .filter((t) => !t.startsWith("docker:") && !t.startsWith("webstack:"))
+            .sort(),
           ["pulumi:providers:docker", ...Array(3).fill("random:index/randomPassword:RandomPassword")],
         );
       }
@@ -68,8 +91,13 @@ for (const { target, settings, cloud } of TARGETS) {
 
     test("only nginx publishes a port, and only the configured one", async () => {
       const { mocks } = await runProgram(settings);
-      const publishing = containers(mocks.resources).filter((c) => Array.isArray(c.inputs.ports) && c.inputs.ports.length > 0);
-      assert.deepEqual(publishing.map((c) => c.inputs.name), ["webstack-test-nginx"]);
+      const publishing = containers(mocks.resources).filter(
+        (c) => Array.isArray(c.inputs.ports) && c.inputs.ports.length > 0,
+      );
+      assert.deepEqual(
+        publishing.map((c) => c.inputs.name),
+        ["webstack-test-nginx"],
+      );
       const expected = cloud
         ? [{ internal: 80, external: 80, ip: "0.0.0.0", protocol: "tcp" }]
         : [{ internal: 80, external: 8080, ip: "127.0.0.1", protocol: "tcp" }];
@@ -85,7 +113,11 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.deepEqual(c.inputs.logOpts, { "max-size": "10m", "max-file": "3" }, `${c.name} logs`);
         if (isFilesRun(c)) {
           // Waited for until it ends; its exit code gates the container it writes for.
-          assert.deepEqual([c.inputs.attach, c.inputs.mustRun, c.inputs.restart, c.inputs.wait], [true, false, "no", undefined], c.name);
+          assert.deepEqual(
+            [c.inputs.attach, c.inputs.mustRun, c.inputs.restart, c.inputs.wait],
+            [true, false, "no", undefined],
+            c.name,
+          );
           assert.equal(c.inputs.healthcheck, undefined);
           continue;
         }
@@ -162,7 +194,10 @@ for (const { target, settings, cloud } of TARGETS) {
         { file: "/run/secrets/postgres-password", permissions: "0400", content: postgresPassword, secret: true },
       ]);
       const [redisConf] = secretUploads("webstack-redis");
-      assert.deepEqual([redisConf.file, redisConf.permissions, redisConf.secret], ["/usr/local/etc/redis/redis.conf", "0444", true]);
+      assert.deepEqual(
+        [redisConf.file, redisConf.permissions, redisConf.secret],
+        ["/usr/local/etc/redis/redis.conf", "0444", true],
+      );
       assert.match(redisConf.content, new RegExp(`^requirepass ${redisPassword}$`, "m"));
       assert.deepEqual(secretUploads("webstack-files-app-run"), [
         {
@@ -171,7 +206,12 @@ for (const { target, settings, cloud } of TARGETS) {
           content: `postgres://webstack:${postgresPassword}@postgres:5432/webstack`,
           secret: true,
         },
-        { file: "/webstack/files/redis-url", permissions: "0400", content: `redis://:${redisPassword}@redis:6379`, secret: true },
+        {
+          file: "/webstack/files/redis-url",
+          permissions: "0400",
+          content: `redis://:${redisPassword}@redis:6379`,
+          secret: true,
+        },
         { file: "/webstack/files/admin-token", permissions: "0400", content: adminToken, secret: true },
       ]);
       if (cloud) {
@@ -212,7 +252,11 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.ok(Array.isArray(files) && files.length > 0, `${name} has files`);
         for (const f of files as docker.types.input.ContainerUpload[]) {
           assert.ok(pulumi.Output.isInstance(f.content), `${name} ${String(f.file)} is an Output`);
-          assert.equal(await pulumi.isSecret(f.content as pulumi.Output<string>), true, `${name} ${String(f.file)} is secret`);
+          assert.equal(
+            await pulumi.isSecret(f.content as pulumi.Output<string>),
+            true,
+            `${name} ${String(f.file)} is secret`,
+          );
         }
       }
     });
@@ -236,14 +280,20 @@ for (const { target, settings, cloud } of TARGETS) {
         // 6 containers, 2 files runs, 2 networks, 4 volumes.
         assert.equal(opts.length, 6 + 2 + 2 + 4);
         for (const o of opts) {
-          assert.ok(Array.isArray(o.dependsOn) && o.dependsOn.includes(ready), `${o.name} depends on the readiness command`);
+          assert.ok(
+            Array.isArray(o.dependsOn) && o.dependsOn.includes(ready),
+            `${o.name} depends on the readiness command`,
+          );
         }
         const readyAt = mocks.named("host-engine-ready").order;
         const onEngine = mocks.resources.filter((r) => r.type.startsWith("docker:"));
         assert.ok(onEngine.length >= 10);
         for (const r of onEngine) assert.ok(r.order > readyAt, `${r.name} registered after the readiness command`);
         assert.ok(mocks.named("host-engine-docker").order > readyAt, "the engine's provider is configured after it");
-        assert.equal(mocks.named("host-engine-docker").inputs.host, `tcp://${target === "aws" ? "203.0.113.20" : "203.0.113.10"}:2376`);
+        assert.equal(
+          mocks.named("host-engine-docker").inputs.host,
+          `tcp://${target === "aws" ? "203.0.113.20" : "203.0.113.10"}:2376`,
+        );
       });
 
       test("a replaced VM gets its engine prepared again and every Docker object recreated", async () => {
@@ -254,7 +304,9 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.equal(triggers[0], vmId);
         assert.match(triggers[1], /BEGIN CERTIFICATE/);
         const labelled = mocks.resources.filter((r) =>
-          ["docker:index/container:Container", "docker:index/network:Network", "docker:index/volume:Volume"].includes(r.type),
+          ["docker:index/container:Container", "docker:index/network:Network", "docker:index/volume:Volume"].includes(
+            r.type,
+          ),
         );
         assert.equal(labelled.length, 6 + 2 + 2 + 4);
         for (const r of labelled) {
@@ -265,10 +317,16 @@ for (const { target, settings, cloud } of TARGETS) {
           );
         }
         // Another VM behind the same IP: the readiness command and every Docker object change.
-        const other = await runProgram(settings, { mocks: new RecordingMocks({ vmId: target === "aws" ? "i-0fedcba9876543210" : "654321" }) });
+        const other = await runProgram(settings, {
+          mocks: new RecordingMocks({ vmId: target === "aws" ? "i-0fedcba9876543210" : "654321" }),
+        });
         assert.notDeepEqual(other.mocks.named("host-engine-ready").inputs.triggers, triggers);
         for (const r of labelled) {
-          assert.notDeepEqual(other.mocks.named(r.name).inputs.labels, r.inputs.labels, `${r.name} changes with the VM`);
+          assert.notDeepEqual(
+            other.mocks.named(r.name).inputs.labels,
+            r.inputs.labels,
+            `${r.name} changes with the VM`,
+          );
         }
       });
 
@@ -286,7 +344,10 @@ for (const { target, settings, cloud } of TARGETS) {
             { protocol: "tcp", portRange: "2376", sourceAddresses: ["198.51.100.0/24"] },
           ]);
           assert.deepEqual([firewall.inputs.tags, firewall.inputs.dropletIds], [["webstack-test"], undefined]);
-          assert.deepEqual(mocks.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")[0].inputs.dropletId, 123456);
+          assert.deepEqual(
+            mocks.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")[0].inputs.dropletId,
+            123456,
+          );
         } else {
           const group = mocks.ofType("aws:ec2/securityGroup:SecurityGroup")[0];
           assert.deepEqual(
@@ -299,12 +360,18 @@ for (const { target, settings, cloud } of TARGETS) {
             ],
           );
           const instance = mocks.ofType("aws:ec2/instance:Instance")[0];
-          assert.deepEqual(instance.inputs.metadataOptions, { httpTokens: "required", httpEndpoint: "enabled", httpPutResponseHopLimit: 1 });
+          assert.deepEqual(instance.inputs.metadataOptions, {
+            httpTokens: "required",
+            httpEndpoint: "enabled",
+            httpPutResponseHopLimit: 1,
+          });
           assert.equal(instance.inputs.ami, "ami-0123456789abcdef0");
           assert.equal(instance.inputs.availabilityZone, "us-east-1a");
           assert.equal(mocks.ofType("aws:ebs/volume:Volume")[0].inputs.availabilityZone, "us-east-1a");
         }
-        const vm = mocks.resources.find((r) => r.type === "aws:ec2/instance:Instance" || r.type === "digitalocean:index/droplet:Droplet")!;
+        const vm = mocks.resources.find(
+          (r) => r.type === "aws:ec2/instance:Instance" || r.type === "digitalocean:index/droplet:Droplet",
+        )!;
         const userData = String(vm.inputs.userData);
         assert.ok(userData.startsWith("#cloud-config\n"));
         // The host's own SSH key, and no key of the Docker API's TLS (nor the deployer's).
@@ -349,10 +416,26 @@ describe("releases", () => {
   test("a given release names the replicas; another release gives new logical names, same other resources", async () => {
     const a = await runProgram({ release: "0123456789abcdef0123" });
     const b = await runProgram({ release: "fedcba9876" });
-    const apps = (r: Registered[]) => containers(r).filter((c) => c.name.startsWith("webstack-app-")).map((c) => c.name).sort();
-    assert.deepEqual(apps(a.mocks.resources), ["webstack-app-0123456789ab-1", "webstack-app-0123456789ab-2", "webstack-app-0123456789ab-3"]);
-    assert.deepEqual(apps(b.mocks.resources), ["webstack-app-fedcba9876-1", "webstack-app-fedcba9876-2", "webstack-app-fedcba9876-3"]);
-    const others = (r: Registered[]) => r.filter((x) => !x.name.startsWith("webstack-app-")).map((x) => x.name).sort();
+    const apps = (r: Registered[]) =>
+      containers(r)
+        .filter((c) => c.name.startsWith("webstack-app-"))
+        .map((c) => c.name)
+        .sort();
+    assert.deepEqual(apps(a.mocks.resources), [
+      "webstack-app-0123456789ab-1",
+      "webstack-app-0123456789ab-2",
+      "webstack-app-0123456789ab-3",
+    ]);
+    assert.deepEqual(apps(b.mocks.resources), [
+      "webstack-app-fedcba9876-1",
+      "webstack-app-fedcba9876-2",
+      "webstack-app-fedcba9876-3",
+    ]);
+    const others = (r: Registered[]) =>
+      r
+        .filter((x) => !x.name.startsWith("webstack-app-"))
+        .map((x) => x.name)
+        .sort();
     assert.deepEqual(others(a.mocks.resources), others(b.mocks.resources));
     assert.equal(a.outputs.release, "0123456789ab");
   });
@@ -367,10 +450,18 @@ describe("releases", () => {
 
 describe("image registries", () => {
   test("aws with imageRegistry cloud pushes to a stack ECR repository and the host pulls it by digest over SSH", async () => {
-    const { mocks } = await runProgram({ target: "aws", region: "us-east-1", adminCidrs: ADMIN, imageRegistry: "cloud" });
+    const { mocks } = await runProgram({
+      target: "aws",
+      region: "us-east-1",
+      adminCidrs: ADMIN,
+      imageRegistry: "cloud",
+    });
     const image = mocks.ofType("docker:index/image:Image")[0];
     assert.equal(image.inputs.skipPush, false);
-    assert.match(String(image.inputs.imageName), /^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\/webstack-test-app:[0-9a-f]{12}$/);
+    assert.match(
+      String(image.inputs.imageName),
+      /^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\/webstack-test-app:[0-9a-f]{12}$/,
+    );
     assert.deepEqual(image.inputs.registry, {
       server: "123456789012.dkr.ecr.us-east-1.amazonaws.com",
       username: "AWS",
@@ -384,7 +475,11 @@ describe("image registries", () => {
     const pulled = mocks.named("app-pulled");
     assert.equal(pulled.inputs.name, digest);
     assert.ok(pulled.order > pull.order, "the provider finds what the host pulled");
-    assert.equal(mocks.named("host-engine-docker").inputs.registryAuth, undefined, "the host's provider holds no registry credential");
+    assert.equal(
+      mocks.named("host-engine-docker").inputs.registryAuth,
+      undefined,
+      "the host's provider holds no registry credential",
+    );
     assert.equal(mocks.named("host-builder").type, "pulumi:providers:docker");
   });
 
@@ -420,7 +515,12 @@ describe("image registries", () => {
     assert.deepEqual((image.inputs.build as Inputs).args, { NODE_IMAGE: "node:22.20.0-bookworm-slim" });
     // The three stock images, and the stack's own tag of what was built: removed with the stack.
     const remote = mocks.ofType("docker:index/remoteImage:RemoteImage");
-    assert.deepEqual(remote.map((r) => r.name).sort(), ["app-local", "webstack-nginx-image", "webstack-postgres-image", "webstack-redis-image"]);
+    assert.deepEqual(remote.map((r) => r.name).sort(), [
+      "app-local",
+      "webstack-nginx-image",
+      "webstack-postgres-image",
+      "webstack-redis-image",
+    ]);
     const local = mocks.named("app-local");
     assert.deepEqual(local.inputs, { name: image.inputs.imageName, keepLocally: false });
     assert.ok(local.order > image.order, "the tag is owned after the build");

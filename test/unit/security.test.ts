@@ -41,9 +41,12 @@ const containerNamed = (resources: Registered[], dockerName: string) => {
 };
 /** A recorded resource with some inputs changed, as if the program had set them. */
 const withInputs = (r: Registered, changes: Inputs): Registered => ({ ...r, inputs: { ...r.inputs, ...changes } });
-const replace = (resources: Registered[], r: Registered) => resources.map((x) => (x.urn === r.urn && x.name === r.name ? r : x));
+const replace = (resources: Registered[], r: Registered) =>
+  resources.map((x) => (x.urn === r.urn && x.name === r.name ? r : x));
 const labelsOf = (c: Registered) =>
-  Object.fromEntries(((c.inputs.labels as { label: string; value: string }[] | undefined) ?? []).map((l) => [l.label, l.value]));
+  Object.fromEntries(
+    ((c.inputs.labels as { label: string; value: string }[] | undefined) ?? []).map((l) => [l.label, l.value]),
+  );
 const roleOf = (c: Registered) => labelsOf(c)["webstack.role"];
 
 async function resources(settings: Record<string, string>): Promise<Registered[]> {
@@ -55,7 +58,9 @@ async function resources(settings: Record<string, string>): Promise<Registered[]
 
 /** The generated secrets (Postgres and Redis passwords, admin token). */
 function secretsOf(rs: Registered[]): string[] {
-  return ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) => String(named(rs, n).outputs.result));
+  return ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) =>
+    String(named(rs, n).outputs.result),
+  );
 }
 
 /** Secrets anywhere `docker inspect` shows: environment, labels, command, entrypoint, health check. */
@@ -73,11 +78,13 @@ function secretFileProblems(rs: Registered[]): string[] {
   const problems: string[] = [];
   const uploads = (c: Registered) => (c.inputs.uploads as Inputs[] | undefined) ?? [];
   const postgres = containerNamed(rs, "webstack-test-postgres");
-  if (!(postgres.inputs.envs as string[]).includes("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password")) problems.push("Postgres has no password file");
+  if (!(postgres.inputs.envs as string[]).includes("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password"))
+    problems.push("Postgres has no password file");
   if (uploads(postgres).some((u) => u.permissions !== "0400")) problems.push("Postgres's password file is not 0400");
   const run = containerNamed(rs, "webstack-test-files-app");
   if (uploads(run).some((u) => u.permissions !== "0400")) problems.push("the app's staged files are not 0400");
-  if (!(run.inputs.command as string[]).includes("owner=10001:10001")) problems.push("the app's files are not handed to the app's user");
+  if (!(run.inputs.command as string[]).includes("owner=10001:10001"))
+    problems.push("the app's files are not handed to the app's user");
   for (const app of ofType(rs, TYPES.container).filter((c) => roleOf(c) === "app")) {
     const envs = app.inputs.envs as string[];
     for (const v of ["DATABASE_URL_FILE", "REDIS_URL_FILE", "ADMIN_TOKEN_FILE"]) {
@@ -108,9 +115,14 @@ function hardeningProblems(rs: Registered[]): string[] {
     if (JSON.stringify(caps.drops) !== '["ALL"]') problems.push(`${name} does not drop all capabilities`);
     const extra = (caps.adds ?? []).filter((cap) => !(ALLOWED_CAPABILITIES[role] ?? []).includes(cap));
     if (extra.length > 0) problems.push(`${name} adds ${extra.join(", ")}`);
-    if (!((c.inputs.securityOpts as string[] | undefined) ?? []).includes("no-new-privileges:true")) problems.push(`${name} may gain privileges`);
-    if ((role === "app" || role === "nginx") && c.inputs.readOnly !== true) problems.push(`${name} has a writable root`);
-    if ((role === "app" || role === "nginx") && Object.keys((c.inputs.tmpfs as Inputs | undefined) ?? {}).length === 0) {
+    if (!((c.inputs.securityOpts as string[] | undefined) ?? []).includes("no-new-privileges:true"))
+      problems.push(`${name} may gain privileges`);
+    if ((role === "app" || role === "nginx") && c.inputs.readOnly !== true)
+      problems.push(`${name} has a writable root`);
+    if (
+      (role === "app" || role === "nginx") &&
+      Object.keys((c.inputs.tmpfs as Inputs | undefined) ?? {}).length === 0
+    ) {
       problems.push(`${name} has nowhere to write`);
     }
     if (!/^[0-9a-f]{16}$/.test(labelsOf(c)["webstack.spec"] ?? "")) problems.push(`${name} has no spec fingerprint`);
@@ -134,9 +146,13 @@ function networkProblems(rs: Registered[]): string[] {
   };
   for (const c of ofType(rs, TYPES.container)) {
     const role = roleOf(c);
-    const joined = ((c.inputs.networksAdvanced as Inputs[] | undefined) ?? []).map((n) => [String(n.name), ...((n.aliases as string[]) ?? [])]);
+    const joined = ((c.inputs.networksAdvanced as Inputs[] | undefined) ?? []).map((n) => [
+      String(n.name),
+      ...((n.aliases as string[]) ?? []),
+    ]);
     const want = expected[role] ?? [];
-    if (JSON.stringify(joined) !== JSON.stringify(want)) problems.push(`${String(c.inputs.name)} is on ${JSON.stringify(joined)}, not ${JSON.stringify(want)}`);
+    if (JSON.stringify(joined) !== JSON.stringify(want))
+      problems.push(`${String(c.inputs.name)} is on ${JSON.stringify(joined)}, not ${JSON.stringify(want)}`);
     if (want.length === 0 && c.inputs.networkMode !== "none") problems.push(`${String(c.inputs.name)} is on a network`);
   }
   return problems;
@@ -147,7 +163,9 @@ function hostKeyProblems(rs: Registered[]): string[] {
   const problems: string[] = [];
   const publicKey = String(named(rs, "host-host-key").outputs.publicKeyOpenssh).trim();
   const vm = rs.find((r) => r.type === TYPES.droplet || r.type === TYPES.instance);
-  const userData = JSON.parse(String(vm?.inputs.userData).slice("#cloud-config\n".length)) as { ssh_keys?: Record<string, string> };
+  const userData = JSON.parse(String(vm?.inputs.userData).slice("#cloud-config\n".length)) as {
+    ssh_keys?: Record<string, string>;
+  };
   if (userData.ssh_keys?.ed25519_public !== publicKey) problems.push("cloud-init installs another host key");
   for (const c of ofType(rs, TYPES.command)) {
     const connection = c.inputs.connection as Inputs;
@@ -163,13 +181,17 @@ function firewallProblems(rs: Registered[]): string[] {
   const [firewall] = ofType(rs, TYPES.firewall);
   const [droplet] = ofType(rs, TYPES.droplet);
   const [tag] = ofType(rs, TYPES.tag);
-  if (tag === undefined || !((firewall.inputs.tags as string[] | undefined) ?? []).includes(String(tag.inputs.name))) problems.push("the firewall attaches by no tag");
-  if (firewall.inputs.dropletIds !== undefined) problems.push("the firewall attaches by droplet id, after the droplet booted");
-  if (tag === undefined || !((droplet.inputs.tags as string[]) ?? []).includes(String(tag.inputs.name))) problems.push("the droplet does not carry the firewall's tag");
+  if (tag === undefined || !((firewall.inputs.tags as string[] | undefined) ?? []).includes(String(tag.inputs.name)))
+    problems.push("the firewall attaches by no tag");
+  if (firewall.inputs.dropletIds !== undefined)
+    problems.push("the firewall attaches by droplet id, after the droplet booted");
+  if (tag === undefined || !((droplet.inputs.tags as string[]) ?? []).includes(String(tag.inputs.name)))
+    problems.push("the droplet does not carry the firewall's tag");
   if (!droplet.dependencies.includes(firewall.urn)) problems.push("the droplet may be created before its firewall");
   for (const rule of firewall.inputs.inboundRules as Inputs[]) {
     const sources = rule.sourceAddresses as string[];
-    if (["22", "2376"].includes(String(rule.portRange)) && sources.some((s) => s.endsWith("/0"))) problems.push(`port ${String(rule.portRange)} is open to all`);
+    if (["22", "2376"].includes(String(rule.portRange)) && sources.some((s) => s.endsWith("/0")))
+      problems.push(`port ${String(rule.portRange)} is open to all`);
   }
   return problems;
 }
@@ -177,13 +199,16 @@ function firewallProblems(rs: Registered[]): string[] {
 /** No registry credential on the host's Docker provider; push credentials short-lived and per revision; pulls read-only. */
 function docrProblems(rs: Registered[]): string[] {
   const problems: string[] = [];
-  if (named(rs, "host-engine-docker").inputs.registryAuth !== undefined) problems.push("the host's Docker provider holds a registry credential");
+  if (named(rs, "host-engine-docker").inputs.registryAuth !== undefined)
+    problems.push("the host's Docker provider holds a registry credential");
   const revision = /:([0-9a-f]{12})$/.exec(String(ofType(rs, "docker:index/image:Image")[0].inputs.imageName))?.[1];
   for (const c of ofType(rs, TYPES.docrCredentials)) {
     const seconds = c.inputs.expirySeconds as number | undefined;
-    if (seconds === undefined || seconds > REGISTRY_CREDENTIAL_SECONDS) problems.push(`${c.name} lives ${seconds ?? "the provider's default of about 50 years of"} seconds`);
+    if (seconds === undefined || seconds > REGISTRY_CREDENTIAL_SECONDS)
+      problems.push(`${c.name} lives ${seconds ?? "the provider's default of about 50 years of"} seconds`);
     if (c.replacementTrigger === undefined) problems.push(`${c.name} is never renewed`);
-    if (c.name === "app-push" && c.replacementTrigger !== revision) problems.push("the push credential is not per image revision");
+    if (c.name === "app-push" && c.replacementTrigger !== revision)
+      problems.push("the push credential is not per image revision");
     if (c.name !== "app-push" && c.inputs.write !== false) problems.push(`${c.name} can push`);
   }
   const push = ofType(rs, TYPES.docrCredentials).filter((c) => c.inputs.write === true);
@@ -197,25 +222,46 @@ function ecrProblems(rs: Registered[]): string[] {
   const [repository] = ofType(rs, TYPES.ecr);
   if (repository.inputs.imageTagMutability !== "IMMUTABLE") problems.push("tags can be moved");
   const [lifecycle] = ofType(rs, TYPES.ecrLifecycle);
-  const rules = lifecycle === undefined ? [] : (JSON.parse(String(lifecycle.inputs.policy)) as { rules: { selection: Inputs; action: Inputs }[] }).rules;
-  if (!rules.some((r) => r.selection.countType === "imageCountMoreThan" && r.selection.tagStatus === "any" && r.action.type === "expire")) {
+  const rules =
+    lifecycle === undefined
+      ? []
+      : (JSON.parse(String(lifecycle.inputs.policy)) as { rules: { selection: Inputs; action: Inputs }[] }).rules;
+  if (
+    !rules.some(
+      (r) =>
+        r.selection.countType === "imageCountMoreThan" && r.selection.tagStatus === "any" && r.action.type === "expire",
+    )
+  ) {
     problems.push("images are kept forever");
   }
-  const statements = ofType(rs, TYPES.rolePolicy).flatMap((p) => (JSON.parse(String(p.inputs.policy)) as { Statement: Inputs[] }).Statement);
+  const statements = ofType(rs, TYPES.rolePolicy).flatMap(
+    (p) => (JSON.parse(String(p.inputs.policy)) as { Statement: Inputs[] }).Statement,
+  );
   const arn = `arn:aws:ecr:us-east-1:123456789012:repository/${String(repository.inputs.name)}`;
   for (const s of statements) {
     const actions = [s.Action].flat() as string[];
-    const readOnly = actions.every((a) => ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"].includes(a));
+    const readOnly = actions.every((a) =>
+      [
+        "ecr:GetAuthorizationToken",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
+      ].includes(a),
+    );
     if (!readOnly) problems.push(`the instance may ${actions.join(", ")}`);
-    if (s.Resource === "*" && !(actions.length === 1 && actions[0] === "ecr:GetAuthorizationToken")) problems.push("the instance's rights reach every repository");
+    if (s.Resource === "*" && !(actions.length === 1 && actions[0] === "ecr:GetAuthorizationToken"))
+      problems.push("the instance's rights reach every repository");
     if (s.Resource !== "*" && s.Resource !== arn) problems.push(`the instance's rights reach ${String(s.Resource)}`);
   }
   if (statements.length === 0) problems.push("the instance has no pull rights");
   const [instance] = ofType(rs, TYPES.instance);
   const [profile] = ofType(rs, TYPES.profile);
-  if (profile === undefined || instance.inputs.iamInstanceProfile !== profile.inputs.name) problems.push("the instance has no instance profile");
-  if (named(rs, "host-engine-docker").inputs.registryAuth !== undefined) problems.push("the host's Docker provider holds a registry credential");
-  if (!String(named(rs, "app-pull").inputs.create).includes('"ecr-login"')) problems.push("the host does not pull with its own read-only rights");
+  if (profile === undefined || instance.inputs.iamInstanceProfile !== profile.inputs.name)
+    problems.push("the instance has no instance profile");
+  if (named(rs, "host-engine-docker").inputs.registryAuth !== undefined)
+    problems.push("the host's Docker provider holds a registry credential");
+  if (!String(named(rs, "app-pull").inputs.create).includes('"ecr-login"'))
+    problems.push("the host does not pull with its own read-only rights");
   return problems;
 }
 
@@ -239,7 +285,10 @@ describe("the admin token and the admin route", () => {
     const staged = (containerNamed(mocks.resources, "webstack-test-files-app").inputs.uploads as Inputs[]).filter(
       (u) => u.content === token.outputs.result,
     );
-    assert.deepEqual(staged.map((u) => [u.file, u.permissions]), [["/webstack/files/admin-token", "0400"]]);
+    assert.deepEqual(
+      staged.map((u) => [u.file, u.permissions]),
+      [["/webstack/files/admin-token", "0400"]],
+    );
     assert.deepEqual(leakProblems(mocks.resources), []);
     assert.deepEqual(secretFileProblems(mocks.resources), []);
 
@@ -249,7 +298,12 @@ describe("the admin token and the admin route", () => {
         args.envs = [...((args.envs ?? []) as string[]), `ADMIN_TOKEN=${String(token.outputs.result)}`];
       },
       postgres: (args) => {
-        args.labels = pulumi.output(args.labels ?? []).apply((labels) => [...(labels ?? []), { label: "pw", value: String(named(mocks.resources, "webstack-postgres-password").outputs.result) }]);
+        args.labels = pulumi
+          .output(args.labels ?? [])
+          .apply((labels) => [
+            ...(labels ?? []),
+            { label: "pw", value: String(named(mocks.resources, "webstack-postgres-password").outputs.result) },
+          ]);
       },
     });
     const problems = leakProblems(leaky.mocks.resources);
@@ -259,7 +313,10 @@ describe("the admin token and the admin route", () => {
 
   test("adminRoutes off by default: nginx answers /reset itself; on: it reaches the app", async () => {
     const off = nginxConf(await resources(LOCAL));
-    assert.match(off, /location ~\* \^\/\(reset\|admin\)\(\/\|\$\) \{\n\s+default_type application\/json;\n\s+return 404/);
+    assert.match(
+      off,
+      /location ~\* \^\/\(reset\|admin\)\(\/\|\$\) \{\n\s+default_type application\/json;\n\s+return 404/,
+    );
     const on = nginxConf(await resources({ adminRoutes: "true" }));
     assert.doesNotMatch(on, /location ~\* \^\/\(reset\|admin\)/);
   });
@@ -278,7 +335,11 @@ describe("the admin token and the admin route", () => {
 });
 
 describe("containers", () => {
-  for (const [target, settings] of [["local", LOCAL], ["digitalocean", DO], ["aws", AWS]] as const) {
+  for (const [target, settings] of [
+    ["local", LOCAL],
+    ["digitalocean", DO],
+    ["aws", AWS],
+  ] as const) {
     test(`${target}: no secret in any environment, label, command or health check; secrets are tight files`, async () => {
       const rs = await resources(settings);
       assert.deepEqual(leakProblems(rs), []);
@@ -318,7 +379,11 @@ describe("containers", () => {
     ]) {
       assert.ok(problems.includes(expected), `${expected} in ${problems.join("; ")}`);
     }
-    assert.equal(problems.filter((p) => p.endsWith("has nowhere to write") || p.endsWith("has no spec fingerprint")).length, 6, "each replica, twice");
+    assert.equal(
+      problems.filter((p) => p.endsWith("has nowhere to write") || p.endsWith("has no spec fingerprint")).length,
+      6,
+      "each replica, twice",
+    );
   });
 
   test("the insecure variants are caught: Redis on the front network, a back network with a way out, a password in Postgres's environment", async () => {
@@ -345,7 +410,8 @@ describe("containers", () => {
     assert.deepEqual(
       [...new Set(failures.map((f) => f.message.replace(/^error serializing property "labels": /, "")))].sort(),
       ["app", "nginx"].map(
-        (role) => `webstack-test-files-${role} exited with code 1: the files of ${role} were not written (see \`docker logs webstack-test-files-${role}\`)`,
+        (role) =>
+          `webstack-test-files-${role} exited with code 1: the files of ${role} were not written (see \`docker logs webstack-test-files-${role}\`)`,
       ),
     );
     const names = ofType(mocks.resources, TYPES.container).map((c) => String(c.inputs.name));
@@ -368,20 +434,27 @@ describe("containers", () => {
     const base = await resources({ release: "r1" });
     const graced = await resources({ release: "r1", shutdownGraceSeconds: "20" });
     const prints = (rs: Registered[], role: string) =>
-      ofType(rs, TYPES.container).filter((c) => roleOf(c) === role).map((c) => labelsOf(c)["webstack.spec"]);
+      ofType(rs, TYPES.container)
+        .filter((c) => roleOf(c) === role)
+        .map((c) => labelsOf(c)["webstack.spec"]);
     assert.equal(new Set([...prints(base, "app"), ...prints(graced, "app")]).size, 6, "every replica's print changes");
     assert.deepEqual(prints(graced, "redis"), prints(base, "redis"));
   });
 });
 
 describe("cloud hosts", () => {
-  for (const [target, settings] of [["digitalocean", DO], ["aws", AWS]] as const) {
+  for (const [target, settings] of [
+    ["digitalocean", DO],
+    ["aws", AWS],
+  ] as const) {
     test(`${target}: the host key is generated, installed by cloud-init and pinned by every command; logins as admin`, async () => {
       const rs = await resources(settings);
       assert.deepEqual(named(rs, "host-host-key").inputs, { algorithm: "ED25519" });
       assert.deepEqual(hostKeyProblems(rs), []);
       const ready = named(rs, "host-engine-ready");
-      const unpinned = withInputs(ready, { connection: { ...(ready.inputs.connection as Inputs), hostKey: undefined } });
+      const unpinned = withInputs(ready, {
+        connection: { ...(ready.inputs.connection as Inputs), hostKey: undefined },
+      });
       const asRoot = withInputs(ready, { connection: { ...(ready.inputs.connection as Inputs), user: "root" } });
       assert.deepEqual(hostKeyProblems(replace(rs, unpinned)), ["host-engine-ready does not pin the host key"]);
       assert.deepEqual(hostKeyProblems(replace(rs, asRoot)), ["host-engine-ready logs in as root"]);
@@ -408,12 +481,22 @@ describe("cloud hosts", () => {
     assert.deepEqual(docrProblems(rs), []);
     const push = named(rs, "app-push");
     assert.deepEqual(push.inputs, { registryName: "acme", write: true, expirySeconds: 3600 });
-    assert.deepEqual(named(rs, "app-pull-credentials").inputs, { registryName: "acme", write: false, expirySeconds: 3600 });
-    assert.equal(named(rs, "app-pull-credentials").replacementTrigger, named(rs, "app-pulled").inputs.name, "renewed for each image pulled");
+    assert.deepEqual(named(rs, "app-pull-credentials").inputs, {
+      registryName: "acme",
+      write: false,
+      expirySeconds: 3600,
+    });
+    assert.equal(
+      named(rs, "app-pull-credentials").replacementTrigger,
+      named(rs, "app-pulled").inputs.name,
+      "renewed for each image pulled",
+    );
 
     const lasting = withInputs(push, { expirySeconds: undefined });
     const writable = withInputs(named(rs, "app-pull-credentials"), { write: true });
-    const provider = withInputs(named(rs, "host-engine-docker"), { registryAuth: [{ address: "registry.digitalocean.com" }] });
+    const provider = withInputs(named(rs, "host-engine-docker"), {
+      registryAuth: [{ address: "registry.digitalocean.com" }],
+    });
     assert.deepEqual(docrProblems(replace(replace(replace(rs, lasting), writable), provider)), [
       "the host's Docker provider holds a registry credential",
       "app-push lives the provider's default of about 50 years of seconds",
@@ -430,7 +513,11 @@ describe("cloud hosts", () => {
     const rs = await resources({ ...AWS, imageRegistry: "cloud" });
     assert.deepEqual(ecrProblems(rs), []);
     const [lifecycle] = ofType(rs, TYPES.ecrLifecycle);
-    assert.equal((JSON.parse(String(lifecycle.inputs.policy)) as { rules: { selection: Inputs }[] }).rules[0].selection.countNumber, ECR_KEEP_IMAGES);
+    assert.equal(
+      (JSON.parse(String(lifecycle.inputs.policy)) as { rules: { selection: Inputs }[] }).rules[0].selection
+        .countNumber,
+      ECR_KEEP_IMAGES,
+    );
     assert.deepEqual(
       ofType(rs, "aws:ec2/instance:Instance")[0].inputs.userData !== undefined &&
         String(ofType(rs, "aws:ec2/instance:Instance")[0].inputs.userData).includes('"amazon-ecr-credential-helper"'),
@@ -442,9 +529,13 @@ describe("cloud hosts", () => {
     const [policy] = ofType(rs, TYPES.rolePolicy);
     const [instance] = ofType(rs, TYPES.instance);
     const mutable = withInputs(repository, { imageTagMutability: "MUTABLE" });
-    const broad = withInputs(policy, { policy: JSON.stringify({ Statement: [{ Effect: "Allow", Action: "ecr:*", Resource: "*" }] }) });
+    const broad = withInputs(policy, {
+      policy: JSON.stringify({ Statement: [{ Effect: "Allow", Action: "ecr:*", Resource: "*" }] }),
+    });
     const noProfile = withInputs(instance, { iamInstanceProfile: undefined });
-    const variant = replace(replace(replace(rs, mutable), broad), noProfile).filter((r) => r.type !== TYPES.ecrLifecycle);
+    const variant = replace(replace(replace(rs, mutable), broad), noProfile).filter(
+      (r) => r.type !== TYPES.ecrLifecycle,
+    );
     assert.deepEqual(ecrProblems(variant), [
       "tags can be moved",
       "images are kept forever",
@@ -457,8 +548,12 @@ describe("cloud hosts", () => {
   test("without a registry there is no registry credential, role or pull at all", async () => {
     for (const settings of [DO, AWS]) {
       const rs = await resources(settings);
-      for (const type of [TYPES.docrCredentials, TYPES.ecr, TYPES.rolePolicy, TYPES.profile]) assert.deepEqual(ofType(rs, type), []);
-      assert.deepEqual(ofType(rs, TYPES.command).map((c) => c.name), ["host-engine-ready"]);
+      for (const type of [TYPES.docrCredentials, TYPES.ecr, TYPES.rolePolicy, TYPES.profile])
+        assert.deepEqual(ofType(rs, type), []);
+      assert.deepEqual(
+        ofType(rs, TYPES.command).map((c) => c.name),
+        ["host-engine-ready"],
+      );
     }
   });
 });

@@ -68,7 +68,9 @@ describe("container specs", () => {
     const spec = redisSpec(names);
     assert.deepEqual(spec.command, ["redis-server", "/usr/local/etc/redis/redis.conf"]);
     assert.deepEqual(spec.env, {});
-    assert.deepEqual(spec.files, [{ path: "/usr/local/etc/redis/redis.conf", mode: "0444", content: { secret: "redisConf" } }]);
+    assert.deepEqual(spec.files, [
+      { path: "/usr/local/etc/redis/redis.conf", mode: "0444", content: { secret: "redisConf" } },
+    ]);
     assert.deepEqual(spec.healthcheck?.tests, [
       "CMD-SHELL",
       `REDISCLI_AUTH="$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)" redis-cli ping | grep -q PONG`,
@@ -87,7 +89,7 @@ describe("container specs", () => {
       // The test with the config path swapped and redis-cli replaced by a printer of what it got.
       const command = String(redisSpec(names).healthcheck?.tests[1])
         .replaceAll("/usr/local/etc/redis/redis.conf", conf)
-        .replace("redis-cli ping", 'sh -c \'echo "$REDISCLI_AUTH PONG"\'')
+        .replace("redis-cli ping", "sh -c 'echo \"$REDISCLI_AUTH PONG\"'")
         .replace("| grep -q PONG", "");
       assert.equal(execFileSync("sh", ["-c", command]).toString(), "abc_DEF-123 PONG\n");
     } finally {
@@ -149,8 +151,19 @@ describe("container specs", () => {
     const anyPort = nginxSpec(names, { httpPort: 0, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
     assert.deepEqual(anyPort.ports, [{ internal: 80, ip: "127.0.0.1" }], "port 0: no external port, Docker picks");
     assert.equal(spec.stopSignal, "SIGQUIT");
-    assert.deepEqual(spec.labels, { "webstack.stack": "dev", "webstack.role": "nginx", "webstack.config-hash": "0123" });
-    assert.deepEqual(spec.healthcheck?.tests, ["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1/nginx-health"]);
+    assert.deepEqual(spec.labels, {
+      "webstack.stack": "dev",
+      "webstack.role": "nginx",
+      "webstack.config-hash": "0123",
+    });
+    assert.deepEqual(spec.healthcheck?.tests, [
+      "CMD",
+      "curl",
+      "-fsS",
+      "-o",
+      "/dev/null",
+      "http://127.0.0.1/nginx-health",
+    ]);
     assert.deepEqual(spec.networks, [{ network: "front", aliases: ["nginx"] }]);
     assert.deepEqual(spec.volumes, [{ volume: "files-nginx", containerPath: "/etc/nginx", readOnly: true }]);
     assert.deepEqual(
@@ -189,9 +202,16 @@ describe("container specs", () => {
       stopSignal: "SIGTERM",
       stopTimeout: 10,
     });
-    const nginx = filesRunSpec(names, { consumer: "nginx", files: [{ path: "webstack/start.sh", mode: "0555", content: { text: "#!/bin/sh\n" } }], seed: "/etc/nginx" });
+    const nginx = filesRunSpec(names, {
+      consumer: "nginx",
+      files: [{ path: "webstack/start.sh", mode: "0555", content: { text: "#!/bin/sh\n" } }],
+      seed: "/etc/nginx",
+    });
     assert.deepEqual(nginx.command, ["/bin/sh", "-c", FILES_SCRIPT, "files-nginx", "seed=/etc/nginx"]);
-    assert.ok(nginx.command?.every((part) => part !== ""), "the provider refuses empty command values");
+    assert.ok(
+      nginx.command?.every((part) => part !== ""),
+      "the provider refuses empty command values",
+    );
     assert.deepEqual(nginx.capabilities, [], "nothing to hand over: no capability");
     for (const bad of ["/etc/passwd", "../x", "a/../../x", "a b"]) {
       assert.throws(
@@ -205,7 +225,8 @@ describe("container specs", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-files-"));
     try {
       const [staging, out, seed] = ["files", "out", "seed"].map((d) => path.join(dir, d));
-      for (const d of [staging, out, path.join(seed, "conf.d"), path.join(staging, "webstack")]) fs.mkdirSync(d, { recursive: true });
+      for (const d of [staging, out, path.join(seed, "conf.d"), path.join(staging, "webstack")])
+        fs.mkdirSync(d, { recursive: true });
       fs.writeFileSync(path.join(seed, "mime.types"), "types {}\n");
       fs.writeFileSync(path.join(seed, "nginx.conf"), "the image's own\n");
       fs.writeFileSync(path.join(staging, "nginx.conf"), "the stack's\n");
@@ -215,11 +236,20 @@ describe("container specs", () => {
       const uid = `${process.getuid?.()}:${process.getgid?.()}`;
       execFileSync("sh", ["-c", script, "files-nginx", `seed=${seed}`, `owner=${uid}`]);
       const listing = (d: string): string[] =>
-        fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? listing(path.join(d, e.name)).map((n) => `${e.name}/${n}`) : [e.name]));
+        fs
+          .readdirSync(d, { withFileTypes: true })
+          .flatMap((e) => (e.isDirectory() ? listing(path.join(d, e.name)).map((n) => `${e.name}/${n}`) : [e.name]));
       assert.deepEqual(listing(out).sort(), ["mime.types", "nginx.conf", "webstack/start.sh"]);
-      assert.equal(fs.readFileSync(path.join(out, "nginx.conf"), "utf8"), "the stack's\n", "the stack's files lie over the seed");
+      assert.equal(
+        fs.readFileSync(path.join(out, "nginx.conf"), "utf8"),
+        "the stack's\n",
+        "the stack's files lie over the seed",
+      );
       assert.equal(fs.statSync(path.join(out, "webstack", "start.sh")).mode & 0o777, 0o555, "modes are kept");
-      assert.throws(() => execFileSync("sh", ["-c", script, "files-nginx", "sead=/etc"], { stdio: "pipe" }), /unknown setting sead=\/etc/);
+      assert.throws(
+        () => execFileSync("sh", ["-c", script, "files-nginx", "sead=/etc"], { stdio: "pipe" }),
+        /unknown setting sead=\/etc/,
+      );
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -228,7 +258,10 @@ describe("container specs", () => {
   test("a spec's fingerprint changes with anything it asks of Docker, and not with nothing", () => {
     const base = appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 });
     assert.match(specFingerprint(base), /^[0-9a-f]{16}$/);
-    assert.equal(specFingerprint(appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 })), specFingerprint(base));
+    assert.equal(
+      specFingerprint(appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 })),
+      specFingerprint(base),
+    );
     const changed: ContainerSpec[] = [
       { ...base, healthcheck: { ...base.healthcheck!, interval: "10s" } },
       { ...base, tmpfs: { "/tmp": "rw,size=32m" } },
@@ -259,7 +292,11 @@ describe("cloud-init and the readiness command", () => {
     privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
     publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n",
   };
-  const options = { sshUser: "admin", authorizedKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployer\n", hostKey: HOST_KEY };
+  const options = {
+    sshUser: "admin",
+    authorizedKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployer\n",
+    hostKey: HOST_KEY,
+  };
   const doc = cloudInit(options);
   const parsed = JSON.parse(doc.slice("#cloud-config\n".length)) as {
     packages: string[];
@@ -277,7 +314,12 @@ describe("cloud-init and the readiness command", () => {
     assert.ok(doc.startsWith("#cloud-config\n"));
     assert.equal(cloudInit(options), doc);
     assert.deepEqual(parsed.packages, ["docker.io", "sudo", "curl", "unattended-upgrades", "e2fsprogs"]);
-    assert.deepEqual(cloudInit({ ...options, extraPackages: ["amazon-ecr-credential-helper"] }).includes('"amazon-ecr-credential-helper"'), true);
+    assert.deepEqual(
+      cloudInit({ ...options, extraPackages: ["amazon-ecr-credential-helper"] }).includes(
+        '"amazon-ecr-credential-helper"',
+      ),
+      true,
+    );
     assert.deepEqual(
       parsed.write_files.map((f) => [f.path, f.permissions]),
       [
@@ -299,19 +341,22 @@ describe("cloud-init and the readiness command", () => {
     // sshd keeps the first value it reads and Debian includes sshd_config.d/*.conf sorted, first.
     const others = ["01-local.conf", "50-cloud-init.conf", "50-redhat.conf", "99-zzz.conf", "AAA.conf"];
     assert.equal([...others, "00-webstack.conf"].sort()[0], "00-webstack.conf");
-    assert.deepEqual(dropIn.content.split("\n").filter((l) => l !== "" && !l.startsWith("#")), [
-      "HostKey /etc/ssh/ssh_host_ed25519_key",
-      "AllowUsers admin",
-      "PermitRootLogin no",
-      "PasswordAuthentication no",
-      "KbdInteractiveAuthentication no",
-      "PermitEmptyPasswords no",
-      "X11Forwarding no",
-      "AllowAgentForwarding no",
-      "AllowTcpForwarding no",
-      "MaxAuthTries 3",
-      "LoginGraceTime 30",
-    ]);
+    assert.deepEqual(
+      dropIn.content.split("\n").filter((l) => l !== "" && !l.startsWith("#")),
+      [
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
+        "AllowUsers admin",
+        "PermitRootLogin no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PermitEmptyPasswords no",
+        "X11Forwarding no",
+        "AllowAgentForwarding no",
+        "AllowTcpForwarding no",
+        "MaxAuthTries 3",
+        "LoginGraceTime 30",
+      ],
+    );
     assert.deepEqual([parsed.ssh_pwauth, parsed.disable_root], [false, true]);
     assert.deepEqual(parsed.users, [
       {
@@ -327,10 +372,16 @@ describe("cloud-init and the readiness command", () => {
   });
 
   test("the host key: the one given, and only it (no other generated, old ones deleted); the only key material in user data", () => {
-    assert.deepEqual(parsed.ssh_keys, { ed25519_private: HOST_KEY.privateKey, ed25519_public: HOST_KEY.publicKey.trim() });
+    assert.deepEqual(parsed.ssh_keys, {
+      ed25519_private: HOST_KEY.privateKey,
+      ed25519_public: HOST_KEY.publicKey.trim(),
+    });
     assert.deepEqual([parsed.ssh_deletekeys, parsed.ssh_genkeytypes], [true, []]);
     assert.deepEqual(doc.match(/-----BEGIN [A-Z ]+-----/g), ["-----BEGIN OPENSSH PRIVATE KEY-----"]);
-    assert.throws(() => cloudInit({ ...options, hostKey: { ...HOST_KEY, publicKey: "ssh-rsa AAAA" } }), /ssh-ed25519 public key/);
+    assert.throws(
+      () => cloudInit({ ...options, hostKey: { ...HOST_KEY, publicKey: "ssh-rsa AAAA" } }),
+      /ssh-ed25519 public key/,
+    );
   });
 
   test("the prepare script keeps containers away from the metadata service (it serves the user data)", () => {
@@ -353,9 +404,20 @@ describe("cloud-init and the readiness command", () => {
         `docker --config "$config" pull '${image}'`,
       ].join("\n"),
     );
-    assert.match(pullCommand(`registry.digitalocean.com/acme/webstack-prod-app@sha256:${"b".repeat(64)}`, "stdin"), /^cat > "\$config\/config.json"$/m);
-    for (const bad of ["webstack-prod-app:latest", `x/y@sha256:${"a".repeat(64)}'; rm -rf /`, `sha256:${"a".repeat(64)}`]) {
-      assert.throws(() => pullCommand(bad, "stdin"), /the image to pull must be <registry>\/<repository>@sha256:<digest>/, bad);
+    assert.match(
+      pullCommand(`registry.digitalocean.com/acme/webstack-prod-app@sha256:${"b".repeat(64)}`, "stdin"),
+      /^cat > "\$config\/config.json"$/m,
+    );
+    for (const bad of [
+      "webstack-prod-app:latest",
+      `x/y@sha256:${"a".repeat(64)}'; rm -rf /`,
+      `sha256:${"a".repeat(64)}`,
+    ]) {
+      assert.throws(
+        () => pullCommand(bad, "stdin"),
+        /the image to pull must be <registry>\/<repository>@sha256:<digest>/,
+        bad,
+      );
     }
   });
 
@@ -396,7 +458,9 @@ describe("cloud hosts", () => {
       { port: 2376, sources: ["198.51.100.0/24"], description: "Docker API (mutual TLS) from admin CIDRs" },
     ]);
     assert.deepEqual(
-      inboundRules(["198.51.100.0/24"], 8080).slice(0, 2).map((r) => r.port),
+      inboundRules(["198.51.100.0/24"], 8080)
+        .slice(0, 2)
+        .map((r) => r.port),
       [8080, 443],
     );
   });
@@ -409,9 +473,14 @@ describe("cloud hosts", () => {
     assert.equal(amiArchitecture("c6gn.large"), "arm64");
     assert.equal(amiArchitecture("m7i.large"), "x86_64");
     assert.equal(ebsDevicePath("vol-0abc123"), "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc123");
-    const json = JSON.stringify({ auths: { "registry.digitalocean.com": { auth: Buffer.from("u:p:w").toString("base64") } } });
+    const json = JSON.stringify({
+      auths: { "registry.digitalocean.com": { auth: Buffer.from("u:p:w").toString("base64") } },
+    });
     assert.deepEqual(parseDockerAuth(json, "registry.digitalocean.com"), { username: "u", password: "p:w" });
-    assert.throws(() => parseDockerAuth("{}", "registry.digitalocean.com"), /no credentials for registry.digitalocean.com/);
+    assert.throws(
+      () => parseDockerAuth("{}", "registry.digitalocean.com"),
+      /no credentials for registry.digitalocean.com/,
+    );
   });
 });
 

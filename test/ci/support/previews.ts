@@ -24,7 +24,9 @@ function state(stack: string, r: Pick<Registered, "type" | "name" | "inputs">) {
 
 /** Steps of a first deploy: every custom resource created. */
 export function createSteps(stack: string, resources: readonly Registered[]): Step[] {
-  return resources.filter((r) => !r.type.startsWith("webstack:")).map((r) => ({ op: "create", urn: urnOf(stack, r), newState: state(stack, r), detailedDiff: null }));
+  return resources
+    .filter((r) => !r.type.startsWith("webstack:"))
+    .map((r) => ({ op: "create", urn: urnOf(stack, r), newState: state(stack, r), detailedDiff: null }));
 }
 
 export function updateStep(stack: string, before: Registered, after: Registered, changed: string[]): Step {
@@ -42,9 +44,16 @@ export function updateStep(stack: string, before: Registered, after: Registered,
  * A replacement as the CLI lists it: one `replace` step, or with `--show-replacement-steps` the
  * `create-replacement`, `replace`, `delete-replaced` triple.
  */
-export function replaceSteps(stack: string, before: Registered, after: Registered, reasons: string[], options: { showReplacementSteps?: boolean } = {}): Step[] {
+export function replaceSteps(
+  stack: string,
+  before: Registered,
+  after: Registered,
+  reasons: string[],
+  options: { showReplacementSteps?: boolean } = {},
+): Step[] {
   const diff = Object.fromEntries(reasons.map((k) => [k, { kind: "update-replace", inputDiff: true }]));
-  const ops = options.showReplacementSteps === true ? ["create-replacement", "replace", "delete-replaced"] : ["replace"];
+  const ops =
+    options.showReplacementSteps === true ? ["create-replacement", "replace", "delete-replaced"] : ["replace"];
   return ops.map((op) => ({
     op,
     urn: urnOf(stack, after),
@@ -62,16 +71,31 @@ export function deleteStep(stack: string, r: Registered): Step {
 export function digest(steps: Step[], diagnostics: { urn?: string; message: string; severity: string }[] = []): string {
   const changeSummary: Record<string, number> = {};
   for (const s of steps) changeSummary[s.op] = (changeSummary[s.op] ?? 0) + 1;
-  return JSON.stringify({ config: { "webstack:target": "digitalocean" }, steps, diagnostics, duration: 1234000000, changeSummary }, null, 2);
+  return JSON.stringify(
+    { config: { "webstack:target": "digitalocean" }, steps, diagnostics, duration: 1234000000, changeSummary },
+    null,
+    2,
+  );
 }
 
 /** The stack's state export: what `pulumi stack export` prints for these resources. */
 export function exportOf(stack: string, resources: readonly Registered[]) {
-  return { version: 3, deployment: { resources: resources.map((r) => ({ urn: urnOf(stack, r), custom: true, type: r.type, inputs: r.inputs })) } };
+  return {
+    version: 3,
+    deployment: {
+      resources: resources.map((r) => ({ urn: urnOf(stack, r), custom: true, type: r.type, inputs: r.inputs })),
+    },
+  };
 }
 
 /** One `--event-log` line carrying a policy violation. */
-export function policyEventLine(policy: string, message: string, level: "mandatory" | "advisory" | "warning", urn?: string, sequence = 1): string {
+export function policyEventLine(
+  policy: string,
+  message: string,
+  level: "mandatory" | "advisory" | "warning",
+  urn?: string,
+  sequence = 1,
+): string {
   return JSON.stringify({
     sequence,
     timestamp: 1764072000,

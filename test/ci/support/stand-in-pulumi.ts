@@ -48,14 +48,34 @@ const FLAGS: Record<string, { flags: string[]; booleans: string[] }> = {
   "stack rm": { flags: ["--stack"], booleans: ["--yes", "--force", "--preserve-config"] },
   "config set": { flags: ["--stack"], booleans: ["--secret", "--plaintext", "--path"] },
   preview: {
-    flags: ["--stack", "--event-log", "--policy-pack", "--policy-pack-config", "--config", "--target", "--parallel", "--message"],
-    booleans: ["--json", "--refresh", "--expect-no-changes", "--diff", "--suppress-outputs", "--suppress-progress", "--show-sames"],
+    flags: [
+      "--stack",
+      "--event-log",
+      "--policy-pack",
+      "--policy-pack-config",
+      "--config",
+      "--target",
+      "--parallel",
+      "--message",
+    ],
+    booleans: [
+      "--json",
+      "--refresh",
+      "--expect-no-changes",
+      "--diff",
+      "--suppress-outputs",
+      "--suppress-progress",
+      "--show-sames",
+    ],
   },
   up: {
     flags: ["--stack", "--policy-pack", "--policy-pack-config", "--config", "--target", "--parallel", "--message"],
     booleans: ["--yes", "--skip-preview", "--refresh", "--diff", "--suppress-outputs", "--suppress-progress", "--json"],
   },
-  destroy: { flags: ["--stack", "--target", "--parallel", "--message"], booleans: ["--yes", "--skip-preview", "--remove", "--refresh", "--json"] },
+  destroy: {
+    flags: ["--stack", "--target", "--parallel", "--message"],
+    booleans: ["--yes", "--skip-preview", "--remove", "--refresh", "--json"],
+  },
 };
 const GLOBAL_BOOLEANS = ["--non-interactive", "--color", "--verbose"];
 
@@ -68,7 +88,20 @@ function fail(message: string, code = 1): never {
 function parse(argv: string[]) {
   const words: string[] = [];
   let i = 0;
-  const commandWords = ["stack", "ls", "select", "tag", "set", "export", "output", "rm", "config", "preview", "up", "destroy"];
+  const commandWords = [
+    "stack",
+    "ls",
+    "select",
+    "tag",
+    "set",
+    "export",
+    "output",
+    "rm",
+    "config",
+    "preview",
+    "up",
+    "destroy",
+  ];
   while (i < argv.length && !argv[i].startsWith("-") && commandWords.includes(argv[i]) && words.length < 3) {
     words.push(argv[i]);
     i++;
@@ -103,31 +136,49 @@ function main(): void {
   const state = JSON.parse(fs.readFileSync(statePath, "utf8")) as StandInState;
   const argv = process.argv.slice(2);
   const { command, flags, booleans, positionals } = parse(argv);
-  const stackName = flags["--stack"]?.[0] ?? (["stack select", "stack rm"].includes(command) ? positionals[0] : undefined);
+  const stackName =
+    flags["--stack"]?.[0] ?? (["stack select", "stack rm"].includes(command) ? positionals[0] : undefined);
   const stackFilePath = stackName === undefined ? undefined : path.join(process.cwd(), `Pulumi.${stackName}.yaml`);
   const invocation: Invocation = {
     argv,
-    stackFile: stackFilePath !== undefined && fs.existsSync(stackFilePath) ? fs.readFileSync(stackFilePath, "utf8") : undefined,
+    stackFile:
+      stackFilePath !== undefined && fs.existsSync(stackFilePath) ? fs.readFileSync(stackFilePath, "utf8") : undefined,
     env: { backend: process.env.PULUMI_BACKEND_URL, passphraseSet: process.env.PULUMI_CONFIG_PASSPHRASE !== undefined },
   };
   fs.appendFileSync(logPath, `${JSON.stringify(invocation)}\n`);
   const save = () => fs.writeFileSync(statePath, JSON.stringify(state, null, 2));
 
-  if (!booleans.has("--non-interactive")) fail("stand-in: every CI command must pass --non-interactive (a prompt would hang CI)");
+  if (!booleans.has("--non-interactive"))
+    fail("stand-in: every CI command must pass --non-interactive (a prompt would hang CI)");
   const needsYes = ["up", "destroy", "stack rm"].includes(command);
-  if (needsYes && !booleans.has("--yes")) fail("--yes must be passed in order to proceed when running in non-interactive mode", 2);
-  if (stackName !== undefined && state.failing?.includes(`${command} ${stackName}`)) fail(state.failMessage ?? `stand-in: ${command} of ${stackName} fails as told`);
+  if (needsYes && !booleans.has("--yes"))
+    fail("--yes must be passed in order to proceed when running in non-interactive mode", 2);
+  if (stackName !== undefined && state.failing?.includes(`${command} ${stackName}`))
+    fail(state.failMessage ?? `stand-in: ${command} of ${stackName} fails as told`);
 
   const stack = stackName === undefined ? undefined : state.stacks[stackName];
   const requireStack = (): StandInStack => stack ?? fail(`no stack named '${stackName ?? ""}' found`, 6);
   switch (command) {
     case "stack ls":
-      process.stdout.write(JSON.stringify(Object.keys(state.stacks).map((name) => ({ name, current: false, resourceCount: state.stacks[name].resources }))));
+      process.stdout.write(
+        JSON.stringify(
+          Object.keys(state.stacks).map((name) => ({
+            name,
+            current: false,
+            resourceCount: state.stacks[name].resources,
+          })),
+        ),
+      );
       return;
     case "stack select":
       if (stack === undefined) {
         if (!booleans.has("--create")) fail(`no stack named '${stackName ?? ""}' found`, 6);
-        state.stacks[stackName ?? fail("a stack name is required")] = { tags: {}, resources: 0, outputs: {}, config: {} };
+        state.stacks[stackName ?? fail("a stack name is required")] = {
+          tags: {},
+          resources: 0,
+          outputs: {},
+          config: {},
+        };
         save();
       }
       return;
@@ -172,7 +223,8 @@ function main(): void {
       save();
       return;
     case "stack rm":
-      if (requireStack().resources > 0 && !booleans.has("--force")) fail(`'${stackName ?? ""}' still has resources; removal rejected`);
+      if (requireStack().resources > 0 && !booleans.has("--force"))
+        fail(`'${stackName ?? ""}' still has resources; removal rejected`);
       delete state.stacks[stackName ?? ""];
       save();
       return;

@@ -27,7 +27,8 @@ export function standIn(initial: StandInState, options: { now?: Date; files?: Re
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-ci-test-"));
   const projectDir = path.join(dir, "project");
   fs.mkdirSync(projectDir);
-  for (const file of ["Pulumi.yaml", "Pulumi.pr.yaml"]) fs.copyFileSync(path.join(ROOT, file), path.join(projectDir, file));
+  for (const file of ["Pulumi.yaml", "Pulumi.pr.yaml"])
+    fs.copyFileSync(path.join(ROOT, file), path.join(projectDir, file));
   for (const [name, content] of Object.entries(options.files ?? {})) {
     fs.mkdirSync(path.dirname(path.join(projectDir, name)), { recursive: true });
     fs.writeFileSync(path.join(projectDir, name), content);
@@ -36,7 +37,12 @@ export function standIn(initial: StandInState, options: { now?: Date; files?: Re
   const logPath = path.join(dir, "invocations.jsonl");
   fs.writeFileSync(statePath, JSON.stringify(initial));
   fs.writeFileSync(logPath, "");
-  const env = { ...process.env, STAND_IN_PULUMI_STATE: statePath, STAND_IN_PULUMI_LOG: logPath, PULUMI_BIN: STAND_IN_BIN };
+  const env = {
+    ...process.env,
+    STAND_IN_PULUMI_STATE: statePath,
+    STAND_IN_PULUMI_LOG: logPath,
+    PULUMI_BIN: STAND_IN_BIN,
+  };
   const lines: string[] = [];
   const log = (line: string) => lines.push(line);
   const invocations = () =>
@@ -49,7 +55,12 @@ export function standIn(initial: StandInState, options: { now?: Date; files?: Re
     projectDir,
     env,
     lines,
-    lifecycle: { pulumi: new PulumiCli(STAND_IN_BIN, { cwd: projectDir, env }), projectDir, log, now: () => options.now ?? new Date("2026-11-25T12:00:00Z") },
+    lifecycle: {
+      pulumi: new PulumiCli(STAND_IN_BIN, { cwd: projectDir, env }),
+      projectDir,
+      log,
+      now: () => options.now ?? new Date("2026-11-25T12:00:00Z"),
+    },
     invocations,
     commands: () => invocations().map((i) => i.argv.filter((a) => a !== "--non-interactive").join(" ")),
     state: () => JSON.parse(fs.readFileSync(statePath, "utf8")) as StandInState,

@@ -124,7 +124,11 @@ interface PortSpec {
  * Realises one resource from its plain inputs; `previous` is its record in the state when its
  * inputs changed since. Returns its id and the outputs the provider computes.
  */
-type Realise = (record: RecordedResource, inputs: Json, previous: RecordedResource | undefined) => Promise<{ id: string; computed: Json }>;
+type Realise = (
+  record: RecordedResource,
+  inputs: Json,
+  previous: RecordedResource | undefined,
+) => Promise<{ id: string; computed: Json }>;
 
 const CONTAINER = "docker:index/container:Container";
 const IMAGE = "docker:index/image:Image";
@@ -132,11 +136,43 @@ const DOCKER_PROVIDER = "pulumi:providers:docker";
 const COMMANDS = new Set(["command:remote:Command", "command:local:Command"]);
 
 const CONTAINER_INPUTS = new Set([
-  "name", "image", "envs", "command", "entrypoints", "user", "workingDir", "labels", "networksAdvanced",
-  "ports", "volumes", "uploads", "healthcheck", "restart", "maxRetryCount", "logDriver", "logOpts",
-  "stopSignal", "stopTimeout", "destroyGraceSeconds", "init", "readOnly", "tmpfs", "capabilities",
-  "securityOpts", "memory", "memorySwap", "wait", "waitTimeout", "mustRun", "start", "hostname",
-  "shmSize", "removeVolumes", "attach", "logs", "networkMode",
+  "name",
+  "image",
+  "envs",
+  "command",
+  "entrypoints",
+  "user",
+  "workingDir",
+  "labels",
+  "networksAdvanced",
+  "ports",
+  "volumes",
+  "uploads",
+  "healthcheck",
+  "restart",
+  "maxRetryCount",
+  "logDriver",
+  "logOpts",
+  "stopSignal",
+  "stopTimeout",
+  "destroyGraceSeconds",
+  "init",
+  "readOnly",
+  "tmpfs",
+  "capabilities",
+  "securityOpts",
+  "memory",
+  "memorySwap",
+  "wait",
+  "waitTimeout",
+  "mustRun",
+  "start",
+  "hostname",
+  "shmSize",
+  "removeVolumes",
+  "attach",
+  "logs",
+  "networkMode",
 ]);
 /** Container inputs the provider's Update applies to the running container (resourceDockerContainerUpdate). */
 const UPDATED_IN_PLACE = new Set(["restart", "maxRetryCount", "memory", "memorySwap"]);
@@ -145,7 +181,17 @@ const UPDATED_IN_PLACE = new Set(["restart", "maxRetryCount", "memory", "memoryS
  * change reaches the state, never the container. Every other container input forces a replacement.
  */
 const STATE_ONLY = new Set([
-  "start", "attach", "logs", "mustRun", "wait", "waitTimeout", "destroyGraceSeconds", "removeVolumes", "healthcheck", "init", "tmpfs",
+  "start",
+  "attach",
+  "logs",
+  "mustRun",
+  "wait",
+  "waitTimeout",
+  "destroyGraceSeconds",
+  "removeVolumes",
+  "healthcheck",
+  "init",
+  "tmpfs",
 ]);
 
 export class EngineRealiser {
@@ -268,17 +314,19 @@ export class EngineRealiser {
     const dropped: string[] = [];
     for (const record of this.stateRecords().filter((r) => r.type === CONTAINER)) {
       const inputs = reveal(record.inputs) as Json;
-      const info = await this.docker
-        .getContainer(String(record.id))
-        .inspect()
-        .catch(notFound(undefined));
+      const info = await this.docker.getContainer(String(record.id)).inspect().catch(notFound(undefined));
       if (info === undefined || (!info.State.Running && inputs.mustRun !== false)) {
         if (info !== undefined) await this.removeAsProvider(info.Id, inputs);
         this.markDeleted(record);
         dropped.push(record.name);
         continue;
       }
-      const computed = containerOutputs(info, String(record.outputs.name), portSpecs(record.name, inputs), this.computed.get(record));
+      const computed = containerOutputs(
+        info,
+        String(record.outputs.name),
+        portSpecs(record.name, inputs),
+        this.computed.get(record),
+      );
       this.computed.set(record, computed);
       record.outputs = { ...record.inputs, ...computed };
     }
@@ -425,7 +473,9 @@ export class EngineRealiser {
 
   private call(args: pulumi.runtime.MockCallArgs): Json {
     if (args.token.startsWith("docker:")) {
-      throw new Error(`invoke ${args.token}: Docker functions are not realised by the engine realiser; teach test/engine/support/realiser.ts about it`);
+      throw new Error(
+        `invoke ${args.token}: Docker functions are not realised by the engine realiser; teach test/engine/support/realiser.ts about it`,
+      );
     }
     const inputs = (args.inputs ?? {}) as Json;
     this.calls.push({ token: args.token, inputs });
@@ -433,14 +483,23 @@ export class EngineRealiser {
   }
 
   /** Realises a Docker resource, or leaves it alone when nothing about it changed. */
-  private async realise(record: RecordedResource, previous: RecordedResource | undefined, importId: string | undefined): Promise<void> {
+  private async realise(
+    record: RecordedResource,
+    previous: RecordedResource | undefined,
+    importId: string | undefined,
+  ): Promise<void> {
     const what = `${record.type} ${record.name}`;
-    if (importId !== undefined && importId !== "") throw new Error(`${what}: reading or importing an existing object is not supported by the engine realiser`);
+    if (importId !== undefined && importId !== "")
+      throw new Error(`${what}: reading or importing an existing object is not supported by the engine realiser`);
     const realise = this.realisers[record.type];
-    if (realise === undefined) throw new Error(`${what}: a Docker resource type the engine realiser does not realise; teach test/engine/support/realiser.ts about it`);
+    if (realise === undefined)
+      throw new Error(
+        `${what}: a Docker resource type the engine realiser does not realise; teach test/engine/support/realiser.ts about it`,
+      );
     this.checkProvider(record);
     const inputs = reveal(record.inputs) as Json;
-    const unchanged = previous !== undefined && previous.provider === record.provider && sameJson(reveal(previous.inputs), inputs);
+    const unchanged =
+      previous !== undefined && previous.provider === record.provider && sameJson(reveal(previous.inputs), inputs);
     // Without a diff, `pulumi up` neither calls the provider nor re-reads the object: a stopped
     // container stays stopped, a removed one stays removed, outputs stay as recorded. pulumi-docker's
     // Image is the exception: it hashes its build context on every update, so it is built again
@@ -483,18 +542,24 @@ export class EngineRealiser {
     const what = `${record.type} ${record.name}`;
     const mapped = [...this.engineProviders].join(", ");
     if (record.provider === undefined) {
-      throw new Error(`${what}: no provider; Pulumi.yaml disables the default Docker provider, so a real update fails on it too (the test engine stands in for ${mapped})`);
+      throw new Error(
+        `${what}: no provider; Pulumi.yaml disables the default Docker provider, so a real update fails on it too (the test engine stands in for ${mapped})`,
+      );
     }
     const ref = parseProviderRef(record.provider);
-    if (ref.type !== DOCKER_PROVIDER) throw new Error(`${what}: its provider '${ref.name}' is a ${ref.type}, not a Docker provider`);
+    if (ref.type !== DOCKER_PROVIDER)
+      throw new Error(`${what}: its provider '${ref.name}' is a ${ref.type}, not a Docker provider`);
     if (!this.engineProviders.has(ref.name)) {
       throw new Error(
         `${what}: its provider '${ref.name}' manages an engine the test engine does not stand in for (it stands in for ${mapped}); ` +
           "a real update would create it there. If the test means to realise that engine's resources here, name the provider in engineProviders",
       );
     }
-    const provider = this.resources.filter((r) => r.type === DOCKER_PROVIDER && r.name === ref.name && r.id === ref.id).at(-1);
-    if (provider === undefined) throw new Error(`${what}: its provider '${ref.name}' (id ${ref.id}) was never registered with this realiser`);
+    const provider = this.resources
+      .filter((r) => r.type === DOCKER_PROVIDER && r.name === ref.name && r.id === ref.id)
+      .at(-1);
+    if (provider === undefined)
+      throw new Error(`${what}: its provider '${ref.name}' (id ${ref.id}) was never registered with this realiser`);
     // The SDK fills `host` from DOCKER_HOST; without either, the provider reads DOCKER_HOST itself or uses its default socket.
     const given = optStr((reveal(provider.inputs) as Json).host, `${ref.name}.host`);
     const host = given ?? process.env.DOCKER_HOST ?? "unix:///var/run/docker.sock";
@@ -520,7 +585,8 @@ export class EngineRealiser {
 
   /** Marks a record and the earlier registrations of the same resource as gone from the state. */
   private markDeleted(record: RecordedResource): void {
-    for (const r of this.resources) if (r.type === record.type && r.name === record.name && r.update <= record.update) r.deleted = true;
+    for (const r of this.resources)
+      if (r.type === record.type && r.name === record.name && r.update <= record.update) r.deleted = true;
   }
 
   /**
@@ -530,10 +596,18 @@ export class EngineRealiser {
    * in, it may depend on whatever completed before it registered, and on nothing else.
    */
   private async deleteInOrder(doomed: RecordedResource[]): Promise<StackDestroySummary> {
-    const summary: StackDestroySummary = { deleted: [], removed: { containers: [], networks: [], volumes: [], images: [] }, kept: [] };
+    const summary: StackDestroySummary = {
+      deleted: [],
+      removed: { containers: [], networks: [], volumes: [], images: [] },
+      kept: [],
+    };
     const mayDependOn = (dependent: RecordedResource, dependency: RecordedResource) => {
-      const then = this.resources.find((r) => r.update === dependent.update && r.type === dependency.type && r.name === dependency.name);
-      return then !== undefined && then !== dependent && then.completedAt >= 0 && then.completedAt < dependent.registeredAt;
+      const then = this.resources.find(
+        (r) => r.update === dependent.update && r.type === dependency.type && r.name === dependency.name,
+      );
+      return (
+        then !== undefined && then !== dependent && then.completedAt >= 0 && then.completedAt < dependent.registeredAt
+      );
     };
     const deletions = new Map<RecordedResource, Promise<void>>();
     const remove = (record: RecordedResource): Promise<void> => {
@@ -564,7 +638,11 @@ export class EngineRealiser {
     return { ...labels, [TEST_STACK_LABEL]: this.stack };
   }
 
-  private async realiseNetwork(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+  private async realiseNetwork(
+    logical: string,
+    inputs: Json,
+    previous: RecordedResource | undefined,
+  ): Promise<{ id: string; computed: Json }> {
     onlyKeys(`Network ${logical}`, inputs, ["name", "driver", "internal", "attachable", "labels", "options"]);
     if (previous !== undefined) throw replacementRefused("Network", logical);
     const name = optStr(inputs.name, `${logical}.name`) ?? autoName(logical);
@@ -582,7 +660,11 @@ export class EngineRealiser {
     return { id: created.id, computed: { name, driver, scope: "local" } };
   }
 
-  private async realiseVolume(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+  private async realiseVolume(
+    logical: string,
+    inputs: Json,
+    previous: RecordedResource | undefined,
+  ): Promise<{ id: string; computed: Json }> {
     onlyKeys(`Volume ${logical}`, inputs, ["name", "driver", "driverOpts", "labels"]);
     if (previous !== undefined) throw replacementRefused("Volume", logical);
     const name = optStr(inputs.name, `${logical}.name`) ?? autoName(logical);
@@ -597,18 +679,21 @@ export class EngineRealiser {
     });
     const volume = await this.docker.getVolume(name).inspect();
     if (volume.Labels?.[TEST_STACK_LABEL] !== this.stack) {
-      throw new Error(`Volume ${logical}: a volume named '${name}' exists and does not belong to test stack '${this.stack}'`);
+      throw new Error(
+        `Volume ${logical}: a volume named '${name}' exists and does not belong to test stack '${this.stack}'`,
+      );
     }
     return { id: name, computed: { name, driver, mountpoint: volume.Mountpoint } };
   }
 
-  private async realiseRemoteImage(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+  private async realiseRemoteImage(
+    logical: string,
+    inputs: Json,
+    previous: RecordedResource | undefined,
+  ): Promise<{ id: string; computed: Json }> {
     onlyKeys(`RemoteImage ${logical}`, inputs, ["name", "keepLocally", "forceRemove"]);
     const name = str(inputs.name, `${logical}.name`);
-    const image = await this.docker
-      .getImage(name)
-      .inspect()
-      .catch(notFound(undefined));
+    const image = await this.docker.getImage(name).inspect().catch(notFound(undefined));
     if (image === undefined) {
       throw new Error(
         `RemoteImage ${logical}: image '${name}' is not on the engine, and nothing can be pulled here; ` +
@@ -620,14 +705,28 @@ export class EngineRealiser {
     return { id: `${image.Id}${name}`, computed: { imageId: image.Id, repoDigest: image.Id } };
   }
 
-  private async realiseImage(logical: string, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+  private async realiseImage(
+    logical: string,
+    inputs: Json,
+    previous: RecordedResource | undefined,
+  ): Promise<{ id: string; computed: Json }> {
     // buildOnPreview only matters to `pulumi preview`, which nothing here runs.
     onlyKeys(`Image ${logical}`, inputs, ["imageName", "build", "skipPush", "registry", "buildOnPreview"]);
     const imageName = str(inputs.imageName, `${logical}.imageName`);
     const build = (inputs.build ?? {}) as Json;
-    onlyKeys(`Image ${logical}: build`, build, ["context", "dockerfile", "args", "target", "platform", "builderVersion", "network"]);
+    onlyKeys(`Image ${logical}: build`, build, [
+      "context",
+      "dockerfile",
+      "args",
+      "target",
+      "platform",
+      "builderVersion",
+      "network",
+    ]);
     if (optBool(inputs.skipPush, `${logical}.skipPush`) !== true) {
-      throw new Error(`Image ${logical}: skipPush must be true here (no registry is reachable to push ${imageName} to)`);
+      throw new Error(
+        `Image ${logical}: skipPush must be true here (no registry is reachable to push ${imageName} to)`,
+      );
     }
     const builder = optStr(build.builderVersion, `${logical}.build.builderVersion`);
     if (builder !== "BuilderV1") {
@@ -637,8 +736,13 @@ export class EngineRealiser {
       );
     }
     const context = path.resolve(optStr(build.context, `${logical}.build.context`) ?? ".");
-    const dockerfile = path.resolve(optStr(build.dockerfile, `${logical}.build.dockerfile`) ?? path.join(context, "Dockerfile"));
-    for (const [setting, file, kind] of [["build.context", context, "directory"], ["build.dockerfile", dockerfile, "file"]] as const) {
+    const dockerfile = path.resolve(
+      optStr(build.dockerfile, `${logical}.build.dockerfile`) ?? path.join(context, "Dockerfile"),
+    );
+    for (const [setting, file, kind] of [
+      ["build.context", context, "directory"],
+      ["build.dockerfile", dockerfile, "file"],
+    ] as const) {
       const stat = await fs.stat(file).catch(() => undefined);
       if (kind === "directory" ? !stat?.isDirectory() : !stat?.isFile()) {
         throw new Error(`Image ${logical}: ${setting} '${file}' is not an existing ${kind}`);
@@ -666,7 +770,10 @@ export class EngineRealiser {
     const lines = await followBuild(this.docker, progress);
     const failure = lines.find((l) => l.error !== undefined);
     if (failure !== undefined) {
-      const tail = lines.slice(-30).map((l) => l.stream ?? l.error ?? "").join("");
+      const tail = lines
+        .slice(-30)
+        .map((l) => l.stream ?? l.error ?? "")
+        .join("");
       throw new Error(`Image ${logical}: building ${imageName} failed: ${failure.error}\n${tail}`);
     }
     const built = await this.docker.getImage(imageName).inspect();
@@ -692,12 +799,18 @@ export class EngineRealiser {
    * place (restart policy, memory), left as it is (what the provider's Update ignores), or replaced
    * delete-before-replace (everything else), the old one deleted as its recorded state says.
    */
-  private async realiseContainer(record: RecordedResource, inputs: Json, previous: RecordedResource | undefined): Promise<{ id: string; computed: Json }> {
+  private async realiseContainer(
+    record: RecordedResource,
+    inputs: Json,
+    previous: RecordedResource | undefined,
+  ): Promise<{ id: string; computed: Json }> {
     const logical = record.name;
     checkContainerInputs(logical, inputs);
     if (previous !== undefined) {
       const changed = changedKeys(reveal(previous.inputs) as Json, inputs);
-      const replace = previous.provider !== record.provider || changed.some((key) => !UPDATED_IN_PLACE.has(key) && !STATE_ONLY.has(key));
+      const replace =
+        previous.provider !== record.provider ||
+        changed.some((key) => !UPDATED_IN_PLACE.has(key) && !STATE_ONLY.has(key));
       if (!replace) {
         const id = String(previous.id);
         if (changed.some((key) => UPDATED_IN_PLACE.has(key))) await this.updateContainer(id, logical, inputs);
@@ -732,7 +845,9 @@ export class EngineRealiser {
           if (!String(err.message).includes("is not connected to the network")) throw err;
         });
       for (const network of spec.networks) {
-        await this.docker.getNetwork(network.name).connect({ Container: container.id, EndpointConfig: { Aliases: network.aliases } });
+        await this.docker
+          .getNetwork(network.name)
+          .connect({ Container: container.id, EndpointConfig: { Aliases: network.aliases } });
       }
     }
     for (const upload of spec.uploads) await container.putArchive(await upload, { path: "/" });
@@ -749,7 +864,7 @@ export class EngineRealiser {
       // Waits for the end of the run; a non-zero exit is no error, only the exitCode output.
       await container.wait({ condition: "not-running" });
       if (optBool(inputs.logs, `${logical}.logs`) === true) {
-        logs = demux((await container.logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer);
+        logs = demux(await container.logs({ stdout: true, stderr: true, follow: false }));
       }
     }
     // The provider's Read looks 100 ms after the create returns (containerReadRefreshDelay).
@@ -764,7 +879,10 @@ export class EngineRealiser {
           `and mustRun is true (the default): the provider deletes it and fails ("container failed to be in running state"); last log lines:\n${demux(tail)}`,
       );
     }
-    return { id: state.Id, computed: containerOutputs(state, name, spec.ports, logs === undefined ? undefined : { containerLogs: logs }) };
+    return {
+      id: state.Id,
+      computed: containerOutputs(state, name, spec.ports, logs === undefined ? undefined : { containerLogs: logs }),
+    };
   }
 
   /** The provider's Update: restart policy and limits applied to the running container. */
@@ -793,7 +911,10 @@ export class EngineRealiser {
     const networks = list(inputs.networksAdvanced, at("networksAdvanced")).map((n, i) => {
       const entry = n as Json;
       onlyKeys(`Container ${logical}: networksAdvanced[${i}]`, entry, ["name", "aliases"]);
-      return { name: str(entry.name, at(`networksAdvanced[${i}].name`)), aliases: strList(entry.aliases, at(`networksAdvanced[${i}].aliases`)) };
+      return {
+        name: str(entry.name, at(`networksAdvanced[${i}].name`)),
+        aliases: strList(entry.aliases, at(`networksAdvanced[${i}].aliases`)),
+      };
     });
     const ports = portSpecs(logical, inputs);
 
@@ -804,7 +925,8 @@ export class EngineRealiser {
       const readOnly = optBool(entry.readOnly, at(`volumes[${i}].readOnly`)) ?? false;
       const volumeName = optStr(entry.volumeName, at(`volumes[${i}].volumeName`));
       const hostPath = optStr(entry.hostPath, at(`volumes[${i}].hostPath`));
-      if (volumeName !== undefined && hostPath === undefined) return { Type: "volume", Source: volumeName, Target: target, ReadOnly: readOnly };
+      if (volumeName !== undefined && hostPath === undefined)
+        return { Type: "volume", Source: volumeName, Target: target, ReadOnly: readOnly };
       if (hostPath !== undefined && volumeName === undefined && path.isAbsolute(hostPath)) {
         return { Type: "bind", Source: hostPath, Target: target, ReadOnly: readOnly };
       }
@@ -812,7 +934,14 @@ export class EngineRealiser {
     });
 
     const healthcheck = inputs.healthcheck as Json | undefined;
-    if (healthcheck !== undefined) onlyKeys(`Container ${logical}: healthcheck`, healthcheck, ["tests", "interval", "timeout", "startPeriod", "retries"]);
+    if (healthcheck !== undefined)
+      onlyKeys(`Container ${logical}: healthcheck`, healthcheck, [
+        "tests",
+        "interval",
+        "timeout",
+        "startPeriod",
+        "retries",
+      ]);
     const capabilities = (inputs.capabilities ?? {}) as Json;
     onlyKeys(`Container ${logical}: capabilities`, capabilities, ["adds", "drops"]);
     const memory = optNum(inputs.memory, at("memory"));
@@ -848,7 +977,10 @@ export class EngineRealiser {
         // Unset means the engine's default network, which networksAdvanced then replaces.
         NetworkMode: optStr(inputs.networkMode, at("networkMode")),
         PortBindings: Object.fromEntries(
-          ports.map((p) => [`${p.internal}/${p.protocol}`, [{ HostIp: p.ip, HostPort: p.external === undefined ? "" : String(p.external) }]]),
+          ports.map((p) => [
+            `${p.internal}/${p.protocol}`,
+            [{ HostIp: p.ip, HostPort: p.external === undefined ? "" : String(p.external) }],
+          ]),
         ),
         Mounts: mounts,
         RestartPolicy: restartPolicy(logical, inputs),
@@ -894,7 +1026,10 @@ export class EngineRealiser {
           summary.kept.push(name);
         } else {
           // Untags by name without pruning untagged parents, as the provider's ImageRemove does.
-          await this.docker.getImage(name).remove({ force: inputs.forceRemove === true, noprune: true }).catch(ignoreStatus(404));
+          await this.docker
+            .getImage(name)
+            .remove({ force: inputs.forceRemove === true, noprune: true })
+            .catch(ignoreStatus(404));
           summary.removed.images.push(name);
         }
         break;
@@ -960,7 +1095,10 @@ function restartPolicy(logical: string, inputs: Json): { Name: string; MaximumRe
   if (!["no", "on-failure", "always", "unless-stopped"].includes(restart)) {
     throw new Error(`Container ${logical}: restart '${restart}' is not one of no, on-failure, always, unless-stopped`);
   }
-  return { Name: restart, MaximumRetryCount: restart === "on-failure" ? (optNum(inputs.maxRetryCount, `${logical}.maxRetryCount`) ?? 0) : 0 };
+  return {
+    Name: restart,
+    MaximumRetryCount: restart === "on-failure" ? (optNum(inputs.maxRetryCount, `${logical}.maxRetryCount`) ?? 0) : 0,
+  };
 }
 
 function megabytesOrUnlimited(value: number): number {
@@ -975,7 +1113,9 @@ function portSpecs(logical: string, inputs: Json): PortSpec[] {
     onlyKeys(`Container ${logical}: ports[${i}]`, entry, ["internal", "external", "ip", "protocol"]);
     const ip = optStr(entry.ip, `${at}.ip`) ?? "0.0.0.0";
     if (ip !== "127.0.0.1" && ip !== "0.0.0.0") {
-      throw new Error(`Container ${logical}: ports[${i}].ip is '${ip}'; the test engine publishes only on 127.0.0.1 or 0.0.0.0`);
+      throw new Error(
+        `Container ${logical}: ports[${i}].ip is '${ip}'; the test engine publishes only on 127.0.0.1 or 0.0.0.0`,
+      );
     }
     return {
       internal: num(entry.internal, `${at}.internal`),
@@ -987,7 +1127,12 @@ function portSpecs(logical: string, inputs: Json): PortSpec[] {
 }
 
 /** The outputs the provider computes for a container, read back from the engine. */
-function containerOutputs(state: Docker.ContainerInspectInfo, name: string, ports: PortSpec[], kept: Json | undefined): Json {
+function containerOutputs(
+  state: Docker.ContainerInspectInfo,
+  name: string,
+  ports: PortSpec[],
+  kept: Json | undefined,
+): Json {
   const networkData = Object.entries(state.NetworkSettings.Networks).map(([networkName, n]) => ({
     networkName,
     ipAddress: n.IPAddress,
@@ -1027,9 +1172,16 @@ function uploadArchives(logical: string, given: unknown): Promise<Buffer>[] {
   return list(given, `${logical}.uploads`).map((u, i) => {
     const entry = u as Json;
     const at = `${logical}.uploads[${i}]`;
-    onlyKeys(`Container ${logical}: uploads[${i}]`, entry, ["file", "content", "contentBase64", "executable", "permissions"]);
+    onlyKeys(`Container ${logical}: uploads[${i}]`, entry, [
+      "file",
+      "content",
+      "contentBase64",
+      "executable",
+      "permissions",
+    ]);
     const file = str(entry.file, `${at}.file`);
-    if (!path.posix.isAbsolute(file)) throw new Error(`Container ${logical}: uploads[${i}].file '${file}' must be an absolute path`);
+    if (!path.posix.isAbsolute(file))
+      throw new Error(`Container ${logical}: uploads[${i}].file '${file}' must be an absolute path`);
     const content = optStr(entry.content, `${at}.content`);
     const base64 = optStr(entry.contentBase64, `${at}.contentBase64`);
     if ((content === undefined) === (base64 === undefined)) {
@@ -1041,7 +1193,12 @@ function uploadArchives(logical: string, given: unknown): Promise<Buffer>[] {
       throw new Error(`Container ${logical}: uploads[${i}].permissions '${permissions}' is not an octal file mode`);
     }
     // `permissions` wins over `executable`, which means 0744 (executable by the owner only), not 0755.
-    const mode = permissions !== undefined ? parseInt(permissions, 8) : optBool(entry.executable, `${at}.executable`) ? 0o744 : 0o644;
+    const mode =
+      permissions !== undefined
+        ? parseInt(permissions, 8)
+        : optBool(entry.executable, `${at}.executable`)
+          ? 0o744
+          : 0o644;
     return tarOf([{ name: file.replace(/^\/+/, ""), body, mode }]);
   });
 }
@@ -1095,7 +1252,7 @@ function demux(buffer: Buffer): string {
 export function goDuration(value: unknown, setting: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const text = str(value, setting);
-  const units: Record<string, number> = { ns: 1, us: 1e3, "µs": 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+  const units: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
   const part = /(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/gy;
   let total = 0;
   let consumed = 0;
@@ -1119,7 +1276,9 @@ interface BuildLine {
 
 function followBuild(docker: Docker, progress: NodeJS.ReadableStream): Promise<BuildLine[]> {
   return new Promise((resolve, reject) => {
-    docker.modem.followProgress(progress, (err: Error | null, lines: BuildLine[]) => (err ? reject(err) : resolve(lines)));
+    docker.modem.followProgress(progress, (err: Error | null, lines: BuildLine[]) =>
+      err ? reject(err) : resolve(lines),
+    );
   });
 }
 
@@ -1127,7 +1286,10 @@ function followBuild(docker: Docker, progress: NodeJS.ReadableStream): Promise<B
  * The build context as a tar stream, honouring .dockerignore like the docker CLI. A Dockerfile
  * outside the context travels inside the archive under a reserved name.
  */
-async function packContext(context: string, dockerfile: string): Promise<{ stream: Readable; dockerfileInContext: string }> {
+async function packContext(
+  context: string,
+  dockerfile: string,
+): Promise<{ stream: Readable; dockerfileInContext: string }> {
   const ignoreFile = await fs.readFile(path.join(context, ".dockerignore"), "utf8").catch(() => "");
   const ignore = dockerignore({ ignorecase: false }).add(ignoreFile);
   const entries: { name: string; body: Buffer; mode: number }[] = [];
@@ -1174,7 +1336,12 @@ function plausibleOutputs(type: string, inputs: Json): Json {
       return { result: randomText(inputs) };
     case "random:index/randomId:RandomId": {
       const bytes = randomBytes(typeof inputs.byteLength === "number" ? inputs.byteLength : 8);
-      return { hex: bytes.toString("hex"), b64Url: bytes.toString("base64url"), b64Std: bytes.toString("base64"), dec: BigInt(`0x${bytes.toString("hex")}`).toString() };
+      return {
+        hex: bytes.toString("hex"),
+        b64Url: bytes.toString("base64url"),
+        b64Std: bytes.toString("base64"),
+        dec: BigInt(`0x${bytes.toString("hex")}`).toString(),
+      };
     }
     case "tls:index/privateKey:PrivateKey":
       return keyPair(inputs);
@@ -1192,13 +1359,22 @@ function plausibleOutputs(type: string, inputs: Json): Json {
     case "digitalocean:index/sshKey:SshKey":
       return { fingerprint: "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff" };
     case "digitalocean:index/containerRegistryDockerCredentials:ContainerRegistryDockerCredentials":
-      return { dockerCredentials: JSON.stringify({ auths: { "registry.digitalocean.com": { auth: "bW9jazptb2Nr" } } }) };
+      return {
+        dockerCredentials: JSON.stringify({ auths: { "registry.digitalocean.com": { auth: "bW9jazptb2Nr" } } }),
+      };
     case "aws:ec2/instance:Instance":
-      return { publicIp: "203.0.113.30", privateIp: "10.0.0.30", arn: "arn:aws:ec2:eu-central-1:123456789012:instance/i-0123456789abcdef0" };
+      return {
+        publicIp: "203.0.113.30",
+        privateIp: "10.0.0.30",
+        arn: "arn:aws:ec2:eu-central-1:123456789012:instance/i-0123456789abcdef0",
+      };
     case "aws:ec2/eip:Eip":
       return { publicIp: "203.0.113.40", allocationId: "eipalloc-0123456789abcdef0" };
     case "aws:ecr/repository:Repository":
-      return { repositoryUrl: `123456789012.dkr.ecr.eu-central-1.amazonaws.com/${String(inputs.name ?? "repo")}`, registryId: "123456789012" };
+      return {
+        repositoryUrl: `123456789012.dkr.ecr.eu-central-1.amazonaws.com/${String(inputs.name ?? "repo")}`,
+        registryId: "123456789012",
+      };
     case "command:remote:Command":
     case "command:local:Command":
       return { stdout: "", stderr: "" };
@@ -1210,15 +1386,44 @@ function plausibleOutputs(type: string, inputs: Json): Json {
 function plausibleInvoke(token: string, inputs: Json): Json {
   switch (token) {
     case "aws:ec2/getAmi:getAmi":
-      return { ...inputs, id: "ami-0123456789abcdef0", imageId: "ami-0123456789abcdef0", architecture: "x86_64", name: "debian-12-amd64-mock" };
+      return {
+        ...inputs,
+        id: "ami-0123456789abcdef0",
+        imageId: "ami-0123456789abcdef0",
+        architecture: "x86_64",
+        name: "debian-12-amd64-mock",
+      };
     case "aws:index/getRegion:getRegion":
-      return { id: "eu-central-1", name: "eu-central-1", region: "eu-central-1", endpoint: "ec2.eu-central-1.amazonaws.com", description: "mock" };
+      return {
+        id: "eu-central-1",
+        name: "eu-central-1",
+        region: "eu-central-1",
+        endpoint: "ec2.eu-central-1.amazonaws.com",
+        description: "mock",
+      };
     case "aws:index/getCallerIdentity:getCallerIdentity":
-      return { id: "123456789012", accountId: "123456789012", arn: "arn:aws:iam::123456789012:user/mock", userId: "MOCK" };
+      return {
+        id: "123456789012",
+        accountId: "123456789012",
+        arn: "arn:aws:iam::123456789012:user/mock",
+        userId: "MOCK",
+      };
     case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-      return { id: "mock", userName: "AWS", password: randomBytes(16).toString("hex"), authorizationToken: "bW9jaw==", proxyEndpoint: "https://123456789012.dkr.ecr.eu-central-1.amazonaws.com", expiresAt: "2099-01-01T00:00:00Z" };
+      return {
+        id: "mock",
+        userName: "AWS",
+        password: randomBytes(16).toString("hex"),
+        authorizationToken: "bW9jaw==",
+        proxyEndpoint: "https://123456789012.dkr.ecr.eu-central-1.amazonaws.com",
+        expiresAt: "2099-01-01T00:00:00Z",
+      };
     case "digitalocean:index/getContainerRegistry:getContainerRegistry":
-      return { ...inputs, id: String(inputs.name ?? "registry"), endpoint: `registry.digitalocean.com/${String(inputs.name ?? "registry")}`, serverUrl: "registry.digitalocean.com" };
+      return {
+        ...inputs,
+        id: String(inputs.name ?? "registry"),
+        endpoint: `registry.digitalocean.com/${String(inputs.name ?? "registry")}`,
+        serverUrl: "registry.digitalocean.com",
+      };
     default:
       return inputs;
   }
@@ -1230,7 +1435,8 @@ function randomText(inputs: Json): string {
   if (inputs.upper !== false) alphabet += "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
   if (inputs.lower !== false) alphabet += "abcdefghijklmnopqrstuvwxyz";
   if (inputs.numeric !== false) alphabet += "0123456789";
-  if (inputs.special !== false) alphabet += typeof inputs.overrideSpecial === "string" ? inputs.overrideSpecial : "!@#$%&*()-_=+[]{}<>:?";
+  if (inputs.special !== false)
+    alphabet += typeof inputs.overrideSpecial === "string" ? inputs.overrideSpecial : "!@#$%&*()-_=+[]{}<>:?";
   return Array.from({ length }, () => alphabet[randomInt(alphabet.length)]).join("");
 }
 
@@ -1253,12 +1459,16 @@ function keyPair(inputs: Json): Json {
     publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
     publicKeyOpenssh,
     publicKeyFingerprintSha256: `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`,
-    publicKeyFingerprintMd5: createHash("md5").update(blob).digest("hex").replace(/(..)(?!$)/g, "$1:"),
+    publicKeyFingerprintMd5: createHash("md5")
+      .update(blob)
+      .digest("hex")
+      .replace(/(..)(?!$)/g, "$1:"),
   };
 }
 
 function opensshPublicKey(key: KeyObject): string {
-  const sshString = (b: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (b.length >>> (24 - 8 * i)) & 0xff)), b]);
+  const sshString = (b: Buffer) =>
+    Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (b.length >>> (24 - 8 * i)) & 0xff)), b]);
   const mpint = (b: Buffer) => sshString(b[0] & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
   const jwk = key.export({ format: "jwk" });
   const b64 = (s: string | undefined) => Buffer.from(s ?? "", "base64url");
@@ -1304,7 +1514,8 @@ function autoName(logical: string): string {
 }
 
 function str(value: unknown, setting: string): string {
-  if (typeof value !== "string" || value === "") throw new Error(`${setting}: expected a non-empty string, got ${describe(value)}`);
+  if (typeof value !== "string" || value === "")
+    throw new Error(`${setting}: expected a non-empty string, got ${describe(value)}`);
   return value;
 }
 
@@ -1313,7 +1524,8 @@ function optStr(value: unknown, setting: string): string | undefined {
 }
 
 function num(value: unknown, setting: string): number {
-  if (typeof value !== "number" || !Number.isFinite(value)) throw new Error(`${setting}: expected a number, got ${describe(value)}`);
+  if (typeof value !== "number" || !Number.isFinite(value))
+    throw new Error(`${setting}: expected a number, got ${describe(value)}`);
   return value;
 }
 
@@ -1339,8 +1551,11 @@ function strList(value: unknown, setting: string): string[] {
 
 function stringMap(value: unknown, setting: string): Record<string, string> | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== "object" || Array.isArray(value)) throw new Error(`${setting}: expected a map of strings, got ${describe(value)}`);
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, typeof v === "string" ? v : str(v, `${setting}.${k}`)]));
+  if (typeof value !== "object" || Array.isArray(value))
+    throw new Error(`${setting}: expected a map of strings, got ${describe(value)}`);
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [k, typeof v === "string" ? v : str(v, `${setting}.${k}`)]),
+  );
 }
 
 /** Names the type of a bad value without printing it (it may be a secret). */
@@ -1354,7 +1569,9 @@ function describe(value: unknown): string {
 function onlyKeys(what: string, value: Json, allowed: string[]): void {
   const unknown = Object.keys(value).filter((key) => !allowed.includes(key) && !key.startsWith("__"));
   if (unknown.length > 0) {
-    throw new Error(`${what}: ${unknown.join(", ")} not supported by the engine realiser (supported: ${allowed.join(", ")}); teach test/engine/support/realiser.ts about it`);
+    throw new Error(
+      `${what}: ${unknown.join(", ")} not supported by the engine realiser (supported: ${allowed.join(", ")}); teach test/engine/support/realiser.ts about it`,
+    );
   }
 }
 

@@ -104,7 +104,7 @@ export async function visitCount(port: number): Promise<number> {
 
 /** nginx's error-log lines and its access-log lines of failed requests, to explain a failure. */
 async function nginxTrouble(docker: Engine["docker"], nginx: string): Promise<string> {
-  const raw = (await docker.getContainer(nginx).logs({ stdout: true, stderr: true, tail: 5000 })) as Buffer;
+  const raw = (await docker.getContainer(nginx).logs({ stdout: true, stderr: true, tail: 5000 }));
   return raw
     .toString("utf8")
     .split("\n")
@@ -164,14 +164,18 @@ export function describeStack(scenario: Scenario): void {
   const filesRuns = [`${prefix}-files-app`, `${prefix}-files-nginx`];
   /** Every password and token the program generated, as the recorded state holds them. */
   const generatedSecrets = () => {
-    const found = realiser.ofType("random:index/randomPassword:RandomPassword").map((r) => String(reveal(r.outputs.result)));
+    const found = realiser
+      .ofType("random:index/randomPassword:RandomPassword")
+      .map((r) => String(reveal(r.outputs.result)));
     assert.ok(found.length >= 2 && found.every((secret) => secret.length >= 16), "the stack's generated secrets");
     return found;
   };
   const settleLoad = (t: TestContext, load: ReturnType<typeof startLoad>, countBefore: number) =>
     stopLoad(t, load, { docker: docker(), port, nginx: `${prefix}-nginx`, countBefore });
   const healthy = (name: string, seconds = 90) =>
-    eventually(`${name} healthy`, seconds, async () => ((await inspect(name)).State.Health?.Status === "healthy" ? true : undefined));
+    eventually(`${name} healthy`, seconds, async () =>
+      (await inspect(name)).State.Health?.Status === "healthy" ? true : undefined,
+    );
 
   describe(`${stack}: the whole stack on a real Docker engine`, { timeout: 20 * 60_000 }, () => {
     before(async () => {
@@ -217,7 +221,10 @@ export function describeStack(scenario: Scenario): void {
         servedBy.add(named);
       }
       assert.deepEqual([...servedBy].sort(), replicas());
-      assert.deepEqual(replicas(), [1, 2, 3].map((i) => `${prefix}-app-r1-${i}`));
+      assert.deepEqual(
+        replicas(),
+        [1, 2, 3].map((i) => `${prefix}-app-r1-${i}`),
+      );
     });
 
     const { readinessCommand } = scenario;
@@ -228,9 +235,18 @@ export function describeStack(scenario: Scenario): void {
         assert.ok(ready !== undefined && ready.completedAt >= 0, `${readinessCommand} completed`);
         const took = realiser.events[ready.completedAt].time - realiser.events[ready.registeredAt].time;
         assert.ok(took >= COMMAND_DELAY_MS - 100, `${readinessCommand} took ${took} ms`);
-        const onEngine = firstUpdate.filter((r) => r.type.startsWith("docker:") || r.type === "pulumi:providers:docker");
-        assert.ok(onEngine.some((r) => r.type === "docker:index/image:Image") && onEngine.some((r) => r.type === "docker:index/remoteImage:RemoteImage"));
-        for (const r of onEngine) assert.ok(r.registeredAt > ready.completedAt, `${r.type} ${r.name} registered before ${readinessCommand} completed`);
+        const onEngine = firstUpdate.filter(
+          (r) => r.type.startsWith("docker:") || r.type === "pulumi:providers:docker",
+        );
+        assert.ok(
+          onEngine.some((r) => r.type === "docker:index/image:Image") &&
+            onEngine.some((r) => r.type === "docker:index/remoteImage:RemoteImage"),
+        );
+        for (const r of onEngine)
+          assert.ok(
+            r.registeredAt > ready.completedAt,
+            `${r.type} ${r.name} registered before ${readinessCommand} completed`,
+          );
       });
     }
 
@@ -250,7 +266,11 @@ export function describeStack(scenario: Scenario): void {
           assert.deepEqual(bindings, [], `${name} publishes nothing`);
         }
         if (filesRuns.includes(name)) {
-          assert.deepEqual([info.State.Status, info.State.ExitCode, info.HostConfig.RestartPolicy?.Name], ["exited", 0, "no"], `${name} ran once and ended well`);
+          assert.deepEqual(
+            [info.State.Status, info.State.ExitCode, info.HostConfig.RestartPolicy?.Name],
+            ["exited", 0, "no"],
+            `${name} ran once and ended well`,
+          );
         } else {
           assert.equal(info.State.Health?.Status, "healthy", `${name} healthy`);
           assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped", `${name} restart policy`);
@@ -267,7 +287,8 @@ export function describeStack(scenario: Scenario): void {
           ...(top.Processes as string[][]).map((p) => p.join(" ")),
         ];
         for (const secret of secrets) {
-          for (const line of commandLines) assert.ok(!line.includes(secret), `${name} shows a secret in ${line.slice(0, 80)}…`);
+          for (const line of commandLines)
+            assert.ok(!line.includes(secret), `${name} shows a secret in ${line.slice(0, 80)}…`);
         }
       }
       for (const name of replicas()) {
@@ -286,7 +307,10 @@ export function describeStack(scenario: Scenario): void {
       assert.ok(before >= 30);
       await realiser.recreateContainer(`${prefix}-postgres`);
       await healthy(`${prefix}-postgres`);
-      assert.equal(await eventually("count readable after Postgres returned", 60, async () => readCount().catch(() => undefined)), before);
+      assert.equal(
+        await eventually("count readable after Postgres returned", 60, async () => readCount().catch(() => undefined)),
+        before,
+      );
       await docker().getContainer(`${prefix}-redis`).restart({ t: 10 });
       await healthy(`${prefix}-redis`);
       assert.equal(await readCount(), before);
@@ -317,7 +341,10 @@ export function describeStack(scenario: Scenario): void {
       }
       const result = await settleLoad(t, load, before);
       assert.deepEqual([...result.servedBy.keys()].sort(), replicas());
-      assert.ok((result.servedBy.get(victim) ?? 0) > servedByVictimOnReturn, `${victim} serves again after its restart`);
+      assert.ok(
+        (result.servedBy.get(victim) ?? 0) > servedByVictimOnReturn,
+        `${victim} serves again after its restart`,
+      );
     });
 
     test("a new release replaces every replica under load with no failed request and no lost visit", async (t) => {
@@ -338,7 +365,10 @@ export function describeStack(scenario: Scenario): void {
       const result = await settleLoad(t, load, before);
 
       const now = replicas();
-      assert.deepEqual(now, [1, 2, 3].map((i) => `${prefix}-app-r2-${i}`));
+      assert.deepEqual(
+        now,
+        [1, 2, 3].map((i) => `${prefix}-app-r2-${i}`),
+      );
       for (const name of now) assert.ok(result.servedBy.has(name), `${name} took traffic during the release`);
       assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), now);
       const servedAfter = new Set<string>();
@@ -356,4 +386,3 @@ export function describeStack(scenario: Scenario): void {
     });
   });
 }
-

@@ -79,13 +79,15 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         : args.type === "aws:ec2/instance:Instance"
           ? (this.vmId ?? "i-0123456789abcdef0")
           : args.type.startsWith("pulumi:providers:")
-          ? `${args.name}-provider-id`
-          : `${args.name}-id`;
+            ? `${args.name}-provider-id`
+            : `${args.name}-id`;
     registered.outputs = {
       ...args.inputs,
       ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }),
       // Like the provider: a container it waited for (attach) reports how it ended.
-      ...(args.type === "docker:index/container:Container" && args.inputs.attach === true ? { exitCode: this.exitCode } : {}),
+      ...(args.type === "docker:index/container:Container" && args.inputs.attach === true
+        ? { exitCode: this.exitCode }
+        : {}),
     };
     return { id, state: registered.outputs };
   }
@@ -118,7 +120,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
 
   named(name: string): Registered {
     const found = this.resources.find((r) => r.name === name);
-    if (found === undefined) throw new Error(`no resource named ${name}; have ${this.resources.map((r) => r.name).join(", ")}`);
+    if (found === undefined)
+      throw new Error(`no resource named ${name}; have ${this.resources.map((r) => r.name).join(", ")}`);
     return found;
   }
 }
@@ -156,7 +159,9 @@ function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
     case "tls:index/locallySignedCert:LocallySignedCert":
       return { certPem: `-----BEGIN CERTIFICATE-----\n${hex(name)}\n-----END CERTIFICATE-----\n` };
     case "tls:index/certRequest:CertRequest":
-      return { certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${hex(name)}\n-----END CERTIFICATE REQUEST-----\n` };
+      return {
+        certRequestPem: `-----BEGIN CERTIFICATE REQUEST-----\n${hex(name)}\n-----END CERTIFICATE REQUEST-----\n`,
+      };
     case "docker:index/image:Image":
       // Pushed: the repository and the manifest digest; built on the host only: the image id.
       return args.inputs.skipPush === false
@@ -165,7 +170,9 @@ function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknow
     case "docker:index/container:Container": {
       // Like the provider: a port published without `external` reports the one Docker picked.
       const ports = args.inputs.ports as { external?: number }[] | undefined;
-      return ports === undefined ? {} : { ports: ports.map((p) => ({ ...p, external: p.external ?? MOCK_BOUND_PORT })) };
+      return ports === undefined
+        ? {}
+        : { ports: ports.map((p) => ({ ...p, external: p.external ?? MOCK_BOUND_PORT })) };
     }
     case "docker:index/remoteImage:RemoteImage":
       return { imageId: `sha256:${hex(`${name}:${String(args.inputs.name)}`)}` };
@@ -259,7 +266,10 @@ export async function runProgram(
   await pulumi.runtime.setMocks(mocks, "webstack", options.stack ?? "test", false);
   watchRegistrations(mocks);
   const config = Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v]));
-  pulumi.runtime.setAllConfig(config, (options.secretKeys ?? []).map((k) => `webstack:${k}`));
+  pulumi.runtime.setAllConfig(
+    config,
+    (options.secretKeys ?? []).map((k) => `webstack:${k}`),
+  );
   delete require.cache[require.resolve(INDEX)];
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const program = require(INDEX) as Record<string, unknown>;
