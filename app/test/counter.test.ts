@@ -182,6 +182,29 @@ describe("visit counter", () => {
     }
   });
 
+  it("without request ids too (the path browsers take): 300 requests, 30 at a time, over 3 replicas, each counted once", async () => {
+    const replicas = apps.slice(0, 3);
+    const before = (await call(`${replicas[0].baseUrl}/count`)).body.count as number;
+    const total = 300;
+    const responses: JsonResponse[] = new Array<JsonResponse>(total);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < total; i = next++) responses[i] = await call(`${replicas[i % 3].baseUrl}/`);
+    };
+    await Promise.all(Array.from({ length: 30 }, worker));
+    assert.deepEqual(
+      responses.filter((response) => response.status !== 200).map((response) => response.body),
+      [],
+    );
+    const counts = responses.map((response) => response.body.count as number).sort((a, b) => a - b);
+    assert.deepEqual(
+      counts,
+      Array.from({ length: total }, (_, i) => before + i + 1),
+    );
+    const stored = await db.query<{ count: string }>("SELECT count FROM visit_counter WHERE id = 1");
+    assert.equal(stored.rows[0]?.count, String(before + total));
+  });
+
   it("sets up the schema once when several replicas start at the same moment", async () => {
     for (let round = 0; round < 3; round += 1) {
       const url = await pg.createDatabase(`schema_race_${round}`);
