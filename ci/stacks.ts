@@ -83,7 +83,7 @@ export function prStackFile(template: string, options: { release?: string; templ
         `${templateName}: ${key} is an encrypted value; a template may hold only plain settings (passwords are generated per stack)`,
       );
     }
-    if (key === "webstack:protectData" && String(plain) !== "false") {
+    if (key === "webstack:protectData" && plain !== false && plain !== "false") {
       problems.push(
         `${templateName}: webstack:protectData must be "false" (got ${JSON.stringify(plain)}): a throwaway stack never protects data`,
       );

@@ -115,6 +115,16 @@ describe("pr-<n> stacks: create or update", () => {
     assert.deepEqual(s.commands(), []);
   });
 
+  test("protectData is refused unless it is false itself, not a list that reads as false", async () => {
+    const s = make({ stacks: {} });
+    fs.writeFileSync(path.join(s.projectDir, "Pulumi.pr.yaml"), "config:\n  webstack:protectData: [false]\n");
+    await assert.rejects(
+      upPrStack(s.lifecycle, 7),
+      /webstack:protectData must be "false" \(got \[false\]\): a throwaway stack never protects data/,
+    );
+    assert.deepEqual(s.commands(), []);
+  });
+
   test("a bad pull request number or expiry is refused before any command", async () => {
     const s = make({ stacks: {} });
     await assert.rejects(
