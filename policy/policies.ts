@@ -42,7 +42,7 @@ export const ROLE_LABEL = "webstack.role";
 // @pulumi/policy exports these at runtime but strips their types as internal. They are the only
 // public way to recognise a value that is unknown during preview.
 const { unknownCheckingProxy, UnknownValueError } = policySdk as unknown as {
-  unknownCheckingProxy<T>(value: T): T;
+  unknownCheckingProxy: <T>(value: T) => T;
   UnknownValueError: new (...args: never[]) => Error;
 };
 
@@ -62,6 +62,9 @@ const record = (value: unknown): Props =>
   typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Props) : {};
 const text = (value: unknown): string | undefined => (typeof value === "string" ? value : undefined);
 const show = (value: unknown): string => JSON.stringify(value);
+// Scalars read as themselves; anything else as JSON, which says more than "[object Object]".
+const scalar = (value: unknown): string =>
+  typeof value === "object" && value !== null ? JSON.stringify(value) : String(value);
 
 /** The value of a Docker label in the provider's `[{ label, value }]` form. */
 export function labelValue(labels: unknown, name: string): string | undefined {
@@ -83,7 +86,7 @@ export function publishedPortProblems(resource: string, props: Props): string[] 
   if (role === "nginx") return [];
   const published = ports.map((p) => {
     const { internal, external, ip } = record(p);
-    return `${ip ?? "0.0.0.0"}:${external ?? "(any)"}->${internal}`;
+    return `${scalar(ip ?? "0.0.0.0")}:${scalar(external ?? "(any)")}->${scalar(internal)}`;
   });
   return [
     `container "${resource}" publishes ports ${published.join(", ")} but its ${ROLE_LABEL} label is ` +
@@ -237,7 +240,7 @@ export function secretEnvironmentProblems(resource: string, envs: readonly EnvEn
 export function environmentOf(props: Props): EnvEntry[] {
   const raw: unknown = Object.getOwnPropertyDescriptor(props, "envs")?.value;
   const wholeListSecret = raw instanceof Secret;
-  const entries: unknown = wholeListSecret ? (raw).value : raw;
+  const entries: unknown = wholeListSecret ? raw.value : raw;
   if (!Array.isArray(entries)) return [];
   return entries.map((item: unknown) => {
     const value: unknown = item instanceof Secret ? item.value : item;
@@ -271,7 +274,7 @@ export function isAnywhere(cidr: string): boolean {
 
 /** A DigitalOcean port range: "22", "8000-9000", or all ports ("all", "0", unset). */
 export function doPortRange(range: unknown): [number, number] | undefined {
-  const value = range === undefined || range === null ? "all" : String(range).trim();
+  const value = range === undefined || range === null ? "all" : scalar(range).trim();
   if (value === "all" || value === "0" || value === "") return [1, 65535];
   const match = /^([0-9]+)(?:-([0-9]+))?$/.exec(value);
   if (match === null) return undefined;
@@ -280,7 +283,7 @@ export function doPortRange(range: unknown): [number, number] | undefined {
 
 /** An AWS rule's ports: protocol "-1" (or "all") is every port of every protocol. */
 export function awsPortRange(protocol: unknown, fromPort: unknown, toPort: unknown): [number, number] | undefined {
-  const p = String(protocol ?? "").toLowerCase();
+  const p = scalar(protocol ?? "").toLowerCase();
   if (p === "-1" || p === "all") return [0, 65535];
   if (p !== "tcp" && p !== "6") return undefined;
   return [Number(fromPort ?? 0), Number(toPort ?? fromPort ?? 0)];
@@ -303,7 +306,7 @@ export function adminExposureProblems(type: string, resource: string, props: Pro
     case TYPES.doFirewall:
       return list(props.inboundRules).flatMap((r, i) => {
         const rule = record(r);
-        if (String(rule.protocol ?? "").toLowerCase() !== "tcp") return [];
+        if (scalar(rule.protocol ?? "").toLowerCase() !== "tcp") return [];
         const range = doPortRange(rule.portRange);
         return exposure(
           `firewall "${resource}" inboundRules[${i}]`,
@@ -319,7 +322,7 @@ export function adminExposureProblems(type: string, resource: string, props: Pro
         return exposure(
           `security group "${resource}" ingress[${i}]`,
           range,
-          `protocol ${show(rule.protocol)} ports ${rule.fromPort}-${rule.toPort}`,
+          `protocol ${show(rule.protocol)} ports ${scalar(rule.fromPort)}-${scalar(rule.toPort)}`,
           [...list(rule.cidrBlocks), ...list(rule.ipv6CidrBlocks)],
         );
       });
@@ -329,7 +332,7 @@ export function adminExposureProblems(type: string, resource: string, props: Pro
       return exposure(
         `security group rule "${resource}"`,
         range,
-        `protocol ${show(props.protocol)} ports ${props.fromPort}-${props.toPort}`,
+        `protocol ${show(props.protocol)} ports ${scalar(props.fromPort)}-${scalar(props.toPort)}`,
         [...list(props.cidrBlocks), ...list(props.ipv6CidrBlocks)],
       );
     }
@@ -338,7 +341,7 @@ export function adminExposureProblems(type: string, resource: string, props: Pro
       return exposure(
         `security group ingress rule "${resource}"`,
         range,
-        `ipProtocol ${show(props.ipProtocol)} ports ${props.fromPort ?? "all"}-${props.toPort ?? "all"}`,
+        `ipProtocol ${show(props.ipProtocol)} ports ${scalar(props.fromPort ?? "all")}-${scalar(props.toPort ?? "all")}`,
         [props.cidrIpv4, props.cidrIpv6],
       );
     }
