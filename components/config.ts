@@ -372,7 +372,7 @@ function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string
 
 // The SDK knows which settings were stored encrypted but marks that check internal; it is the
 // only way to refuse a password someone set without --secret.
-const isConfigSecret = (runtimeConfig as unknown as { isConfigSecret(key: string): boolean }).isConfigSecret;
+const isConfigSecret = (runtimeConfig as unknown as { isConfigSecret: (key: string) => boolean }).isConfigSecret;
 
 /**
  * Reads every `webstack:` setting of the current stack and parses it. Secret settings come back

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { resolve } = require("pulumi/lib/resolve") as { resolve(): Promise<string> };
+const { resolve } = require("pulumi/lib/resolve") as { resolve: () => Promise<string> };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const cliVersion = (require("pulumi/package.json") as { version: string }).version;
 
@@ -44,4 +44,10 @@ async function main(argv: string[]): Promise<number> {
   return run(argv);
 }
 
-main(process.argv.slice(2)).then((code) => process.exit(code));
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`webstack: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);
