@@ -53,9 +53,9 @@ const ADMIN = '["198.51.100.0/24"]';
 // through. Its types are stripped, so the shape is declared here.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { deserializeProperties } = require("@pulumi/policy/deserialize") as {
-  deserializeProperties(properties: Struct, keepSecrets: boolean): Record<string, unknown>;
+  deserializeProperties: (properties: Struct, keepSecrets: boolean) => Record<string, unknown>;
 };
-const { unknownCheckingProxy } = policySdk as unknown as { unknownCheckingProxy<T>(value: T): T };
+const { unknownCheckingProxy } = policySdk as unknown as { unknownCheckingProxy: <T>(value: T) => T };
 
 type Policy = Policies[number];
 
@@ -445,7 +445,7 @@ for (const { target, settings, cloud } of TARGETS) {
       const config = reconcile(policies);
       assert.deepEqual(await resourceViolations("secret-environment", [postgres]), [], "a secret environment passes");
       // What @pulumi/policy gives validateResource: the secret list, unwrapped, indistinguishable from plaintext.
-      const validated = resourceArgs(postgres, policy, config, false).props.envs;
+      const validated: unknown = resourceArgs(postgres, policy, config, false).props.envs;
       assert.deepEqual(validated, postgres.inputs.envs);
       assert.equal(
         Object.getOwnPropertyDescriptor(resourceArgs(postgres, policy, config, false).props, "envs")?.value instanceof

@@ -3,6 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { inspect } from "node:util";
 import { pullCommand } from "../../components/specs/cloud-init";
 import {
   isSecretValue,
@@ -26,6 +27,8 @@ const TARGETS: { target: string; settings: Record<string, string>; cloud: boolea
 type Inputs = Record<string, unknown>;
 const containers = (resources: Registered[]) => resources.filter((r) => r.type === CONTAINER);
 const envOf = (c: Registered) => (c.inputs.envs as string[] | undefined) ?? [];
+// The components name things with plain strings; anything else is shown for what it is, not as "[object Promise]".
+const plain = (value: unknown): string => (typeof value === "string" ? value : inspect(value));
 const isFilesRun = (c: Registered) => /-files-(app|nginx)$/.test(String(c.inputs.name));
 const replicasOf = (resources: Registered[]) =>
   containers(resources).filter((c) => /-app-.+-[0-9]+$/.test(String(c.inputs.name)));
@@ -79,7 +82,7 @@ for (const { target, settings, cloud } of TARGETS) {
             .map((r) => r.type)
             .filter((t) => !t.startsWith("docker:") && !t.startsWith("webstack:"))
             .sort(),
-          ["pulumi:providers:docker", ...Array(3).fill("random:index/randomPassword:RandomPassword")],
+          ["pulumi:providers:docker", ...Array<string>(3).fill("random:index/randomPassword:RandomPassword")],
         );
       }
     });
@@ -237,7 +240,7 @@ for (const { target, settings, cloud } of TARGETS) {
 
     test("the passwords and the admin token are Pulumi secrets, and every secret file's content too", async () => {
       const uploads: { name: string; uploads: docker.ContainerArgs["uploads"] }[] = [];
-      const capture = (args: docker.ContainerArgs) => uploads.push({ name: String(args.name), uploads: args.uploads });
+      const capture = (args: docker.ContainerArgs) => uploads.push({ name: plain(args.name), uploads: args.uploads });
       const { built } = await runBuild(settings, { postgres: capture, redis: capture, files: capture });
       for (const secret of [built.stack.postgresPassword, built.stack.redisPassword, built.stack.adminToken]) {
         assert.equal(await pulumi.isSecret(secret), true);
@@ -251,11 +254,11 @@ for (const { target, settings, cloud } of TARGETS) {
       for (const { name, uploads: files } of uploads.filter((u) => u.name !== "webstack-test-files-nginx")) {
         assert.ok(Array.isArray(files) && files.length > 0, `${name} has files`);
         for (const f of files as docker.types.input.ContainerUpload[]) {
-          assert.ok(pulumi.Output.isInstance(f.content), `${name} ${String(f.file)} is an Output`);
+          assert.ok(pulumi.Output.isInstance(f.content), `${name} ${plain(f.file)} is an Output`);
           assert.equal(
             await pulumi.isSecret(f.content as pulumi.Output<string>),
             true,
-            `${name} ${String(f.file)} is secret`,
+            `${name} ${plain(f.file)} is secret`,
           );
         }
       }
@@ -265,15 +268,15 @@ for (const { target, settings, cloud } of TARGETS) {
       test("every Docker resource waits for the readiness command", async () => {
         const opts: { name: string; dependsOn: unknown }[] = [];
         const capture = (args: docker.ContainerArgs, o: pulumi.CustomResourceOptions) =>
-          opts.push({ name: String(args.name), dependsOn: o.dependsOn });
+          opts.push({ name: plain(args.name), dependsOn: o.dependsOn });
         const { mocks, built } = await runBuild(settings, {
           postgres: capture,
           redis: capture,
           app: capture,
           nginx: capture,
           files: capture,
-          network: (a, o) => opts.push({ name: String(a.name), dependsOn: o.dependsOn }),
-          volume: (a, o) => opts.push({ name: String(a.name), dependsOn: o.dependsOn }),
+          network: (a, o) => opts.push({ name: plain(a.name), dependsOn: o.dependsOn }),
+          volume: (a, o) => opts.push({ name: plain(a.name), dependsOn: o.dependsOn }),
         });
         const [ready] = built.host.ready;
         assert.ok(ready instanceof pulumi.CustomResource);

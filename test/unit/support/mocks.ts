@@ -29,6 +29,9 @@ export interface Registered {
 /** The host port the mocked engine "picks" for a port published without `external`. */
 export const MOCK_BOUND_PORT = 49153;
 
+// The SDK types a mock's inputs as any; they are always the resource's or the invoke's property map.
+type Inputs = Record<string, unknown>;
+
 const hex = (text: string, length = 64) => createHash("sha256").update(text).digest("hex").slice(0, length);
 
 /** Deterministic outputs, so two evaluations of one config are comparable byte for byte. */
@@ -56,13 +59,14 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+    const inputs = args.inputs as Inputs;
     const options = this.registering.get(`${args.type}::${args.name}`);
     this.registering.delete(`${args.type}::${args.name}`);
     const registered: Registered = {
       type: args.type,
       name: args.name,
-      inputs: reveal(args.inputs) as Record<string, unknown>,
-      raw: args.inputs,
+      inputs: reveal(inputs) as Inputs,
+      raw: inputs,
       order: this.resources.length,
       protect: options?.protect ?? false,
       urn: options?.urn ?? "",
@@ -82,10 +86,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
             ? `${args.name}-provider-id`
             : `${args.name}-id`;
     registered.outputs = {
-      ...args.inputs,
-      ...outputsOf({ ...args, inputs: reveal(args.inputs) as Record<string, unknown> }),
+      ...inputs,
+      ...outputsOf({ type: args.type, name: args.name, inputs: reveal(inputs) as Inputs }),
       // Like the provider: a container it waited for (attach) reports how it ended.
-      ...(args.type === "docker:index/container:Container" && args.inputs.attach === true
+      ...(args.type === "docker:index/container:Container" && inputs.attach === true
         ? { exitCode: this.exitCode }
         : {}),
     };
@@ -93,7 +97,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   }
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
-    this.calls.push({ token: args.token, inputs: args.inputs });
+    const inputs = args.inputs as Inputs;
+    this.calls.push({ token: args.token, inputs });
     switch (args.token) {
       case "aws:ec2/getAmi:getAmi":
         return { id: "ami-0123456789abcdef0", name: "debian-12-amd64-20260101-0000", architecture: "x86_64" };
@@ -105,8 +110,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         };
       case "digitalocean:index/getContainerRegistry:getContainerRegistry":
         return {
-          name: args.inputs.name,
-          endpoint: `registry.digitalocean.com/${String(args.inputs.name)}`,
+          name: inputs.name,
+          endpoint: `registry.digitalocean.com/${String(inputs.name)}`,
           serverUrl: "registry.digitalocean.com",
         };
       default:
@@ -144,7 +149,7 @@ function reveal(value: unknown): unknown {
   return value;
 }
 
-function outputsOf(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
+function outputsOf(args: { type: string; name: string; inputs: Inputs }): Record<string, unknown> {
   const name = args.name;
   switch (args.type) {
     case "random:index/randomPassword:RandomPassword":
