@@ -133,7 +133,7 @@ function assertSecurityHeaders(res: Response): void {
 // ---------------------------------------------------------------------------------------------
 
 const cleanups: (() => Promise<void>)[] = [];
-async function track<T extends { stop?: () => Promise<void>; close?: () => Promise<void> }>(thing: T): Promise<T> {
+function track<T extends { stop?: () => Promise<void>; close?: () => Promise<void> }>(thing: T): T {
   const stop = thing.stop ?? thing.close;
   if (stop) cleanups.push(() => stop.call(thing));
   return thing;
@@ -148,9 +148,9 @@ before(async () => {
   await ensureAppBuilt();
   [postgres, redis] = await Promise.all([startPostgres().then(track), startRedis().then(track)]);
   for (const id of ["replica-1", "replica-2", "replica-3"]) {
-    replicas.push(await track(await startAppReplica(id, postgres.url, redis.url)));
+    replicas.push(track(await startAppReplica(id, postgres.url, redis.url)));
   }
-  proxy = await track(await startNginx(replicas.map((replica) => `127.0.0.1:${replica.port}`)));
+  proxy = track(await startNginx(replicas.map((replica) => `127.0.0.1:${replica.port}`)));
 });
 
 after(async () => {
@@ -201,7 +201,7 @@ describe("the rendered config in nginx 1.22", () => {
 
   it("answers /nginx-health itself, even when no upstream is up", async () => {
     const closedPort = await freePort();
-    const lonely = await track(await startNginx([`127.0.0.1:${closedPort}`]));
+    const lonely = track(await startNginx([`127.0.0.1:${closedPort}`]));
     const health = await request(lonely.port, { path: "/nginx-health" });
     assert.equal(health.status, 200);
     assert.equal(health.body.toString("utf8"), '{"status":"ok"}\n');
@@ -217,8 +217,8 @@ describe("headers", () => {
   let edge: NginxInstance;
 
   before(async () => {
-    echo = await track(await startEcho());
-    edge = await track(await startNginx([`127.0.0.1:${echo.port}`], { clientMaxBodySize: "8k" }));
+    echo = track(await startEcho());
+    edge = track(await startNginx([`127.0.0.1:${echo.port}`], { clientMaxBodySize: "8k" }));
   });
 
   it("replaces client-supplied forwarding headers and keeps the Host", async () => {
@@ -313,9 +313,9 @@ describe("headers", () => {
 describe("retries", () => {
   it("never retries a POST that reached a replica which then died, but does retry a GET", async () => {
     const [a, b, c, d] = await Promise.all([startDropper(), startDropper(), startDropper(), startDropper()]);
-    for (const dropper of [a, b, c, d]) await track(dropper);
-    const postProxy = await track(await startNginx([`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`]));
-    const getProxy = await track(await startNginx([`127.0.0.1:${c.port}`, `127.0.0.1:${d.port}`]));
+    for (const dropper of [a, b, c, d]) track(dropper);
+    const postProxy = track(await startNginx([`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`]));
+    const getProxy = track(await startNginx([`127.0.0.1:${c.port}`, `127.0.0.1:${d.port}`]));
 
     const post = await request(postProxy.port, { method: "POST", path: "/orders" });
     assert.equal(post.status, 502);
@@ -336,9 +336,9 @@ describe("retries", () => {
   });
 
   it("sends a POST elsewhere when a replica refuses the connection (nothing was sent)", async () => {
-    const echo = await track(await startEcho());
+    const echo = track(await startEcho());
     const closedPort = await freePort();
-    const edge = await track(await startNginx([`127.0.0.1:${closedPort}`, `127.0.0.1:${echo.port}`]));
+    const edge = track(await startNginx([`127.0.0.1:${closedPort}`, `127.0.0.1:${echo.port}`]));
     for (let i = 0; i < 4; i += 1) {
       const res = await request(edge.port, { method: "POST", path: "/orders" });
       assert.equal(res.status, 200);
@@ -459,7 +459,7 @@ describe("reloads (what the upstream watcher does when replicas come and go)", (
 
   let edge: NginxInstance;
   before(async () => {
-    edge = await track(await startNginx([`127.0.0.1:${replicas[0].port}`, `127.0.0.1:${replicas[2].port}`]));
+    edge = track(await startNginx([`127.0.0.1:${replicas[0].port}`, `127.0.0.1:${replicas[2].port}`]));
   });
 
   it("lose no request on new connections", async () => {

@@ -61,7 +61,7 @@ async function readLines(file: string): Promise<string[]> {
   }
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -253,7 +253,7 @@ describe("nginx/start.sh", () => {
     assert.deepEqual([...looked].sort(), ["admin", "app"]);
 
     process.kill(h.pid, "SIGTERM");
-    await waitFor("the watcher to exit after nginx", async () => !h.groupAlive());
+    await waitFor("the watcher to exit after nginx", () => !h.groupAlive());
   });
 
   it("starts nginx at once, with no watcher, when there are no names", async () => {
@@ -262,7 +262,7 @@ describe("nginx/start.sh", () => {
     await h.waitForCalls(1);
     assert.deepEqual(await h.nginxCalls(), [START_CALL]);
     process.kill(h.pid, "SIGTERM");
-    await waitFor("nginx to exit", async () => !h.groupAlive());
+    await waitFor("nginx to exit", () => !h.groupAlive());
     assert.equal(await h.lookupCount(), 0);
   });
 });
@@ -318,6 +318,6 @@ exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
 
     // nginx stopping ends the watcher too.
     process.kill(h.pid, "SIGTERM");
-    await waitFor("nginx and the watcher to exit", async () => !h.groupAlive());
+    await waitFor("nginx and the watcher to exit", () => !h.groupAlive());
   });
 });
