@@ -147,7 +147,7 @@ export function buildServer(config: AppConfig): App {
     });
   }
 
-  server.get("/healthz", async () => ({ status: "ok" }));
+  server.get("/healthz", () => ({ status: "ok" }));
 
   server.get("/readyz", async (_request, reply) => {
     const [postgresUp, redisUp] = await Promise.all([

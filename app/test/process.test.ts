@@ -72,7 +72,7 @@ function spawnApp(env: Record<string, string>): AppProcess {
  * meantime); its port comes from Fastify's "Server listening at http://host:port" log line.
  */
 async function listeningPort(app: AppProcess): Promise<number> {
-  return waitFor("the app to log the port it listens on", async () => {
+  return waitFor("the app to log the port it listens on", () => {
     const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(app.stdout());
     if (match) return Number(match[1]);
     if (app.child.exitCode !== null || app.child.signalCode !== null) {
