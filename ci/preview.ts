@@ -105,14 +105,20 @@ export function policyViolations(eventLog: string): PolicyViolation[] {
     const p = event.policyEvent;
     if (p === undefined) continue;
     violations.push({
-      policy: String(p.policyName ?? "?"),
-      pack: String(p.policyPackName ?? "?"),
-      level: String(p.enforcementLevel ?? "?"),
-      message: stripColor(String(p.message ?? "")).trim(),
+      policy: fieldText(p.policyName, "?"),
+      pack: fieldText(p.policyPackName, "?"),
+      level: fieldText(p.enforcementLevel, "?"),
+      message: stripColor(fieldText(p.message, "")).trim(),
       resource: typeof p.resourceUrn === "string" && p.resourceUrn !== "" ? logicalName(p.resourceUrn) : undefined,
     });
   }
   return violations;
+}
+
+/** A field of the CLI's JSON as text: `fallback` when missing, JSON when not a string, never "[object Object]". */
+function fieldText(value: unknown, fallback: string): string {
+  if (typeof value === "string") return value;
+  return value === undefined || value === null ? fallback : JSON.stringify(value);
 }
 
 /** `urn:pulumi:stack::project::a$b:c::name` → `name`. */
@@ -138,7 +144,7 @@ export function dataHeldBy(
 ): string | undefined {
   switch (type) {
     case "docker:index/volume:Volume": {
-      const dockerName = String(inputs?.name ?? name);
+      const dockerName = fieldText(inputs?.name, name);
       if (dockerName.endsWith("postgres-data") || name.endsWith("postgres-data"))
         return "the Postgres data volume (every row of the app's database)";
       if (dockerName.endsWith("redis-data") || name.endsWith("redis-data"))

@@ -40,7 +40,7 @@ export class PulumiError extends Error {
 export async function resolvePulumiBinary(env: NodeJS.ProcessEnv = process.env): Promise<string> {
   if (env.PULUMI_BIN !== undefined && env.PULUMI_BIN !== "") return env.PULUMI_BIN;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { resolve } = require("pulumi/lib/resolve") as { resolve(): Promise<string> };
+  const { resolve } = require("pulumi/lib/resolve") as { resolve: () => Promise<string> };
   return resolve();
 }
 
