@@ -321,3 +321,105 @@ exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
     await waitFor("nginx and the watcher to exit", () => !h.groupAlive());
   });
 });
+
+describe("nginx/start.sh with the real nginx, under load", () => {
+  const NAME = "replicas.webstack.test";
+  it("a replica set that changes under load (one added, then the first removed): the watcher's reloads fail no request", async () => {
+    await ensureDebianPackages("nginx");
+    // Two replicas on one port, as Docker gives every replica of the app: one address each.
+    const serve = (name: string) => http.createServer((_req, res) => res.end(name));
+    const first = serve("first");
+    await new Promise<void>((resolve) => first.listen(0, "127.0.0.1", resolve));
+    const upstreamPort = (first.address() as AddressInfo).port;
+    const second = serve("second");
+    await new Promise<void>((resolve, reject) => {
+      second.once("error", reject);
+      second.listen(upstreamPort, "127.0.0.2", resolve);
+    });
+    let firstOpen = true;
+    const closeFirst = () =>
+      firstOpen
+        ? new Promise<void>((resolve) => {
+            firstOpen = false;
+            first.closeAllConnections();
+            first.close(() => resolve());
+          })
+        : Promise.resolve();
+    after(() => closeFirst());
+    after(() => new Promise<void>((resolve) => second.close(() => resolve())));
+
+    const prefix = await nginxPrefix();
+    after(() => rm(prefix, { recursive: true, force: true }));
+    const port = await freePort();
+    await writeFile(
+      join(prefix, "nginx.conf"),
+      renderNginxConfig(loopbackNginxVars(prefix, port, [`${NAME}:${upstreamPort}`])),
+    );
+    // nginx resolves the name itself, at start and at each reload, as Docker's DNS answers it in a
+    // container: here from a hosts file of the test's, bound over /etc/hosts for nginx alone.
+    const hosts = join(prefix, "hosts");
+    const resolveTo = async (addresses: string[]) => {
+      // In place: the bind mount holds this file's inode.
+      await writeFile(hosts, ["127.0.0.1 localhost", ...addresses.map((a) => `${a} ${NAME}`), ""].join("\n"));
+      await h.answer(NAME, addresses);
+    };
+    const wrapper = `#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_DIR/nginx-calls"
+exec unshare --mount sh -c 'mount --bind "$0" /etc/hosts && exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"' "${hosts}" "$@"
+`;
+    const h = await harness([NAME], wrapper);
+    await resolveTo(["127.0.0.1"]);
+    h.start();
+    await waitFor(
+      "nginx to answer",
+      async () =>
+        (await request(port).then(
+          (r) => r.status,
+          () => 0,
+        )) === 200,
+    );
+
+    // A steady load of independent clients, each request on a new connection, every failure kept.
+    const served: string[] = [];
+    const failures: string[] = [];
+    let stopping = false;
+    const client = async (): Promise<void> => {
+      while (!stopping) {
+        try {
+          const r = await request(port, { timeoutMs: 10_000 });
+          if (r.status === 200) served.push(r.body.toString("utf8"));
+          else failures.push(`HTTP ${r.status}`);
+        } catch (error) {
+          failures.push((error as Error).message);
+        }
+      }
+    };
+    const clients = Promise.all(Array.from({ length: 6 }, client));
+    try {
+      await sleep(500);
+      await resolveTo(["127.0.0.1", "127.0.0.2"]);
+      await h.waitForCalls(2);
+      await waitFor("the added replica to serve", () => served.includes("second"));
+      await resolveTo(["127.0.0.2"]);
+      await h.waitForCalls(3);
+      // Let every worker of the old configuration finish its requests to the first replica.
+      await sleep(1500);
+      const before = served.length;
+      await closeFirst();
+      await waitFor("requests after the first replica left", () => served.length >= before + 200, 30_000);
+    } finally {
+      stopping = true;
+      await clients;
+    }
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL, RELOAD_CALL]);
+    assert.deepEqual(
+      failures.slice(0, 5),
+      [],
+      `${failures.length} of ${served.length + failures.length} requests failed`,
+    );
+    assert.ok(served.includes("first") && served.includes("second"), "both replicas served");
+    assert.deepEqual([...new Set(served.slice(-100))], ["second"], "only the remaining replica serves at the end");
+    process.kill(h.pid, "SIGTERM");
+    await waitFor("nginx and the watcher to exit", () => !h.groupAlive());
+  });
+});
