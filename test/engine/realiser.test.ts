@@ -682,7 +682,7 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     assert.notEqual(replacement, id);
     await assert.rejects(docker().getContainer(id).inspect(), { statusCode: 404 });
 
-    const finished = await update(async () => undefined);
+    const finished = await update(() => Promise.resolve());
     assert.deepEqual(finished.removed.containers, [`webstack-${realiser.stack}-changing`]);
     const events = await containerEvents(docker(), since, [id, replacement]);
     for (const [which, grace] of [
@@ -731,7 +731,7 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     const read = await execIn(docker().getContainer(String(realiser.container("user").id)), ["cat", "/data/f"]);
     assert.notEqual(read.exitCode, 0, "the renamed volume starts empty: the data did not move");
 
-    const emptied = await update(async () => undefined);
+    const emptied = await update(() => Promise.resolve());
     const at = (name: string) => emptied.deleted.indexOf(name);
     for (const dependency of ["net", "data-renamed", "probe-image"])
       assert.ok(at("user") < at(dependency), `user deleted before ${dependency}: ${emptied.deleted.join(", ")}`);

@@ -19,6 +19,7 @@ import { createHash, generateKeyPairSync, KeyObject, randomBytes, randomInt, ran
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
+import { inspect } from "node:util";
 import * as tar from "tar-stream";
 
 /** Label on every object the realiser creates; `destroy()` removes what carries it. */
@@ -338,7 +339,7 @@ export class EngineRealiser {
     const all = this.ofType(CONTAINER).filter((r) => !r.deleted && r.id !== undefined);
     const found = all.filter((r) => r.name === name || r.outputs.name === name).at(-1);
     if (found === undefined) {
-      const known = all.map((r) => String(r.outputs.name ?? r.name));
+      const known = all.map((r) => nameText(r.outputs.name ?? r.name));
       throw new Error(`realiser: no recorded container named '${name}' (known: ${known.join(", ") || "none"})`);
     }
     return found;
@@ -1372,7 +1373,7 @@ function plausibleOutputs(type: string, inputs: Json): Json {
       return { publicIp: "203.0.113.40", allocationId: "eipalloc-0123456789abcdef0" };
     case "aws:ecr/repository:Repository":
       return {
-        repositoryUrl: `123456789012.dkr.ecr.eu-central-1.amazonaws.com/${String(inputs.name ?? "repo")}`,
+        repositoryUrl: `123456789012.dkr.ecr.eu-central-1.amazonaws.com/${nameText(inputs.name ?? "repo")}`,
         registryId: "123456789012",
       };
     case "command:remote:Command":
@@ -1420,8 +1421,8 @@ function plausibleInvoke(token: string, inputs: Json): Json {
     case "digitalocean:index/getContainerRegistry:getContainerRegistry":
       return {
         ...inputs,
-        id: String(inputs.name ?? "registry"),
-        endpoint: `registry.digitalocean.com/${String(inputs.name ?? "registry")}`,
+        id: nameText(inputs.name ?? "registry"),
+        endpoint: `registry.digitalocean.com/${nameText(inputs.name ?? "registry")}`,
         serverUrl: "registry.digitalocean.com",
       };
     default:
@@ -1565,6 +1566,11 @@ function describe(value: unknown): string {
   return typeof value === "string" ? "an empty string" : typeof value;
 }
 
+/** A name as text: names are strings, and anything else shows as Node prints it, not as "[object Object]". */
+function nameText(value: unknown): string {
+  return typeof value === "string" ? value : inspect(value);
+}
+
 /** Refuses keys the realiser does not understand, so a new setting is never silently ignored. */
 function onlyKeys(what: string, value: Json, allowed: string[]): void {
   const unknown = Object.keys(value).filter((key) => !allowed.includes(key) && !key.startsWith("__"));
@@ -1581,15 +1587,18 @@ function parseProviderRef(ref: string): { type: string; name: string; id: string
   return { id: parts.at(-1) ?? "", name: parts.at(-2) ?? "", type: (parts.at(-3) ?? "").split("$").at(-1) ?? "" };
 }
 
+// dockerode rejects with Errors that carry the Engine API's status.
+type EngineError = Error & { statusCode?: number };
+
 /** A catch handler that tolerates the given Engine API statuses and rethrows anything else. */
-function ignoreStatus(...statuses: number[]): (err: { statusCode?: number }) => void {
+function ignoreStatus(...statuses: number[]): (err: EngineError) => void {
   return (err) => {
     if (err.statusCode === undefined || !statuses.includes(err.statusCode)) throw err;
   };
 }
 
 /** A catch handler that turns 404 into `value` and rethrows anything else. */
-function notFound<T>(value: T): (err: { statusCode?: number }) => T {
+function notFound<T>(value: T): (err: EngineError) => T {
   return (err) => {
     if (err.statusCode !== 404) throw err;
     return value;
