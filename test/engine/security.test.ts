@@ -8,7 +8,14 @@ import * as http from "node:http";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { freePort } from "../support/services";
-import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./support/engine";
+import {
+  ContainerTop,
+  ContainerWait,
+  Engine,
+  ensureStandinImages,
+  startEngine,
+  STANDIN_IMAGES,
+} from "./support/engine";
 import { startLoad } from "./support/load";
 import { EngineRealiser, TEST_STACK_LABEL } from "./support/realiser";
 import { deploy, eventually, outputValue, sleep, STANDIN_SETTINGS, stopLoad, visitCount } from "./support/scenario";
@@ -247,7 +254,7 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       ]);
       for (const secret of found) assert.ok(!shown.includes(secret), `${name} shows a secret`);
       if (info.State.Running) {
-        const top = await docker().getContainer(name).top();
+        const top = (await docker().getContainer(name).top()) as ContainerTop;
         for (const secret of found)
           assert.ok(!JSON.stringify(top.Processes).includes(secret), `${name} shows a secret in a command line`);
       }
@@ -287,7 +294,7 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       const info = await inspect(name);
       const role = info.Config.Labels["webstack.role"];
       assert.deepEqual(
-        [info.HostConfig.CapDrop, [...(info.HostConfig.CapAdd ?? [])].sort()],
+        [info.HostConfig.CapDrop, [...((info.HostConfig.CapAdd as string[] | null | undefined) ?? [])].sort()],
         [["ALL"], expected[role]],
         name,
       );
@@ -414,8 +421,8 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       let tally: FloodTally;
       try {
         await flooder.start();
-        const ended = await flooder.wait();
-        const logs = ((await flooder.logs({ stdout: true, stderr: true }))).toString("utf8");
+        const ended = (await flooder.wait()) as ContainerWait;
+        const logs = (await flooder.logs({ stdout: true, stderr: true })).toString("utf8");
         assert.equal(ended.StatusCode, 0, logs);
         tally = JSON.parse(logs.slice(logs.indexOf("{"), logs.lastIndexOf("}") + 1)) as FloodTally;
         await sleep(1000);

@@ -4,7 +4,7 @@
 import Docker from "dockerode";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Engine, ensureStandinImages, startEngine } from "./support/engine";
+import { Engine, ensureStandinImages, PortBindings, startEngine } from "./support/engine";
 import { startLoad, visit } from "./support/load";
 import { EngineRealiser, StackDestroySummary } from "./support/realiser";
 import { deploy, outputValue, sleep, STANDIN_SETTINGS, stopLoad, visitCount } from "./support/scenario";
@@ -82,21 +82,22 @@ async function labelledFor(docker: Docker, stack: string): Promise<Omit<Named, "
 
 /** Identity and life of each named object, to tell "untouched" from "recreated" or "restarted". */
 async function snapshot(docker: Docker, named: Named): Promise<Record<string, string>> {
+  type Entry = [string, string];
   const entries = await Promise.all([
-    ...named.containers.map(async (n) => {
+    ...named.containers.map(async (n): Promise<Entry> => {
       const info = await docker.getContainer(n).inspect();
       return [
         `container ${n}`,
         `${info.Id} started ${info.State.StartedAt} restarts ${info.RestartCount} ${info.State.Status}`,
       ];
     }),
-    ...named.networks.map(async (n) => [`network ${n}`, (await docker.getNetwork(n).inspect()).Id]),
-    ...named.volumes.map(async (n) => {
+    ...named.networks.map(async (n): Promise<Entry> => [`network ${n}`, (await docker.getNetwork(n).inspect()).Id]),
+    ...named.volumes.map(async (n): Promise<Entry> => {
       // The Engine API has CreatedAt; dockerode's types do not.
       const info: Docker.VolumeInspectInfo & { CreatedAt?: string } = await docker.getVolume(n).inspect();
       return [`volume ${n}`, `created ${info.CreatedAt}`];
     }),
-    ...named.images.map(async (n) => [`image ${n}`, (await docker.getImage(n).inspect()).Id]),
+    ...named.images.map(async (n): Promise<Entry> => [`image ${n}`, (await docker.getImage(n).inspect()).Id]),
   ]);
   return Object.fromEntries(entries);
 }
@@ -213,7 +214,9 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
       assert.match(s.url, /^http:\/\/127\.0\.0\.1:\d+$/, `${s.stack}'s url`);
       const info = await docker().getContainer(`${s.prefix}-nginx`).inspect();
       // Asked for no host port: Docker chose it.
-      assert.deepEqual(info.HostConfig.PortBindings?.["80/tcp"], [{ HostIp: "127.0.0.1", HostPort: "" }]);
+      assert.deepEqual((info.HostConfig.PortBindings as PortBindings | undefined)?.["80/tcp"], [
+        { HostIp: "127.0.0.1", HostPort: "" },
+      ]);
       assert.deepEqual(
         await boundPort(s),
         [{ HostIp: "127.0.0.1", HostPort: String(s.port) }],

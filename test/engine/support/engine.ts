@@ -19,6 +19,23 @@ export const STANDIN_IMAGES = {
 
 export type StandinName = keyof typeof STANDIN_IMAGES;
 
+// Engine API answers that dockerode types as any, declared as far as the tests read them.
+
+/** `GET /containers/{id}/top`: one row of `ps` columns per process. */
+export interface ContainerTop {
+  Titles: string[];
+  Processes: string[][];
+}
+
+/** `POST /containers/{id}/wait`. */
+export interface ContainerWait {
+  StatusCode: number;
+  Error?: { Message: string } | null;
+}
+
+/** A container's `HostConfig.PortBindings`, by `<port>/<protocol>`. */
+export type PortBindings = Record<string, { HostIp: string; HostPort: string }[]>;
+
 export interface Engine {
   /** `unix:///run/webstack-test-docker.sock` unless overridden by WEBSTACK_TEST_DOCKER_SOCKET. */
   dockerHost: string;

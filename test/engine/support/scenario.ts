@@ -5,15 +5,19 @@ import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
+import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { freePort } from "../../support/services";
-import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./engine";
+import { ContainerTop, Engine, ensureStandinImages, PortBindings, startEngine, STANDIN_IMAGES } from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
 
 const INDEX = path.join(__dirname, "..", "..", "..", "index.ts");
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// An Error as its name and message; anything else thrown as Node prints it, not as "[object Object]".
+const errorText = (error: unknown): string => (error instanceof Error ? String(error) : inspect(error));
 
 /** Polls `check` until it returns a value (not undefined) or `seconds` pass. */
 export async function eventually<T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> {
@@ -26,7 +30,8 @@ export async function eventually<T>(what: string, seconds: number, check: () => 
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${seconds} s${last ? ` (${String(last)})` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${seconds} s${last ? ` (${errorText(last)})` : ""}`);
     await sleep(500);
   }
 }
@@ -104,7 +109,7 @@ export async function visitCount(port: number): Promise<number> {
 
 /** nginx's error-log lines and its access-log lines of failed requests, to explain a failure. */
 async function nginxTrouble(docker: Engine["docker"], nginx: string): Promise<string> {
-  const raw = (await docker.getContainer(nginx).logs({ stdout: true, stderr: true, tail: 5000 }));
+  const raw = await docker.getContainer(nginx).logs({ stdout: true, stderr: true, tail: 5000 });
   return raw
     .toString("utf8")
     .split("\n")
@@ -259,7 +264,7 @@ export function describeStack(scenario: Scenario): void {
       const secrets = generatedSecrets();
       for (const name of names) {
         const info = await inspect(name);
-        const bindings = Object.values(info.HostConfig.PortBindings ?? {}).flat();
+        const bindings = Object.values((info.HostConfig.PortBindings as PortBindings | undefined) ?? {}).flat();
         if (name === `${prefix}-nginx`) {
           assert.deepEqual(bindings, [{ HostIp: scenario.bindAddress, HostPort: String(port) }]);
         } else {
@@ -278,13 +283,15 @@ export function describeStack(scenario: Scenario): void {
         assert.equal(info.HostConfig.LogConfig?.Type, "json-file");
         assert.deepEqual(info.HostConfig.LogConfig?.Config, { "max-file": "3", "max-size": "10m" });
 
-        const top = info.State.Running ? await docker().getContainer(name).top() : { Processes: [] };
+        const top: ContainerTop = info.State.Running
+          ? ((await docker().getContainer(name).top()) as ContainerTop)
+          : { Titles: [], Processes: [] };
         const commandLines = [
           JSON.stringify(info.Config.Labels),
           JSON.stringify(info.Config.Cmd),
           JSON.stringify(info.Config.Entrypoint),
           JSON.stringify(info.Args),
-          ...(top.Processes as string[][]).map((p) => p.join(" ")),
+          ...top.Processes.map((p) => p.join(" ")),
         ];
         for (const secret of secrets) {
           for (const line of commandLines)
@@ -298,7 +305,7 @@ export function describeStack(scenario: Scenario): void {
         assert.match(status, /^Uid:\s+10001\s+10001\s+10001\s+10001$/m, `${name}'s process runs as uid 10001`);
       }
       const appImage = realiser.ofType("docker:index/image:Image")[0];
-      const history = await docker().getImage(String(appImage.outputs.repoDigest)).history();
+      const history: unknown = await docker().getImage(String(appImage.outputs.repoDigest)).history();
       for (const secret of secrets) assert.ok(!JSON.stringify(history).includes(secret), "no secret in an image layer");
     });
 
