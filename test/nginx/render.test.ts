@@ -318,6 +318,135 @@ describe("validation", () => {
   });
 });
 
+describe("validation at the edges of what is allowed", () => {
+  // Each value sits just inside or just outside a bound, so a loosened or tightened check fails here.
+  const accepts = (vars: Partial<NginxVars>) => assert.deepEqual(validateNginxVars({ ...loopbackVars, ...vars }), []);
+  const refuses = (field: string, vars: Partial<NginxVars>) => {
+    const problems = validateNginxVars({ ...loopbackVars, ...vars });
+    assert.equal(problems.length, 1, `${JSON.stringify(vars)}: ${problems.join("; ")}`);
+    assert.match(problems[0], new RegExp(`^nginx setting ${field.replace(/[[\]]/g, "\\$&")} is `));
+  };
+  // The SDK and YAML can hand over any JSON value; one that only stringifies to a valid one is refused.
+  const wrapped = <T>(value: T) => [value] as unknown as T;
+
+  it("IPv4 addresses: every octet from 0 to 255, nothing around them", () => {
+    for (const address of [
+      "255.255.255.255",
+      "249.249.249.249",
+      "199.199.199.199",
+      "9.9.9.9",
+      "0.0.0.0",
+      "10.20.30.40",
+    ]) {
+      accepts({ listenAddress: address, resolver: address, upstreams: [`${address}:80`] });
+    }
+    for (const address of [
+      "256.1.1.1",
+      "1.1.1.256",
+      "260.1.1.1",
+      "1.2.3",
+      "1.2.3.4.5",
+      "x1.2.3.4",
+      "1.2.3.4x",
+      "01.2.3.4",
+    ]) {
+      refuses("listenAddress", { listenAddress: address });
+      refuses("resolver", { resolver: address });
+    }
+    refuses("listenAddress", { listenAddress: wrapped("127.0.0.1") });
+    refuses("resolver", { resolver: wrapped("127.0.0.1") });
+  });
+
+  it("upstream host names: DNS labels of 1 to 63 characters, 253 in all", () => {
+    const label63 = "a".repeat(63);
+    const name253 = [label63, label63, label63, "b".repeat(61)].join(".");
+    assert.equal(name253.length, 253);
+    for (const host of ["a", "app", "app-1", "a.b", "cache.internal", label63, name253, "web-stack.example"]) {
+      accepts({ upstreams: [`${host}:3000`] });
+    }
+    for (const host of ["-app", "app-", "a_b", "bad host", "a..b", ".app", "app.", "a".repeat(64), `${name253}c`, ""]) {
+      refuses("upstreams[0]", { upstreams: [`${host}:3000`] });
+    }
+  });
+
+  it("upstream ports: 1 to 65535, digits only, after the last colon", () => {
+    for (const port of ["1", "65535", "3000"]) accepts({ upstreams: [`app:${port}`] });
+    for (const port of ["0", "65536", "123456", "1e3", "0x50", " 80", "80 ", "+80", "-1", ""]) {
+      refuses("upstreams[0]", { upstreams: [`app:${port}`] });
+    }
+    // No colon at all: the whole value is not read as a port.
+    refuses("upstreams[0]", { upstreams: ["3000"] });
+    refuses("upstreams[0]", { upstreams: [":3000"] });
+    refuses("upstreams[0]", { upstreams: [3000 as unknown as string] });
+  });
+
+  it("sizes, user names and paths", () => {
+    for (const size of ["1", "1024", "512k", "1K", "8m", "1M", "2g", "3G", "9999999999"])
+      accepts({ clientMaxBodySize: size });
+    for (const size of ["0", "01m", "x1m", "1m ", "1mb", "1t", "99999999999", "-1"]) {
+      refuses("clientMaxBodySize", { clientMaxBodySize: size });
+    }
+    refuses("clientMaxBodySize", { clientMaxBodySize: wrapped("1m") });
+    for (const user of ["www-data", "nginx", "_svc", "a".repeat(32)]) accepts({ user });
+    for (const user of ["www-data!", "Nginx", "1user", "a".repeat(33), ""]) refuses("user", { user });
+    refuses("user", { user: wrapped("nginx") });
+    accepts({ tempDir: "/a" });
+    for (const tempDir of ["/", "relative/path", "a/b", "/tmp/a;b", "/tmp/$x", ""]) refuses("tempDir", { tempDir });
+    refuses("tempDir", { tempDir: wrapped("/tmp") });
+  });
+
+  it("worker and port counts at their bounds", () => {
+    for (const listenPort of [1, 65535]) accepts({ listenPort });
+    for (const listenPort of [0, 65536, 80.5]) refuses("listenPort", { listenPort });
+    for (const workerProcesses of [1, 256, "auto"] as const) accepts({ workerProcesses });
+    for (const workerProcesses of [0, 257, 1.5, "8", "Auto"]) {
+      refuses("workerProcesses", { workerProcesses: workerProcesses as NginxVars["workerProcesses"] });
+    }
+    for (const workerConnections of [64, 65535]) accepts({ workerConnections });
+    for (const workerConnections of [63, 65536, 100.5]) refuses("workerConnections", { workerConnections });
+    refuses("workerConnections", { workerConnections: "1024" as unknown as number });
+  });
+
+  it("limits from 0 (off) to their maximum", () => {
+    accepts({ limitConnPerIp: 65535, limitRatePerIp: 100_000, limitBurst: 1_000_000 });
+    accepts({ limitConnPerIp: 0, limitRatePerIp: 1, limitBurst: 0 });
+    refuses("limitConnPerIp", { limitConnPerIp: 65536 });
+    refuses("limitConnPerIp", { limitConnPerIp: -1 });
+    refuses("limitConnPerIp", { limitConnPerIp: 1.5 });
+    refuses("limitRatePerIp", { limitRatePerIp: 100_001 });
+    refuses("limitBurst", { limitRatePerIp: 10, limitBurst: 1_000_001 });
+    refuses("limitBurst", { limitRatePerIp: 0, limitBurst: 1 });
+  });
+});
+
+describe("the per-address limits as rendered", () => {
+  const limitLines = (vars: Partial<NginxVars>) =>
+    lines(renderNginxConfig({ ...loopbackVars, ...vars })).filter((line) => /^limit_|^# no per-address/.test(line));
+
+  it("renders exactly the zones and limits asked for", () => {
+    assert.deepEqual(limitLines({ limitConnPerIp: 20, limitRatePerIp: 0 }), [
+      "limit_conn_zone $binary_remote_addr zone=webstack_conn_per_ip:10m;",
+      "limit_conn webstack_conn_per_ip 20;",
+      "limit_conn_status 429;",
+      "limit_req_status 429;",
+      "limit_conn_log_level notice;",
+      "limit_req_log_level notice;",
+    ]);
+    assert.deepEqual(limitLines({ limitConnPerIp: 0, limitRatePerIp: 50, limitBurst: 100 }), [
+      "limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=50r/s;",
+      "limit_req zone=webstack_req_per_ip burst=100 nodelay;",
+      "limit_conn_status 429;",
+      "limit_req_status 429;",
+      "limit_conn_log_level notice;",
+      "limit_req_log_level notice;",
+    ]);
+    assert.deepEqual(limitLines({}), [
+      "# no per-address limits (limitConnPerIp and limitRatePerIp are 0)",
+      "# no per-address limits",
+    ]);
+  });
+});
+
 describe("fillTemplate", () => {
   it("fills placeholders and leaves nginx variables alone", () => {
     assert.equal(fillTemplate("listen {{PORT}}; set $x {{PORT}};", { PORT: "80" }), "listen 80; set $x 80;");
@@ -334,6 +463,21 @@ describe("fillTemplate", () => {
     assert.throws(() => fillTemplate("a {{A}}", { A: "1", STALE: "2" }), {
       name: "NginxConfigError",
       message: "value STALE has no {{STALE}} placeholder in the template",
+    });
+  });
+
+  it("reports a malformed placeholder only when every placeholder has its value", () => {
+    assert.throws(() => fillTemplate("a {{A}} {{ B }}", {}), {
+      name: "NginxConfigError",
+      message: "template placeholder {{A}} has no value",
+    });
+  });
+
+  it("shows at most 20 characters either side of a malformed placeholder, even at the start", () => {
+    assert.throws(() => fillTemplate("{{oops", {}), { message: 'template has a malformed placeholder near "{{oops"' });
+    const long = `${"x".repeat(30)}}}${"y".repeat(30)}`;
+    assert.throws(() => fillTemplate(long, {}), {
+      message: `template has a malformed placeholder near "${"x".repeat(20)}}}${"y".repeat(18)}"`,
     });
   });
 
@@ -369,5 +513,7 @@ describe("nginxContainerFiles", () => {
       "app",
       "cache.internal",
     ]);
+    const vars = { ...loopbackVars, upstreams: ["app:3000", "10.0.0.2:80", "cache.internal:80"] };
+    assert.equal(nginxContainerFiles(vars)[2].content, "app\ncache.internal\n");
   });
 });
