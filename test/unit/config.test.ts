@@ -354,3 +354,195 @@ describe("defaults and good configs", () => {
     );
   });
 });
+
+describe("each setting at the edges of what it allows", () => {
+  // Every value sits just inside or just outside what a check allows, so a loosened or tightened
+  // check fails here; parseConfig is called directly (the table above covers the program's path).
+  const problemsOf = (settings: Record<string, string>, secretKeys: string[] = []): string[] => {
+    try {
+      parseConfig(settings, new Set(secretKeys));
+      return [];
+    } catch (error) {
+      assert.ok(error instanceof ConfigError, String(error));
+      return error.problems;
+    }
+  };
+  const accepts = (settings: Record<string, string>, secretKeys: string[] = []) =>
+    assert.deepEqual(problemsOf(settings, secretKeys), [], JSON.stringify(settings));
+  const refuses = (key: string, settings: Record<string, string>, secretKeys: string[] = []) => {
+    const problems = problemsOf(settings, secretKeys);
+    assert.ok(problems.length > 0, `${JSON.stringify(settings)} accepted`);
+    for (const p of problems) assert.ok(p.startsWith(`webstack:${key} `), `${JSON.stringify(settings)}: ${p}`);
+  };
+  const table = (key: string, good: string[], bad: string[], base: Record<string, string> = {}) => {
+    for (const value of good) accepts({ ...base, [key]: value });
+    for (const value of bad) refuses(key, { ...base, [key]: value });
+  };
+
+  test("whole numbers: each bound inclusive, digits only (spaces around them allowed)", () => {
+    table("replicas", ["1", "20", " 7 "], ["0", "21", "-1", "1e1", "0x10", "", "7a", "1.0"]);
+    table("httpPort", ["0", "1", "65535"], ["65536", "-1", "8080.5"]);
+    table("shutdownGraceSeconds", ["1", "300"], ["0", "301"]);
+    table("limitConnPerIp", ["0", "65535"], ["65536"]);
+    table("limitRatePerIp", ["0", "100000"], ["100001"]);
+    table("limitBurst", ["0", "1000000"], ["1000001"], { limitRatePerIp: "10" });
+    table("dataVolumeGb", ["1", "16384"], ["0", "16385"], DO);
+    assert.equal(parseConfig({ replicas: " 7 " }).replicas, 7);
+    assert.equal(parseConfig({ ...DO, dataVolumeGb: "16384" }).dataVolumeGb, 16384);
+    assert.equal(parseConfig({ shutdownGraceSeconds: "300" }).shutdownGraceSeconds, 300);
+    assert.equal(parseConfig({ limitConnPerIp: "65535" }).limitConnPerIp, 65535);
+  });
+
+  test("true or false, spelt exactly", () => {
+    for (const key of ["protectData", "redisAof", "adminRoutes"]) {
+      table(key, ["true", "false"], ["True", "yes", "1", "", " true"]);
+      assert.equal(parseConfig({ [key]: "true" })[key as "protectData"], true);
+      assert.equal(parseConfig({ [key]: "false" })[key as "protectData"], false);
+    }
+  });
+
+  test("addresses and CIDRs", () => {
+    table("httpBindAddress", ["0.0.0.0", "10.1.2.3"], ["::1", "localhost", "1.2.3.256", ""]);
+    table(
+      "adminCidrs",
+      [
+        '["203.0.113.7/32"]',
+        '["2001:db8::/32"]',
+        '["2001:db8::1/128"]',
+        '["10.0.0.0/8", "198.51.100.7/32"]',
+        '["203.0.113.7/1"]',
+      ],
+      [
+        "[]",
+        '"203.0.113.7/32"',
+        '["203.0.113.7"]',
+        '["203.0.113.7/33"]',
+        '["2001:db8::/129"]',
+        '["203.0.113.7/32/1"]',
+        '["x/32"]',
+        '["203.0.113.7/1000"]',
+        '["203.0.113.7/ 3"]',
+        '["203.0.113.7/"]',
+        "not json",
+        "[1]",
+        '["0.0.0.0/0"]',
+        '["::/0"]',
+        '["10.0.0.0/00"]',
+      ],
+      DO,
+    );
+    assert.deepEqual(problemsOf({ ...DO, adminCidrs: '["198.51.100.7/32", "0.0.0.0/0", "::/0"]' }), [
+      'webstack:adminCidrs must not contain "0.0.0.0/0" or "::/0": a /0 opens SSH and the Docker API to the whole internet; list the addresses you deploy from, such as ["203.0.113.7/32"] (got "[\\"198.51.100.7/32\\", \\"0.0.0.0/0\\", \\"::/0\\"]")',
+    ]);
+  });
+
+  test("names: releases, registries, zones, regions and sizes", () => {
+    table("release", ["a", "A".repeat(40), "v1.2_3-x", "0abc"], ["", "-a", ".a", "_a", "a".repeat(41), "a/b", "a b"]);
+    assert.equal(parseConfig({ release: "v1.2_3-x" }).release, "v1.2_3-x");
+    table(
+      "docrRegistry",
+      ["a", "my-registry", `a${"b".repeat(61)}c`],
+      ["-a", "a-", "Ab", `a${"b".repeat(62)}c`, "a_b", ""],
+      { ...DO, imageRegistry: "cloud" },
+    );
+    table(
+      "availabilityZone",
+      ["us-east-1a", "us-east-1f"],
+      ["us-east-1", "us-east-1aa", "xus-east-1a", "us-east-1a ", "US-east-1a"],
+      AWS,
+    );
+    assert.deepEqual(problemsOf({ ...AWS, availabilityZone: "us-west-2a" }), [
+      'webstack:availabilityZone must be a zone of region "us-east-1" (got "us-west-2a")',
+    ]);
+    table("region", ["nyc3", "sfo2", "ams3"], ["NYC3", "nyc", "nyc33", "us-east-1", "xnyc3", "nyc3 "], DO);
+    table(
+      "region",
+      ["us-east-1", "us-gov-west-1", "eu-central-2", "us-isob-east-1"],
+      ["us-east", "useast-1", "us-east-1a", "nyc3", "xus-east-1", "us-east-1 ", "us-gov-west-12"],
+      AWS,
+    );
+    table("size", ["s-1vcpu-2gb", "c-2"], ["s1vcpu", "S-1VCPU", "s-", "-s", "s-1vcpu-2gb "], DO);
+    table(
+      "size",
+      ["t3.small", "m7g.2xlarge", "u-3tb1.56xlarge"],
+      ["t3", "t3.", "T3.small", "t3.small.x", ".small"],
+      AWS,
+    );
+  });
+
+  test("image references", () => {
+    const digest = `@sha256:${"0123456789abcdef".repeat(4)}`;
+    table(
+      "postgresImage",
+      [
+        "postgres",
+        "postgres:17",
+        "registry.example.com:5000/team/postgres:17.6-bookworm",
+        `postgres${digest}`,
+        `postgres:17${digest}`,
+        "my_org/img-name.x:Tag_1",
+        `postgres:${"a".repeat(128)}`,
+      ],
+      [
+        "Postgres:17",
+        "postgres:",
+        ":17",
+        "postgres:17 ",
+        " postgres",
+        "postgres@sha256:abc",
+        `postgres${digest}0`,
+        `postgres:${"a".repeat(129)}`,
+        "postgres:.tag",
+        "a//b",
+        "registry:port/x",
+        "postgres_",
+      ],
+    );
+    for (const key of ["redisImage", "nginxImage", "nodeImage"]) table(key, ["x:1"], ["X:1"]);
+  });
+
+  test("nginx sizes: 1 to 999999 with an optional k or m", () => {
+    table("maxRequestBody", ["1", "999999", "512k", "1m"], ["0", "1000000", "1g", "1M", "01m", "1mb", "m", " 1m"]);
+    assert.equal(parseConfig({ maxRequestBody: "512k" }).maxRequestBody, "512k");
+  });
+
+  test("passwords: secrets of 16 to 128 letters, digits, '_' or '-'", () => {
+    for (const key of ["postgresPassword", "redisPassword"]) {
+      for (const value of ["a".repeat(16), "A_b-9".repeat(25) + "abc"]) accepts({ [key]: value }, [key]);
+      for (const value of ["a".repeat(15), "a".repeat(129), `${"a".repeat(16)}!`, ` ${"a".repeat(16)}`]) {
+        refuses(key, { [key]: value }, [key]);
+      }
+      refuses(key, { [key]: "a".repeat(16) });
+    }
+  });
+
+  test("settings that apply to other targets, and unknown keys", () => {
+    for (const key of [
+      "region",
+      "size",
+      "adminCidrs",
+      "imageRegistry",
+      "dataVolumeGb",
+      "docrRegistry",
+      "availabilityZone",
+    ]) {
+      assert.deepEqual(problemsOf({ [key]: "x" }).slice(-1), [
+        `webstack:${key} applies only to the digitalocean and aws targets (target is "local")`,
+      ]);
+    }
+    assert.deepEqual(problemsOf({ ...AWS, docrRegistry: "reg" }), [
+      'webstack:docrRegistry applies only to the digitalocean target (target is "aws")',
+    ]);
+    assert.deepEqual(problemsOf({ ...DO, availabilityZone: "us-east-1a" }), [
+      'webstack:availabilityZone applies only to the aws target (target is "digitalocean")',
+    ]);
+    refuses("docrRegistry", { ...DO, imageRegistry: "cloud" });
+    accepts({ ...AWS, imageRegistry: "cloud" });
+    accepts({ ...DO, imageRegistry: "host" });
+    table("httpPort", ["80", "1"], ["0", " 00 "], DO);
+    refuses("replicaz", { replicaz: "3" });
+    accepts({ replicaz: undefined } as unknown as Record<string, string>);
+    assert.equal(new ConfigError(["one"]).message, "Invalid webstack configuration (1 problem):\n  - one");
+    assert.equal(new ConfigError(["a", "b"]).message, "Invalid webstack configuration (2 problems):\n  - a\n  - b");
+  });
+});
