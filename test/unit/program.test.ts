@@ -8,6 +8,7 @@ import { pullCommand } from "../../components/specs/cloud-init";
 import {
   isSecretValue,
   MOCK_BOUND_PORT,
+  ProgramRun,
   promiseOf,
   RecordingMocks,
   Registered,
@@ -38,10 +39,35 @@ const generatedSecrets = (mocks: RecordingMocks) =>
     String(mocks.named(n).outputs.result),
   );
 
+/**
+ * One evaluation per target's settings, shared by the tests that only read what it registered:
+ * each evaluation of the whole program costs about half a second. What it registered is frozen,
+ * so a test that sorts or edits it in place fails instead of changing what the next test sees.
+ */
+const evaluations = new Map<string, Promise<ProgramRun>>();
+function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
+  const key = JSON.stringify(settings);
+  let run = evaluations.get(key);
+  if (run === undefined) {
+    run = runProgram(settings).then((done) => {
+      deepFreeze(done.mocks.resources);
+      deepFreeze(done.outputs);
+      return done;
+    });
+    evaluations.set(key, run);
+  }
+  return run;
+}
+function deepFreeze(value: unknown): void {
+  if (typeof value !== "object" || value === null || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const inner of Object.values(value)) deepFreeze(inner);
+}
+
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
     test("registers the stack's resources: replicas + 3 services, 2 files runs, 2 networks, 4 volumes, one app image", async () => {
-      const { mocks, outputs } = await runProgram(settings);
+      const { mocks, outputs } = await evaluated(settings);
       const count = (type: string) => mocks.ofType(type).length;
       assert.equal(count(CONTAINER), 3 + 3 + 2);
       assert.equal(count("docker:index/network:Network"), 2);
@@ -93,7 +119,7 @@ for (const { target, settings, cloud } of TARGETS) {
     });
 
     test("only nginx publishes a port, and only the configured one", async () => {
-      const { mocks } = await runProgram(settings);
+      const { mocks } = await evaluated(settings);
       const publishing = containers(mocks.resources).filter(
         (c) => Array.isArray(c.inputs.ports) && c.inputs.ports.length > 0,
       );
@@ -111,7 +137,7 @@ for (const { target, settings, cloud } of TARGETS) {
     });
 
     test("every service has a health check, a restart policy, log rotation and waits until healthy; files runs end", async () => {
-      const { mocks } = await runProgram(settings);
+      const { mocks } = await evaluated(settings);
       for (const c of containers(mocks.resources)) {
         assert.deepEqual(c.inputs.logOpts, { "max-size": "10m", "max-file": "3" }, `${c.name} logs`);
         if (isFilesRun(c)) {
@@ -133,7 +159,7 @@ for (const { target, settings, cloud } of TARGETS) {
     });
 
     test("app replicas run as a non-root user with the app alias and their secrets as files", async () => {
-      const { mocks } = await runProgram(settings);
+      const { mocks } = await evaluated(settings);
       for (const app of replicasOf(mocks.resources)) {
         assert.equal(app.inputs.user, "10001:10001");
         assert.deepEqual(
@@ -143,7 +169,7 @@ for (const { target, settings, cloud } of TARGETS) {
             ["webstack-test-back", []],
           ],
         );
-        assert.deepEqual(envOf(app).sort(), [
+        assert.deepEqual([...envOf(app)].sort(), [
           "ADMIN_TOKEN_FILE=/run/secrets/admin-token",
           "DATABASE_URL_FILE=/run/secrets/database-url",
           "PORT=3000",
@@ -156,7 +182,7 @@ for (const { target, settings, cloud } of TARGETS) {
     });
 
     test("secrets appear in no environment, label, command, name, health check or upload path, nor in any output but adminToken", async () => {
-      const { mocks, outputs, secretOutputs } = await runProgram(settings);
+      const { mocks, outputs, secretOutputs } = await evaluated(settings);
       const secrets = generatedSecrets(mocks);
       assert.equal(secrets.length, 3, "the two passwords and the admin token were generated");
       for (const c of containers(mocks.resources)) {
@@ -179,7 +205,7 @@ for (const { target, settings, cloud } of TARGETS) {
     });
 
     test("secret files reach the engine marked secret: Postgres's password, Redis's config, the app's URLs and token; TLS and SSH keys", async () => {
-      const { mocks } = await runProgram(settings);
+      const { mocks } = await evaluated(settings);
       const [postgresPassword, redisPassword, adminToken] = generatedSecrets(mocks);
       const secretUploads = (name: string) => {
         const c = mocks.named(name);
@@ -300,7 +326,7 @@ for (const { target, settings, cloud } of TARGETS) {
       });
 
       test("a replaced VM gets its engine prepared again and every Docker object recreated", async () => {
-        const { mocks } = await runProgram(settings);
+        const { mocks } = await evaluated(settings);
         const vmId = target === "aws" ? "i-0123456789abcdef0" : "123456";
         const triggers = mocks.named("host-engine-ready").inputs.triggers as string[];
         assert.equal(triggers.length, 2);
@@ -334,7 +360,7 @@ for (const { target, settings, cloud } of TARGETS) {
       });
 
       test("the cloud host: firewall rules, TLS material never in user data (the host key only, secret), stable public IP output", async () => {
-        const { mocks, outputs } = await runProgram(settings);
+        const { mocks, outputs } = await evaluated(settings);
         const ip = target === "aws" ? "203.0.113.20" : "203.0.113.10";
         assert.equal(outputs.publicIp, ip);
         assert.equal(outputs.url, `http://${ip}`);
@@ -391,7 +417,7 @@ for (const { target, settings, cloud } of TARGETS) {
       });
     } else {
       test("Docker objects on the local engine carry no VM label", async () => {
-        const { mocks } = await runProgram(settings);
+        const { mocks } = await evaluated(settings);
         for (const r of containers(mocks.resources)) {
           assert.ok(!(r.inputs.labels as Inputs[]).some((l) => l.label === "webstack.vm"), r.name);
         }
