@@ -1,6 +1,7 @@
 // The pure helpers: exact data in, exact data out.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -23,6 +24,7 @@ import {
 } from "../../components/specs/containers";
 import { cloudName, inboundRules } from "../../components/specs/firewall";
 import { hashTree, releaseId } from "../../components/specs/release";
+import { isThrowawayStack, PR_STACK, shortStackName } from "../../components/specs/stacks";
 import { dockerNginxVars } from "../../nginx/render";
 
 const names = { prefix: "webstack-dev", stack: "dev" };
@@ -91,7 +93,7 @@ describe("container specs", () => {
         .replaceAll("/usr/local/etc/redis/redis.conf", conf)
         .replace("redis-cli ping", "sh -c 'echo \"$REDISCLI_AUTH PONG\"'")
         .replace("| grep -q PONG", "");
-      assert.equal(execFileSync("sh", ["-c", command]).toString(), "abc_DEF-123 PONG\n");
+      assert.equal(execFileSync("sh", ["-c", command], { cwd: dir }).toString(), "abc_DEF-123 PONG\n");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -233,8 +235,11 @@ describe("container specs", () => {
       fs.writeFileSync(path.join(staging, "webstack", "start.sh"), "#!/bin/sh\n", { mode: 0o555 });
       fs.writeFileSync(path.join(out, "stale"), "left by an earlier run\n");
       const script = FILES_SCRIPT.replaceAll("/webstack/files", staging).replaceAll("/webstack/out", out);
+      // Run inside the scratch directory: a script whose paths went wrong (say, an empty one, which
+      // find reads as ".") then deletes scratch files, never the working tree.
+      const run = { cwd: dir, stdio: "pipe" as const };
       const uid = `${process.getuid?.()}:${process.getgid?.()}`;
-      execFileSync("sh", ["-c", script, "files-nginx", `seed=${seed}`, `owner=${uid}`]);
+      execFileSync("sh", ["-c", script, "files-nginx", `seed=${seed}`, `owner=${uid}`], run);
       const listing = (d: string): string[] =>
         fs
           .readdirSync(d, { withFileTypes: true })
@@ -247,7 +252,7 @@ describe("container specs", () => {
       );
       assert.equal(fs.statSync(path.join(out, "webstack", "start.sh")).mode & 0o777, 0o555, "modes are kept");
       assert.throws(
-        () => execFileSync("sh", ["-c", script, "files-nginx", "sead=/etc"], { stdio: "pipe" }),
+        () => execFileSync("sh", ["-c", script, "files-nginx", "sead=/etc"], run),
         /unknown setting sead=\/etc/,
       );
     } finally {
@@ -427,6 +432,12 @@ describe("cloud-init and the readiness command", () => {
       const script = path.join(dir, "prepare");
       fs.writeFileSync(script, parsed.write_files[2].content);
       execFileSync("sh", ["-n", script]);
+      // The block volume is mounted where the hosts bind Postgres's data (<mount>/postgres).
+      assert.match(
+        parsed.write_files[2].content,
+        /^mountpoint -q \/srv\/webstack-data \|\| mount \/srv\/webstack-data$/m,
+      );
+      assert.match(parsed.write_files[2].content, /^mkdir -p \/srv\/webstack-data\/postgres$/m);
       const command = path.join(dir, "ready");
       fs.writeFileSync(command, readinessCommand("/dev/disk/by-id/scsi-0DO_Volume_webstack-dev-data"));
       execFileSync("sh", ["-n", command]);
@@ -491,6 +502,47 @@ describe("release ids", () => {
     assert.notEqual(releaseId(undefined, "source", { a: 1 }), releaseId(undefined, "source", { a: 2 }));
     assert.notEqual(releaseId(undefined, "source", { a: 1 }), releaseId(undefined, "other", { a: 1 }));
     assert.match(releaseId(undefined, "source", {}), /^[0-9a-f]{12}$/);
+  });
+
+  test("hashTree is the hash of the sorted listing: each path, its bytes; .git, coverage, node_modules and dist left out", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-tree-"));
+    try {
+      // Created in reverse order, so a listing in creation order would differ from the sorted one.
+      const names = Array.from({ length: 40 }, (_, i) => `f${String(i).padStart(2, "0")}`).reverse();
+      for (const name of names) fs.writeFileSync(path.join(dir, name), name);
+      for (const ignored of [".git", "coverage", "node_modules", "dist"]) {
+        fs.mkdirSync(path.join(dir, ignored));
+        fs.writeFileSync(path.join(dir, ignored, "x"), "ignored");
+      }
+      const expected = createHash("sha256");
+      for (const name of [...names].sort()) expected.update(`${name}\0`).update(name).update("\0");
+      assert.equal(hashTree(dir), expected.digest("hex"));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("throwaway stacks are pr-<number>, with or without an organisation and project", () => {
+    for (const name of ["pr-1", "pr-42", "pr-123456789", "acme/webstack/pr-3", "org/proj/pr-10"]) {
+      assert.equal(isThrowawayStack(name), true, name);
+    }
+    for (const name of [
+      "pr-0",
+      "pr-01",
+      "pr-1234567890",
+      "xpr-1",
+      "pr-1x",
+      "pr-",
+      "pr-a",
+      "staging",
+      "acme/webstack/staging",
+      "pr-3/x",
+    ]) {
+      assert.equal(isThrowawayStack(name), false, name);
+    }
+    assert.equal(shortStackName("acme/webstack/pr-3"), "pr-3");
+    assert.equal(shortStackName("pr-3"), "pr-3");
+    assert.deepEqual("pr-77".match(PR_STACK)?.[1], "77");
   });
 
   test("hashTree follows content and ignores node_modules and dist", () => {
