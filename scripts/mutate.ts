@@ -3,6 +3,9 @@
 //   npm run mutate                    every area but "program"
 //   npm run mutate -- proxy app       the areas named
 //   npm run mutate -- all             every area, "program" included (hours on two cores)
+//   npm run mutate -- config --only components/config.ts:150-215
+//                                     only the mutants of those lines (a quick check of new tests;
+//                                     its report is <area>-only.*, the area's own is left alone)
 // Reports: reports/mutation/<area>.html and .json. Runs are incremental: a second run only tests
 // the mutants whose code or tests changed (reports/mutation/<area>-incremental.json; --force: all).
 import * as fs from "node:fs";
@@ -88,23 +91,24 @@ interface StrykerModule {
   Stryker: new (options: Record<string, unknown>) => { runMutationTest(): Promise<MutantResult[]> };
 }
 
-async function runArea(name: string, area: Area, force: boolean): Promise<MutantResult[]> {
+async function runArea(name: string, area: Area, force: boolean, only: string[]): Promise<MutantResult[]> {
+  const report = only.length > 0 ? `${name}-only` : name;
   const moduleName = "@stryker-mutator/core";
   const { Stryker } = (await import(moduleName)) as StrykerModule;
   const stryker = new Stryker({
     testRunner: "tap",
     tap: { testFiles: area.tests, nodeArgs: ["--import", "tsx"] },
-    mutate: area.mutate,
+    mutate: only.length > 0 ? only : area.mutate,
     checkers: ["typescript"],
     tsconfigFile: area.tsconfig,
     coverageAnalysis: "perTest",
     concurrency: 2,
     timeoutMS: area.timeoutMs,
     reporters: ["html", "json", "progress"],
-    htmlReporter: { fileName: path.join(reportDir, `${name}.html`) },
-    jsonReporter: { fileName: path.join(reportDir, `${name}.json`) },
+    htmlReporter: { fileName: path.join(reportDir, `${report}.html`) },
+    jsonReporter: { fileName: path.join(reportDir, `${report}.json`) },
     tempDirName: ".stryker-tmp",
-    incremental: true,
+    incremental: only.length === 0,
     incrementalFile: path.join(reportDir, `${name}-incremental.json`),
     force,
     thresholds: { high: 90, low: area.goal, break: null },
@@ -135,7 +139,17 @@ function printArea(name: string, area: Area, results: MutantResult[]): boolean {
 
 async function main(argv: string[]): Promise<number> {
   const force = argv.includes("--force");
-  const named = argv.filter((a) => !a.startsWith("--"));
+  const only: string[] = [];
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === "--only" && i + 1 < argv.length) only.push(argv[(i += 1)]);
+    else rest.push(argv[i]);
+  }
+  const named = rest.filter((a) => !a.startsWith("--"));
+  if (only.length > 0 && named.length !== 1) {
+    process.stderr.write("mutate: --only takes exactly one area, the one whose tests cover those lines\n");
+    return 2;
+  }
   const unknown = named.filter((a) => a !== "all" && !(a in AREAS));
   if (unknown.length > 0) {
     process.stderr.write(
@@ -153,7 +167,7 @@ async function main(argv: string[]): Promise<number> {
   const outcome: Record<string, boolean> = {};
   for (const name of chosen) {
     process.stdout.write(`\n== ${name}: ${AREAS[name].mutate.join(" ")}\n`);
-    const results = await runArea(name, AREAS[name], force);
+    const results = await runArea(name, AREAS[name], force, only);
     outcome[name] = printArea(name, AREAS[name], results);
   }
   const skipped = Object.keys(AREAS).filter((a) => !chosen.includes(a));

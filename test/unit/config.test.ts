@@ -2,7 +2,7 @@
 // the program registers a single resource.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { ConfigError, DEFAULT_IMAGES, parseConfig } from "../../components/config";
+import { ConfigError, DEFAULT_IMAGES, parseConfig, readStackConfig } from "../../components/config";
 import * as pulumi from "@pulumi/pulumi";
 import { RecordingMocks, runProgram } from "./support/mocks";
 
@@ -421,6 +421,8 @@ describe("each setting at the edges of what it allows", () => {
         '["203.0.113.7/32/1"]',
         '["x/32"]',
         '["203.0.113.7/1000"]',
+        '["203.0.113.7/1e1"]',
+        '["198.51.100.7/32", "x"]',
         '["203.0.113.7/ 3"]',
         '["203.0.113.7/"]',
         "not json",
@@ -451,17 +453,29 @@ describe("each setting at the edges of what it allows", () => {
       ["us-east-1", "us-east-1aa", "xus-east-1a", "us-east-1a ", "US-east-1a"],
       AWS,
     );
+    assert.deepEqual(problemsOf({ ...AWS, availabilityZone: "xus-east-1a" }), [
+      'webstack:availabilityZone must be an AWS availability zone such as us-east-1a (got "xus-east-1a")',
+      'webstack:availabilityZone must be a zone of region "us-east-1" (got "xus-east-1a")',
+    ]);
+    assert.deepEqual(problemsOf({ ...DO, imageRegistry: "cloud", docrRegistry: "-a" }), [
+      'webstack:docrRegistry must be a DigitalOcean registry name (got "-a")',
+    ]);
     assert.deepEqual(problemsOf({ ...AWS, availabilityZone: "us-west-2a" }), [
       'webstack:availabilityZone must be a zone of region "us-east-1" (got "us-west-2a")',
     ]);
     table("region", ["nyc3", "sfo2", "ams3"], ["NYC3", "nyc", "nyc33", "us-east-1", "xnyc3", "nyc3 "], DO);
     table(
       "region",
-      ["us-east-1", "us-gov-west-1", "eu-central-2", "us-isob-east-1"],
+      ["us-east-1", "us-gov-west-1", "eu-central-2", "us-iso-east-1", "us-isob-east-1"],
       ["us-east", "useast-1", "us-east-1a", "nyc3", "xus-east-1", "us-east-1 ", "us-gov-west-12"],
       AWS,
     );
-    table("size", ["s-1vcpu-2gb", "c-2"], ["s1vcpu", "S-1VCPU", "s-", "-s", "s-1vcpu-2gb "], DO);
+    table(
+      "size",
+      ["s-1vcpu-2gb", "c-2", "gd-2vcpu-8gb"],
+      ["s1vcpu", "S-1VCPU", "S-1vcpu-2gb", "s-", "-s", "s-1vcpu-2gb "],
+      DO,
+    );
     table(
       "size",
       ["t3.small", "m7g.2xlarge", "u-3tb1.56xlarge"],
@@ -478,6 +492,7 @@ describe("each setting at the edges of what it allows", () => {
         "postgres",
         "postgres:17",
         "registry.example.com:5000/team/postgres:17.6-bookworm",
+        "ghcr.io/acme/postgres:17",
         `postgres${digest}`,
         `postgres:17${digest}`,
         "my_org/img-name.x:Tag_1",
@@ -499,6 +514,12 @@ describe("each setting at the edges of what it allows", () => {
       ],
     );
     for (const key of ["redisImage", "nginxImage", "nodeImage"]) table(key, ["x:1"], ["X:1"]);
+    assert.deepEqual(problemsOf({ postgresImage: "X", redisImage: "X", nginxImage: "X", nodeImage: "X" }), [
+      'webstack:postgresImage must be a Docker image reference such as postgres:17.6-bookworm (got "X")',
+      'webstack:redisImage must be a Docker image reference such as redis:8.2.1-bookworm (got "X")',
+      'webstack:nginxImage must be a Docker image reference such as nginx:1.28.0-bookworm (got "X")',
+      'webstack:nodeImage must be a Docker image reference such as node:22.20.0-bookworm-slim (got "X")',
+    ]);
   });
 
   test("nginx sizes: 1 to 999999 with an optional k or m", () => {
@@ -539,10 +560,39 @@ describe("each setting at the edges of what it allows", () => {
     refuses("docrRegistry", { ...DO, imageRegistry: "cloud" });
     accepts({ ...AWS, imageRegistry: "cloud" });
     accepts({ ...DO, imageRegistry: "host" });
-    table("httpPort", ["80", "1"], ["0", " 00 "], DO);
+    table("httpPort", ["80", "1", "080"], ["0", " 00 "], DO);
+    // An unknown target is the one problem: no other target's rules are applied to it.
+    assert.deepEqual(problemsOf({ target: "gcp", region: "nyc3", adminCidrs: ADMIN }), [
+      'webstack:target must be one of "local", "digitalocean", "aws" (got "gcp")',
+    ]);
     refuses("replicaz", { replicaz: "3" });
     accepts({ replicaz: undefined } as unknown as Record<string, string>);
     assert.equal(new ConfigError(["one"]).message, "Invalid webstack configuration (1 problem):\n  - one");
+    assert.equal(new ConfigError(["one"]).name, "ConfigError");
     assert.equal(new ConfigError(["a", "b"]).message, "Invalid webstack configuration (2 problems):\n  - a\n  - b");
+  });
+});
+
+describe("readStackConfig", () => {
+  test("reads only webstack: settings, and secret ones as secret Outputs", async () => {
+    await pulumi.runtime.setMocks(new RecordingMocks(), "webstack", "test", false);
+    try {
+      const password = "p".repeat(20);
+      pulumi.runtime.setAllConfig(
+        { "webstack:replicas": "2", "webstack:postgresPassword": password, "aws:region": "us-east-1" },
+        ["webstack:postgresPassword"],
+      );
+      const { config, secrets } = readStackConfig();
+      assert.equal(config.replicas, 2);
+      assert.equal(config.target, "local", "aws:region is another package's setting");
+      assert.deepEqual(Object.keys(secrets), ["postgresPassword"]);
+      const value = secrets.postgresPassword;
+      assert.ok(value !== undefined);
+      assert.equal(await pulumi.isSecret(value), true);
+      assert.equal(await new Promise((resolve) => value.apply(resolve)), password);
+    } finally {
+      pulumi.runtime.setAllConfig({}, []);
+      await pulumi.runtime.disconnect();
+    }
   });
 });
