@@ -286,6 +286,12 @@ describe("validation", () => {
     ]);
   });
 
+  it("an NginxConfigError's message is every problem, a line each", () => {
+    const error = new NginxConfigError(["first", "second"]);
+    assert.equal(error.message, "first\nsecond");
+    assert.equal(error.name, "NginxConfigError");
+  });
+
   it("reports every problem at once", () => {
     const problems = renderError({
       ...loopbackVars,
@@ -440,6 +446,22 @@ describe("the per-address limits as rendered", () => {
       "limit_conn_log_level notice;",
       "limit_req_log_level notice;",
     ]);
+    // Nothing else changes: the lines added to the config are the limits and nothing more.
+    const off = lines(renderNginxConfig(loopbackVars));
+    const on = lines(renderNginxConfig({ ...loopbackVars, limitConnPerIp: 20, limitRatePerIp: 50, limitBurst: 100 }));
+    assert.deepEqual(
+      on.filter((line) => !off.includes(line)),
+      [
+        "limit_conn_zone $binary_remote_addr zone=webstack_conn_per_ip:10m;",
+        "limit_req_zone $binary_remote_addr zone=webstack_req_per_ip:10m rate=50r/s;",
+        "limit_conn webstack_conn_per_ip 20;",
+        "limit_req zone=webstack_req_per_ip burst=100 nodelay;",
+        "limit_conn_status 429;",
+        "limit_req_status 429;",
+        "limit_conn_log_level notice;",
+        "limit_req_log_level notice;",
+      ],
+    );
     assert.deepEqual(limitLines({}), [
       "# no per-address limits (limitConnPerIp and limitRatePerIp are 0)",
       "# no per-address limits",
