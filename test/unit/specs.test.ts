@@ -474,11 +474,21 @@ describe("cloud hosts", () => {
         .map((r) => r.port),
       [8080, 443],
     );
+    // Serving on 443 itself opens it once.
+    assert.deepEqual(
+      inboundRules(["198.51.100.0/24"], 443).map((r) => r.port),
+      [443, 22, 2376],
+    );
   });
 
   test("cloud names, AMI architecture, EBS device paths, DOCR credentials", () => {
     assert.equal(cloudName("webstack-PR_42.preview"), "webstack-pr-42-preview");
     assert.equal(cloudName(`webstack-${"x".repeat(80)}`).length, 63);
+    // Runs of other characters become one '-', none at either end, even after the cut at 63.
+    assert.equal(cloudName("--Web__Stack..pr-1--"), "web-stack-pr-1");
+    assert.equal(cloudName("a!!!b"), "a-b");
+    assert.equal(cloudName(`${"a".repeat(62)}--b`), "a".repeat(62));
+    assert.equal(cloudName(`${"a".repeat(61)}---b`), "a".repeat(61));
     assert.equal(amiArchitecture("t3.small"), "x86_64");
     assert.equal(amiArchitecture("t4g.micro"), "arm64");
     assert.equal(amiArchitecture("c6gn.large"), "arm64");
