@@ -81,7 +81,7 @@ const DETECTED = new Set(["Killed", "Timeout"]);
 const UNDETECTED = new Set(["Survived", "NoCoverage"]);
 
 /** Stryker's mutation score: detected / (detected + undetected); compile and runtime errors don't count. */
-export function score(results: { status: string }[]): { detected: number; undetected: number; percent: number } {
+function score(results: { status: string }[]): { detected: number; undetected: number; percent: number } {
   const detected = results.filter((r) => DETECTED.has(r.status)).length;
   const undetected = results.filter((r) => UNDETECTED.has(r.status)).length;
   const total = detected + undetected;

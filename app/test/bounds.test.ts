@@ -7,21 +7,10 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { adminRefusal, bearerMatches, isCrossSite } from "../src/admin";
 import { ConfigError, loadConfig } from "../src/config";
+import { configProblems, VALID_ENV } from "./helpers";
 
-const valid = {
-  DATABASE_URL: "postgres://app:db-secret@postgres:5432/app",
-  REDIS_URL: "redis://:cache-secret@redis:6379",
-};
-
-function problemsOf(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env);
-    return [];
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
-    return error.problems;
-  }
-}
+/** The smallest environment loadConfig accepts. */
+const valid = VALID_ENV;
 
 describe("loadConfig at its bounds", () => {
   const dir = mkdtempSync(join(tmpdir(), "webstack-bounds-"));
@@ -41,10 +30,10 @@ describe("loadConfig at its bounds", () => {
       ["REDIS_COMMAND_TIMEOUT_MS", "1", "60000", "60001"],
     ];
     for (const [name, min, max, above] of cases) {
-      assert.deepEqual(problemsOf({ ...valid, [name]: min }), [], `${name}=${min}`);
-      assert.deepEqual(problemsOf({ ...valid, [name]: max }), [], `${name}=${max}`);
+      assert.deepEqual(configProblems({ ...valid, [name]: min }), [], `${name}=${min}`);
+      assert.deepEqual(configProblems({ ...valid, [name]: max }), [], `${name}=${max}`);
       for (const bad of [above, "1e3", "+5", "5x", "x5", ""]) {
-        assert.equal(problemsOf({ ...valid, [name]: bad }).length, 1, `${name}=${bad}`);
+        assert.equal(configProblems({ ...valid, [name]: bad }).length, 1, `${name}=${bad}`);
       }
     }
     assert.equal(loadConfig({ ...valid, PORT: " 8080 " }).port, 8080);
@@ -52,11 +41,13 @@ describe("loadConfig at its bounds", () => {
   });
 
   it("host, replica id and log level", () => {
-    assert.deepEqual(problemsOf({ ...valid, HOST: "  " }), ['HOST must not be empty (e.g. "0.0.0.0" or "127.0.0.1")']);
+    assert.deepEqual(configProblems({ ...valid, HOST: "  " }), [
+      'HOST must not be empty (e.g. "0.0.0.0" or "127.0.0.1")',
+    ]);
     for (const id of ["a", "a.b_c-D9", `a${"b".repeat(62)}`])
       assert.equal(loadConfig({ ...valid, REPLICA_ID: id }).replicaId, id);
     for (const id of ["", "-a", ".a", `a${"b".repeat(63)}`, "a/b", " a"]) {
-      assert.equal(problemsOf({ ...valid, REPLICA_ID: id }).length, 1, JSON.stringify(id));
+      assert.equal(configProblems({ ...valid, REPLICA_ID: id }).length, 1, JSON.stringify(id));
     }
     for (const level of ["fatal", "error", "warn", "info", "debug", "trace", "silent"]) {
       assert.equal(loadConfig({ ...valid, LOG_LEVEL: level }).logLevel, level);
@@ -70,14 +61,14 @@ describe("loadConfig at its bounds", () => {
     });
     assert.equal(config.databaseUrl, "postgresql://app:pw@db/app");
     assert.equal(config.redisUrl, "rediss://:pw@cache:6380");
-    assert.deepEqual(problemsOf({ ...valid, DATABASE_URL: "postgres:///app" }), [
+    assert.deepEqual(configProblems({ ...valid, DATABASE_URL: "postgres:///app" }), [
       "DATABASE_URL must name a host, got postgres:///app",
     ]);
-    assert.deepEqual(problemsOf({ ...valid, DATABASE_URL: "mysql://app@db/app" }), [
+    assert.deepEqual(configProblems({ ...valid, DATABASE_URL: "mysql://app@db/app" }), [
       "DATABASE_URL must start with postgres:// or postgresql://, got mysql://app@db/app",
     ]);
     const path = file("mysql://app:pw@db/app\n");
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: path, REDIS_URL: valid.REDIS_URL }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: path, REDIS_URL: valid.REDIS_URL }), [
       `DATABASE_URL (from DATABASE_URL_FILE ${JSON.stringify(path)}) must start with postgres:// or postgresql://, got mysql://app:***@db/app`,
     ]);
   });
@@ -90,20 +81,20 @@ describe("loadConfig at its bounds", () => {
       valid.DATABASE_URL,
     );
     const big = file(`${padded} `);
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: big, REDIS_URL: valid.REDIS_URL }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: big, REDIS_URL: valid.REDIS_URL }), [
       `DATABASE_URL_FILE ${JSON.stringify(big)} is larger than 65536 bytes`,
     ]);
     const blank = file(" \n\t\n");
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: blank, REDIS_URL: valid.REDIS_URL }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: blank, REDIS_URL: valid.REDIS_URL }), [
       `DATABASE_URL_FILE ${JSON.stringify(blank)} is empty`,
     ]);
     const folder = join(dir, "folder");
     mkdirSync(folder);
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: folder, REDIS_URL: valid.REDIS_URL }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: folder, REDIS_URL: valid.REDIS_URL }), [
       `DATABASE_URL_FILE ${JSON.stringify(folder)} is not a regular file`,
     ]);
     const missing = join(dir, "missing");
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: missing, REDIS_URL: valid.REDIS_URL }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: missing, REDIS_URL: valid.REDIS_URL }), [
       `DATABASE_URL_FILE ${JSON.stringify(missing)} cannot be read (ENOENT)`,
     ]);
     // A blank variable is unset, so its file alone is used.
@@ -120,11 +111,11 @@ describe("loadConfig at its bounds", () => {
     }
     for (const token of ["a".repeat(15), "a".repeat(4097), `${"a".repeat(16)} b`, `${"a".repeat(16)}\u00e9`]) {
       const path = file(token);
-      assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: path }), [
+      assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN_FILE: path }), [
         `ADMIN_TOKEN_FILE ${JSON.stringify(path)} must hold 16 to 4096 visible ASCII characters without spaces (value not shown)`,
       ]);
     }
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN: "a".repeat(20) }), [
+    assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN: "a".repeat(20) }), [
       "ADMIN_TOKEN is not read: put the token in a file and set ADMIN_TOKEN_FILE to its path",
     ]);
     assert.equal(loadConfig({ ...valid, ADMIN_TOKEN: " ", ADMIN_TOKEN_FILE: " " }).adminToken, undefined);

@@ -3,22 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { ConfigError, loadConfig } from "../src/config";
+import { loadConfig } from "../src/config";
+import { configProblems, VALID_ENV } from "./helpers";
 
-const valid = {
-  DATABASE_URL: "postgres://app:db-secret@postgres:5432/app",
-  REDIS_URL: "redis://:cache-secret@redis:6379",
-};
-
-function problemsOf(env: Record<string, string | undefined>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
-    return error.problems;
-  }
-  assert.fail("expected loadConfig to throw");
-}
+/** The smallest environment loadConfig accepts. */
+const valid = VALID_ENV;
 
 describe("loadConfig", () => {
   it("applies the documented defaults", () => {
@@ -57,33 +46,37 @@ describe("loadConfig", () => {
   });
 
   it("names each missing URL", () => {
-    assert.deepEqual(problemsOf({}), [
+    assert.deepEqual(configProblems({}), [
       "DATABASE_URL or DATABASE_URL_FILE is required (e.g. postgres://user:password@postgres:5432/app)",
       "REDIS_URL or REDIS_URL_FILE is required (e.g. redis://:password@redis:6379)",
     ]);
   });
 
   it("rejects bad numbers with the variable, the value and the allowed range", () => {
-    assert.deepEqual(problemsOf({ ...valid, PORT: "http" }), ['PORT must be an integer from 0 to 65535, got "http"']);
-    assert.deepEqual(problemsOf({ ...valid, PORT: "70000" }), ['PORT must be an integer from 0 to 65535, got "70000"']);
-    assert.deepEqual(problemsOf({ ...valid, SHUTDOWN_GRACE_MS: "-1" }), [
+    assert.deepEqual(configProblems({ ...valid, PORT: "http" }), [
+      'PORT must be an integer from 0 to 65535, got "http"',
+    ]);
+    assert.deepEqual(configProblems({ ...valid, PORT: "70000" }), [
+      'PORT must be an integer from 0 to 65535, got "70000"',
+    ]);
+    assert.deepEqual(configProblems({ ...valid, SHUTDOWN_GRACE_MS: "-1" }), [
       'SHUTDOWN_GRACE_MS must be an integer from 0 to 600000, got "-1"',
     ]);
-    assert.deepEqual(problemsOf({ ...valid, STATEMENT_TIMEOUT_MS: "0", REDIS_COMMAND_TIMEOUT_MS: "fast" }), [
+    assert.deepEqual(configProblems({ ...valid, STATEMENT_TIMEOUT_MS: "0", REDIS_COMMAND_TIMEOUT_MS: "fast" }), [
       'STATEMENT_TIMEOUT_MS must be an integer from 1 to 600000, got "0"',
       'REDIS_COMMAND_TIMEOUT_MS must be an integer from 1 to 60000, got "fast"',
     ]);
   });
 
   it("rejects an unknown log level and an unsafe replica id", () => {
-    assert.deepEqual(problemsOf({ ...valid, LOG_LEVEL: "verbose" }), [
+    assert.deepEqual(configProblems({ ...valid, LOG_LEVEL: "verbose" }), [
       'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"',
     ]);
-    assert.match(problemsOf({ ...valid, REPLICA_ID: "a b\r\n" })[0], /^REPLICA_ID must be 1-63 characters/);
+    assert.match(configProblems({ ...valid, REPLICA_ID: "a b\r\n" })[0], /^REPLICA_ID must be 1-63 characters/);
   });
 
   it("never repeats a password from a wrong URL", () => {
-    const problems = problemsOf({
+    const problems = configProblems({
       DATABASE_URL: "mysql://app:db-secret@db:3306/app",
       REDIS_URL: "http://user:cache-secret@redis",
     });
@@ -91,7 +84,7 @@ describe("loadConfig", () => {
       "DATABASE_URL must start with postgres:// or postgresql://, got mysql://app:***@db:3306/app",
       "REDIS_URL must start with redis:// or rediss://, got http://user:***@redis/",
     ]);
-    const unparsable = problemsOf({ ...valid, DATABASE_URL: "db-secret@@" });
+    const unparsable = configProblems({ ...valid, DATABASE_URL: "db-secret@@" });
     assert.equal(unparsable.length, 1);
     assert.match(unparsable[0], /^DATABASE_URL is not a valid URL/);
     assert.doesNotMatch(unparsable.join(" "), /secret/);
@@ -126,7 +119,7 @@ describe("loadConfig with secrets in files", () => {
 
   it("refuses both the variable and its file", () => {
     assert.deepEqual(
-      problemsOf({
+      configProblems({
         ...valid,
         DATABASE_URL_FILE: secretFile(valid.DATABASE_URL),
         REDIS_URL_FILE: secretFile(valid.REDIS_URL),
@@ -150,11 +143,11 @@ describe("loadConfig with secrets in files", () => {
     const missing = join(dir, "no-such-file");
     const blank = secretFile(" \n\n");
     const huge = secretFile(`${valid.DATABASE_URL}${" ".repeat(70_000)}`);
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: missing, REDIS_URL_FILE: blank }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: missing, REDIS_URL_FILE: blank }), [
       `DATABASE_URL_FILE "${missing}" cannot be read (ENOENT)`,
       `REDIS_URL_FILE "${blank}" is empty`,
     ]);
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: huge, REDIS_URL_FILE: dir }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: huge, REDIS_URL_FILE: dir }), [
       `DATABASE_URL_FILE "${huge}" is larger than 65536 bytes`,
       `REDIS_URL_FILE "${dir}" is not a regular file`,
     ]);
@@ -163,7 +156,7 @@ describe("loadConfig with secrets in files", () => {
   it("names a path that cannot be opened", () => {
     // Root may read any file whatever its mode, so the refusal here is a path through a file.
     const throughFile = join(secretFile(valid.DATABASE_URL), "url");
-    assert.deepEqual(problemsOf({ DATABASE_URL_FILE: throughFile, REDIS_URL: valid.REDIS_URL }), [
+    assert.deepEqual(configProblems({ DATABASE_URL_FILE: throughFile, REDIS_URL: valid.REDIS_URL }), [
       `DATABASE_URL_FILE "${throughFile}" cannot be read (ENOTDIR)`,
     ]);
   });
@@ -171,7 +164,7 @@ describe("loadConfig with secrets in files", () => {
   it("checks a URL from a file like one from a variable, without showing its password", () => {
     const wrongScheme = secretFile("mysql://app:file-secret@db:3306/app\n");
     const unparsable = secretFile("file-secret@@\n");
-    const problems = problemsOf({ DATABASE_URL_FILE: wrongScheme, REDIS_URL_FILE: unparsable });
+    const problems = configProblems({ DATABASE_URL_FILE: wrongScheme, REDIS_URL_FILE: unparsable });
     assert.deepEqual(problems, [
       `DATABASE_URL (from DATABASE_URL_FILE "${wrongScheme}") must start with postgres:// or postgresql://, got mysql://app:***@db:3306/app`,
       `REDIS_URL (from REDIS_URL_FILE "${unparsable}") is not a valid URL (value not shown: it may contain a password); expected e.g. redis://:password@redis:6379`,
@@ -205,16 +198,18 @@ describe("loadConfig's admin token", () => {
     const empty = tokenFile("empty", "\n");
     const missing = join(dir, "missing");
     const allowed = "must hold 16 to 4096 visible ASCII characters without spaces (value not shown)";
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: short }), [`ADMIN_TOKEN_FILE "${short}" ${allowed}`]);
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: spaced }), [`ADMIN_TOKEN_FILE "${spaced}" ${allowed}`]);
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: empty }), [`ADMIN_TOKEN_FILE "${empty}" is empty`]);
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN_FILE: missing }), [
+    assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN_FILE: short }), [`ADMIN_TOKEN_FILE "${short}" ${allowed}`]);
+    assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN_FILE: spaced }), [
+      `ADMIN_TOKEN_FILE "${spaced}" ${allowed}`,
+    ]);
+    assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN_FILE: empty }), [`ADMIN_TOKEN_FILE "${empty}" is empty`]);
+    assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN_FILE: missing }), [
       `ADMIN_TOKEN_FILE "${missing}" cannot be read (ENOENT)`,
     ]);
   });
 
   it("refuses a token in the environment instead of ignoring it", () => {
-    assert.deepEqual(problemsOf({ ...valid, ADMIN_TOKEN: "in-the-environment-secret" }), [
+    assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN: "in-the-environment-secret" }), [
       "ADMIN_TOKEN is not read: put the token in a file and set ADMIN_TOKEN_FILE to its path",
     ]);
   });

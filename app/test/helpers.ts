@@ -1,11 +1,29 @@
 // Shared by the app's tests: start in-process instances, make HTTP calls, wait (boundedly).
 import { buildServer, type App } from "../src/app";
-import type { AppConfig } from "../src/config";
+import assert from "node:assert/strict";
+import { ConfigError, loadConfig, type AppConfig } from "../src/config";
 
 export interface RunningApp {
   app: App;
   baseUrl: string;
   stop(): Promise<void>;
+}
+
+/** The smallest environment loadConfig accepts. */
+export const VALID_ENV = {
+  DATABASE_URL: "postgres://app:db-secret@postgres:5432/app",
+  REDIS_URL: "redis://:cache-secret@redis:6379",
+};
+
+/** The problems loadConfig reports for `env`, or none when it accepts it. */
+export function configProblems(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error.problems;
+  }
 }
 
 /** The admin token test instances get unless a test says otherwise. */
