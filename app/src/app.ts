@@ -32,9 +32,18 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-export function buildServer(config: AppConfig): App {
+/** What a caller other than the server's entry point may change; the defaults are production's. */
+export interface BuildOptions {
+  /** Where the JSON log lines go (default: standard output). */
+  logStream?: { write(line: string): void };
+  /** How often request ids past their retention are deleted (default: a minute). */
+  pruneIntervalMs?: number;
+}
+
+export function buildServer(config: AppConfig, options: BuildOptions = {}): App {
   const server = Fastify({
     logger: {
+      ...(options.logStream === undefined ? {} : { stream: options.logStream }),
       level: config.logLevel,
       base: { replica: config.replicaId },
       // Never log request headers or URLs with credentials; method, url and ids are enough.
@@ -179,7 +188,7 @@ export function buildServer(config: AppConfig): App {
           (removed) => log.debug({ removed }, "pruned counted request ids"),
           (error: Error) => log.warn({ error: error.message }, "pruning counted request ids failed"),
         );
-      }, PRUNE_INTERVAL_MS);
+      }, options.pruneIntervalMs ?? PRUNE_INTERVAL_MS);
       pruneTimer.unref();
       // Open the port only once the database is usable. nginx sends traffic to every replica
       // the `app` alias resolves to, with no health checks of its own: a replica that listened

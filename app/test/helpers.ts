@@ -1,5 +1,5 @@
 // Shared by the app's tests: start in-process instances, make HTTP calls, wait (boundedly).
-import { buildServer, type App } from "../src/app";
+import { buildServer, type App, type BuildOptions } from "../src/app";
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
 
@@ -55,11 +55,16 @@ export interface StartOptions {
    * stop an instance whose start is still waiting (e.g. for Postgres) or failed an assertion.
    */
   track?: (stop: () => Promise<void>) => void;
+  /** Passed to buildServer (a log stream to read, a shorter prune interval). */
+  build?: BuildOptions;
+  /** Runs before the instance listens, e.g. to add a route only a test needs. */
+  beforeStart?: (app: App) => void;
 }
 
 /** Starts an instance on a free loopback port; on any failure it is shut down again before rethrowing. */
 export async function startApp(config: AppConfig, options: StartOptions = {}): Promise<RunningApp> {
-  const app = buildServer(config);
+  const app = buildServer(config, options.build);
+  options.beforeStart?.(app);
   const stop = async (): Promise<void> => {
     await app.shutdown();
   };
