@@ -31,7 +31,8 @@ const SCHEMA_STATEMENTS = [
   `CREATE INDEX IF NOT EXISTS counted_requests_counted_at ON counted_requests (counted_at)`,
 ];
 
-const INCREMENT = `UPDATE visit_counter SET count = count + 1, version = version + 1 WHERE id = 1 RETURNING count, version`;
+const LOCK_COUNTER = `SELECT count, version FROM visit_counter WHERE id = 1 FOR UPDATE`;
+const ADD_VISITS = `UPDATE visit_counter SET count = count + $1, version = version + $1 WHERE id = 1`;
 const RESET = `UPDATE visit_counter SET count = 0, version = version + 1 WHERE id = 1 RETURNING count, version`;
 const READ = `SELECT count, version FROM visit_counter WHERE id = 1`;
 
@@ -43,6 +44,15 @@ export interface CounterStoreOptions {
   poolSize?: number;
 }
 
+/** Visits counted in one transaction at most; more wait for the next. */
+const MAX_BATCH = 500;
+
+interface WaitingVisit {
+  requestId: string | undefined;
+  resolve(result: VisitResult): void;
+  reject(error: unknown): void;
+}
+
 function toState(row: { count: string; version: string } | undefined): CounterState {
   if (row === undefined) throw new Error("visit_counter row is missing");
   return { count: Number(row.count), version: Number(row.version) };
@@ -50,6 +60,10 @@ function toState(row: { count: string; version: string } | undefined): CounterSt
 
 export class CounterStore {
   readonly pool: Pool;
+  /** Visits waiting for the next batch, in arrival order. */
+  private readonly waiting: WaitingVisit[] = [];
+  /** True while a batch is being written; the visits that arrive meanwhile wait for the next. */
+  private writing = false;
 
   constructor(databaseUrl: string, options: CounterStoreOptions = {}) {
     this.pool = new Pool({
@@ -77,29 +91,79 @@ export class CounterStore {
   /**
    * Counts one visit. With a request id, a repeat of an id already counted (a proxy retrying the
    * same request on another replica) is not counted again and gets the original count back.
+   *
+   * Visits that arrive while a batch is being written wait for the next one: one transaction
+   * counts them all (group commit), so a busy replica holds the counter's row lock once per batch
+   * instead of once per visit. Each visit still gets its own number, in arrival order.
    */
-  async recordVisit(requestId: string | undefined): Promise<VisitResult> {
-    if (requestId === undefined) {
-      const result = await this.pool.query<{ count: string; version: string }>(INCREMENT);
-      return { ...toState(result.rows[0]), duplicate: false };
+  recordVisit(requestId: string | undefined): Promise<VisitResult> {
+    return new Promise<VisitResult>((resolve, reject) => {
+      this.waiting.push({ requestId, resolve, reject });
+      if (!this.writing) void this.writeBatches();
+    });
+  }
+
+  private async writeBatches(): Promise<void> {
+    this.writing = true;
+    try {
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.splice(0, MAX_BATCH);
+        try {
+          const results = await this.countBatch(batch.map((visit) => visit.requestId));
+          batch.forEach((visit, i) => visit.resolve(results[i]));
+        } catch (error) {
+          for (const visit of batch) visit.reject(error);
+        }
+      }
+    } finally {
+      this.writing = false;
     }
-    return this.transaction<VisitResult>(async (client) => {
-      // The UPDATE takes the counter's row lock first, so a twin request still in flight has
-      // committed its request id by the time this one gets to insert it.
-      const bumped = toState((await client.query<{ count: string; version: string }>(INCREMENT)).rows[0]);
-      const claimed = await client.query(
-        "INSERT INTO counted_requests (request_id, count) VALUES ($1, $2) ON CONFLICT (request_id) DO NOTHING",
-        [requestId, bumped.count],
-      );
-      if (claimed.rowCount === 1) return { value: { ...bumped, duplicate: false }, commit: true };
-      const original = await client.query<{ count: string }>(
-        "SELECT count FROM counted_requests WHERE request_id = $1",
-        [requestId],
-      );
-      // Pruned in the meantime: answer with the current total (the increment is rolled back).
-      const count = original.rows[0] === undefined ? bumped.count - 1 : Number(original.rows[0].count);
-      // Version -1: nothing changed, so there is nothing newer for the cache.
-      return { value: { count, version: -1, duplicate: true }, commit: false };
+  }
+
+  private countBatch(requestIds: (string | undefined)[]): Promise<VisitResult[]> {
+    return this.transaction<VisitResult[]>(async (client) => {
+      // The counter's row lock first. Every writer of counted_requests takes it too, so the ids
+      // read next cannot change before this transaction ends.
+      const current = toState((await client.query<{ count: string; version: string }>(LOCK_COUNTER)).rows[0]);
+      const named = [...new Set(requestIds.filter((id): id is string => id !== undefined))];
+      const counted = new Map<string, number>();
+      if (named.length > 0) {
+        const found = await client.query<{ request_id: string; count: string }>(
+          "SELECT request_id, count FROM counted_requests WHERE request_id = ANY($1::text[])",
+          [named],
+        );
+        for (const row of found.rows) counted.set(row.request_id, Number(row.count));
+      }
+      const results: VisitResult[] = [];
+      const newIds: string[] = [];
+      const newCounts: number[] = [];
+      let added = 0;
+      for (const id of requestIds) {
+        const original = id === undefined ? undefined : counted.get(id);
+        if (original !== undefined) {
+          // Version -1: nothing changed, so there is nothing newer for the cache.
+          results.push({ count: original, version: -1, duplicate: true });
+          continue;
+        }
+        // Each counted visit is its own change: count and version move together, one per visit.
+        added += 1;
+        const state = { count: current.count + added, version: current.version + added };
+        results.push({ ...state, duplicate: false });
+        if (id !== undefined) {
+          counted.set(id, state.count);
+          newIds.push(id);
+          newCounts.push(state.count);
+        }
+      }
+      if (added === 0) return { value: results, commit: false };
+      await client.query(ADD_VISITS, [added]);
+      if (newIds.length > 0) {
+        await client.query(
+          "INSERT INTO counted_requests (request_id, count) SELECT * FROM unnest($1::text[], $2::bigint[])",
+          [newIds, newCounts],
+        );
+      }
+      return { value: results, commit: true };
     });
   }
 

@@ -142,6 +142,55 @@ describe("visit counter", () => {
     }
   });
 
+  it("counts a burst in few transactions, each visit its own number in arrival order, a retry in the burst once", async () => {
+    const store = new CounterStore(databaseUrl);
+    try {
+      const before = await store.read();
+      // Every tenth visit without an id, and the first id again at the end.
+      const ids = Array.from({ length: 40 }, (_, i) => (i % 10 === 9 ? undefined : `burst-${i}`));
+      const results = await Promise.all([...ids, "burst-0"].map((id) => store.recordVisit(id)));
+      assert.deepEqual(
+        results.slice(0, 40),
+        ids.map((_, i) => ({ count: before.count + i + 1, version: before.version + i + 1, duplicate: false })),
+      );
+      assert.deepEqual(results[40], { count: before.count + 1, version: -1, duplicate: true });
+      assert.deepEqual(await store.read(), { count: before.count + 40, version: before.version + 40 });
+      // The first visit starts a batch of its own; the 40 that arrive meanwhile share the next.
+      const stamps = await db.query<{ n: string }>(
+        "SELECT count(DISTINCT counted_at) AS n FROM counted_requests WHERE request_id LIKE 'burst-%'",
+      );
+      assert.equal(stamps.rows[0].n, "2");
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("fails every visit of a batch that fails, and counts the next batch from where it was", async () => {
+    const store = new CounterStore(databaseUrl, { statementTimeoutMs: 300 });
+    try {
+      const before = await store.read();
+      await db.query("BEGIN");
+      let outcomes: PromiseSettledResult<unknown>[];
+      try {
+        await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+        outcomes = await Promise.allSettled(["f-1", undefined, "f-2"].map((id) => store.recordVisit(id)));
+      } finally {
+        await db.query("COMMIT");
+      }
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ["rejected", "rejected", "rejected"],
+      );
+      assert.deepEqual(await store.recordVisit("f-1"), {
+        count: before.count + 1,
+        version: before.version + 1,
+        duplicate: false,
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
   it("loses no visit and counts none twice: 600 requests, 30 at a time, over 3 replicas", async () => {
     const replicas = apps.slice(0, 3);
     await resetCounter(replicas[0].baseUrl);
