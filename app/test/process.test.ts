@@ -229,6 +229,8 @@ describe("app process", () => {
       DATABASE_URL: databaseUrl,
       REDIS_URL: redisServer.url,
       REPLICA_ID: "proc-1",
+      // A line for every request, fast or slow.
+      LOG_LEVEL: "debug",
       // Far longer than the test needs: a clean exit must not depend on the grace period running out.
       SHUTDOWN_GRACE_MS: "30000",
       // The test holds the row lock for as long as it needs: no statement timeout may end it first.

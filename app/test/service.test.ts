@@ -97,20 +97,25 @@ describe("the app in process", () => {
       track: (stop) => cleanups.push(stop),
     });
 
-  it("logs JSON lines with its replica and the request id, and never a request header", async () => {
+  it("logs JSON lines with its replica and the request id, one per request at debug, and never a request header", async () => {
     const { url } = await database("logs");
     const logs = new LogLines();
-    const { baseUrl } = await launch(url, { replicaId: "svc-1", logLevel: "info" }, { build: { logStream: logs } });
+    const { baseUrl } = await launch(url, { replicaId: "svc-1", logLevel: "debug" }, { build: { logStream: logs } });
 
     const secrets = { authorization: "Bearer header-secret-1", cookie: "session=cookie-secret-1" };
     assert.equal((await call(`${baseUrl}/`, { headers: { "x-request-id": "log-check-1", ...secrets } })).status, 200);
     assert.equal((await resetCounter(baseUrl)).status, 200);
 
-    const incoming = logs.with("incoming request").find((line) => line.reqId === "log-check-1");
-    assert.ok(incoming, `no "incoming request" line with the request id in:\n${logs.raw}`);
-    assert.equal(incoming.replica, "svc-1");
-    assert.deepEqual(incoming.req, { method: "GET", url: "/", remoteAddress: "127.0.0.1" });
-    assert.ok(logs.with("request completed").some((line) => line.reqId === "log-check-1"));
+    const about = logs.lines.filter((line) => line.reqId === "log-check-1");
+    assert.deepEqual(
+      about.map((line) => [line.msg, line.level]),
+      [["request completed", 20]],
+      `one debug line for the request, in:\n${logs.raw}`,
+    );
+    assert.equal(about[0].replica, "svc-1");
+    assert.deepEqual(about[0].req, { method: "GET", url: "/", remoteAddress: "127.0.0.1" });
+    assert.deepEqual(about[0].res, { statusCode: 200 });
+    assert.equal(typeof about[0].responseTime, "number");
     assert.equal(logs.with("database schema ready").length, 1);
     assert.equal(logs.with("visit counter reset by an admin request").length, 1);
     assert.ok(logs.lines.every((line) => line.replica === "svc-1"));
@@ -148,6 +153,10 @@ describe("the app in process", () => {
           server.get("/test/teapot", () => fail("short and stout", 418));
           server.get("/test/server-error", () => fail("upstream detail 7", 500));
           server.get("/test/crash", () => fail("internal detail 42"));
+          server.get("/test/slow-ok", async () => {
+            await sleep(1100);
+            return { slow: true };
+          });
         },
       },
     );
@@ -171,6 +180,19 @@ describe("the app in process", () => {
     const logged = logs.with("unexpected error").map((line) => (line.err as { message?: string }).message);
     assert.deepEqual(logged.sort(), ["internal detail 42", "upstream detail 7"]);
     assert.equal(logs.lines.filter((line) => line.level === 50).length, 2, "only the 500s are logged as errors");
+
+    // At info, a request gets a line of its own only when it failed (warn) or was slow (info).
+    assert.equal((await call(`${baseUrl}/test/slow-ok`)).status, 200);
+    const requestLines = logs
+      .with("request completed")
+      .map((line) => [(line.req as { url: string }).url, (line.res as { statusCode: number }).statusCode, line.level]);
+    assert.deepEqual(requestLines, [
+      ["/test/server-error", 500, 40],
+      ["/test/crash", 500, 40],
+      ["/test/slow-ok", 200, 30],
+    ]);
+    const slow = logs.with("request completed").at(-1);
+    assert.ok(typeof slow?.responseTime === "number" && slow.responseTime >= 1000, JSON.stringify(slow));
   });
 
   it("without a database: answers 503, reports not ready, retries from 100 ms up to 2 s, prunes nothing, and a shutdown ends its start", async () => {

@@ -148,7 +148,7 @@ before(async () => {
   await ensureAppBuilt();
   [postgres, redis] = await Promise.all([startPostgres().then(track), startRedis().then(track)]);
   for (const id of ["replica-1", "replica-2", "replica-3"]) {
-    replicas.push(track(await startAppReplica(id, postgres.url, redis.url)));
+    replicas.push(track(await startAppReplica(id, postgres.url, redis.url, "debug")));
   }
   proxy = track(await startNginx(replicas.map((replica) => `127.0.0.1:${replica.port}`)));
 });
