@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import { requireAdmin } from "./admin";
 import type { AppConfig } from "./config";
 import { CounterCache } from "./counter-cache";
-import { CounterStore, isMissingTable } from "./counter-store";
+import { CounterBusy, CounterStore, isMissingTable } from "./counter-store";
 
 /** Request ids remembered for de-duplication; a proxy retries within seconds, not minutes. */
 const COUNTED_REQUEST_RETENTION_SECONDS = 15 * 60;
@@ -40,6 +40,8 @@ export interface BuildOptions {
   logStream?: { write(line: string): void };
   /** How often request ids past their retention are deleted (default: a minute). */
   pruneIntervalMs?: number;
+  /** Visits one replica lets wait for the database before it answers 503 busy (default 2000). */
+  maxWaitingVisits?: number;
 }
 
 export function buildServer(config: AppConfig, options: BuildOptions = {}): App {
@@ -66,7 +68,10 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
     forceCloseConnections: "idle",
   });
   const log = server.log;
-  const store = new CounterStore(config.databaseUrl, { statementTimeoutMs: config.statementTimeoutMs });
+  const store = new CounterStore(config.databaseUrl, {
+    statementTimeoutMs: config.statementTimeoutMs,
+    maxWaiting: options.maxWaitingVisits,
+  });
   const cache = new CounterCache(config.redisUrl, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
   let shuttingDown = false;
   let schemaIsReady = false;
@@ -102,6 +107,7 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
     try {
       return await work();
     } catch (error) {
+      if (error instanceof CounterBusy) throw error;
       if (isMissingTable(error)) {
         // Postgres came back without our tables (a fresh data directory): set them up again.
         schemaIsReady = false;
@@ -135,6 +141,10 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
   server.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply: FastifyReply) => {
     if (error instanceof ServiceUnavailable) {
       return reply.code(503).send({ error: error.message });
+    }
+    if (error instanceof CounterBusy) {
+      // Deliberate and cheap: the client (or nginx's caller) may come back in a second.
+      return reply.code(503).header("retry-after", "1").send({ error: "busy: too many visits waiting, try again" });
     }
     const statusCode = error.statusCode;
     if (statusCode !== undefined && statusCode >= 400 && statusCode < 500) {

@@ -42,7 +42,15 @@ export interface CounterStoreOptions {
   /** How long to wait for a connection (new, or free in the pool). */
   connectTimeoutMs?: number;
   poolSize?: number;
+  /**
+   * Visits that may wait for the next batch; one more is refused with CounterBusy at once rather
+   * than queued behind a database that cannot keep up (default 2000).
+   */
+  maxWaiting?: number;
 }
+
+/** Too many visits already waiting for the database: the caller should try again shortly. */
+export class CounterBusy extends Error {}
 
 /** Visits counted in one transaction at most; more wait for the next. */
 const MAX_BATCH = 500;
@@ -65,7 +73,10 @@ export class CounterStore {
   /** True while a batch is being written; the visits that arrive meanwhile wait for the next. */
   private writing = false;
 
+  private readonly maxWaiting: number;
+
   constructor(databaseUrl: string, options: CounterStoreOptions = {}) {
+    this.maxWaiting = options.maxWaiting ?? 2000;
     this.pool = new Pool({
       connectionString: databaseUrl,
       max: options.poolSize ?? 10,
@@ -97,6 +108,9 @@ export class CounterStore {
    * instead of once per visit. Each visit still gets its own number, in arrival order.
    */
   recordVisit(requestId: string | undefined): Promise<VisitResult> {
+    if (this.waiting.length >= this.maxWaiting) {
+      return Promise.reject(new CounterBusy(`${this.waiting.length} visits are already waiting for the database`));
+    }
     return new Promise<VisitResult>((resolve, reject) => {
       this.waiting.push({ requestId, resolve, reject });
       if (!this.writing) void this.writeBatches();

@@ -6,7 +6,7 @@ import Redis from "ioredis";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
-import { CounterStore } from "../src/counter-store";
+import { CounterBusy, CounterStore } from "../src/counter-store";
 import { call, resetCounter, startApp, testConfig, type JsonResponse, type RunningApp } from "./helpers";
 
 describe("visit counter", () => {
@@ -186,6 +186,32 @@ describe("visit counter", () => {
         version: before.version + 1,
         duplicate: false,
       });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("refuses a visit at once when its limit of waiting visits is reached, and counts the ones it let wait", async () => {
+    const store = new CounterStore(databaseUrl, { maxWaiting: 3 });
+    try {
+      const before = await store.read();
+      await db.query("BEGIN");
+      let visits: Promise<unknown>[];
+      try {
+        await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+        // The first is written (and waits for the lock), three wait for the next batch, two are refused.
+        visits = Array.from({ length: 6 }, () => store.recordVisit(undefined));
+        const refused = await Promise.allSettled(visits.slice(4));
+        assert.ok(refused.every((o) => o.status === "rejected" && o.reason instanceof CounterBusy));
+      } finally {
+        await db.query("COMMIT");
+      }
+      const outcomes = await Promise.allSettled(visits);
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ["fulfilled", "fulfilled", "fulfilled", "fulfilled", "rejected", "rejected"],
+      );
+      assert.deepEqual(await store.read(), { count: before.count + 4, version: before.version + 4 });
     } finally {
       await store.close();
     }

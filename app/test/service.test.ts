@@ -288,6 +288,39 @@ describe("the app in process", () => {
     assert.equal((await call(`${baseUrl}/`)).body.count, 2);
   });
 
+  it("answers 503 busy with Retry-After past its limit of waiting visits, and counts those it let wait", async () => {
+    const { url, db } = await database("busy");
+    const { baseUrl } = await launch(url, { statementTimeoutMs: 30_000 }, { build: { maxWaitingVisits: 1 } });
+    assert.equal((await call(`${baseUrl}/`)).body.count, 1);
+    await db.query("BEGIN");
+    let answers: { status: number; retryAfter: string | null; body: Record<string, unknown> }[];
+    try {
+      await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+      // One visit is written (waiting for the lock), one waits for the next batch, the third is refused.
+      const visits = [0, 1, 2].map(() =>
+        call(`${baseUrl}/`).then((r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), body: r.body })),
+      );
+      // Only the refused one can answer while the lock is held.
+      await Promise.race(visits);
+      await db.query("COMMIT");
+      answers = await Promise.all(visits);
+    } catch (error) {
+      await db.query("ROLLBACK");
+      throw error;
+    }
+    const refused = answers.filter((a) => a.status === 503);
+    assert.deepEqual(refused, [
+      { status: 503, retryAfter: "1", body: { error: "busy: too many visits waiting, try again" } },
+    ]);
+    assert.deepEqual(
+      answers
+        .filter((a) => a.status === 200)
+        .map((a) => a.body.count)
+        .sort(),
+      [2, 3],
+    );
+  });
+
   it("survives Postgres closing its idle connections: logs it and serves on", async () => {
     const { url, db } = await database("idle_loss");
     const logs = new LogLines();
