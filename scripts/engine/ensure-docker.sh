@@ -59,6 +59,11 @@ start() {
   fi
   mkdir -p "$data_root" "$exec_root" "$(dirname "$logfile")"
   rm -f "$pidfile"
+  # As docker.service does (LimitNOFILE): every published port's docker-proxy inherits this, and
+  # it holds about four descriptors per connection (two sockets, splice pipes). At the limit it
+  # stops accepting for good, so a low one (often 1024 or 20000 outside systemd) lets a few
+  # thousand clients take a stack's published port down until its container restarts.
+  ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null || true
   # setsid detaches the daemon from the caller's process group, so a test runner that kills its
   # own group on exit does not take the engine down mid-cleanup; `stop` ends it explicitly. The
   # daemon must not inherit the lock's descriptor, or it would hold the lock for its lifetime.
@@ -68,7 +73,7 @@ start() {
     --exec-root "$exec_root" \
     --pidfile "$pidfile" \
     --storage-driver overlay2 \
-    --log-level warn \
+    --log-level warn ${WEBSTACK_TEST_DOCKERD_ARGS:-} \
     </dev/null >>"$logfile" 2>&1 7>&- &
   waited=0
   until answers; do
