@@ -373,7 +373,11 @@ describe("cloud-init and the readiness command", () => {
         ssh_authorized_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDeployer"],
       },
     ]);
-    assert.throws(() => cloudInit({ ...options, sshUser: "root; rm -rf /" }), /sshUser must be a Linux user name/);
+    // Each bad name holds a valid one inside it: the pattern must match the whole name.
+    for (const sshUser of ["root; rm -rf /", "Admin", "9admin", "admin;reboot", "admin\n", "a".repeat(33)]) {
+      assert.throws(() => cloudInit({ ...options, sshUser }), /sshUser must be a Linux user name/, sshUser);
+    }
+    assert.doesNotThrow(() => cloudInit({ ...options, sshUser: "_deploy-01" }));
   });
 
   test("the host key: the one given, and only it (no other generated, old ones deleted); the only key material in user data", () => {
@@ -383,10 +387,13 @@ describe("cloud-init and the readiness command", () => {
     });
     assert.deepEqual([parsed.ssh_deletekeys, parsed.ssh_genkeytypes], [true, []]);
     assert.deepEqual(doc.match(/-----BEGIN [A-Z ]+-----/g), ["-----BEGIN OPENSSH PRIVATE KEY-----"]);
-    assert.throws(
-      () => cloudInit({ ...options, hostKey: { ...HOST_KEY, publicKey: "ssh-rsa AAAA" } }),
-      /ssh-ed25519 public key/,
-    );
+    for (const publicKey of ["ssh-rsa AAAA", "x ssh-ed25519 AAAA", "ssh-ed25519 AAAA comment", "ssh-ed25519 AAAA;id"]) {
+      assert.throws(
+        () => cloudInit({ ...options, hostKey: { ...HOST_KEY, publicKey } }),
+        /ssh-ed25519 public key/,
+        publicKey,
+      );
+    }
   });
 
   test("the prepare script keeps containers away from the metadata service (it serves the user data)", () => {
@@ -417,6 +424,10 @@ describe("cloud-init and the readiness command", () => {
       "webstack-prod-app:latest",
       `x/y@sha256:${"a".repeat(64)}'; rm -rf /`,
       `sha256:${"a".repeat(64)}`,
+      // A valid reference inside: the pattern must match the whole string.
+      `'; reboot; x/y@sha256:${"a".repeat(64)}`,
+      `x/y@sha256:${"a".repeat(64)}0`,
+      `Registry.example/y@sha256:${"a".repeat(64)}`,
     ]) {
       assert.throws(
         () => pullCommand(bad, "stdin"),
@@ -456,7 +467,9 @@ describe("cloud-init and the readiness command", () => {
         "sudo -n /usr/local/sbin/webstack-prepare /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc",
       ].join("\n"),
     );
-    assert.throws(() => readinessCommand("/dev/sdf; rm -rf /"), /data device must be a \/dev path/);
+    for (const device of ["/dev/sdf; rm -rf /", "x/dev/sdf", ";/dev/sdf", "/dev/sdf\nreboot", "/dev/"]) {
+      assert.throws(() => readinessCommand(device), /data device must be a \/dev path/, device);
+    }
   });
 });
 
