@@ -313,6 +313,8 @@ describe("cloud-init and the readiness command", () => {
     users: Record<string, unknown>[];
     write_files: { path: string; permissions: string; content: string }[];
     runcmd: string[][];
+    package_update: boolean;
+    package_upgrade: boolean;
   };
 
   test("installs Docker, hardens SSH, ships the prepare script, and is byte-stable", () => {
@@ -338,7 +340,17 @@ describe("cloud-init and the readiness command", () => {
       "log-opts": { "max-size": "10m", "max-file": "3" },
       "live-restore": true,
     });
-    assert.deepEqual(parsed.runcmd[3], ["usermod", "-aG", "docker", "admin"]);
+    // Docker restarted so daemon.json applies; sshd reloaded so the drop-in does (the unit is
+    // "ssh" on Debian and Ubuntu, "sshd" elsewhere); the login user may use Docker.
+    assert.deepEqual(parsed.runcmd, [
+      ["systemctl", "enable", "--now", "docker"],
+      ["systemctl", "restart", "docker"],
+      ["sh", "-c", "systemctl reload ssh || systemctl reload sshd"],
+      ["usermod", "-aG", "docker", "admin"],
+    ]);
+    // Security updates before anything runs, and unattended-upgrades (installed) keeps them coming.
+    assert.deepEqual([parsed.package_update, parsed.package_upgrade], [true, true]);
+    assert.ok(parsed.write_files[1].content.endsWith("}\n"), "daemon.json ends with a newline");
   });
 
   test("sshd: the drop-in sorts before any other, so its values win; one non-root sudo user, no root, no passwords", () => {
