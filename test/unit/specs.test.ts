@@ -81,6 +81,15 @@ describe("container specs", () => {
     assert.deepEqual(spec.volumes, [{ volume: "redis-data", containerPath: "/data", readOnly: false }]);
     assert.deepEqual(spec.capabilities, ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID"]);
     assert.deepEqual(spec.ports, []);
+    // A long-running service whose health gates the app's start; it writes its dump under /data.
+    assert.deepEqual(
+      [spec.containerName, spec.restart, spec.oneOff, spec.readOnlyRoot],
+      ["webstack-dev-redis", "unless-stopped", false, false],
+    );
+    assert.deepEqual(
+      { ...spec.healthcheck, tests: undefined },
+      { tests: undefined, interval: "5s", timeout: "3s", startPeriod: "10s", retries: 5 },
+    );
   });
 
   test("redis's health check reads the password from the file, in a shell", () => {
@@ -166,6 +175,11 @@ describe("container specs", () => {
       "/dev/null",
       "http://127.0.0.1/nginx-health",
     ]);
+    assert.deepEqual(
+      { ...spec.healthcheck, tests: undefined },
+      { tests: undefined, interval: "5s", timeout: "3s", startPeriod: "10s", retries: 3 },
+    );
+    assert.deepEqual([spec.containerName, spec.restart, spec.oneOff], ["webstack-dev-nginx", "unless-stopped", false]);
     assert.deepEqual(spec.networks, [{ network: "front", aliases: ["nginx"] }]);
     assert.deepEqual(spec.volumes, [{ volume: "files-nginx", containerPath: "/etc/nginx", readOnly: true }]);
     assert.deepEqual(
