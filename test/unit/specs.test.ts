@@ -610,6 +610,13 @@ describe("release ids", () => {
       fs.writeFileSync(path.join(dir, "src", "a.ts"), "one");
       fs.renameSync(path.join(dir, "src", "a.ts"), path.join(dir, "src", "b.ts"));
       assert.notEqual(hashTree(dir), first, "a rename is a change");
+      // Paths are hashed with '/' between their parts, so moving a file across a folder boundary
+      // that keeps the letters in order (src/b.ts and srcb/.ts) changes the hash.
+      const nested = hashTree(dir);
+      fs.mkdirSync(path.join(dir, "srcb"));
+      fs.renameSync(path.join(dir, "src", "b.ts"), path.join(dir, "srcb", ".ts"));
+      fs.rmdirSync(path.join(dir, "src"));
+      assert.notEqual(hashTree(dir), nested, "src/b.ts and srcb/.ts are different trees");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
