@@ -119,7 +119,10 @@ async function runArea(name: string, area: Area, force: boolean, only: string[])
   return stryker.runMutationTest();
 }
 
-function printArea(name: string, area: Area, results: MutantResult[]): boolean {
+function printArea(name: string, area: Area, all: MutantResult[]): boolean {
+  // An incremental report can carry results of files the area has since left out.
+  const excluded = new Set(area.mutate.filter((p) => p.startsWith("!")).map((p) => path.join(root, p.slice(1))));
+  const results = all.filter((r) => !excluded.has(path.resolve(root, r.fileName)));
   const files = [...new Set(results.map((r) => r.fileName))].sort();
   const total = score(results);
   process.stdout.write(`\n${name}: ${total.percent.toFixed(1)} % (goal ${area.goal} %)\n`);
