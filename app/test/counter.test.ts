@@ -7,7 +7,15 @@ import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
 import { CounterBusy, CounterStore } from "../src/counter-store";
-import { call, resetCounter, startApp, testConfig, type JsonResponse, type RunningApp } from "./helpers";
+import {
+  call,
+  resetCounter,
+  startApp,
+  testConfig,
+  whileCounterLocked,
+  type JsonResponse,
+  type RunningApp,
+} from "./helpers";
 
 describe("visit counter", () => {
   let pg: PostgresServer;
@@ -169,14 +177,9 @@ describe("visit counter", () => {
     const store = new CounterStore(databaseUrl, { statementTimeoutMs: 300 });
     try {
       const before = await store.read();
-      await db.query("BEGIN");
-      let outcomes: PromiseSettledResult<unknown>[];
-      try {
-        await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
-        outcomes = await Promise.allSettled(["f-1", undefined, "f-2"].map((id) => store.recordVisit(id)));
-      } finally {
-        await db.query("COMMIT");
-      }
+      const outcomes = await whileCounterLocked(db, () =>
+        Promise.allSettled(["f-1", undefined, "f-2"].map((id) => store.recordVisit(id))),
+      );
       assert.deepEqual(
         outcomes.map((o) => o.status),
         ["rejected", "rejected", "rejected"],
@@ -195,17 +198,13 @@ describe("visit counter", () => {
     const store = new CounterStore(databaseUrl, { maxWaiting: 3 });
     try {
       const before = await store.read();
-      await db.query("BEGIN");
-      let visits: Promise<unknown>[];
-      try {
-        await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+      const visits = await whileCounterLocked(db, async () => {
         // The first is written (and waits for the lock), three wait for the next batch, two are refused.
-        visits = Array.from({ length: 6 }, () => store.recordVisit(undefined));
-        const refused = await Promise.allSettled(visits.slice(4));
+        const started = Array.from({ length: 6 }, () => store.recordVisit(undefined));
+        const refused = await Promise.allSettled(started.slice(4));
         assert.ok(refused.every((o) => o.status === "rejected" && o.reason instanceof CounterBusy));
-      } finally {
-        await db.query("COMMIT");
-      }
+        return started;
+      });
       const outcomes = await Promise.allSettled(visits);
       assert.deepEqual(
         outcomes.map((o) => o.status),

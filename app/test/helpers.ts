@@ -1,6 +1,7 @@
 // Shared by the app's tests: start in-process instances, make HTTP calls, wait (boundedly).
 import { buildServer, type App, type BuildOptions } from "../src/app";
 import assert from "node:assert/strict";
+import type { Client } from "pg";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
 
 export interface RunningApp {
@@ -132,4 +133,18 @@ export async function waitFor<T>(
   }
   const detail = lastError instanceof Error ? ` (last error: ${lastError.message})` : "";
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
+}
+
+/**
+ * Runs `work` while `db` holds the counter's row lock, so every visit that needs it waits (or
+ * times out); the lock is released however `work` ends.
+ */
+export async function whileCounterLocked<T>(db: Client, work: () => Promise<T>): Promise<T> {
+  await db.query("BEGIN");
+  try {
+    await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+    return await work();
+  } finally {
+    await db.query("COMMIT");
+  }
 }

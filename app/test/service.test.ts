@@ -23,6 +23,7 @@ import {
   startApp,
   testConfig,
   waitFor,
+  whileCounterLocked,
   type RunningApp,
   type StartOptions,
 } from "./helpers";
@@ -267,14 +268,8 @@ describe("the app in process", () => {
     );
     assert.equal((await call(`${baseUrl}/`)).status, 200);
 
-    await db.query("BEGIN");
-    try {
-      await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
-      const blocked = await call(`${baseUrl}/`);
-      assert.deepEqual([blocked.status, blocked.body], [503, { error: "database unavailable" }]);
-    } finally {
-      await db.query("COMMIT");
-    }
+    const blocked = await whileCounterLocked(db, () => call(`${baseUrl}/`));
+    assert.deepEqual([blocked.status, blocked.body], [503, { error: "database unavailable" }]);
     const failed = logs.with("database query failed");
     assert.equal(failed.length, 1);
     assert.match(String(failed[0].error), /statement timeout/);
@@ -292,22 +287,16 @@ describe("the app in process", () => {
     const { url, db } = await database("busy");
     const { baseUrl } = await launch(url, { statementTimeoutMs: 30_000 }, { build: { maxWaitingVisits: 1 } });
     assert.equal((await call(`${baseUrl}/`)).body.count, 1);
-    await db.query("BEGIN");
-    let answers: { status: number; retryAfter: string | null; body: Record<string, unknown> }[];
-    try {
-      await db.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+    const visits = await whileCounterLocked(db, async () => {
       // One visit is written (waiting for the lock), one waits for the next batch, the third is refused.
-      const visits = [0, 1, 2].map(() =>
+      const started = [0, 1, 2].map(() =>
         call(`${baseUrl}/`).then((r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), body: r.body })),
       );
       // Only the refused one can answer while the lock is held.
-      await Promise.race(visits);
-      await db.query("COMMIT");
-      answers = await Promise.all(visits);
-    } catch (error) {
-      await db.query("ROLLBACK");
-      throw error;
-    }
+      await Promise.race(started);
+      return started;
+    });
+    const answers = await Promise.all(visits);
     const refused = answers.filter((a) => a.status === 503);
     assert.deepEqual(refused, [
       { status: 503, retryAfter: "1", body: { error: "busy: too many visits waiting, try again" } },

@@ -60,7 +60,7 @@ start() {
   mkdir -p "$data_root" "$exec_root" "$(dirname "$logfile")"
   rm -f "$pidfile"
   # As docker.service does (LimitNOFILE): every published port's docker-proxy inherits this, and
-  # it holds about four descriptors per connection (two sockets, splice pipes). At the limit it
+  # it holds three or more descriptors per connection (two sockets, splice pipes). At the limit it
   # stops accepting for good, so a low one (often 1024 or 20000 outside systemd) lets a few
   # thousand clients take a stack's published port down until its container restarts.
   ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null || true
