@@ -267,6 +267,13 @@ export async function runProgram(
   settings: Record<string, string>,
   options: { secretKeys?: string[]; stack?: string; mocks?: RecordingMocks } = {},
 ): Promise<ProgramRun> {
+  return withoutStackTraces(() => evaluate(settings, options));
+}
+
+async function evaluate(
+  settings: Record<string, string>,
+  options: { secretKeys?: string[]; stack?: string; mocks?: RecordingMocks },
+): Promise<ProgramRun> {
   const mocks = options.mocks ?? new RecordingMocks();
   await pulumi.runtime.setMocks(mocks, "webstack", options.stack ?? "test", false);
   watchRegistrations(mocks);
@@ -328,11 +335,30 @@ export async function runBuild(
   settings: Record<string, string>,
   transform: NonNullable<Parameters<typeof buildWebstack>[2]["transform"]>,
 ): Promise<{ mocks: RecordingMocks; built: ReturnType<typeof buildWebstack> }> {
-  const mocks = new RecordingMocks();
-  await pulumi.runtime.setMocks(mocks, "webstack", "test", false);
-  watchRegistrations(mocks);
-  const built = buildWebstack(parseConfig(settings), {}, { stack: "test", appDir: APP_DIR, transform });
-  await promiseOf(built.stack.url);
-  await pulumi.runtime.disconnect();
-  return { mocks, built };
+  return withoutStackTraces(async () => {
+    const mocks = new RecordingMocks();
+    await pulumi.runtime.setMocks(mocks, "webstack", "test", false);
+    watchRegistrations(mocks);
+    const built = buildWebstack(parseConfig(settings), {}, { stack: "test", appDir: APP_DIR, transform });
+    await promiseOf(built.stack.url);
+    await pulumi.runtime.disconnect();
+    return { mocks, built };
+  });
+}
+
+/**
+ * Runs one evaluation of the program with V8's stack traces off. The SDK records a stack trace for
+ * every promise it makes (runtime/debuggable.js), and under tsx each trace is mapped through the
+ * source maps: that was most of an evaluation's time (about 1 s, 0.13 s without). Errors raised
+ * inside keep their messages; WEBSTACK_TEST_STACKS=1 keeps the traces when one is needed to debug.
+ */
+export async function withoutStackTraces<T>(work: () => Promise<T>): Promise<T> {
+  if (process.env.WEBSTACK_TEST_STACKS === "1") return work();
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return await work();
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
