@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import { requireAdmin } from "./admin";
 import type { AppConfig } from "./config";
 import { CounterCache } from "./counter-cache";
-import { CounterBusy, CounterStore, isMissingTable } from "./counter-store";
+import { CounterBusy, CounterStore, isMissingSchema } from "./counter-store";
 
 /** Request ids remembered for de-duplication; a proxy retries within seconds, not minutes. */
 const COUNTED_REQUEST_RETENTION_SECONDS = 15 * 60;
@@ -108,8 +108,8 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
       return await work();
     } catch (error) {
       if (error instanceof CounterBusy) throw error;
-      if (isMissingTable(error)) {
-        // Postgres came back without our tables (a fresh data directory): set them up again.
+      if (isMissingSchema(error)) {
+        // Postgres came back without our schema (a fresh data directory): set it up again.
         schemaIsReady = false;
         void ensureSchemaWithRetry();
       }

@@ -29,10 +29,48 @@ const SCHEMA_STATEMENTS = [
      counted_at timestamptz NOT NULL DEFAULT now()
    )`,
   `CREATE INDEX IF NOT EXISTS counted_requests_counted_at ON counted_requests (counted_at)`,
+  // One batch of visits in one statement: the counter's row is locked only while Postgres runs it
+  // and commits, never across round trips to a replica whose event loop is busy serving. In a
+  // function each statement reads a fresh snapshot, so ids counted by a batch that held the lock
+  // just before are seen (a single plain statement would read them from before its lock wait).
+  `CREATE OR REPLACE FUNCTION count_visits(request_ids text[])
+   RETURNS TABLE (ordinal integer, visit_count bigint, visit_version bigint, duplicate boolean)
+   LANGUAGE plpgsql AS $fn$
+   DECLARE
+     base_count bigint;
+     base_version bigint;
+     added bigint := 0;
+     original bigint;
+     i integer;
+   BEGIN
+     SELECT c.count, c.version INTO base_count, base_version FROM visit_counter c WHERE c.id = 1 FOR UPDATE;
+     IF NOT FOUND THEN
+       RAISE EXCEPTION 'visit_counter row is missing';
+     END IF;
+     FOR i IN 1 .. coalesce(array_length(request_ids, 1), 0) LOOP
+       original := NULL;
+       IF request_ids[i] IS NOT NULL THEN
+         SELECT r.count INTO original FROM counted_requests r WHERE r.request_id = request_ids[i];
+       END IF;
+       IF original IS NOT NULL THEN
+         -- Version -1: nothing changed, so there is nothing newer for the cache.
+         RETURN QUERY SELECT i, original, -1::bigint, true;
+       ELSE
+         added := added + 1;
+         IF request_ids[i] IS NOT NULL THEN
+           INSERT INTO counted_requests (request_id, count) VALUES (request_ids[i], base_count + added);
+         END IF;
+         RETURN QUERY SELECT i, base_count + added, base_version + added, false;
+       END IF;
+     END LOOP;
+     IF added > 0 THEN
+       UPDATE visit_counter SET count = count + added, version = version + added WHERE id = 1;
+     END IF;
+   END
+   $fn$`,
 ];
 
-const LOCK_COUNTER = `SELECT count, version FROM visit_counter WHERE id = 1 FOR UPDATE`;
-const ADD_VISITS = `UPDATE visit_counter SET count = count + $1, version = version + $1 WHERE id = 1`;
+const COUNT_VISITS = `SELECT visit_count, visit_version, duplicate FROM count_visits($1::text[]) ORDER BY ordinal`;
 const RESET = `UPDATE visit_counter SET count = 0, version = version + 1 WHERE id = 1 RETURNING count, version`;
 const READ = `SELECT count, version FROM visit_counter WHERE id = 1`;
 
@@ -134,51 +172,18 @@ export class CounterStore {
     }
   }
 
-  private countBatch(requestIds: (string | undefined)[]): Promise<VisitResult[]> {
-    return this.transaction<VisitResult[]>(async (client) => {
-      // The counter's row lock first. Every writer of counted_requests takes it too, so the ids
-      // read next cannot change before this transaction ends.
-      const current = toState((await client.query<{ count: string; version: string }>(LOCK_COUNTER)).rows[0]);
-      const named = [...new Set(requestIds.filter((id): id is string => id !== undefined))];
-      const counted = new Map<string, number>();
-      if (named.length > 0) {
-        const found = await client.query<{ request_id: string; count: string }>(
-          "SELECT request_id, count FROM counted_requests WHERE request_id = ANY($1::text[])",
-          [named],
-        );
-        for (const row of found.rows) counted.set(row.request_id, Number(row.count));
-      }
-      const results: VisitResult[] = [];
-      const newIds: string[] = [];
-      const newCounts: number[] = [];
-      let added = 0;
-      for (const id of requestIds) {
-        const original = id === undefined ? undefined : counted.get(id);
-        if (original !== undefined) {
-          // Version -1: nothing changed, so there is nothing newer for the cache.
-          results.push({ count: original, version: -1, duplicate: true });
-          continue;
-        }
-        // Each counted visit is its own change: count and version move together, one per visit.
-        added += 1;
-        const state = { count: current.count + added, version: current.version + added };
-        results.push({ ...state, duplicate: false });
-        if (id !== undefined) {
-          counted.set(id, state.count);
-          newIds.push(id);
-          newCounts.push(state.count);
-        }
-      }
-      if (added === 0) return { value: results, commit: false };
-      await client.query(ADD_VISITS, [added]);
-      if (newIds.length > 0) {
-        await client.query(
-          "INSERT INTO counted_requests (request_id, count) SELECT * FROM unnest($1::text[], $2::bigint[])",
-          [newIds, newCounts],
-        );
-      }
-      return { value: results, commit: true };
-    });
+  private async countBatch(requestIds: (string | undefined)[]): Promise<VisitResult[]> {
+    // Each counted visit is its own change: count and version move together, one per visit. A
+    // repeat of a counted id (also within the batch) gets the original count and version -1.
+    const result = await this.pool.query<{ visit_count: string; visit_version: string; duplicate: boolean }>(
+      COUNT_VISITS,
+      [requestIds.map((id) => id ?? null)],
+    );
+    return result.rows.map((row) => ({
+      count: Number(row.visit_count),
+      version: Number(row.visit_version),
+      duplicate: row.duplicate,
+    }));
   }
 
   async read(): Promise<CounterState> {
@@ -227,7 +232,12 @@ export class CounterStore {
   }
 }
 
-/** True for "the table is not there", e.g. after Postgres came back with an empty data directory. */
-export function isMissingTable(error: unknown): boolean {
-  return typeof error === "object" && error !== null && (error as { code?: unknown }).code === "42P01";
+/**
+ * True for "a table or the counting function is not there" (undefined_table, undefined_function),
+ * e.g. after Postgres came back with an empty data directory.
+ */
+export function isMissingSchema(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return code === "42P01" || code === "42883";
 }

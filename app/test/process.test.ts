@@ -135,7 +135,7 @@ async function waitForLockWaiter(databaseUrl: string): Promise<void> {
   try {
     await waitFor("a visit waiting on the row lock", async () => {
       const waiting = await observer.query<{ n: string }>(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%visit_counter%'",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%count_visits%'",
       );
       return waiting.rows[0]?.n === "1" ? true : undefined;
     });

@@ -15,7 +15,7 @@ import {
 } from "../../test/support/services";
 import { buildServer, type App } from "../src/app";
 import type { AppConfig } from "../src/config";
-import { CounterStore, isMissingTable } from "../src/counter-store";
+import { CounterStore, isMissingSchema } from "../src/counter-store";
 import {
   call,
   resetCounter,
@@ -430,10 +430,11 @@ describe("CounterStore's pool and schema", () => {
     }
   });
 
-  it("tells a missing table from every other failure", () => {
-    assert.equal(isMissingTable({ code: "42P01" }), true);
+  it("tells a missing table or function from every other failure", () => {
+    assert.equal(isMissingSchema({ code: "42P01" }), true);
+    assert.equal(isMissingSchema({ code: "42883" }), true);
     for (const other of [{ code: "42P02" }, { code: 42 }, {}, null, undefined, "42P01", new Error("42P01")]) {
-      assert.equal(isMissingTable(other), false, JSON.stringify(other));
+      assert.equal(isMissingSchema(other), false, JSON.stringify(other));
     }
   });
 });
