@@ -24,6 +24,10 @@ export interface Registered {
   dependencies: string[];
   /** Its `replacementTrigger` option as the engine would diff it, if any. */
   replacementTrigger: unknown;
+  /** Its `ignoreChanges` option. */
+  ignoreChanges: string[];
+  /** The provider reference it was registered with ("<urn>::<id>"), or "" for the default provider. */
+  provider: string;
 }
 
 /** The host port the mocked engine "picks" for a port published without `external`. */
@@ -73,6 +77,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       outputs: {},
       dependencies: options?.dependencies ?? [],
       replacementTrigger: options?.replacementTrigger,
+      ignoreChanges: options?.ignoreChanges ?? [],
+      provider: options?.provider ?? "",
     };
     this.resources.push(registered);
     // VM ids look like the clouds' (DigitalOcean's are numbers the program converts); everything
@@ -82,9 +88,11 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
         ? (this.vmId ?? "123456")
         : args.type === "aws:ec2/instance:Instance"
           ? (this.vmId ?? "i-0123456789abcdef0")
-          : args.type.startsWith("pulumi:providers:")
-            ? `${args.name}-provider-id`
-            : `${args.name}-id`;
+          : args.type === "aws:ebs/volume:Volume"
+            ? "vol-0123456789abcdef0"
+            : args.type.startsWith("pulumi:providers:")
+              ? `${args.name}-provider-id`
+              : `${args.name}-id`;
     registered.outputs = {
       ...inputs,
       ...outputsOf({ type: args.type, name: args.name, inputs: reveal(inputs) as Inputs }),
@@ -221,6 +229,8 @@ interface RegistrationOptions {
   urn: string;
   dependencies: string[];
   replacementTrigger: unknown;
+  ignoreChanges: string[];
+  provider: string;
 }
 
 interface RegisterRequest {
@@ -230,6 +240,8 @@ interface RegisterRequest {
   getProtect(): boolean;
   getDependenciesList(): string[];
   getReplacementTrigger(): { toJavaScript(): unknown } | undefined;
+  getIgnorechangesList(): string[];
+  getProvider(): string;
 }
 interface MockMonitorInternals {
   registerResource(req: RegisterRequest, callback: (err: unknown, response: unknown) => void): void;
@@ -237,9 +249,9 @@ interface MockMonitorInternals {
 }
 
 /**
- * Passes each registration's `protect` option, URN, dependencies and replacement trigger to the
- * mocks: the mock monitor receives the whole register request but hands newResource only type,
- * name and inputs.
+ * Passes each registration's `protect` option, URN, dependencies, replacement trigger, ignored
+ * changes and provider to the mocks: the mock monitor receives the whole register request but
+ * hands newResource only type, name and inputs.
  */
 export function watchRegistrations(mocks: RecordingMocks): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as MockMonitorInternals;
@@ -250,6 +262,8 @@ export function watchRegistrations(mocks: RecordingMocks): void {
       urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
       dependencies: req.getDependenciesList(),
       replacementTrigger: req.getReplacementTrigger()?.toJavaScript(),
+      ignoreChanges: req.getIgnorechangesList(),
+      provider: req.getProvider(),
     });
     register(req, callback);
   };

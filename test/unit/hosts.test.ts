@@ -1,0 +1,241 @@
+// The cloud hosts as registered: the remote engine's TLS and readiness, and each cloud's VM,
+// address, volume and firewall, from the real index.ts under Pulumi's mocks.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { ProgramRun, Registered, runProgram } from "./support/mocks";
+
+const ADMIN = '["198.51.100.0/24"]';
+const CLOUDS = [
+  {
+    target: "digitalocean",
+    settings: { target: "digitalocean", region: "nyc3", adminCidrs: ADMIN },
+    ip: "203.0.113.10",
+  },
+  { target: "aws", settings: { target: "aws", region: "us-east-1", adminCidrs: ADMIN }, ip: "203.0.113.20" },
+] as const;
+
+const runs = new Map<string, Promise<ProgramRun>>();
+function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
+  const key = JSON.stringify(settings);
+  const run = runs.get(key) ?? runProgram(settings);
+  runs.set(key, run);
+  return run;
+}
+
+const dependsOn = (resource: Registered, on: Registered) => resource.dependencies.includes(on.urn);
+
+for (const { target, settings, ip } of CLOUDS) {
+  describe(`${target} host`, () => {
+    test("the Docker API's TLS: webstack's own CA, a server certificate for the public IP, a client certificate; P-256 keys; renewed 30 days ahead", async () => {
+      const { mocks } = await evaluated(settings);
+      for (const key of ["ca", "server", "client"].map((role) => mocks.named(`host-engine-${role}-key`))) {
+        assert.deepEqual([key.inputs.algorithm, key.inputs.ecdsaCurve], ["ECDSA", "P256"], key.name);
+      }
+      const ca = mocks.named("host-engine-ca");
+      assert.equal(ca.inputs.isCaCertificate, true);
+      assert.deepEqual(ca.inputs.allowedUses, ["cert_signing", "crl_signing", "digital_signature"]);
+      assert.deepEqual(ca.inputs.subject, { commonName: "host-engine Docker CA", organization: "webstack" });
+      assert.deepEqual([ca.inputs.validityPeriodHours, ca.inputs.earlyRenewalHours], [5 * 365 * 24, 30 * 24]);
+      assert.equal(ca.inputs.privateKeyPem, mocks.named("host-engine-ca-key").outputs.privateKeyPem);
+
+      const uses = { server: "server_auth", client: "client_auth" };
+      for (const role of ["server", "client"] as const) {
+        const csr = mocks.named(`host-engine-${role}-csr`);
+        assert.deepEqual(csr.inputs.subject, { commonName: `host-engine docker ${role}` });
+        // Only the server is named, by the address the deployer connects to.
+        assert.deepEqual(csr.inputs.ipAddresses, role === "server" ? [ip] : undefined, role);
+        const cert = mocks.named(`host-engine-${role}-cert`);
+        assert.deepEqual(cert.inputs.allowedUses, ["digital_signature", "key_encipherment", uses[role]], role);
+        assert.deepEqual([cert.inputs.validityPeriodHours, cert.inputs.earlyRenewalHours], [365 * 24, 30 * 24]);
+        assert.equal(cert.inputs.caCertPem, ca.outputs.certPem, `${role} is signed by the stack's CA`);
+        assert.equal(cert.inputs.certRequestPem, csr.outputs.certRequestPem);
+        assert.equal(
+          cert.inputs.caPrivateKeyPem,
+          mocks.named("host-engine-ca-key").outputs.privateKeyPem,
+          `${role} is signed with the CA's key`,
+        );
+      }
+    });
+
+    test("the readiness command: runs once the host exists, again for a new VM or a renewed certificate; the provider waits for it", async () => {
+      const { mocks } = await evaluated(settings);
+      const ready = mocks.named("host-engine-ready");
+      const vm = mocks.resources.find((r) => /droplet:Droplet|instance:Instance/.test(r.type))!;
+      const vmId = target === "aws" ? "i-0123456789abcdef0" : "123456";
+      assert.deepEqual(ready.inputs.triggers, [vmId, mocks.named("host-engine-server-cert").outputs.certPem]);
+      assert.ok(dependsOn(ready, vm), "the readiness command waits for the VM");
+      const connection = ready.inputs.connection as Record<string, unknown>;
+      assert.equal(connection.host, ip);
+      assert.equal(connection.user, "admin", "the non-root user cloud-init creates");
+      // The host key cloud-init installs, without its trailing newline, pins the first connection.
+      assert.equal(connection.hostKey, String(mocks.named("host-host-key").outputs.publicKeyOpenssh).trim());
+      assert.equal(connection.privateKey, mocks.named("host-ssh-key").outputs.privateKeyOpenssh);
+
+      const provider = mocks.named("host-engine-docker");
+      assert.equal(provider.inputs.host, `tcp://${ip}:2376`);
+      assert.ok(dependsOn(provider, ready), "the Docker provider waits for the engine");
+      assert.equal(provider.inputs.certMaterial, mocks.named("host-engine-client-cert").outputs.certPem);
+      assert.equal(provider.inputs.caMaterial, mocks.named("host-engine-ca").outputs.certPem);
+      assert.equal(provider.inputs.keyMaterial, mocks.named("host-engine-client-key").outputs.privateKeyPem);
+    });
+  });
+}
+
+/** The resources a host registers with its own cloud provider, and that provider's reference. */
+function onOwnProvider(mocks: ProgramRun["mocks"], providerType: string, types: string[]) {
+  const provider = mocks.ofType(providerType)[0];
+  const reference = `${provider.urn}::${provider.name}-provider-id`;
+  return types.map((type) => {
+    const [resource] = mocks.ofType(type);
+    assert.ok(resource, `registers a ${type}`);
+    assert.equal(resource.provider, reference, `${type} is created with the host's own provider`);
+    return resource;
+  });
+}
+
+describe("digitalocean host", () => {
+  const settings = CLOUDS[0].settings;
+
+  test("droplet, reserved IP, data volume and firewall: on the stack's own provider, named by the stack, in the region", async () => {
+    const { mocks } = await evaluated({ ...settings, dataVolumeGb: "25" });
+    const [sshKey, ip, volume, tag, firewall, droplet, assignment, attachment] = onOwnProvider(
+      mocks,
+      "pulumi:providers:digitalocean",
+      [
+        "digitalocean:index/sshKey:SshKey",
+        "digitalocean:index/reservedIp:ReservedIp",
+        "digitalocean:index/volume:Volume",
+        "digitalocean:index/tag:Tag",
+        "digitalocean:index/firewall:Firewall",
+        "digitalocean:index/droplet:Droplet",
+        "digitalocean:index/reservedIpAssignment:ReservedIpAssignment",
+        "digitalocean:index/volumeAttachment:VolumeAttachment",
+      ],
+    );
+    assert.deepEqual(sshKey.inputs, {
+      name: "webstack-test",
+      publicKey: mocks.named("host-ssh-key").outputs.publicKeyOpenssh,
+    });
+    assert.deepEqual(ip.inputs, { region: "nyc3" });
+    assert.deepEqual(volume.inputs, {
+      name: "webstack-test-data",
+      region: "nyc3",
+      size: 25,
+      description: "webstack Postgres data",
+    });
+    assert.equal(tag.inputs.name, "webstack-test");
+    assert.deepEqual(firewall.inputs.outboundRules, [
+      { protocol: "tcp", portRange: "1-65535", destinationAddresses: ["0.0.0.0/0", "::/0"] },
+      { protocol: "udp", portRange: "1-65535", destinationAddresses: ["0.0.0.0/0", "::/0"] },
+      { protocol: "icmp", destinationAddresses: ["0.0.0.0/0", "::/0"] },
+    ]);
+    // The user data has tests of its own (cloud-init, and no TLS key in it).
+    const dropletInputs = Object.fromEntries(Object.entries(droplet.inputs).filter(([key]) => key !== "userData"));
+    assert.deepEqual(dropletInputs, {
+      name: "webstack-test",
+      image: "debian-12-x64",
+      region: "nyc3",
+      size: "s-1vcpu-2gb",
+      sshKeys: [sshKey.outputs.fingerprint],
+      monitoring: true,
+      ipv6: true,
+      tags: ["webstack", "webstack-test"],
+    });
+    // DigitalOcean's ids are numbers; the provider takes the droplet's as one.
+    assert.deepEqual(assignment.inputs, { ipAddress: "203.0.113.10", dropletId: 123456 });
+    assert.deepEqual(attachment.inputs, { dropletId: 123456, volumeId: "host-data-id" });
+
+    const ready = mocks.named("host-engine-ready");
+    for (const before of [droplet, firewall, assignment, attachment]) {
+      assert.ok(dependsOn(ready, before), `the readiness command waits for ${before.type}`);
+    }
+    assert.match(String(ready.inputs.create), /\/dev\/disk\/by-id\/scsi-0DO_Volume_webstack-test-data/);
+  });
+});
+
+describe("aws host", () => {
+  const settings = CLOUDS[1].settings;
+
+  test("instance, Elastic IP, encrypted data volume and security group: on the stack's own provider, in the zone", async () => {
+    const { mocks } = await evaluated({ ...settings, dataVolumeGb: "25" });
+    const [keyPair, group, ip, volume, instance, association, attachment] = onOwnProvider(
+      mocks,
+      "pulumi:providers:aws",
+      [
+        "aws:ec2/keyPair:KeyPair",
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/eip:Eip",
+        "aws:ebs/volume:Volume",
+        "aws:ec2/instance:Instance",
+        "aws:ec2/eipAssociation:EipAssociation",
+        "aws:ec2/volumeAttachment:VolumeAttachment",
+      ],
+    );
+    assert.equal(mocks.ofType("pulumi:providers:aws")[0].inputs.region, "us-east-1");
+    const tags = { "webstack:stack": "webstack-test", Name: "webstack-test" };
+    assert.deepEqual(keyPair.inputs, {
+      keyName: "webstack-test",
+      publicKey: mocks.named("host-ssh-key").outputs.publicKeyOpenssh,
+      tags,
+    });
+    assert.equal(group.inputs.name, "webstack-test");
+    assert.deepEqual(group.inputs.egress, [
+      { protocol: "-1", fromPort: 0, toPort: 0, cidrBlocks: ["0.0.0.0/0"], ipv6CidrBlocks: ["::/0"] },
+    ]);
+    assert.deepEqual(
+      (group.inputs.ingress as Record<string, unknown>[]).map((rule) => rule.protocol),
+      ["tcp", "tcp", "tcp", "tcp"],
+    );
+    assert.deepEqual(group.inputs.tags, tags);
+    assert.deepEqual(ip.inputs, { domain: "vpc", tags });
+    assert.deepEqual(volume.inputs, { availabilityZone: "us-east-1a", size: 25, type: "gp3", encrypted: true, tags });
+
+    assert.equal(instance.inputs.instanceType, "t3.small");
+    assert.equal(instance.inputs.keyName, "webstack-test");
+    assert.deepEqual(instance.inputs.vpcSecurityGroupIds, [group.outputs.id ?? "host-firewall-id"]);
+    assert.equal(instance.inputs.userDataReplaceOnChange, true);
+    assert.deepEqual(instance.inputs.rootBlockDevice, { volumeSize: 20, volumeType: "gp3", encrypted: true });
+    assert.deepEqual(instance.inputs.tags, tags);
+    // A newer AMI must not replace a running host.
+    assert.deepEqual(instance.ignoreChanges, ["ami"]);
+    assert.equal(instance.inputs.iamInstanceProfile, undefined, "no instance profile without ECR");
+
+    const ami = mocks.calls.find((call) => call.token === "aws:ec2/getAmi:getAmi")!;
+    assert.deepEqual(ami.inputs, {
+      owners: ["136693071363"],
+      mostRecent: true,
+      filters: [
+        { name: "name", values: ["debian-12-amd64-*"] },
+        { name: "architecture", values: ["x86_64"] },
+        { name: "virtualization-type", values: ["hvm"] },
+      ],
+    });
+
+    assert.deepEqual(association.inputs, {
+      allocationId: "eipalloc-0123456789abcdef0",
+      instanceId: "i-0123456789abcdef0",
+    });
+    assert.deepEqual(attachment.inputs, {
+      deviceName: "/dev/sdf",
+      volumeId: "vol-0123456789abcdef0",
+      instanceId: "i-0123456789abcdef0",
+    });
+    const ready = mocks.named("host-engine-ready");
+    for (const before of [instance, group, association, attachment]) {
+      assert.ok(dependsOn(ready, before), `the readiness command waits for ${before.type}`);
+    }
+    assert.match(
+      String(ready.inputs.create),
+      / \/dev\/disk\/by-id\/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0$/,
+    );
+  });
+
+  test("a Graviton type gets the arm64 Debian image", async () => {
+    const { mocks } = await evaluated({ ...settings, size: "t4g.small" });
+    const ami = mocks.calls.find((call) => call.token === "aws:ec2/getAmi:getAmi")!;
+    assert.deepEqual(
+      (ami.inputs.filters as { values: string[] }[]).map((f) => f.values[0]),
+      ["debian-12-arm64-*", "arm64", "hvm"],
+    );
+  });
+});
