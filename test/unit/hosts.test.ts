@@ -2,6 +2,8 @@
 // address, volume and firewall, from the real index.ts under Pulumi's mocks.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { parseConfig } from "../../components/config";
+import { createHost } from "../../components/hosts";
 import { ProgramRun, Registered, runProgram } from "./support/mocks";
 
 const ADMIN = '["198.51.100.0/24"]';
@@ -237,5 +239,24 @@ describe("aws host", () => {
       (ami.inputs.filters as { values: string[] }[]).map((f) => f.values[0]),
       ["debian-12-arm64-*", "arm64", "hvm"],
     );
+  });
+});
+
+describe("createHost", () => {
+  test("a cloud target without its region, size or zone is refused by name, before any resource", () => {
+    const base = parseConfig({ target: "aws", region: "us-east-1", adminCidrs: ADMIN });
+    for (const key of ["region", "size", "availabilityZone"] as const) {
+      assert.throws(
+        () => createHost("host", { ...base, [key]: undefined }, "webstack-test"),
+        new RegExp(`^Error: webstack:${key} is required for this target$`),
+      );
+    }
+    const ocean = parseConfig({ target: "digitalocean", region: "nyc3", adminCidrs: ADMIN });
+    for (const key of ["region", "size"] as const) {
+      assert.throws(
+        () => createHost("host", { ...ocean, [key]: undefined }, "webstack-test"),
+        new RegExp(`^Error: webstack:${key} is required for this target$`),
+      );
+    }
   });
 });
