@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { parseConfig } from "../../components/config";
 import { createHost } from "../../components/hosts";
+import { parseDockerAuth } from "../../components/hosts/digitalocean";
 import { ProgramRun, Registered, runProgram } from "./support/mocks";
 
 const ADMIN = '["198.51.100.0/24"]';
@@ -256,6 +257,57 @@ describe("createHost", () => {
       assert.throws(
         () => createHost("host", { ...ocean, [key]: undefined }, "webstack-test"),
         new RegExp(`^Error: webstack:${key} is required for this target$`),
+      );
+    }
+  });
+});
+
+describe("every host", () => {
+  for (const { target, settings } of [{ target: "local", settings: {} }, ...CLOUDS]) {
+    test(`${target}: what the host registers is its child, so its URNs stay put and it is read as one component`, async () => {
+      const { mocks } = await evaluated(settings);
+      const component = { local: "LocalHost", digitalocean: "DigitalOceanHost", aws: "AwsHost" }[target];
+      const own = mocks.resources.filter((r) => r.name.startsWith("host-"));
+      assert.ok(own.length >= (target === "local" ? 1 : 15), `${own.length} resources named host-*`);
+      // (The mock monitor's URNs carry the parent's type only, not the whole chain.)
+      for (const r of own) {
+        const parent = r.name.startsWith("host-engine-") ? "RemoteEngine" : component;
+        assert.match(r.urn, new RegExp(`::webstack:hosts:${parent}\\$`), `${r.type} ${r.name} is a child of ${parent}`);
+      }
+    });
+  }
+
+  test("local: the published address is the bind address, or loopback for every address", async () => {
+    assert.equal((await runProgram({ httpBindAddress: "10.1.2.3" })).outputs.url, "http://10.1.2.3:8080");
+    assert.equal((await runProgram({ httpBindAddress: "0.0.0.0" })).outputs.url, "http://127.0.0.1:8080");
+  });
+
+  test("digitalocean: a registry name alone, with images built on the host, creates no registry credential", async () => {
+    const { mocks } = await runProgram({ ...CLOUDS[0].settings, docrRegistry: "acme" });
+    assert.deepEqual(
+      mocks.resources.filter((r) => /containerRegistry|app-pull|host-builder/.test(`${r.type} ${r.name}`)),
+      [],
+    );
+  });
+
+  test("aws with ECR: the registry token is read with the stack's own provider, and the push goes to the bare host name", async () => {
+    const { mocks } = await runProgram({ ...CLOUDS[1].settings, imageRegistry: "cloud" });
+    const provider = mocks.ofType("pulumi:providers:aws")[0];
+    const token = mocks.calls.find((call) => call.token === "aws:ecr/getAuthorizationToken:getAuthorizationToken")!;
+    assert.equal(token.provider, `${provider.urn}::${provider.name}-provider-id`);
+    const image = mocks.ofType("docker:index/image:Image")[0];
+    assert.equal(
+      (image.inputs.registry as { server?: string } | undefined)?.server,
+      "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+    );
+  });
+
+  test("a registry's Docker config without that registry is refused by name", () => {
+    for (const json of ["{}", '{"auths":{}}', '{"auths":{"registry.example":{"auth":"dTpw"}}}']) {
+      assert.throws(
+        () => parseDockerAuth(json, "registry.digitalocean.com"),
+        /^Error: no credentials for registry\.digitalocean\.com in the registry's Docker config$/,
+        json,
       );
     }
   });

@@ -53,7 +53,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     this.vmId = options.vmId;
     this.exitCode = options.exitCode ?? 0;
   }
-  readonly calls: { token: string; inputs: Record<string, unknown> }[] = [];
+  /** Invokes, with the provider reference each was made with ("" for the default provider). */
+  readonly calls: { token: string; inputs: Record<string, unknown>; provider: string }[] = [];
   /** Options of registrations on their way to newResource, by type and name (see watchRegistrations). */
   private readonly registering = new Map<string, RegistrationOptions>();
 
@@ -106,7 +107,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
 
   call(args: pulumi.runtime.MockCallArgs): Record<string, unknown> {
     const inputs = args.inputs as Inputs;
-    this.calls.push({ token: args.token, inputs });
+    this.calls.push({ token: args.token, inputs, provider: args.provider ?? "" });
     switch (args.token) {
       case "aws:ec2/getAmi:getAmi":
         return { id: "ami-0123456789abcdef0", name: "debian-12-amd64-20260101-0000", architecture: "x86_64" };
