@@ -64,7 +64,13 @@ const AREAS: Record<string, Area> = {
   },
   hosts: {
     mutate: ["components/hosts/**/*.ts"],
-    tests: ["test/unit/program.test.ts", "test/unit/security.test.ts", "test/unit/policy.test.ts"],
+    tests: [
+      "test/unit/hosts.test.ts",
+      "test/unit/specs.test.ts",
+      "test/unit/program.test.ts",
+      "test/unit/security.test.ts",
+      "test/unit/policy.test.ts",
+    ],
     tsconfig: "scripts/mutate/tsconfig.program.json",
     goal: 85,
     timeoutMs: 120_000,
