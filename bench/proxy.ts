@@ -102,10 +102,11 @@ async function main(): Promise<void> {
       replicas.push(replica);
     }
     const upstream = (replica: AppReplica): string => `127.0.0.1:${replica.port}`;
-    // Worker count as in the Docker stack ("auto": one per core).
-    const proxyOne: NginxInstance = await startNginx([upstream(replicas[0])], { workerProcesses: "auto" });
+    // Worker count and access log as in the Docker stack ("auto": one per core; lines in batches).
+    const deployed = { workerProcesses: "auto", accessLogBuffered: true } as const;
+    const proxyOne: NginxInstance = await startNginx([upstream(replicas[0])], deployed);
     stops.push(() => proxyOne.stop());
-    const proxyThree: NginxInstance = await startNginx(replicas.map(upstream), { workerProcesses: "auto" });
+    const proxyThree: NginxInstance = await startNginx(replicas.map(upstream), deployed);
     stops.push(() => proxyThree.stop());
     const nginxVersion = (await execText("nginx", ["-v"], 10_000)).trim().replace("nginx version: ", "");
 

@@ -147,6 +147,8 @@ export function loopbackNginxVars(dir: string, port: number, upstreams: string[]
     tempDir: join(dir, "tmp"),
     mimeTypesPath: "/etc/nginx/mime.types",
     accessLogPath: join(dir, "access.log"),
+    // Tests read a request's line as soon as it is answered.
+    accessLogBuffered: false,
     workerProcesses: 1,
     workerConnections: 1024,
     adminRoutes: false,

@@ -25,6 +25,7 @@ const loopbackVars: NginxVars = {
   tempDir: "/tmp/x/tmp",
   mimeTypesPath: "/etc/nginx/mime.types",
   accessLogPath: "/tmp/x/access.log",
+  accessLogBuffered: false,
   workerProcesses: 1,
   workerConnections: 512,
   adminRoutes: false,
@@ -91,7 +92,8 @@ describe("renderNginxConfig for the Docker stack", () => {
       "worker_connections 1024;",
       "client_max_body_size 1m;",
       "error_log stderr warn;",
-      "access_log /dev/stdout webstack_json;",
+      // Batches of at most PIPE_BUF: lines of two workers never interleave on Docker's pipe.
+      "access_log /dev/stdout webstack_json buffer=4k flush=1s;",
       "server_tokens off;",
       "location = /nginx-health {",
       "add_header X-Request-Id $webstack_request_id always;",
@@ -231,9 +233,15 @@ describe("the edge's defences", () => {
       "nginx setting limitBurst is 40; allowed: 0 while limitRatePerIp is 0 (a burst only applies to a rate limit)",
     ]);
     // Values from untyped config must not slip through as strings.
-    const untyped = { ...loopbackVars, adminRoutes: "yes", limitConnPerIp: "20" } as unknown as NginxVars;
+    const untyped = {
+      ...loopbackVars,
+      adminRoutes: "yes",
+      accessLogBuffered: 1,
+      limitConnPerIp: "20",
+    } as unknown as NginxVars;
     assert.deepEqual(renderError(untyped), [
       'nginx setting adminRoutes is "yes"; allowed: true or false',
+      "nginx setting accessLogBuffered is 1; allowed: true or false",
       'nginx setting limitConnPerIp is "20"; allowed: an integer from 0 (off) to 65535',
     ]);
   });
