@@ -40,10 +40,20 @@ function sshHardening(sshUser: string): string {
   ].join("\n");
 }
 
-/** Docker daemon defaults: rotated logs for every container, containers survive a daemon restart. */
+/**
+ * Docker daemon defaults: rotated logs for every container, containers survive a daemon restart,
+ * and published ports by iptables alone. Clients from outside reach nginx through Docker's DNAT
+ * either way; the userland proxy (a docker-proxy process per published port) would only carry the
+ * host's own connections, at three or more descriptors each, and stops accepting at its limit.
+ */
 const DOCKER_DAEMON_JSON =
   JSON.stringify(
-    { "log-driver": "json-file", "log-opts": { "max-size": "10m", "max-file": "3" }, "live-restore": true },
+    {
+      "log-driver": "json-file",
+      "log-opts": { "max-size": "10m", "max-file": "3" },
+      "live-restore": true,
+      "userland-proxy": false,
+    },
     null,
     2,
   ) + "\n";

@@ -64,6 +64,8 @@ start() {
   # stops accepting for good, so a low one (often 1024 or 20000 outside systemd) lets a few
   # thousand clients take a stack's published port down until its container restarts.
   ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null || true
+  # Published ports by iptables alone, as on webstack's cloud hosts (their daemon.json): the
+  # host's own connections to a published port then take the path outside clients take.
   # setsid detaches the daemon from the caller's process group, so a test runner that kills its
   # own group on exit does not take the engine down mid-cleanup; `stop` ends it explicitly. The
   # daemon must not inherit the lock's descriptor, or it would hold the lock for its lifetime.
@@ -73,6 +75,7 @@ start() {
     --exec-root "$exec_root" \
     --pidfile "$pidfile" \
     --storage-driver overlay2 \
+    --userland-proxy=false \
     --log-level warn ${WEBSTACK_TEST_DOCKERD_ARGS:-} \
     </dev/null >>"$logfile" 2>&1 7>&- &
   waited=0

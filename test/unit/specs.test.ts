@@ -353,6 +353,7 @@ describe("cloud-init and the readiness command", () => {
       "log-driver": "json-file",
       "log-opts": { "max-size": "10m", "max-file": "3" },
       "live-restore": true,
+      "userland-proxy": false,
     });
     // Docker restarted so daemon.json applies; sshd reloaded so the drop-in does (the unit is
     // "ssh" on Debian and Ubuntu, "sshd" elsewhere); the login user may use Docker.
