@@ -25,6 +25,17 @@ interface Area {
   slow?: string;
 }
 
+// The rest of components/ runs against the whole program under mocks for every target, several
+// seconds per mutant: split in two areas so each fits a sitting and keeps its own incremental report.
+const PROGRAM = {
+  tsconfig: "scripts/mutate/tsconfig.program.json",
+  goal: 85,
+  timeoutMs: 120_000,
+  slow: "each mutant runs the whole program under mocks for every target (about an hour for the area on two cores)",
+};
+/** Tests both program areas run after their own. */
+const PROGRAM_TESTS = ["test/unit/security.test.ts", "test/unit/policy.test.ts"];
+
 const AREAS: Record<string, Area> = {
   proxy: {
     mutate: ["nginx/render.ts"],
@@ -47,34 +58,15 @@ const AREAS: Record<string, Area> = {
     goal: 85,
     timeoutMs: 20_000,
   },
-  // The rest of components/ runs against the whole program under mocks for every target, several
-  // seconds per mutant: split in two so each half fits a sitting and keeps its own incremental report.
   stack: {
+    ...PROGRAM,
     mutate: ["components/*.ts", "!components/config.ts"],
-    tests: [
-      "test/unit/program.test.ts",
-      "test/unit/releases.test.ts",
-      "test/unit/security.test.ts",
-      "test/unit/policy.test.ts",
-    ],
-    tsconfig: "scripts/mutate/tsconfig.program.json",
-    goal: 85,
-    timeoutMs: 120_000,
-    slow: "each mutant runs the whole program under mocks for every target (about an hour for the area on two cores)",
+    tests: ["test/unit/program.test.ts", "test/unit/releases.test.ts", ...PROGRAM_TESTS],
   },
   hosts: {
+    ...PROGRAM,
     mutate: ["components/hosts/**/*.ts"],
-    tests: [
-      "test/unit/hosts.test.ts",
-      "test/unit/specs.test.ts",
-      "test/unit/program.test.ts",
-      "test/unit/security.test.ts",
-      "test/unit/policy.test.ts",
-    ],
-    tsconfig: "scripts/mutate/tsconfig.program.json",
-    goal: 85,
-    timeoutMs: 120_000,
-    slow: "each mutant runs the whole program under mocks for every target (about an hour for the area on two cores)",
+    tests: ["test/unit/hosts.test.ts", "test/unit/specs.test.ts", "test/unit/program.test.ts", ...PROGRAM_TESTS],
   },
   app: {
     // server.ts and healthcheck.ts run only as the built server in a child process
