@@ -84,6 +84,116 @@ for (const { target, settings, ip } of CLOUDS) {
   });
 }
 
+for (const { target, settings } of CLOUDS) {
+  describe(`${target} host's keys and data`, () => {
+    test("SSH keys are Ed25519; Postgres's volume is bound to the block volume's mount", async () => {
+      const { mocks } = await evaluated(settings);
+      for (const key of ["host-ssh-key", "host-host-key"]) {
+        assert.deepEqual(mocks.named(key).inputs, { algorithm: "ED25519" }, key);
+      }
+      const volume = mocks.ofType("docker:index/volume:Volume").find((v) => v.name.endsWith("-postgres-data"))!;
+      assert.deepEqual(volume.inputs.driverOpts, { type: "none", o: "bind", device: "/srv/webstack-data/postgres" });
+      const redis = mocks.ofType("docker:index/volume:Volume").find((v) => v.name.endsWith("-redis-data"))!;
+      assert.equal(redis.inputs.driverOpts, undefined, "Redis's data stays on the VM's disk");
+    });
+
+    test("pushing to the cloud registry: images are built by the deployer's engine, the host pulls once its engine is ready", async () => {
+      const registry = target === "aws" ? { imageRegistry: "cloud" } : { imageRegistry: "cloud", docrRegistry: "acme" };
+      const { mocks } = await evaluated({ ...settings, ...registry });
+      const builder = mocks.named("host-builder");
+      assert.deepEqual(builder.inputs, {}, "the deployer's own Docker engine, from its environment");
+      const component = target === "aws" ? "AwsHost" : "DigitalOceanHost";
+      assert.match(builder.urn, new RegExp(`::webstack:hosts:${component}\\$`), "the builder is the host's child");
+      const image = mocks.ofType("docker:index/image:Image")[0];
+      assert.equal(image.provider, `${builder.urn}::host-builder-provider-id`, "the image is built with the builder");
+      const pull = mocks.resources.find((r) => r.type === "command:remote:Command" && r.name.endsWith("-pull"))!;
+      assert.ok(dependsOn(pull, mocks.named("host-engine-ready")), "the host pulls once its engine is ready");
+      if (target === "digitalocean") {
+        const provider = mocks.ofType("pulumi:providers:digitalocean")[0];
+        const lookup = mocks.calls.find(
+          (c) => c.token === "digitalocean:index/getContainerRegistry:getContainerRegistry",
+        )!;
+        assert.deepEqual(lookup.inputs, { name: "acme" });
+        assert.equal(
+          lookup.provider,
+          `${provider.urn}::${provider.name}-provider-id`,
+          "the registry is looked up in the stack's account",
+        );
+      }
+    });
+  });
+}
+
+describe("aws host's registry and rights", () => {
+  const settings = CLOUDS[1].settings;
+  const userData = (run: ProgramRun) => String(run.mocks.ofType("aws:ec2/instance:Instance")[0].inputs.userData);
+
+  test("ECR: one immutable, scanned repository named by the stack; the newest images kept; the instance may pull from it alone", async () => {
+    const run = await evaluated({ ...settings, imageRegistry: "cloud" });
+    const { mocks } = run;
+    const [repository, lifecycle, role, policy, profile] = onOwnProvider(mocks, "pulumi:providers:aws", [
+      "aws:ecr/repository:Repository",
+      "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+      "aws:iam/role:Role",
+      "aws:iam/rolePolicy:RolePolicy",
+      "aws:iam/instanceProfile:InstanceProfile",
+    ]);
+    assert.deepEqual(repository.inputs, {
+      name: "webstack-test-app",
+      // The images are rebuilt from source; the stack's own repository goes with the stack.
+      forceDelete: true,
+      imageTagMutability: "IMMUTABLE",
+      imageScanningConfiguration: { scanOnPush: true },
+    });
+    assert.equal(lifecycle.inputs.repository, "webstack-test-app");
+    assert.deepEqual(JSON.parse(String(lifecycle.inputs.policy)), {
+      rules: [
+        {
+          rulePriority: 1,
+          description: "keep the 10 newest images",
+          selection: { tagStatus: "any", countType: "imageCountMoreThan", countNumber: 10 },
+          action: { type: "expire" },
+        },
+      ],
+    });
+    assert.equal(role.inputs.name, "webstack-test-host");
+    assert.deepEqual(JSON.parse(String(role.inputs.assumeRolePolicy)), {
+      Version: "2012-10-17",
+      Statement: [{ Effect: "Allow", Principal: { Service: "ec2.amazonaws.com" }, Action: "sts:AssumeRole" }],
+    });
+    assert.equal(policy.inputs.role, "host-role-id", "the rights are the role's");
+    assert.deepEqual(JSON.parse(String(policy.inputs.policy)), {
+      Version: "2012-10-17",
+      Statement: [
+        { Effect: "Allow", Action: "ecr:GetAuthorizationToken", Resource: "*" },
+        {
+          Effect: "Allow",
+          Action: ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+          Resource: "arn:aws:ecr:us-east-1:123456789012:repository/webstack-test-app",
+        },
+      ],
+    });
+    assert.deepEqual(profile.inputs, { name: "webstack-test-host", role: "webstack-test-host" });
+    assert.equal(mocks.ofType("aws:ec2/instance:Instance")[0].inputs.iamInstanceProfile, "webstack-test-host");
+    const token = mocks.calls.find((call) => call.token === "aws:ecr/getAuthorizationToken:getAuthorizationToken")!;
+    assert.equal(token.inputs.registryId, "123456789012", "the token is for the stack's registry");
+    assert.match(userData(run), /"amazon-ecr-credential-helper"/, "the host pulls through the credential helper");
+  });
+
+  test("without ECR: no repository, no role, and no credential helper on the host", async () => {
+    const run = await evaluated(settings);
+    assert.deepEqual(
+      run.mocks.resources.filter((r) => /aws:(ecr|iam)\//.test(r.type)).map((r) => r.type),
+      [],
+    );
+    assert.doesNotMatch(userData(run), /ecr-credential-helper/);
+    assert.match(
+      String(run.mocks.ofType("aws:ec2/securityGroup:SecurityGroup")[0].inputs.description),
+      /^webstack host: HTTP\(S\) from anywhere, SSH and Docker API from admin CIDRs$/,
+    );
+  });
+});
+
 /** The resources a host registers with its own cloud provider, and that provider's reference. */
 function onOwnProvider(mocks: ProgramRun["mocks"], providerType: string, types: string[]) {
   const provider = mocks.ofType(providerType)[0];

@@ -533,6 +533,13 @@ describe("cloud hosts", () => {
     assert.equal(amiArchitecture("t4g.micro"), "arm64");
     assert.equal(amiArchitecture("c6gn.large"), "arm64");
     assert.equal(amiArchitecture("m7i.large"), "x86_64");
+    // Graviton whatever the family's prefix or suffix; GPU (g5) and other families stay x86_64.
+    for (const type of ["im4gn.large", "is4gen.medium", "x2gd.xlarge", "g5g.xlarge", "hpc7g.4xlarge"]) {
+      assert.equal(amiArchitecture(type), "arm64", type);
+    }
+    for (const type of ["g5.xlarge", "c5n.large", "mac2.metal", "u-6tb1.metal"]) {
+      assert.equal(amiArchitecture(type), "x86_64", type);
+    }
     assert.equal(ebsDevicePath("vol-0abc123"), "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc123");
     const json = JSON.stringify({
       auths: { "registry.digitalocean.com": { auth: Buffer.from("u:p:w").toString("base64") } },
