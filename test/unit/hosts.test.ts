@@ -314,6 +314,8 @@ describe("aws host", () => {
     assert.equal(instance.inputs.iamInstanceProfile, undefined, "no instance profile without ECR");
 
     const ami = mocks.calls.find((call) => call.token === "aws:ec2/getAmi:getAmi")!;
+    const provider = mocks.ofType("pulumi:providers:aws")[0];
+    assert.equal(ami.provider, `${provider.urn}::${provider.name}-provider-id`, "the image is looked up in the region");
     assert.deepEqual(ami.inputs, {
       owners: ["136693071363"],
       mostRecent: true,
