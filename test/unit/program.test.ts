@@ -559,6 +559,38 @@ describe("image registries", () => {
   });
 });
 
+describe("components", () => {
+  for (const { target, settings } of TARGETS) {
+    test(`${target}: each component registers the outputs the stack reports, so \`pulumi stack export\` shows them`, async () => {
+      const { mocks, outputs } = await evaluated(settings);
+      const component = (type: string) => {
+        const found = mocks.resources.filter((r) => r.type === `webstack:${type}`);
+        assert.equal(found.length, 1, type);
+        return found[0].componentOutputs;
+      };
+      const replicas = replicasOf(mocks.resources).map((c) => c.inputs.name);
+      assert.deepEqual(component("index:WebStack"), {
+        url: outputs.url,
+        releaseId: outputs.release,
+        replicaNames: replicas,
+      });
+      const image = mocks.ofType("docker:index/image:Image")[0];
+      const revision = /:([0-9a-f]{12})$/.exec(String(image.inputs.imageName))?.[1];
+      // The image the replicas run, and the revision its tag carries.
+      assert.deepEqual(component("index:AppImage"), {
+        ref: replicasOf(mocks.resources)[0].inputs.image,
+        revision,
+      });
+      const host = { local: "hosts:LocalHost", digitalocean: "hosts:DigitalOceanHost", aws: "hosts:AwsHost" }[target]!;
+      assert.deepEqual(
+        component(host),
+        target === "local" ? { publicAddress: "127.0.0.1" } : { publicIp: outputs.publicIp },
+      );
+      if (target !== "local") assert.deepEqual(component("hosts:RemoteEngine"), {});
+    });
+  }
+});
+
 test("promiseOf resolves an Output", async () => {
   assert.equal(await promiseOf(pulumi.output(5)), 5);
 });

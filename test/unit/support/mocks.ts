@@ -28,6 +28,8 @@ export interface Registered {
   ignoreChanges: string[];
   /** The provider reference it was registered with ("<urn>::<id>"), or "" for the default provider. */
   provider: string;
+  /** A component's `registerOutputs`, as the engine stores them (secrets revealed); undefined before it is called. */
+  componentOutputs?: Record<string, unknown>;
 }
 
 /** The host port the mocked engine "picks" for a port published without `external`. */
@@ -61,6 +63,13 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
   /** Called by the mock monitor's register hook just before it calls newResource. */
   noteRegistration(type: string, name: string, options: RegistrationOptions): void {
     this.registering.set(`${type}::${name}`, options);
+  }
+
+  /** Called by the mock monitor's hook when a component registers its outputs. */
+  noteComponentOutputs(urn: string, outputs: Record<string, unknown>): void {
+    const component = this.resources.find((r) => r.urn === urn);
+    if (component === undefined) throw new Error(`outputs registered for an unknown resource ${urn}`);
+    component.componentOutputs = reveal(outputs) as Inputs;
   }
 
   newResource(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
@@ -246,13 +255,17 @@ interface RegisterRequest {
 }
 interface MockMonitorInternals {
   registerResource(req: RegisterRequest, callback: (err: unknown, response: unknown) => void): void;
+  registerResourceOutputs(
+    req: { getUrn(): string; getOutputs(): { toJavaScript(): Record<string, unknown> } | undefined },
+    callback: (err: unknown, response: unknown) => void,
+  ): void;
   newUrn(parent: string, type: string, name: string): string;
 }
 
 /**
  * Passes each registration's `protect` option, URN, dependencies, replacement trigger, ignored
  * changes and provider to the mocks: the mock monitor receives the whole register request but
- * hands newResource only type, name and inputs.
+ * hands newResource only type, name and inputs. Components' registered outputs are kept too.
  */
 export function watchRegistrations(mocks: RecordingMocks): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as MockMonitorInternals;
@@ -267,6 +280,11 @@ export function watchRegistrations(mocks: RecordingMocks): void {
       provider: req.getProvider(),
     });
     register(req, callback);
+  };
+  const registerOutputs = monitor.registerResourceOutputs.bind(monitor);
+  monitor.registerResourceOutputs = (req, callback) => {
+    mocks.noteComponentOutputs(req.getUrn(), req.getOutputs()?.toJavaScript() ?? {});
+    registerOutputs(req, callback);
   };
 }
 
