@@ -98,7 +98,8 @@ for (const { target, settings } of CLOUDS) {
     });
 
     test("pushing to the cloud registry: images are built by the deployer's engine, the host pulls once its engine is ready", async () => {
-      const registry = target === "aws" ? { imageRegistry: "cloud" } : { imageRegistry: "cloud", docrRegistry: "acme" };
+      const registry: Record<string, string> =
+        target === "aws" ? { imageRegistry: "cloud" } : { imageRegistry: "cloud", docrRegistry: "acme" };
       const { mocks } = await evaluated({ ...settings, ...registry });
       const builder = mocks.named("host-builder");
       assert.deepEqual(builder.inputs, {}, "the deployer's own Docker engine, from its environment");
