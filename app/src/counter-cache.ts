@@ -31,10 +31,19 @@ export interface CounterCacheOptions {
   ttlMs?: number;
 }
 
+/** The client with SET_IF_NEWER as a command of its own (sent by its hash once Redis knows it). */
+type CacheClient = Redis & {
+  setIfNewer(key: string, version: number, count: number, ttlMs: number): Promise<number>;
+};
+
 export class CounterCache {
-  private readonly client: Redis;
+  private readonly client: CacheClient;
   private readonly ttlMs: number;
   private lastReportedUp: boolean | undefined;
+  /** The write in progress (or the last one, settled). */
+  private writing: Promise<void> = Promise.resolve();
+  /** The newest state waiting for the write in progress, and the promise its callers wait on. */
+  private queued: { state: CounterState; written: Promise<void> } | undefined;
 
   constructor(
     redisUrl: string,
@@ -42,7 +51,7 @@ export class CounterCache {
     options: CounterCacheOptions = {},
   ) {
     this.ttlMs = options.ttlMs ?? 60_000;
-    this.client = new Redis(redisUrl, {
+    const client = new Redis(redisUrl, {
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
@@ -51,6 +60,8 @@ export class CounterCache {
       // Never give up: the cache comes back by itself whenever Redis does.
       retryStrategy: (attempt) => Math.min(100 * 2 ** Math.min(attempt, 5), 2000),
     });
+    client.defineCommand("setIfNewer", { numberOfKeys: 1, lua: SET_IF_NEWER });
+    this.client = client as CacheClient;
     this.client.on("error", (error: Error) => this.reportDown(error));
     this.client.on("ready", () => {
       this.reportUp();
@@ -89,10 +100,35 @@ export class CounterCache {
     }
   }
 
-  /** Stores the state unless the cache already holds a newer one. Failures are logged only. */
-  async store(state: CounterState): Promise<void> {
+  /**
+   * Stores the state unless the cache already holds a newer one; resolves once a state at least
+   * this new has been written (or has failed to be). Failures are logged only.
+   *
+   * Writes go one at a time: states that arrive while one is in progress wait for it and are
+   * written together as the newest of them, one command for a whole batch of visits.
+   */
+  store(state: CounterState): Promise<void> {
+    const queued = this.queued;
+    if (queued !== undefined) {
+      if (state.version > queued.state.version) queued.state = state;
+      return queued.written;
+    }
+    const next: { state: CounterState; written: Promise<void> } = {
+      state,
+      written: this.writing.then((): Promise<void> => {
+        // From here on, newer states queue behind this write.
+        this.queued = undefined;
+        return this.write(next.state);
+      }),
+    };
+    this.queued = next;
+    this.writing = next.written;
+    return next.written;
+  }
+
+  private async write(state: CounterState): Promise<void> {
     try {
-      await this.client.eval(SET_IF_NEWER, 1, CACHE_KEY, state.version, state.count, this.ttlMs);
+      await this.client.setIfNewer(CACHE_KEY, state.version, state.count, this.ttlMs);
     } catch (error) {
       this.reportDown(error as Error);
     }

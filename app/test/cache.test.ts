@@ -76,6 +76,45 @@ describe("CounterCache against a Redis that comes and goes", () => {
     );
   });
 
+  it("stores that arrive while one is written become one write of the newest; each caller waits for a state as new as its own", async () => {
+    const { log } = recordingLogger();
+    const cache = new CounterCache(server.url, log, { commandTimeoutMs: 5000 });
+    cache.connect();
+    try {
+      await waitFor("the cache to be ready", () => (cache.isReady ? true : undefined));
+      await waitFor("the stale entry to be cleared", async () =>
+        (await other.exists(CACHE_KEY)) === 0 ? true : undefined,
+      );
+      await other.config("RESETSTAT");
+      // Versions out of order, as replies from a batch of visits and another replica's can come.
+      const newest = (version: number) =>
+        cache.store({ count: version * 10, version }).then(async () => Number(await other.hget(CACHE_KEY, "version")));
+      const first = newest(3);
+      // Once the first write has been sent, the other nine wait for it together.
+      await new Promise((resolve) => setImmediate(resolve));
+      const versions = [1, 7, 2, 50, 9, 49, 4, 48, 5];
+      const seen = await Promise.all(versions.map(newest));
+      assert.ok((await first) >= 3);
+      versions.forEach((version, i) => assert.ok(seen[i] >= version, `store of ${version} resolved at ${seen[i]}`));
+      assert.equal(await cache.read(), 500);
+      const stats = await other.info("commandstats");
+      // Calls that ran the script (a first EVALSHA that Redis didn't know yet fails, and is resent as EVAL).
+      const calls = [...stats.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+),.*failed_calls=(\d+)/gm)].reduce(
+        (n, m) => n + Number(m[1]) - Number(m[2]),
+        0,
+      );
+      assert.equal(calls, 2, "one script call for the first store, one for the nine after it");
+
+      // An older state than the cached one changes nothing, and a newer one after a pause is written.
+      await cache.store({ count: 1, version: 1 });
+      assert.equal(await cache.read(), 500);
+      await cache.store({ count: 510, version: 51 });
+      assert.equal(await cache.read(), 510);
+    } finally {
+      await cache.close();
+    }
+  });
+
   it("logs an outage once, retries quietly, and reports the return once", async () => {
     const { log, lines } = recordingLogger();
     const cache = new CounterCache(server.url, log, { commandTimeoutMs: 5000 });
