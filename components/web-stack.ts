@@ -410,13 +410,7 @@ export class WebStack extends pulumi.ComponentResource {
     const all: Record<string, pulumi.Input<string>> = { ...labels, ...computed };
     const { vmId } = this.args.host;
     if (vmId !== undefined) all["webstack.vm"] = vmId;
-    const entries = Object.entries(all);
-    if (entries.every(([, value]) => typeof value === "string")) {
-      return entries.map(([label, value]) => ({ label, value: value as string }));
-    }
-    return pulumi
-      .all(entries.map(([, value]) => value))
-      .apply((values) => entries.map(([label], i) => ({ label, value: values[i] })));
+    return pulumi.output(all).apply((values) => Object.entries(values).map(([label, value]) => ({ label, value })));
   }
 
   /** Options of every Docker resource: on the host's engine, after the host is ready. */
@@ -429,9 +423,10 @@ export class WebStack extends pulumi.ComponentResource {
 export const PROXY_WORKER_CONNECTIONS = 8192;
 
 /** An nginx container file as a file of nginx's files run, relative to /etc/nginx. */
-function nginxFile(file: ContainerFile): FilesRunOptions["files"][number] {
+export function nginxFile(file: ContainerFile): FilesRunOptions["files"][number] {
+  // (path.relative never returns an absolute path: outside means up, or the directory itself.)
   const relative = path.posix.relative(NGINX_DIR, file.path);
-  if (relative.startsWith("..") || path.posix.isAbsolute(relative)) {
+  if (relative === "" || relative.startsWith("..")) {
     throw new Error(`nginx file ${file.path} is outside ${NGINX_DIR}, the only directory its files run writes`);
   }
   return { path: relative, mode: file.executable ? "0555" : "0444", content: { text: file.content } };

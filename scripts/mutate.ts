@@ -61,7 +61,7 @@ const AREAS: Record<string, Area> = {
   stack: {
     ...PROGRAM,
     mutate: ["components/*.ts", "!components/config.ts"],
-    tests: ["test/unit/program.test.ts", "test/unit/releases.test.ts", ...PROGRAM_TESTS],
+    tests: ["test/unit/web-stack.test.ts", "test/unit/program.test.ts", "test/unit/releases.test.ts", ...PROGRAM_TESTS],
   },
   hosts: {
     ...PROGRAM,

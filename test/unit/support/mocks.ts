@@ -357,7 +357,9 @@ export async function programFailures(
 
 /** The value of an Output, awaited. */
 export function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
-  return new Promise((resolve) => output.apply((value) => resolve(value)));
+  // The SDK's Output keeps its value's promise (outside its public types): unlike a callback given
+  // to apply, it rejects when the value fails, so a failed output fails the test instead of hanging it.
+  return (output as unknown as { promise(): Promise<T> }).promise();
 }
 
 /**

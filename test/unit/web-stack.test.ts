@@ -1,0 +1,199 @@
+// The WebStack component's own wiring, as registered under Pulumi's mocks: how each container's
+// spec becomes the provider's arguments, the networks, the stock images, the passwords, the app
+// image's build and pull, what waits for what, and the URL's port.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import * as path from "node:path";
+import { nginxFile } from "../../components/web-stack";
+import { programFailures, ProgramRun, RecordingMocks, Registered, runProgram } from "./support/mocks";
+
+const CONTAINER = "docker:index/container:Container";
+const ADMIN = '["198.51.100.0/24"]';
+const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN, imageRegistry: "cloud" };
+
+const runs = new Map<string, Promise<ProgramRun>>();
+function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
+  const key = JSON.stringify(settings);
+  const run = runs.get(key) ?? runProgram(settings);
+  runs.set(key, run);
+  return run;
+}
+
+const dependsOn = (resource: Registered, on: Registered) => resource.dependencies.includes(on.urn);
+const isFilesRun = (c: Registered) => /-files-(app|nginx)-run$/.test(c.name);
+
+describe("containers as the provider gets them", () => {
+  test("ports, volumes, uploads, networks, tmpfs and added capabilities a spec leaves empty are left unset, not sent empty", async () => {
+    // The inputs, and so a preview's diff, carry only what means something; how the bridged
+    // provider tells an empty collection from an unset one never comes into play.
+    const { mocks } = await evaluated({});
+    const containers = mocks.ofType(CONTAINER);
+    assert.equal(containers.length, 8);
+    for (const c of containers) {
+      for (const key of ["ports", "volumes", "uploads", "networksAdvanced", "tmpfs"]) {
+        const value = c.inputs[key];
+        const empty = Array.isArray(value)
+          ? value.length === 0
+          : typeof value === "object" && value !== null && Object.keys(value).length === 0;
+        assert.ok(!empty, `${c.name}: ${key} is sent empty`);
+      }
+      const { adds } = c.inputs.capabilities as { adds?: string[] };
+      assert.ok(adds === undefined || adds.length > 0, `${c.name}: capabilities.adds is sent empty`);
+    }
+    // And the ones a spec fills are sent.
+    const named = (name: string) => mocks.named(name);
+    assert.deepEqual(named("webstack-postgres").inputs.capabilities, {
+      drops: ["ALL"],
+      adds: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID"],
+    });
+    assert.deepEqual(named("webstack-files-app-run").inputs.capabilities, { drops: ["ALL"], adds: ["CAP_CHOWN"] });
+    assert.deepEqual(named("webstack-files-nginx-run").inputs.capabilities, { drops: ["ALL"] });
+    assert.equal((named("webstack-nginx").inputs.ports as unknown[]).length, 1);
+    assert.ok(named("webstack-nginx").inputs.tmpfs !== undefined);
+    assert.ok(named("webstack-postgres").inputs.uploads !== undefined);
+    assert.ok(named("webstack-postgres").inputs.volumes !== undefined);
+  });
+
+  test("files runs have no network at all; every long-running container is on its networks and none has a network mode", async () => {
+    const { mocks } = await evaluated({});
+    for (const c of mocks.ofType(CONTAINER)) {
+      if (isFilesRun(c)) {
+        assert.equal(c.inputs.networkMode, "none", c.name);
+        assert.equal(c.inputs.networksAdvanced, undefined, c.name);
+      } else {
+        assert.equal(c.inputs.networkMode, undefined, c.name);
+        assert.ok((c.inputs.networksAdvanced as unknown[]).length > 0, c.name);
+      }
+    }
+  });
+
+  test("logs go to json-file (docker logs works and its rotation applies); Postgres gets three minutes to become healthy, the rest 90 s", async () => {
+    const { mocks } = await evaluated({});
+    for (const c of mocks.ofType(CONTAINER)) {
+      assert.equal(c.inputs.logDriver, "json-file", c.name);
+      if (isFilesRun(c)) continue;
+      assert.equal(c.inputs.waitTimeout, c.name === "webstack-postgres" ? 180 : 90, c.name);
+    }
+  });
+
+  test("replicas wait for Postgres and Redis", async () => {
+    const { mocks } = await evaluated({});
+    const replicas = mocks.ofType(CONTAINER).filter((c) => /^webstack-app-[0-9a-f]{12}-\d$/.test(c.name));
+    assert.equal(replicas.length, 3);
+    for (const replica of replicas) {
+      for (const backing of ["webstack-postgres", "webstack-redis"]) {
+        assert.ok(dependsOn(replica, mocks.named(backing)), `${replica.name} waits for ${backing}`);
+      }
+    }
+  });
+
+  test("nginx's config hash follows its rendered config", async () => {
+    const hashOf = async (settings: Record<string, string>) =>
+      (
+        (await evaluated(settings)).mocks.named("webstack-nginx").inputs.labels as { label: string; value: string }[]
+      ).find((l) => l.label === "webstack.config-hash")?.value;
+    const base = await hashOf({});
+    assert.match(String(base), /^[0-9a-f]{16}$/);
+    assert.equal(await hashOf({}), base);
+    assert.notEqual(await hashOf({ maxRequestBody: "2m" }), base);
+  });
+});
+
+describe("the stack's other resources", () => {
+  test("two bridge networks, the back one internal, labelled with the stack; the front keeps the single network's logical name", async () => {
+    const { mocks } = await evaluated({});
+    const labels = [{ label: "webstack.stack", value: "test" }];
+    assert.deepEqual(mocks.named("webstack-network").inputs, { name: "webstack-test", driver: "bridge", labels });
+    assert.deepEqual(mocks.named("webstack-back-network").inputs, {
+      name: "webstack-test-back",
+      driver: "bridge",
+      internal: true,
+      labels,
+    });
+  });
+
+  test("stock images stay on the host when the stack lets go of them (another stack may run them)", async () => {
+    const { mocks } = await evaluated({});
+    for (const role of ["postgres", "redis", "nginx"]) {
+      assert.equal(mocks.named(`webstack-${role}-image`).inputs.keepLocally, true, role);
+    }
+  });
+
+  test("generated passwords are the stack's children", async () => {
+    const { mocks } = await evaluated({});
+    const passwords = mocks.ofType("random:index/randomPassword:RandomPassword");
+    assert.equal(passwords.length, 3);
+    for (const p of passwords) assert.match(p.urn, /::webstack:index:WebStack\$random:/, p.name);
+  });
+
+  test("the app image is built from the app's Dockerfile; pushed to a registry, it is pulled on the host once, kept there, by the host's pull", async () => {
+    const local = (await evaluated({})).mocks.named("app-image");
+    const build = local.inputs.build as { context: string; dockerfile: string };
+    assert.equal(build.dockerfile, path.join(build.context, "Dockerfile"));
+
+    const { mocks } = await evaluated(AWS);
+    const pulled = mocks.named("app-pulled");
+    assert.equal(pulled.inputs.keepLocally, true, "the pulled image stays for a rollback");
+    assert.ok(dependsOn(pulled, mocks.named("app-pull")), "the provider finds the image the host pulled");
+    assert.ok(dependsOn(pulled, mocks.named("host-engine-ready")));
+  });
+});
+
+/** Mocks whose engine reports nginx's port 80 as `reported` (or not at all). */
+class PortReporting extends RecordingMocks {
+  constructor(private readonly reported: number | undefined) {
+    super();
+  }
+  override newResource(args: Parameters<RecordingMocks["newResource"]>[0]) {
+    const result = super.newResource(args);
+    if (args.type !== CONTAINER || (args.inputs as Record<string, unknown>).ports === undefined) return result;
+    const ports = this.reported === undefined ? [] : [{ internal: 80, external: this.reported, ip: "127.0.0.1" }];
+    return { ...result, state: { ...result.state, ports } };
+  }
+}
+
+describe("the URL's port with httpPort 0", () => {
+  for (const [what, reported] of [
+    ["no port", undefined],
+    ["port 0", 0],
+  ] as const) {
+    test(`an engine that reports ${what} for nginx fails the update by name, not with a URL that can't be reached`, async () => {
+      const { failures } = await programFailures({ httpPort: "0" }, { mocks: new PortReporting(reported) });
+      assert.ok(
+        failures.some((f) => f.message.includes("nginx's container reports no host port for port 80")),
+        failures.map((f) => f.message).join("\n"),
+      );
+    });
+  }
+
+  test("the port Docker picked is the URL's", async () => {
+    const { outputs } = await runProgram({ httpPort: "0" }, { mocks: new PortReporting(32768) });
+    assert.equal(outputs.url, "http://127.0.0.1:32768");
+  });
+});
+
+describe("nginx's files", () => {
+  test("each lands under /etc/nginx, relative to it, read-only, executable where it must run", () => {
+    assert.deepEqual(nginxFile({ path: "/etc/nginx/nginx.conf", content: "x", executable: false }), {
+      path: "nginx.conf",
+      mode: "0444",
+      content: { text: "x" },
+    });
+    assert.deepEqual(nginxFile({ path: "/etc/nginx/bin/start", content: "#!/bin/sh", executable: true }), {
+      path: "bin/start",
+      mode: "0555",
+      content: { text: "#!/bin/sh" },
+    });
+  });
+
+  test("a file outside /etc/nginx is refused by path: the files run writes only there", () => {
+    for (const outside of ["/etc/passwd", "/etc/nginx/../shadow", "/etc/nginx", "/etc/nginx-extra/x.conf"]) {
+      assert.throws(
+        () => nginxFile({ path: outside, content: "", executable: false }),
+        (error: Error) =>
+          error.message === `nginx file ${outside} is outside /etc/nginx, the only directory its files run writes`,
+        outside,
+      );
+    }
+  });
+});
