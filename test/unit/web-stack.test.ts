@@ -76,6 +76,16 @@ describe("containers as the provider gets them", () => {
     }
   });
 
+  test("data volumes and the files runs' own volumes are writable; the files they wrote are mounted read-only", async () => {
+    const { mocks } = await evaluated({});
+    const mounts = (c: Registered) =>
+      (c.inputs.volumes as { containerPath: string; readOnly?: boolean }[]).map((v) => v.readOnly);
+    for (const c of mocks.ofType(CONTAINER)) {
+      const writes = c.name === "webstack-postgres" || c.name === "webstack-redis" || isFilesRun(c);
+      assert.deepEqual(mounts(c), [writes ? undefined : true], c.name);
+    }
+  });
+
   test("replicas wait for Postgres and Redis", async () => {
     const { mocks } = await evaluated({});
     const replicas = mocks.ofType(CONTAINER).filter((c) => /^webstack-app-[0-9a-f]{12}-\d$/.test(c.name));
