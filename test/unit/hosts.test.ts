@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { parseConfig } from "../../components/config";
 import { createHost } from "../../components/hosts";
 import { parseDockerAuth } from "../../components/hosts/digitalocean";
-import { ProgramRun, Registered, runProgram } from "./support/mocks";
+import { dependsOn, evaluated, ProgramRun, runProgram } from "./support/mocks";
 
 const ADMIN = '["198.51.100.0/24"]';
 const CLOUDS = [
@@ -16,16 +16,6 @@ const CLOUDS = [
   },
   { target: "aws", settings: { target: "aws", region: "us-east-1", adminCidrs: ADMIN }, ip: "203.0.113.20" },
 ] as const;
-
-const runs = new Map<string, Promise<ProgramRun>>();
-function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
-  const key = JSON.stringify(settings);
-  const run = runs.get(key) ?? runProgram(settings);
-  runs.set(key, run);
-  return run;
-}
-
-const dependsOn = (resource: Registered, on: Registered) => resource.dependencies.includes(on.urn);
 
 for (const { target, settings, ip } of CLOUDS) {
   describe(`${target} host`, () => {

@@ -6,9 +6,9 @@ import { describe, test } from "node:test";
 import { inspect } from "node:util";
 import { pullCommand } from "../../components/specs/cloud-init";
 import {
+  evaluated,
   isSecretValue,
   MOCK_BOUND_PORT,
-  ProgramRun,
   promiseOf,
   RecordingMocks,
   Registered,
@@ -38,31 +38,6 @@ const generatedSecrets = (mocks: RecordingMocks) =>
   ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) =>
     String(mocks.named(n).outputs.result),
   );
-
-/**
- * One evaluation per target's settings, shared by the tests that only read what it registered:
- * each evaluation of the whole program costs about half a second. What it registered is frozen,
- * so a test that sorts or edits it in place fails instead of changing what the next test sees.
- */
-const evaluations = new Map<string, Promise<ProgramRun>>();
-function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
-  const key = JSON.stringify(settings);
-  let run = evaluations.get(key);
-  if (run === undefined) {
-    run = runProgram(settings).then((done) => {
-      deepFreeze(done.mocks.resources);
-      deepFreeze(done.outputs);
-      return done;
-    });
-    evaluations.set(key, run);
-  }
-  return run;
-}
-function deepFreeze(value: unknown): void {
-  if (typeof value !== "object" || value === null || Object.isFrozen(value)) return;
-  Object.freeze(value);
-  for (const inner of Object.values(value)) deepFreeze(inner);
-}
 
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {

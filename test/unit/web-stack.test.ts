@@ -5,21 +5,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as path from "node:path";
 import { nginxFile } from "../../components/web-stack";
-import { programFailures, ProgramRun, RecordingMocks, Registered, runProgram } from "./support/mocks";
+import { dependsOn, evaluated, programFailures, RecordingMocks, Registered, runProgram } from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
 const ADMIN = '["198.51.100.0/24"]';
 const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN, imageRegistry: "cloud" };
 
-const runs = new Map<string, Promise<ProgramRun>>();
-function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
-  const key = JSON.stringify(settings);
-  const run = runs.get(key) ?? runProgram(settings);
-  runs.set(key, run);
-  return run;
-}
-
-const dependsOn = (resource: Registered, on: Registered) => resource.dependencies.includes(on.urn);
 const isFilesRun = (c: Registered) => /-files-(app|nginx)-run$/.test(c.name);
 
 describe("containers as the provider gets them", () => {

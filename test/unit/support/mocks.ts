@@ -355,6 +355,34 @@ export async function programFailures(
   return { mocks, failures };
 }
 
+/**
+ * One evaluation per settings, shared by a test file's tests that only read what it registered:
+ * each evaluation of the whole program costs about half a second. What it registered is frozen,
+ * so a test that sorts or edits it in place fails instead of changing what the next test sees.
+ */
+const evaluations = new Map<string, Promise<ProgramRun>>();
+export function evaluated(settings: Record<string, string>): Promise<ProgramRun> {
+  const key = JSON.stringify(settings);
+  let run = evaluations.get(key);
+  if (run === undefined) {
+    run = runProgram(settings).then((done) => {
+      deepFreeze(done.mocks.resources);
+      deepFreeze(done.outputs);
+      return done;
+    });
+    evaluations.set(key, run);
+  }
+  return run;
+}
+function deepFreeze(value: unknown): void {
+  if (typeof value !== "object" || value === null || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const inner of Object.values(value)) deepFreeze(inner);
+}
+
+/** Whether a resource was registered depending on another (`dependsOn`, or an input from it). */
+export const dependsOn = (resource: Registered, on: Registered): boolean => resource.dependencies.includes(on.urn);
+
 /** The value of an Output, awaited. */
 export function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
   // The SDK's Output keeps its value's promise (outside its public types): unlike a callback given
