@@ -115,6 +115,24 @@ describe("CounterCache against a Redis that comes and goes", () => {
     }
   });
 
+  it("a write that times out while Redis stays connected is logged, and the store still resolves", async () => {
+    const { log, lines } = recordingLogger();
+    const cache = new CounterCache(server.url, log, { commandTimeoutMs: 300 });
+    cache.connect();
+    try {
+      await waitFor("the cache to be ready", () => (cache.isReady ? true : undefined));
+      // Redis holds every write for a while; reads and the connection itself are unaffected, so
+      // only the write's own failure can say that the cache was not updated.
+      await other.call("CLIENT", "PAUSE", "5000", "WRITE");
+      await cache.store({ count: 5, version: 5 });
+      assert.equal(cache.isReady, true);
+      assert.deepEqual(messages(lines, "warn"), ["redis unavailable, serving from postgres only"]);
+    } finally {
+      await other.call("CLIENT", "UNPAUSE");
+      await cache.close();
+    }
+  });
+
   it("logs an outage once, retries quietly, and reports the return once", async () => {
     const { log, lines } = recordingLogger();
     const cache = new CounterCache(server.url, log, { commandTimeoutMs: 5000 });
