@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import * as net from "node:net";
 import { z } from "zod";
+import { DEFAULT_LIMITS, LIMITED_ROLES, LimitedRole, ResourceLimits } from "./specs/containers";
 
 export const NAMESPACE = "webstack";
 
@@ -74,6 +75,8 @@ export interface WebstackConfig {
   limitRatePerIp: number;
   /** Requests above the rate one address may make at once; undefined leaves nginx's default (twice the rate). */
   limitBurst?: number;
+  /** Memory and CPU weight per role (the app's per replica): what is set over DEFAULT_LIMITS. */
+  limits: Record<LimitedRole, ResourceLimits>;
 }
 
 /** A raw setting: what `pulumi config` holds, as text (lists as JSON text). */
@@ -114,6 +117,7 @@ const KEYS = [
   "limitConnPerIp",
   "limitRatePerIp",
   "limitBurst",
+  "limits",
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -192,8 +196,65 @@ function cidrList(key: string, value: string): string[] | { problem: string } {
   return list.data;
 }
 
+/** What each limit may be: Docker's smallest useful memory for these servers, and its CPU weight range. */
+const LIMIT_BOUNDS: Record<keyof ResourceLimits, { min: number; max: number }> = {
+  memoryMb: { min: 64, max: 262144 },
+  cpuShares: { min: 2, max: 262144 },
+};
+
+/**
+ * `limits`: an object by role, each with any of memoryMb and cpuShares, as `pulumi config set
+ * --path limits.app.memoryMb 384` stores it. Every bad entry is reported, by its full path.
+ */
+function limitsSetting(
+  key: string,
+  value: string,
+): Record<LimitedRole, ResourceLimits> | { problem: string } | { problems: string[] } {
+  const example = `an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles ${LIMITED_ROLES.join(", ")}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return problem(key, value, example);
+  }
+  const object = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!object(parsed)) return problem(key, value, example);
+  const problems: string[] = [];
+  const limits = structuredClone(DEFAULT_LIMITS);
+  for (const [role, given] of Object.entries(parsed)) {
+    if (!(LIMITED_ROLES as readonly string[]).includes(role)) {
+      problems.push(`${NAMESPACE}:${key}.${role} is not a role with limits (roles: ${LIMITED_ROLES.join(", ")})`);
+      continue;
+    }
+    if (!object(given)) {
+      problems.push(
+        problem(`${key}.${role}`, JSON.stringify(given), `an object with memoryMb and/or cpuShares`).problem,
+      );
+      continue;
+    }
+    for (const [field, amount] of Object.entries(given)) {
+      const bounds = LIMIT_BOUNDS[field as keyof ResourceLimits] as { min: number; max: number } | undefined;
+      if (bounds === undefined) {
+        problems.push(`${NAMESPACE}:${key}.${role}.${field} is not a limit (limits: memoryMb, cpuShares)`);
+        continue;
+      }
+      // `--path` stores integers as numbers; a hand-written stack file may quote them.
+      const text = typeof amount === "number" || typeof amount === "string" ? String(amount) : JSON.stringify(amount);
+      const checked = wholeNumber(bounds.min, bounds.max)(`${key}.${role}.${field}`, text);
+      if (isProblem(checked)) problems.push(checked.problem);
+      else limits[role as LimitedRole][field as keyof ResourceLimits] = checked;
+    }
+  }
+  return problems.length > 0 ? { problems } : limits;
+}
+
 function isProblem(value: unknown): value is { problem: string } {
   return typeof value === "object" && value !== null && !Array.isArray(value) && "problem" in value;
+}
+
+/** A setting of several parts reports each bad part. */
+function hasProblems(value: unknown): value is { problems: string[] } {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && "problems" in value;
 }
 
 const CHECKS: { [K in Key]: Check<unknown> } = {
@@ -221,6 +282,7 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   limitConnPerIp: wholeNumber(0, 65535),
   limitRatePerIp: wholeNumber(0, 100000),
   limitBurst: wholeNumber(0, 1000000),
+  limits: limitsSetting,
 };
 
 const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
@@ -264,6 +326,7 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     if (value === undefined) continue;
     const parsed = CHECKS[key](key, value);
     if (isProblem(parsed)) problems.push(parsed.problem);
+    else if (hasProblems(parsed)) problems.push(...parsed.problems);
     else values[key] = parsed;
   }
 
@@ -318,6 +381,7 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     limitConnPerIp: (values.limitConnPerIp as number | undefined) ?? 0,
     limitRatePerIp: (values.limitRatePerIp as number | undefined) ?? 0,
     limitBurst: values.limitBurst as number | undefined,
+    limits: (values.limits as Record<LimitedRole, ResourceLimits> | undefined) ?? structuredClone(DEFAULT_LIMITS),
   };
 }
 

@@ -56,6 +56,7 @@ export function buildWebstack(
     limitConnPerIp: config.limitConnPerIp,
     limitRatePerIp: config.limitRatePerIp,
     limitBurst: config.limitBurst,
+    limits: config.limits,
     transform: options.transform,
   });
   return { host, image, stack };

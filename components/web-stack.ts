@@ -11,8 +11,10 @@ import {
   appReplicaSpec,
   ContainerSpec,
   databaseUrl,
+  DEFAULT_LIMITS,
   filesRunSpec,
   FilesRunOptions,
+  LimitedRole,
   NetworkRole,
   NGINX_DIR,
   nginxSpec,
@@ -20,7 +22,9 @@ import {
   redisConf,
   redisSpec,
   redisUrl,
+  ResourceLimits,
   SecretDocument,
+  softLimitMb,
   specFingerprint,
   StackNames,
   VolumeRole,
@@ -76,6 +80,12 @@ export interface WebStackArgs {
   limitRatePerIp: number;
   /** Requests above the rate one address may make at once. @default twice `limitRatePerIp` */
   limitBurst?: number;
+  /**
+   * Memory and CPU weight per role; the app's apply to each replica.
+   * @default DEFAULT_LIMITS, for each role not given
+   * @example { app: { memoryMb: 384, cpuShares: 1024 } }
+   */
+  limits?: Partial<Record<LimitedRole, ResourceLimits>>;
   /** Change what WebStack did not foresee, per child. */
   transform?: {
     /** Both networks: the front one (`webstack-<stack>`) and the internal back one (`…-back`). */
@@ -173,9 +183,12 @@ export class WebStack extends pulumi.ComponentResource {
   /** Every secret a container may receive as a file, by the name specs use for it. */
   private secretDocuments(): Record<SecretDocument, pulumi.Output<string>> {
     const appendOnly = this.args.redisAof;
+    const maxMemoryMb = softLimitMb(this.limits("redis"));
     return {
       postgresPassword: this.postgresPassword,
-      redisConf: pulumi.secret(this.redisPassword.apply((password) => redisConf({ password, appendOnly }))),
+      redisConf: pulumi.secret(
+        this.redisPassword.apply((password) => redisConf({ password, appendOnly, maxMemoryMb })),
+      ),
       databaseUrl: pulumi.secret(this.postgresPassword.apply(databaseUrl)),
       redisUrl: pulumi.secret(this.redisPassword.apply(redisUrl)),
       adminToken: this.adminToken,
@@ -213,7 +226,7 @@ export class WebStack extends pulumi.ComponentResource {
   private createPostgres(): Built {
     const volume = this.createVolume("postgres-data", this.args.host.dataDir);
     const image = this.stockImage("postgres", this.args.images.postgres);
-    const spec = postgresSpec(this.args.names);
+    const spec = postgresSpec(this.args.names, this.limits("postgres"));
     return this.createContainer(`${this.name}-postgres`, spec, {
       image,
       volumes: { "postgres-data": volume.name },
@@ -225,7 +238,7 @@ export class WebStack extends pulumi.ComponentResource {
   private createRedis(): Built {
     const volume = this.createVolume("redis-data");
     const image = this.stockImage("redis", this.args.images.redis);
-    const spec = redisSpec(this.args.names);
+    const spec = redisSpec(this.args.names, this.limits("redis"));
     return this.createContainer(`${this.name}-redis`, spec, {
       image,
       volumes: { "redis-data": volume.name },
@@ -254,6 +267,7 @@ export class WebStack extends pulumi.ComponentResource {
       release: "",
       index: 0,
       shutdownGraceSeconds: this.args.shutdownGraceSeconds,
+      limits: this.limits("app"),
     });
   }
 
@@ -270,7 +284,12 @@ export class WebStack extends pulumi.ComponentResource {
       owner: APP_USER,
     });
     return Array.from({ length: replicas }, (_, i) => {
-      const spec = appReplicaSpec(this.args.names, { release: this.releaseId, index: i + 1, shutdownGraceSeconds });
+      const spec = appReplicaSpec(this.args.names, {
+        release: this.releaseId,
+        index: i + 1,
+        shutdownGraceSeconds,
+        limits: this.limits("app"),
+      });
       return this.createContainer(`${this.name}-app-${this.releaseId}-${i + 1}`, spec, {
         image: this.args.appImage,
         volumes: { "files-app": files.volume.name },
@@ -299,7 +318,13 @@ export class WebStack extends pulumi.ComponentResource {
     const image = this.stockImage("nginx", this.args.images.nginx);
     // The image's own /etc/nginx (mime.types) under the stack's config and start script.
     const run = this.createFilesRun(image, { consumer: "nginx", files: files.map(nginxFile), seed: NGINX_DIR });
-    const spec = nginxSpec(names, { httpPort, bindAddress, command: NGINX_COMMAND, configHash });
+    const spec = nginxSpec(names, {
+      httpPort,
+      bindAddress,
+      command: NGINX_COMMAND,
+      configHash,
+      limits: this.limits("nginx"),
+    });
     return this.createContainer(`${this.name}-nginx`, spec, {
       image,
       volumes: { "files-nginx": run.volume.name },
@@ -308,6 +333,10 @@ export class WebStack extends pulumi.ComponentResource {
       dependsOn: replicas,
       transform: this.args.transform?.nginx,
     });
+  }
+
+  private limits(role: LimitedRole): ResourceLimits {
+    return this.args.limits?.[role] ?? DEFAULT_LIMITS[role];
   }
 
   /** A pinned public image, present on the host before any container needs it. */
@@ -385,6 +414,10 @@ export class WebStack extends pulumi.ComponentResource {
       logOpts: spec.logOpts,
       stopSignal: spec.stopSignal,
       stopTimeout: spec.stopTimeout,
+      // No swap past the limit: a container over it is stopped by the kernel, not slowed to a crawl.
+      memory: spec.limits?.memoryMb,
+      memorySwap: spec.limits?.memoryMb,
+      cpuShares: spec.limits?.cpuShares,
       ...(spec.oneOff
         ? // The provider waits for a one-off to end and records its exit code; it must not expect it running.
           { attach: true, mustRun: false }

@@ -74,6 +74,40 @@ export interface FileSpec {
   content: FileContent;
 }
 
+/**
+ * What a long-running container may take of its host. The provider applies a change to the
+ * running container (Docker's update), without a restart, so limits stay out of the fingerprint;
+ * where a process must be told its limit (the app's heap, Redis's maxmemory), that setting is part
+ * of the spec and a change replaces the container.
+ */
+export interface ResourceLimits {
+  /** Memory in MiB, swap included: the kernel kills a process of the container past it. */
+  memoryMb: number;
+  /** Relative CPU weight, felt only when the host's CPUs are contended (Docker's default: 1024). */
+  cpuShares: number;
+}
+
+/** The containers that run for the stack's lifetime, each with limits of its own. */
+export type LimitedRole = "postgres" | "redis" | "nginx" | "app";
+export const LIMITED_ROLES: readonly LimitedRole[] = ["postgres", "redis", "nginx", "app"];
+
+/**
+ * Limits for the default VM sizes (2 GiB: s-1vcpu-2gb, t3.small): with 3 replicas the stack may
+ * take 1.5 GiB, leaving the rest to the system and Docker. Postgres weighs twice the others, so a
+ * busy replica cannot starve the database every replica waits on.
+ */
+export const DEFAULT_LIMITS: Record<LimitedRole, ResourceLimits> = {
+  postgres: { memoryMb: 512, cpuShares: 2048 },
+  redis: { memoryMb: 128, cpuShares: 1024 },
+  nginx: { memoryMb: 128, cpuShares: 1024 },
+  app: { memoryMb: 256, cpuShares: 1024 },
+};
+
+/** The share of a memory limit a process is told to keep to, leaving room for what it does not count. */
+export function softLimitMb(limits: ResourceLimits): number {
+  return Math.floor((limits.memoryMb * 3) / 4);
+}
+
 export interface HealthcheckSpec {
   tests: string[];
   interval: string;
@@ -114,6 +148,8 @@ export interface ContainerSpec {
   stopSignal: "SIGTERM" | "SIGINT" | "SIGQUIT";
   /** Seconds Docker waits after the stop signal before killing the container. */
   stopTimeout: number;
+  /** Undefined only for a one-off run. */
+  limits?: ResourceLimits;
 }
 
 export interface StackNames {
@@ -138,7 +174,7 @@ function labels(names: StackNames, role: Role, extra: Record<string, string> = {
  * into a 0700 one as it goes), then drops to the postgres user; the server itself then holds no
  * capability at all.
  */
-export function postgresSpec(names: StackNames): ContainerSpec {
+export function postgresSpec(names: StackNames, limits: ResourceLimits = DEFAULT_LIMITS.postgres): ContainerSpec {
   return {
     role: "postgres",
     containerName: `${names.prefix}-postgres`,
@@ -166,6 +202,7 @@ export function postgresSpec(names: StackNames): ContainerSpec {
     // SIGINT is Postgres's "fast" shutdown; SIGTERM would wait for every pooled client to leave.
     stopSignal: "SIGINT",
     stopTimeout: 30,
+    limits,
   };
 }
 
@@ -174,7 +211,7 @@ export function postgresSpec(names: StackNames): ContainerSpec {
  * chowns /data (reading into Redis's 0700 directories) and drops to the redis user, who must then
  * read the file: it is world-readable inside a container that runs nothing else.
  */
-export function redisSpec(names: StackNames): ContainerSpec {
+export function redisSpec(names: StackNames, limits: ResourceLimits = DEFAULT_LIMITS.redis): ContainerSpec {
   return {
     role: "redis",
     containerName: `${names.prefix}-redis`,
@@ -205,11 +242,12 @@ export function redisSpec(names: StackNames): ContainerSpec {
     logOpts: LOG_OPTS,
     stopSignal: "SIGTERM",
     stopTimeout: 10,
+    limits,
   };
 }
 
 /** The content of Redis's config file. It holds the password, so the component keeps it secret. */
-export function redisConf(options: { password: string; appendOnly: boolean }): string {
+export function redisConf(options: { password: string; appendOnly: boolean; maxMemoryMb: number }): string {
   if (!/^[A-Za-z0-9_-]+$/.test(options.password)) {
     // A generated password never trips this; a configured one with spaces or quotes would break the file.
     throw new Error("the Redis password may contain only letters, digits, '_' and '-'");
@@ -220,6 +258,8 @@ export function redisConf(options: { password: string; appendOnly: boolean }): s
     "dir /data",
     `appendonly ${options.appendOnly ? "yes" : "no"}`,
     "appendfsync everysec",
+    // Past this Redis refuses writes (the app then serves from Postgres) instead of being killed.
+    `maxmemory ${options.maxMemoryMb}mb`,
     "maxmemory-policy noeviction",
     `requirepass ${options.password}`,
     "",
@@ -237,6 +277,8 @@ export interface AppReplicaOptions {
   release: string;
   index: number;
   shutdownGraceSeconds: number;
+  /** @default DEFAULT_LIMITS.app */
+  limits?: ResourceLimits;
 }
 
 /**
@@ -245,6 +287,7 @@ export interface AppReplicaOptions {
  */
 export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): ContainerSpec {
   const containerName = `${names.prefix}-app-${options.release}-${options.index}`;
+  const limits = options.limits ?? DEFAULT_LIMITS.app;
   return {
     role: "app",
     containerName,
@@ -253,6 +296,8 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
       PORT: String(APP_PORT),
       REPLICA_ID: containerName,
       SHUTDOWN_GRACE_MS: String(options.shutdownGraceSeconds * 1000),
+      // The heap stops growing (and V8 collects harder) well before the kernel would kill the replica.
+      NODE_OPTIONS: `--max-old-space-size=${softLimitMb(limits)}`,
       ...Object.fromEntries(Object.entries(APP_SECRET_FILES).map(([variable, { file }]) => [variable, file])),
     },
     files: [],
@@ -280,6 +325,7 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
     stopSignal: "SIGTERM",
     // The app drains in-flight requests within its grace period; Docker waits a little longer.
     stopTimeout: options.shutdownGraceSeconds + 5,
+    limits,
   };
 }
 
@@ -290,6 +336,8 @@ export interface NginxSpecOptions {
   command: string[];
   /** Hash of the rendered config, so a config change is visible in a diff. */
   configHash: string;
+  /** @default DEFAULT_LIMITS.nginx */
+  limits?: ResourceLimits;
 }
 
 /**
@@ -328,6 +376,7 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
     // SIGQUIT is nginx's graceful shutdown: open requests finish.
     stopSignal: "SIGQUIT",
     stopTimeout: 15,
+    limits: options.limits ?? DEFAULT_LIMITS.nginx,
   };
 }
 
@@ -387,10 +436,13 @@ export function filesRunSpec(names: StackNames, options: FilesRunOptions): Conta
 /**
  * A hash of everything a spec asks of Docker. WebStack puts it in a label, and labels force a
  * replacement: a change the provider would otherwise apply in place or not at all (health check,
- * tmpfs) takes effect. Secret files contribute their names, never their values.
+ * tmpfs) takes effect. Secret files contribute their names, never their values. Resource limits
+ * are left out: the provider applies them to the running container.
  */
 export function specFingerprint(spec: ContainerSpec): string {
-  return createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 16);
+  const hashed: Partial<ContainerSpec> = { ...spec };
+  delete hashed.limits;
+  return createHash("sha256").update(JSON.stringify(hashed)).digest("hex").slice(0, 16);
 }
 
 /** Connection URLs the app receives; built only inside a secret Output by the component. */

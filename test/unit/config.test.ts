@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ConfigError, DEFAULT_IMAGES, parseConfig, readStackConfig } from "../../components/config";
+import { DEFAULT_LIMITS } from "../../components/specs/containers";
 import * as pulumi from "@pulumi/pulumi";
 import { RecordingMocks, runProgram } from "./support/mocks";
 
@@ -198,6 +199,38 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     secretKeys: ["redisPassword"],
     message: one("webstack:redisPassword must be 16-128 letters, digits, '_' or '-' (value not shown: it is a secret)"),
   },
+  {
+    settings: { limits: "384" },
+    message: one(
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app (got "384")',
+    ),
+  },
+  {
+    settings: { limits: "{app: 384}" },
+    message: one(
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app (got "{app: 384}")',
+    ),
+  },
+  {
+    settings: { limits: '{"app":{"memoryMb":63}}' },
+    message: one('webstack:limits.app.memoryMb must be a whole number from 64 to 262144 (got "63")'),
+  },
+  {
+    settings: { limits: '{"postgres":{"cpuShares":1.5}}' },
+    message: one('webstack:limits.postgres.cpuShares must be a whole number from 2 to 262144 (got "1.5")'),
+  },
+  {
+    settings: { limits: '{"app":384}' },
+    message: one('webstack:limits.app must be an object with memoryMb and/or cpuShares (got "384")'),
+  },
+  {
+    settings: { limits: '{"worker":{"memoryMb":128}}' },
+    message: one("webstack:limits.worker is not a role with limits (roles: postgres, redis, nginx, app)"),
+  },
+  {
+    settings: { limits: '{"redis":{"pids":100}}' },
+    message: one("webstack:limits.redis.pids is not a limit (limits: memoryMb, cpuShares)"),
+  },
 ];
 
 function knownSettings(): string {
@@ -226,6 +259,7 @@ function knownSettings(): string {
     "limitConnPerIp",
     "limitRatePerIp",
     "limitBurst",
+    "limits",
     "postgresPassword",
     "redisPassword",
   ].join(", ");
@@ -297,7 +331,39 @@ describe("defaults and good configs", () => {
       limitConnPerIp: 0,
       limitRatePerIp: 0,
       limitBurst: undefined,
+      limits: DEFAULT_LIMITS,
     });
+  });
+
+  test("limits: each role's given values over the defaults, from numbers or digits; every bad one reported", () => {
+    const { limits } = parseConfig({
+      limits: '{"app":{"memoryMb":384},"postgres":{"memoryMb":"1024","cpuShares":4096}}',
+    });
+    assert.deepEqual(limits, {
+      ...DEFAULT_LIMITS,
+      app: { memoryMb: 384, cpuShares: DEFAULT_LIMITS.app.cpuShares },
+      postgres: { memoryMb: 1024, cpuShares: 4096 },
+    });
+    assert.deepEqual(DEFAULT_LIMITS.app, { memoryMb: 256, cpuShares: 1024 }, "the defaults are not changed in place");
+    assert.deepEqual(parseConfig({ limits: "{}" }).limits, DEFAULT_LIMITS);
+    assert.deepEqual(parseConfig({ limits: '{"nginx":{"memoryMb":64,"cpuShares":262144}}' }).limits.nginx, {
+      memoryMb: 64,
+      cpuShares: 262144,
+    });
+    assert.throws(
+      () =>
+        parseConfig({ replicas: "0", limits: '{"app":{"memoryMb":262145,"cpuShares":1},"nginx":{"memoryMb":true}}' }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(error.problems, [
+          'webstack:replicas must be a whole number from 1 to 20 (got "0")',
+          'webstack:limits.app.memoryMb must be a whole number from 64 to 262144 (got "262145")',
+          'webstack:limits.app.cpuShares must be a whole number from 2 to 262144 (got "1")',
+          'webstack:limits.nginx.memoryMb must be a whole number from 64 to 262144 (got "true")',
+        ]);
+        return true;
+      },
+    );
   });
 
   test("admin routes and per-address limits are off unless set; a burst is kept only with a rate", () => {
@@ -579,11 +645,18 @@ describe("readStackConfig", () => {
     try {
       const password = "p".repeat(20);
       pulumi.runtime.setAllConfig(
-        { "webstack:replicas": "2", "webstack:postgresPassword": password, "aws:region": "us-east-1" },
+        {
+          "webstack:replicas": "2",
+          "webstack:postgresPassword": password,
+          "aws:region": "us-east-1",
+          // A structured setting reaches the program as JSON text.
+          "webstack:limits": '{"app":{"memoryMb":320}}',
+        },
         ["webstack:postgresPassword"],
       );
       const { config, secrets } = readStackConfig();
       assert.equal(config.replicas, 2);
+      assert.equal(config.limits.app.memoryMb, 320);
       assert.equal(config.target, "local", "aws:region is another package's setting");
       assert.deepEqual(Object.keys(secrets), ["postgresPassword"]);
       const value = secrets.postgresPassword;

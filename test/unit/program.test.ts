@@ -147,6 +147,7 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.deepEqual([...envOf(app)].sort(), [
           "ADMIN_TOKEN_FILE=/run/secrets/admin-token",
           "DATABASE_URL_FILE=/run/secrets/database-url",
+          "NODE_OPTIONS=--max-old-space-size=192",
           "PORT=3000",
           "REDIS_URL_FILE=/run/secrets/redis-url",
           `REPLICA_ID=${String(app.inputs.name)}`,

@@ -63,6 +63,7 @@ describe("container specs", () => {
       logOpts: LOGS,
       stopSignal: "SIGINT",
       stopTimeout: 30,
+      limits: { memoryMb: 512, cpuShares: 2048 },
     });
   });
 
@@ -96,7 +97,7 @@ describe("container specs", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-redis-"));
     try {
       const conf = path.join(dir, "redis.conf");
-      fs.writeFileSync(conf, redisConf({ password: "abc_DEF-123", appendOnly: true }));
+      fs.writeFileSync(conf, redisConf({ password: "abc_DEF-123", appendOnly: true, maxMemoryMb: 96 }));
       // The test with the config path swapped and redis-cli replaced by a printer of what it got.
       const command = String(redisSpec(names).healthcheck?.tests[1])
         .replaceAll("/usr/local/etc/redis/redis.conf", conf)
@@ -110,15 +111,16 @@ describe("container specs", () => {
 
   test("redis.conf", () => {
     assert.equal(
-      redisConf({ password: "abc_DEF-123", appendOnly: true }),
-      "bind * -::*\nport 6379\ndir /data\nappendonly yes\nappendfsync everysec\nmaxmemory-policy noeviction\nrequirepass abc_DEF-123\n",
+      redisConf({ password: "abc_DEF-123", appendOnly: true, maxMemoryMb: 96 }),
+      "bind * -::*\nport 6379\ndir /data\nappendonly yes\nappendfsync everysec\nmaxmemory 96mb\nmaxmemory-policy noeviction\nrequirepass abc_DEF-123\n",
     );
-    assert.match(redisConf({ password: "x", appendOnly: false }), /^appendonly no$/m);
-    assert.throws(() => redisConf({ password: "a b", appendOnly: true }), /only letters, digits/);
+    assert.match(redisConf({ password: "x", appendOnly: false, maxMemoryMb: 96 }), /^appendonly no$/m);
+    assert.throws(() => redisConf({ password: "a b", appendOnly: true, maxMemoryMb: 96 }), /only letters, digits/);
   });
 
   test("an app replica is named after its release and index; read-only, no capability, secrets as files on both networks", () => {
-    assert.deepEqual(appReplicaSpec(names, { release: "abc123", index: 2, shutdownGraceSeconds: 10 }), {
+    const limits = { memoryMb: 400, cpuShares: 512 };
+    assert.deepEqual(appReplicaSpec(names, { release: "abc123", index: 2, shutdownGraceSeconds: 10, limits }), {
       role: "app",
       containerName: "webstack-dev-app-abc123-2",
       user: "10001:10001",
@@ -129,6 +131,8 @@ describe("container specs", () => {
         DATABASE_URL_FILE: "/run/secrets/database-url",
         REDIS_URL_FILE: "/run/secrets/redis-url",
         ADMIN_TOKEN_FILE: "/run/secrets/admin-token",
+        // Three quarters of the container's limit.
+        NODE_OPTIONS: "--max-old-space-size=300",
       },
       files: [],
       networks: [
@@ -153,6 +157,7 @@ describe("container specs", () => {
       logOpts: LOGS,
       stopSignal: "SIGTERM",
       stopTimeout: 15,
+      limits,
     });
   });
 
@@ -274,22 +279,81 @@ describe("container specs", () => {
     }
   });
 
-  test("a spec's fingerprint changes with anything it asks of Docker, and not with nothing", () => {
-    const base = appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 });
-    assert.match(specFingerprint(base), /^[0-9a-f]{16}$/);
-    assert.equal(
-      specFingerprint(appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 })),
-      specFingerprint(base),
-    );
-    const changed: ContainerSpec[] = [
-      { ...base, healthcheck: { ...base.healthcheck!, interval: "10s" } },
-      { ...base, tmpfs: { "/tmp": "rw,size=32m" } },
-      { ...base, capabilities: ["CAP_NET_RAW"] },
-      { ...base, readOnlyRoot: false },
-      appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 20 }),
+  test("a spec's fingerprint changes with every field of every container's spec, except the limits Docker applies in place", () => {
+    // Every field, named here so that a new field fails to compile until it is listed.
+    const FIELDS: Record<keyof ContainerSpec, true> = {
+      role: true,
+      containerName: true,
+      command: true,
+      user: true,
+      env: true,
+      files: true,
+      networks: true,
+      healthcheck: true,
+      restart: true,
+      oneOff: true,
+      ports: true,
+      volumes: true,
+      capabilities: true,
+      readOnlyRoot: true,
+      tmpfs: true,
+      labels: true,
+      logOpts: true,
+      stopSignal: true,
+      stopTimeout: true,
+      limits: true,
+    };
+    const altered = (value: unknown): unknown => {
+      if (value === undefined) return "set";
+      if (typeof value === "string") return `${value}x`;
+      if (typeof value === "number") return value + 1;
+      if (typeof value === "boolean") return !value;
+      if (Array.isArray(value)) return [...value, "more"];
+      return { ...(value as object), more: "x" };
+    };
+    const specs: ContainerSpec[] = [
+      postgresSpec(names),
+      redisSpec(names),
+      appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 }),
+      nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" }),
+      filesRunSpec(names, { consumer: "app", files: [{ path: "a", mode: "0400", content: { secret: "adminToken" } }] }),
+      filesRunSpec(names, { consumer: "nginx", files: [{ path: "b", mode: "0444", content: { text: "b" } }] }),
     ];
-    const prints = changed.map(specFingerprint);
-    assert.equal(new Set([specFingerprint(base), ...prints]).size, changed.length + 1);
+    for (const spec of specs) {
+      const print = specFingerprint(spec);
+      assert.match(print, /^[0-9a-f]{16}$/);
+      assert.equal(specFingerprint(structuredClone(spec)), print, `${spec.role}: the same spec, the same fingerprint`);
+      for (const field of Object.keys(FIELDS) as (keyof ContainerSpec)[]) {
+        const changed = { ...spec, [field]: altered(spec[field]) } as ContainerSpec;
+        if (field === "limits") {
+          assert.equal(
+            specFingerprint(changed),
+            print,
+            `${spec.role}: limits are applied in place, not by replacement`,
+          );
+        } else {
+          assert.notEqual(specFingerprint(changed), print, `${spec.role}: a changed ${field} changes the fingerprint`);
+        }
+      }
+    }
+    // Nested fields count as well: a health check's interval, a limit given to the app's heap.
+    const app = specs[2];
+    assert.notEqual(
+      specFingerprint({ ...app, healthcheck: { ...app.healthcheck!, interval: "10s" } }),
+      specFingerprint(app),
+    );
+    assert.notEqual(
+      specFingerprint(
+        appReplicaSpec(names, {
+          release: "r1",
+          index: 1,
+          shutdownGraceSeconds: 10,
+          limits: { memoryMb: 512, cpuShares: 1024 },
+        }),
+      ),
+      specFingerprint(app),
+      "the app's memory limit sets its heap, so it replaces the replica",
+    );
   });
 
   test("connection URLs escape the password", () => {

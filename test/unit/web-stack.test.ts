@@ -88,6 +88,65 @@ describe("containers as the provider gets them", () => {
     }
   });
 
+  test("each long-running container gets its role's memory (no swap past it) and CPU weight; a files run gets none", async () => {
+    const limits = '{"app":{"memoryMb":300,"cpuShares":512},"postgres":{"memoryMb":1024},"redis":{"memoryMb":200}}';
+    const { mocks } = await evaluated({ limits });
+    const expected: Record<string, [number, number]> = {
+      postgres: [1024, 2048],
+      redis: [200, 1024],
+      nginx: [128, 1024],
+      app: [300, 512],
+    };
+    const containers = mocks.ofType(CONTAINER);
+    for (const c of containers) {
+      const role = (c.inputs.labels as { label: string; value: string }[]).find(
+        (l) => l.label === "webstack.role",
+      )?.value;
+      const sent = [c.inputs.memory, c.inputs.memorySwap, c.inputs.cpuShares];
+      if (isFilesRun(c)) {
+        assert.deepEqual(sent, [undefined, undefined, undefined], c.name);
+        continue;
+      }
+      const [memory, cpuShares] = expected[String(role)];
+      assert.deepEqual(sent, [memory, memory, cpuShares], c.name);
+    }
+    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 6);
+    // What must know its limit is told it: the app's heap, Redis's maxmemory (three quarters of each).
+    for (const replica of containers.filter((c) => c.name.startsWith("webstack-app-"))) {
+      assert.ok((replica.inputs.envs as string[]).includes("NODE_OPTIONS=--max-old-space-size=225"), replica.name);
+    }
+    const redisConf = String((mocks.named("webstack-redis").inputs.uploads as { content: string }[])[0].content);
+    assert.match(redisConf, /^maxmemory 150mb$/m);
+  });
+
+  test("a changed limit of Postgres, Redis or nginx is applied to the running container; the app's rolls a new release", async () => {
+    const labelsOf = async (limits: string) => {
+      const { mocks } = await evaluated({ limits });
+      const spec = (name: string) =>
+        (mocks.named(name).inputs.labels as { label: string; value: string }[]).find((l) => l.label === "webstack.spec")
+          ?.value;
+      return {
+        postgres: spec("webstack-postgres"),
+        nginx: spec("webstack-nginx"),
+        replicas: mocks
+          .ofType(CONTAINER)
+          .filter((c) => c.name.startsWith("webstack-app-"))
+          .map((c) => c.name),
+      };
+    };
+    const before = await labelsOf("{}");
+    const after = await labelsOf('{"postgres":{"memoryMb":768,"cpuShares":4096},"nginx":{"cpuShares":512}}');
+    assert.equal(after.postgres, before.postgres, "Postgres keeps its fingerprint: the provider updates it in place");
+    assert.equal(after.nginx, before.nginx);
+    assert.deepEqual(after.replicas, before.replicas);
+    const app = await labelsOf('{"app":{"memoryMb":512}}');
+    assert.equal(app.replicas.length, 3);
+    assert.ok(
+      app.replicas.every((name) => !before.replicas.includes(name)),
+      "a new heap size is a new release, rolled without an outage",
+    );
+  });
+
   test("nginx's config hash follows its rendered config", async () => {
     const hashOf = async (settings: Record<string, string>) =>
       (
