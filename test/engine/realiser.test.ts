@@ -650,12 +650,25 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     assert.equal((await docker().getContainer(String(again.id)).inspect()).State.Running, true);
   });
 
-  it("updates restart in place, keeps a health check change in the state only, replaces on a label change (stopping the old one within its recorded grace period) and kills at once without one", async () => {
+  it("updates restart, memory and CPU weight in place, keeps a health check change in the state only, replaces on a label change (stopping the old one within its recorded grace period) and kills at once without one", async () => {
     const { realiser, container, update } = await fresh();
     const healthcheck = { tests: ["CMD", "true"], interval: "1s" };
     // sleep as PID 1 ignores SIGTERM: only SIGKILL ends it, so the events show how long a stop waited.
-    const first = await container("changing", { command: SLEEPER, restart: "no", healthcheck, destroyGraceSeconds: 2 });
+    const limits = (memory: number, cpuShares: number) => ({ memory, memorySwap: memory, cpuShares });
+    const first = await container("changing", {
+      command: SLEEPER,
+      restart: "no",
+      healthcheck,
+      destroyGraceSeconds: 2,
+      ...limits(64, 512),
+    });
     const id = String(first.id);
+    const created = await docker().getContainer(id).inspect();
+    assert.deepEqual(
+      [created.HostConfig.Memory, created.HostConfig.MemorySwap, created.HostConfig.CpuShares],
+      [64 * 1024 * 1024, 64 * 1024 * 1024, 512],
+      "megabytes as the provider takes them",
+    );
 
     await update(() =>
       container("changing", {
@@ -663,6 +676,7 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
         restart: "unless-stopped",
         healthcheck: { ...healthcheck, interval: "2s" },
         destroyGraceSeconds: 2,
+        ...limits(96, 256),
       }),
     );
     const inPlace = await docker().getContainer(id).inspect();
@@ -672,6 +686,12 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
       "unless-stopped",
       "restart is applied to the running container",
     );
+    assert.deepEqual(
+      [inPlace.HostConfig.Memory, inPlace.HostConfig.MemorySwap, inPlace.HostConfig.CpuShares],
+      [96 * 1024 * 1024, 96 * 1024 * 1024, 256],
+      "limits are applied to the running container",
+    );
+    assert.equal(inPlace.State.Running, true);
     assert.equal(inPlace.Config.Healthcheck?.Interval, 1e9, "the provider's Update ignores the health check");
 
     const since = Math.floor(Date.now() / 1000) - 1;

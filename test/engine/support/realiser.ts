@@ -164,6 +164,7 @@ const CONTAINER_INPUTS = new Set([
   "securityOpts",
   "memory",
   "memorySwap",
+  "cpuShares",
   "wait",
   "waitTimeout",
   "mustRun",
@@ -176,7 +177,7 @@ const CONTAINER_INPUTS = new Set([
   "networkMode",
 ]);
 /** Container inputs the provider's Update applies to the running container (resourceDockerContainerUpdate). */
-const UPDATED_IN_PLACE = new Set(["restart", "maxRetryCount", "memory", "memorySwap"]);
+const UPDATED_IN_PLACE = new Set(["restart", "maxRetryCount", "memory", "memorySwap", "cpuShares"]);
 /**
  * Container inputs that are not ForceNew in the provider's schema and that its Update ignores: a
  * change reaches the state, never the container. Every other container input forces a replacement.
@@ -797,7 +798,7 @@ export class EngineRealiser {
 
   /**
    * A container as the provider manages it: created when new; when its inputs changed, updated in
-   * place (restart policy, memory), left as it is (what the provider's Update ignores), or replaced
+   * place (restart policy, memory, CPU weight), left as it is (what the provider's Update ignores), or replaced
    * delete-before-replace (everything else), the old one deleted as its recorded state says.
    */
   private async realiseContainer(
@@ -886,12 +887,13 @@ export class EngineRealiser {
     };
   }
 
-  /** The provider's Update: restart policy and limits applied to the running container. */
+  /** The provider's Update: restart policy and limits applied to the running container, unset ones as 0. */
   private async updateContainer(id: string, logical: string, inputs: Json): Promise<void> {
     const memory = optNum(inputs.memory, `${logical}.memory`);
     const memorySwap = optNum(inputs.memorySwap, `${logical}.memorySwap`);
     await this.docker.getContainer(id).update({
       RestartPolicy: restartPolicy(logical, inputs),
+      CpuShares: optNum(inputs.cpuShares, `${logical}.cpuShares`) ?? 0,
       Memory: (memory ?? 0) * 1024 * 1024,
       ...(memorySwap === undefined ? {} : { MemorySwap: megabytesOrUnlimited(memorySwap) }),
     });
@@ -999,6 +1001,7 @@ export class EngineRealiser {
         // The provider takes megabytes; a memorySwap of -1 (unlimited) passes through.
         Memory: memory === undefined ? undefined : memory * 1024 * 1024,
         MemorySwap: memorySwap === undefined ? undefined : megabytesOrUnlimited(memorySwap),
+        CpuShares: optNum(inputs.cpuShares, at("cpuShares")),
         ShmSize: shmSize === undefined ? undefined : shmSize * 1024 * 1024,
       },
     };
