@@ -308,7 +308,7 @@ describe("container specs", () => {
       if (typeof value === "string") return `${value}x`;
       if (typeof value === "number") return value + 1;
       if (typeof value === "boolean") return !value;
-      if (Array.isArray(value)) return [...value, "more"];
+      if (Array.isArray(value)) return [...(value as unknown[]), "more"];
       return { ...(value as object), more: "x" };
     };
     const specs: ContainerSpec[] = [
@@ -324,7 +324,7 @@ describe("container specs", () => {
       assert.match(print, /^[0-9a-f]{16}$/);
       assert.equal(specFingerprint(structuredClone(spec)), print, `${spec.role}: the same spec, the same fingerprint`);
       for (const field of Object.keys(FIELDS) as (keyof ContainerSpec)[]) {
-        const changed = { ...spec, [field]: altered(spec[field]) } as ContainerSpec;
+        const changed: ContainerSpec = { ...spec, [field]: altered(spec[field]) };
         if (field === "limits") {
           assert.equal(
             specFingerprint(changed),
