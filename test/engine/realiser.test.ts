@@ -13,27 +13,11 @@ import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Engine, ensureStandinImages, startEngine, STANDIN_IMAGES } from "./support/engine";
+import { Engine, ensureStandinImages, execIn, startEngine, STANDIN_IMAGES } from "./support/engine";
 import { EngineRealiser, RecordedResource } from "./support/realiser";
 
 function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => output.apply((value) => resolve(value)));
-}
-
-/** Runs a command in a container through the Engine API; returns its exit code and output. */
-async function execIn(container: Docker.Container, cmd: string[]): Promise<{ exitCode: number; output: string }> {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  const { ExitCode } = await exec.inspect();
-  // Strip the 8-byte frame headers of the multiplexed stream.
-  const raw = Buffer.concat(chunks);
-  const parts: Buffer[] = [];
-  for (let offset = 0; offset + 8 <= raw.length; offset += 8 + raw.readUInt32BE(offset + 4)) {
-    parts.push(raw.subarray(offset + 8, offset + 8 + raw.readUInt32BE(offset + 4)));
-  }
-  return { exitCode: ExitCode ?? -1, output: Buffer.concat(parts).toString("utf8") };
 }
 
 /** Container events of the given containers since a time: "action" (with the signal of a kill) and when, in ms. */
