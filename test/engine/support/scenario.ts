@@ -8,7 +8,8 @@ import * as path from "node:path";
 import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { freePort } from "../../support/services";
-import { ContainerTop, Engine, ensureStandinImages, PortBindings, startEngine, STANDIN_IMAGES } from "./engine";
+import { DEFAULT_LIMITS, LimitedRole } from "../../../components/specs/containers";
+import { ContainerTop, Engine, ensureStandinImages, execIn, PortBindings, startEngine, STANDIN_IMAGES } from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
 
@@ -154,12 +155,16 @@ export function describeStack(scenario: Scenario): void {
 
   const docker = () => engine.docker;
   const inspect = (name: string) => docker().getContainer(name).inspect();
-  const replicas = () =>
-    realiser
-      .ofType("docker:index/container:Container")
-      .filter((r) => !r.deleted && String(r.outputs.name).startsWith(`${prefix}-app-`))
-      .map((r) => String(r.outputs.name))
-      .sort();
+  // A replica left as it was by a later update is recorded once per update: each name counts once.
+  const replicas = () => [
+    ...new Set(
+      realiser
+        .ofType("docker:index/container:Container")
+        .filter((r) => !r.deleted && String(r.outputs.name).startsWith(`${prefix}-app-`))
+        .map((r) => String(r.outputs.name))
+        .sort(),
+    ),
+  ];
   const stackContainers = async () =>
     (await docker().listContainers({ all: true, filters: { label: [`webstack.stack=${stack}`] } })).map((c) =>
       c.Names[0].replace(/^\//, ""),
@@ -307,6 +312,48 @@ export function describeStack(scenario: Scenario): void {
       const appImage = realiser.ofType("docker:index/image:Image")[0];
       const history: unknown = await docker().getImage(String(appImage.outputs.repoDigest)).history();
       for (const secret of secrets) assert.ok(!JSON.stringify(history).includes(secret), "no secret in an image layer");
+    });
+
+    test("each service runs within its role's limits; a process past a replica's limit is killed inside it while the stack serves on; a changed Postgres limit is applied without a restart", async () => {
+      const MiB = 1024 * 1024;
+      const limited = (name: string): [string, { memory: number; cpuShares: number }] => {
+        const role = name.startsWith(`${prefix}-app-`) ? "app" : (name.slice(prefix.length + 1) as LimitedRole);
+        const { memoryMb, cpuShares } = DEFAULT_LIMITS[role];
+        return [name, { memory: memoryMb * MiB, cpuShares }];
+      };
+      const services = [`${prefix}-postgres`, `${prefix}-redis`, `${prefix}-nginx`, ...replicas()];
+      for (const [name, { memory, cpuShares }] of services.map(limited)) {
+        const { HostConfig } = await inspect(name);
+        assert.deepEqual(
+          [HostConfig.Memory, HostConfig.MemorySwap, HostConfig.CpuShares],
+          [memory, memory, cpuShares],
+          name,
+        );
+      }
+
+      // Memory a replica's heap limit does not cover (buffers), taken until the kernel steps in.
+      const victim = replicas()[0];
+      const postgres = await inspect(`${prefix}-postgres`);
+      const hog = await execIn(docker().getContainer(victim), [
+        "node",
+        "-e",
+        "const kept = []; for (;;) kept.push(Buffer.alloc(8 << 20, 1));",
+      ]);
+      assert.equal(hog.exitCode, 137, `the process past ${victim}'s limit is killed (SIGKILL): ${hog.output}`);
+      const after = await inspect(victim);
+      assert.deepEqual([after.State.Running, after.State.Health?.Status], [true, "healthy"]);
+      const { status } = await visit(port);
+      assert.equal(status, 200);
+
+      realiser.beginUpdate();
+      settings = { ...settings, limits: '{"postgres":{"memoryMb":640}}' };
+      await deploy(realiser, settings);
+      await realiser.finishUpdate();
+      const updated = await inspect(`${prefix}-postgres`);
+      assert.equal(updated.Id, postgres.Id, "Postgres is not replaced");
+      assert.equal(updated.State.StartedAt, postgres.State.StartedAt, "nor restarted");
+      assert.deepEqual([updated.HostConfig.Memory, updated.HostConfig.MemorySwap], [640 * MiB, 640 * MiB]);
+      assert.equal(updated.RestartCount, postgres.RestartCount);
     });
 
     test("data survives Postgres recreated on its volume and Redis restarted", async () => {
