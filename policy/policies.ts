@@ -144,6 +144,31 @@ export function privilegeProblems(resource: string, props: Props): string[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// memory-limits
+
+/**
+ * A container that runs for good (not a one-off run the provider waits for) has a memory limit and
+ * no swap past it, so one runaway process is stopped in its container instead of exhausting the host.
+ */
+export function memoryLimitProblems(resource: string, props: Props): string[] {
+  const oneOff = props.attach === true || props.mustRun === false;
+  const { memory, memorySwap } = props;
+  if (oneOff || isUnknown(memory) || isUnknown(memorySwap)) return [];
+  const where = `container "${resource}"`;
+  if (typeof memory !== "number" || memory <= 0) {
+    return [
+      `${where} has no memory limit (memory is ${show(memory ?? "unset")}): a long-running container must set memory in MB (webstack:limits)`,
+    ];
+  }
+  if (memorySwap !== memory) {
+    return [
+      `${where} may swap past its memory limit (memorySwap is ${show(memorySwap ?? "unset")}): set memorySwap equal to memory (${memory})`,
+    ];
+  }
+  return [];
+}
+
+// ---------------------------------------------------------------------------------------------
 // pinned-images
 
 const IMAGE_ID = /^sha256:[a-f0-9]{64}$/;
@@ -500,6 +525,16 @@ export const noPrivilegedContainers: ResourceValidationPolicy = {
   },
 };
 
+export const memoryLimits: ResourceValidationPolicy = {
+  name: "memory-limits",
+  description:
+    "Every long-running container has a memory limit and no swap past it, so one runaway process cannot exhaust the host.",
+  enforcementLevel: "mandatory",
+  validateResource: (args, reportViolation) => {
+    if (args.type === TYPES.container) report(reportViolation, memoryLimitProblems(args.name, args.props));
+  },
+};
+
 export const pinnedImages: ResourceValidationPolicy = {
   name: "pinned-images",
   description:
@@ -626,6 +661,7 @@ export function webstackPolicies(
   return [
     onlyNginxPublishesPorts,
     noPrivilegedContainers,
+    memoryLimits,
     pinnedImages,
     secretEnvironment(),
     adminPortsNotPublic,

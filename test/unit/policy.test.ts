@@ -332,6 +332,43 @@ for (const { target, settings, cloud } of TARGETS) {
       );
     });
 
+    test("memory-limits: the program passes, files runs included; a service without a limit, or with swap past it, fails", async () => {
+      assert.deepEqual(await resourceViolations("memory-limits", await base()), []);
+      const unlimited = await builtWith(settings, {
+        app: (args) => {
+          delete args.memory;
+        },
+        postgres: (args) => {
+          args.memorySwap = -1;
+        },
+        redis: (args) => {
+          delete args.memorySwap;
+        },
+        nginx: (args) => {
+          args.memory = 0;
+        },
+        files: (args) => {
+          delete args.memory;
+        },
+      });
+      const apps = containers(unlimited)
+        .filter((c) => c.name.startsWith("webstack-app-"))
+        .map((c) => c.name);
+      assert.equal(apps.length, 3);
+      assert.deepEqual(
+        (await resourceViolations("memory-limits", unlimited)).sort(),
+        [
+          `container "webstack-nginx" has no memory limit (memory is 0): a long-running container must set memory in MB (webstack:limits)`,
+          `container "webstack-postgres" may swap past its memory limit (memorySwap is -1): set memorySwap equal to memory (512)`,
+          `container "webstack-redis" may swap past its memory limit (memorySwap is "unset"): set memorySwap equal to memory (128)`,
+          ...apps.map(
+            (a) =>
+              `container "${a}" has no memory limit (memory is "unset"): a long-running container must set memory in MB (webstack:limits)`,
+          ),
+        ].sort(),
+      );
+    });
+
     test("pinned-images: the program's images pass; unpinned stock images, base image and container image fail", async () => {
       const resources = await base();
       const pulled = ofType(resources, TYPES.remoteImage).map((r) => r.inputs.name);
@@ -843,6 +880,7 @@ describe("the pack", () => {
       [
         "only-nginx-publishes-ports",
         "no-privileged-containers",
+        "memory-limits",
         "pinned-images",
         "secret-environment",
         "admin-ports-not-public",
