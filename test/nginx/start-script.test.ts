@@ -91,6 +91,7 @@ class Harness {
     await writeFile(join(dir, "upstream-names"), names.map((name) => `${name}\n`).join(""));
     await writeFile(join(dir, "nginx"), nginxScript, { mode: 0o755 });
     await writeFile(join(dir, "lookup"), FAKE_LOOKUP, { mode: 0o755 });
+    await writeFile(join(dir, "nginx.conf"), "events {}\n");
     return new Harness(dir);
   }
 
@@ -106,6 +107,7 @@ class Harness {
         WATCH_INTERVAL: "0.05",
         WATCH_RELOAD_GAP: "0.2",
         WATCH_START_WAIT: "30",
+        WATCH_CONFIG: join(this.dir, "nginx.conf"),
       },
     });
   }
@@ -132,6 +134,16 @@ class Harness {
 
   answerOnce(name: string, addresses: string[]): Promise<void> {
     return this.put(`once-${name}`, getentOutput(name, addresses));
+  }
+
+  /** A new config, written whole as the files run writes it (after emptying the directory). */
+  async rewriteConfig(content: string): Promise<void> {
+    await rm(join(this.dir, "nginx.conf"), { force: true });
+    await this.put("nginx.conf", content);
+  }
+
+  removeConfig(): Promise<void> {
+    return rm(join(this.dir, "nginx.conf"), { force: true });
   }
 
   failNextReloads(count: number): Promise<void> {
@@ -256,13 +268,43 @@ describe("nginx/start.sh", () => {
     await waitFor("the watcher to exit after nginx", () => !h.groupAlive());
   });
 
-  it("starts nginx at once, with no watcher, when there are no names", async () => {
+  it("reloads nginx once per new config, not while the config is missing, and not for the same config written again", async () => {
+    const h = await harness(["app"]);
+    await h.answer("app", ["10.0.0.2"]);
+    h.start();
+    await h.waitForCalls(1);
+    await h.letPolls(6);
+
+    await h.rewriteConfig("events {}\n# client_max_body_size 2m\n");
+    await h.waitForCalls(2);
+    await h.letPolls(10);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+
+    // The files run empties the directory before it copies: a missing config changes nothing.
+    await h.removeConfig();
+    await h.letPolls(6);
+    await h.rewriteConfig("events {}\n# client_max_body_size 2m\n");
+    await h.letPolls(6);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
+
+    // A config and an address changing together: one reload.
+    await h.rewriteConfig("events {}\n# client_max_body_size 3m\n");
+    await h.answer("app", ["10.0.0.2", "10.0.0.3"]);
+    await h.waitForCalls(3);
+    await h.letPolls(10);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL, RELOAD_CALL]);
+  });
+
+  it("starts nginx at once when there are no names, and watches its config alone", async () => {
     const h = await harness([]);
     h.start();
     await h.waitForCalls(1);
     assert.deepEqual(await h.nginxCalls(), [START_CALL]);
+    await h.rewriteConfig("events {}\n# changed\n");
+    await h.waitForCalls(2);
+    assert.deepEqual(await h.nginxCalls(), [START_CALL, RELOAD_CALL]);
     process.kill(h.pid, "SIGTERM");
-    await waitFor("nginx to exit", () => !h.groupAlive());
+    await waitFor("nginx and the watcher to exit", () => !h.groupAlive());
     assert.equal(await h.lookupCount(), 0);
   });
 });
