@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
-import { ContainerFile, dockerNginxVars, NGINX_COMMAND, nginxContainerFiles } from "../nginx/render";
+import { ContainerFile, dockerNginxVars, NGINX_COMMAND, NGINX_CONF_PATH, nginxContainerFiles } from "../nginx/render";
 import { DockerHost } from "./hosts/docker-host";
 import {
   APP_SECRET_FILES,
@@ -314,7 +314,10 @@ export class WebStack extends pulumi.ComponentResource {
         workerConnections: PROXY_WORKER_CONNECTIONS,
       }),
     );
-    const configHash = createHash("sha256").update(JSON.stringify(files)).digest("hex").slice(0, 16);
+    // nginx's watcher reloads a new config gracefully in the running container; what it reads only
+    // at start is hashed into a label, and a change there replaces it.
+    const atStart = files.filter((f) => f.path !== NGINX_CONF_PATH);
+    const startHash = createHash("sha256").update(JSON.stringify(atStart)).digest("hex").slice(0, 16);
     const image = this.stockImage("nginx", this.args.images.nginx);
     // The image's own /etc/nginx (mime.types) under the stack's config and start script.
     const run = this.createFilesRun(image, { consumer: "nginx", files: files.map(nginxFile), seed: NGINX_DIR });
@@ -322,13 +325,14 @@ export class WebStack extends pulumi.ComponentResource {
       httpPort,
       bindAddress,
       command: NGINX_COMMAND,
-      configHash,
+      startHash,
       limits: this.limits("nginx"),
     });
     return this.createContainer(`${this.name}-nginx`, spec, {
       image,
       volumes: { "files-nginx": run.volume.name },
       filesRun: run,
+      reloadsFiles: true,
       // nginx resolves the app alias at start, so at least the first release must exist by then.
       dependsOn: replicas,
       transform: this.args.transform?.nginx,
@@ -366,6 +370,8 @@ export class WebStack extends pulumi.ComponentResource {
       volumes?: Partial<Record<VolumeRole, pulumi.Input<string>>>;
       /** The run that wrote this container's read-only files: created after it, and again after each new run. */
       filesRun?: FilesRun;
+      /** The container picks up its files run's new files itself: created after the first run, then left running. */
+      reloadsFiles?: boolean;
       dependsOn?: pulumi.Resource[];
       waitTimeout?: number;
       transform?: Transform<docker.ContainerArgs>;
@@ -380,7 +386,10 @@ export class WebStack extends pulumi.ComponentResource {
       throw new Error(`${spec.role}: Docker refuses uploads into a read-only root; give it a files run instead`);
     }
     const extraLabels: Record<string, pulumi.Input<string>> = { "webstack.spec": specFingerprint(spec) };
-    if (options.filesRun !== undefined) extraLabels["webstack.files"] = this.filesWritten(options.filesRun);
+    const { filesRun } = options;
+    if (filesRun !== undefined && options.reloadsFiles !== true) {
+      extraLabels["webstack.files"] = this.filesWritten(filesRun);
+    }
 
     const args: docker.ContainerArgs = {
       name: spec.containerName,
@@ -428,7 +437,8 @@ export class WebStack extends pulumi.ComponentResource {
       dependsOn: [
         ...this.args.host.ready,
         ...(options.dependsOn ?? []),
-        ...(options.filesRun === undefined ? [] : [options.filesRun.container]),
+        // Waiting on the run's exit code, not only its end: a failed run stops the update here.
+        ...(filesRun === undefined ? [] : [this.filesWritten(filesRun).apply(() => filesRun.container)]),
       ],
     };
     options.transform?.(args, opts);

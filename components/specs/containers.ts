@@ -334,8 +334,11 @@ export interface NginxSpecOptions {
   httpPort: number;
   bindAddress: string;
   command: string[];
-  /** Hash of the rendered config, so a config change is visible in a diff. */
-  configHash: string;
+  /**
+   * Hash of the files nginx reads only when it starts (its start script, the names it watches), so
+   * a change there replaces it; its config is reloaded in place instead.
+   */
+  startHash: string;
   /** @default DEFAULT_LIMITS.nginx */
   limits?: ResourceLimits;
 }
@@ -371,7 +374,7 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
     readOnlyRoot: true,
     // Request bodies and proxy buffers go to /var/cache/nginx, the pid file to /run.
     tmpfs: { "/var/cache/nginx": TMPFS, "/run": `${TMPFS},size=1m` },
-    labels: labels(names, "nginx", { "webstack.config-hash": options.configHash }),
+    labels: labels(names, "nginx", { "webstack.start-files": options.startHash }),
     logOpts: LOG_OPTS,
     // SIGQUIT is nginx's graceful shutdown: open requests finish.
     stopSignal: "SIGQUIT",

@@ -419,14 +419,16 @@ describe("containers", () => {
     assert.ok(!names.some((n) => /-app-.+-[0-9]+$/.test(n) || n === "webstack-test-nginx"), names.join(", "));
   });
 
-  test("a container is labelled with the run that wrote its files, so new files mean a new container", async () => {
+  test("a replica is labelled with the run that wrote its files, so new files mean new replicas; nginx waits for its run and reloads what it writes", async () => {
     const rs = await resources(LOCAL);
     const run = containerNamed(rs, "webstack-test-files-app");
     for (const app of ofType(rs, TYPES.container).filter((c) => roleOf(c) === "app")) {
       assert.equal(labelsOf(app)["webstack.files"], `${run.name}-id`);
       assert.ok(app.dependencies.includes(run.urn), `${app.name} waits for its files`);
     }
-    assert.equal(labelsOf(containerNamed(rs, "webstack-test-nginx"))["webstack.files"], "webstack-files-nginx-run-id");
+    const nginx = containerNamed(rs, "webstack-test-nginx");
+    assert.equal(labelsOf(nginx)["webstack.files"], undefined);
+    assert.ok(nginx.dependencies.includes(containerNamed(rs, "webstack-test-files-nginx").urn));
   });
 
   test("a spec change, even one the provider would not apply to a running container, changes the fingerprint label", async () => {

@@ -162,15 +162,15 @@ describe("container specs", () => {
   });
 
   test("nginx is the one container with a published port; read-only, on the front network only", () => {
-    const spec = nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
+    const spec = nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], startHash: "0123" });
     assert.deepEqual(spec.ports, [{ internal: 80, external: 8080, ip: "127.0.0.1" }]);
-    const anyPort = nginxSpec(names, { httpPort: 0, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" });
+    const anyPort = nginxSpec(names, { httpPort: 0, bindAddress: "127.0.0.1", command: ["nginx"], startHash: "0123" });
     assert.deepEqual(anyPort.ports, [{ internal: 80, ip: "127.0.0.1" }], "port 0: no external port, Docker picks");
     assert.equal(spec.stopSignal, "SIGQUIT");
     assert.deepEqual(spec.labels, {
       "webstack.stack": "dev",
       "webstack.role": "nginx",
-      "webstack.config-hash": "0123",
+      "webstack.start-files": "0123",
     });
     assert.deepEqual(spec.healthcheck?.tests, [
       "CMD",
@@ -315,7 +315,7 @@ describe("container specs", () => {
       postgresSpec(names),
       redisSpec(names),
       appReplicaSpec(names, { release: "r1", index: 1, shutdownGraceSeconds: 10 }),
-      nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], configHash: "0123" }),
+      nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], startHash: "0123" }),
       filesRunSpec(names, { consumer: "app", files: [{ path: "a", mode: "0400", content: { secret: "adminToken" } }] }),
       filesRunSpec(names, { consumer: "nginx", files: [{ path: "b", mode: "0444", content: { text: "b" } }] }),
     ];

@@ -147,15 +147,31 @@ describe("containers as the provider gets them", () => {
     );
   });
 
-  test("nginx's config hash follows its rendered config", async () => {
-    const hashOf = async (settings: Record<string, string>) =>
-      (
-        (await evaluated(settings)).mocks.named("webstack-nginx").inputs.labels as { label: string; value: string }[]
-      ).find((l) => l.label === "webstack.config-hash")?.value;
-    const base = await hashOf({});
-    assert.match(String(base), /^[0-9a-f]{16}$/);
-    assert.equal(await hashOf({}), base);
-    assert.notEqual(await hashOf({ maxRequestBody: "2m" }), base);
+  test("a new nginx config reaches its files run and leaves the running nginx as it is, for its watcher to reload; a failed run still holds nginx back", async () => {
+    const stackWith = async (settings: Record<string, string>) => {
+      const { mocks } = await evaluated(settings);
+      const run = mocks.named("webstack-files-nginx-run");
+      return {
+        nginx: mocks.named("webstack-nginx").inputs,
+        conf: (run.inputs.uploads as { file: string; content: string }[]).find(
+          (u) => u.file === "/webstack/files/nginx.conf",
+        )?.content,
+        waitsForRun: dependsOn(mocks.named("webstack-nginx"), run),
+      };
+    };
+    const base = await stackWith({});
+    const bigger = await stackWith({ maxRequestBody: "2m" });
+    assert.match(String(base.conf), /client_max_body_size 1m;/);
+    assert.match(String(bigger.conf), /client_max_body_size 2m;/);
+    assert.deepEqual(bigger.nginx, base.nginx, "nginx's own inputs do not change: it is not replaced");
+    assert.ok(base.waitsForRun && bigger.waitsForRun);
+    const labels = base.nginx.labels as { label: string; value: string }[];
+    assert.match(String(labels.find((l) => l.label === "webstack.start-files")?.value), /^[0-9a-f]{16}$/);
+    assert.equal(
+      labels.find((l) => l.label === "webstack.files"),
+      undefined,
+      "no label names the run, whose id changes with every new config",
+    );
   });
 });
 
