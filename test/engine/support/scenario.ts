@@ -356,6 +356,38 @@ export function describeStack(scenario: Scenario): void {
       assert.equal(updated.RestartCount, postgres.RestartCount);
     });
 
+    test("a new nginx config under load is reloaded in the running nginx: no failed request, the same container, the new limit in force", async (t) => {
+      const nginx = await inspect(`${prefix}-nginx`);
+      const body = Buffer.alloc(1536 * 1024, "x");
+      const post = async () =>
+        (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body, signal: AbortSignal.timeout(10_000) }))
+          .status;
+      assert.equal(await post(), 413, "1.5 MB is over the default 1m");
+      const before = await readCount();
+      let changedAt = 0;
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+      try {
+        await sleep(2000);
+        changedAt = Math.floor(Date.now() / 1000) - 1;
+        realiser.beginUpdate();
+        settings = { ...settings, maxRequestBody: "2m" };
+        await deploy(realiser, settings);
+        await realiser.finishUpdate();
+        await eventually("the new limit in force", 30, async () => ((await post()) !== 413 ? true : undefined));
+        await sleep(2000);
+      } finally {
+        await load.stop();
+      }
+      await settleLoad(t, load, before);
+      const after = await inspect(`${prefix}-nginx`);
+      assert.deepEqual([after.Id, after.State.StartedAt, after.RestartCount], [nginx.Id, nginx.State.StartedAt, 0]);
+      // The watcher says why it reloaded, on nginx's stderr (its access log is stdout).
+      const said = await docker()
+        .getContainer(`${prefix}-nginx`)
+        .logs({ stdout: false, stderr: true, since: changedAt });
+      assert.match(said.toString("utf8"), /config changed from .* reloading nginx/);
+    });
+
     test("data survives Postgres recreated on its volume and Redis restarted", async () => {
       const before = await readCount();
       assert.ok(before >= 30);
