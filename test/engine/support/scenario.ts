@@ -314,7 +314,7 @@ export function describeStack(scenario: Scenario): void {
       for (const secret of secrets) assert.ok(!JSON.stringify(history).includes(secret), "no secret in an image layer");
     });
 
-    test("each service runs within its role's limits; a process past a replica's limit is killed inside it while the stack serves on; a changed Postgres limit is applied without a restart", async () => {
+    test("each service runs within its role's limits; a process past a replica's limit is killed inside it while the stack serves on; under load, a changed Postgres limit is applied without a restart and a changed Redis limit replaces Redis, failing no request", async (t) => {
       const MiB = 1024 * 1024;
       const limited = (name: string): [string, { memory: number; cpuShares: number }] => {
         const role = name.startsWith(`${prefix}-app-`) ? "app" : (name.slice(prefix.length + 1) as LimitedRole);
@@ -345,10 +345,24 @@ export function describeStack(scenario: Scenario): void {
       const { status } = await visit(port);
       assert.equal(status, 200);
 
-      realiser.beginUpdate();
-      settings = { ...settings, limits: '{"postgres":{"memoryMb":640}}' };
-      await deploy(realiser, settings);
-      await realiser.finishUpdate();
+      const redis = await inspect(`${prefix}-redis`);
+      const before = await readCount();
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+      try {
+        await sleep(2000);
+        realiser.beginUpdate();
+        settings = { ...settings, limits: '{"postgres":{"memoryMb":640},"redis":{"memoryMb":160}}' };
+        await deploy(realiser, settings);
+        await realiser.finishUpdate();
+        await sleep(3000);
+      } finally {
+        await load.stop();
+      }
+      await settleLoad(t, load, before);
+      // Redis's maxmemory is in its config file: a new limit is a new Redis, which the app rides out.
+      const newRedis = await inspect(`${prefix}-redis`);
+      assert.notEqual(newRedis.Id, redis.Id);
+      assert.equal(newRedis.HostConfig.Memory, 160 * MiB);
       const updated = await inspect(`${prefix}-postgres`);
       assert.equal(updated.Id, postgres.Id, "Postgres is not replaced");
       assert.equal(updated.State.StartedAt, postgres.State.StartedAt, "nor restarted");
