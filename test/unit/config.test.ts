@@ -1,7 +1,10 @@
 // Config validation: every bad setting is rejected with its exact message, all at once, before
 // the program registers a single resource.
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
+import * as path from "node:path";
 import { describe, test } from "node:test";
+import { parse } from "yaml";
 import { ConfigError, DEFAULT_IMAGES, parseConfig, readStackConfig } from "../../components/config";
 import { DEFAULT_LIMITS } from "../../components/specs/containers";
 import * as pulumi from "@pulumi/pulumi";
@@ -636,6 +639,51 @@ describe("each setting at the edges of what it allows", () => {
     assert.equal(new ConfigError(["one"]).message, "Invalid webstack configuration (1 problem):\n  - one");
     assert.equal(new ConfigError(["one"]).name, "ConfigError");
     assert.equal(new ConfigError(["a", "b"]).message, "Invalid webstack configuration (2 problems):\n  - a\n  - b");
+  });
+});
+
+describe("the committed stack files", () => {
+  const ROOT = path.join(__dirname, "..", "..");
+  const files = readdirSync(ROOT).filter((f) => /^Pulumi\..+\.yaml$/.test(f));
+
+  test("each one's webstack settings pass validation as the program receives them", () => {
+    assert.deepEqual(files.sort(), [
+      "Pulumi.aws-example.yaml",
+      "Pulumi.dev.yaml",
+      "Pulumi.do-example.yaml",
+      "Pulumi.pr.yaml",
+    ]);
+    for (const file of files) {
+      const { config } = parse(readFileSync(path.join(ROOT, file), "utf8")) as { config: Record<string, unknown> };
+      // Pulumi hands a program text as is, and lists and objects as JSON text.
+      const raw = Object.fromEntries(
+        Object.entries(config)
+          .filter(([key]) => key.startsWith("webstack:"))
+          .map(([key, value]) => [
+            key.slice("webstack:".length),
+            typeof value === "string" ? value : JSON.stringify(value),
+          ]),
+      );
+      assert.doesNotThrow(() => parseConfig(raw), file);
+    }
+  });
+
+  test("the throwaway stack's limits fit its 1 GB droplet", () => {
+    const { config } = parse(readFileSync(path.join(ROOT, "Pulumi.pr.yaml"), "utf8")) as {
+      config: Record<string, unknown>;
+    };
+    const { limits, replicas, size } = parseConfig({
+      target: String(config["webstack:target"]),
+      region: String(config["webstack:region"]),
+      size: String(config["webstack:size"]),
+      replicas: String(config["webstack:replicas"]),
+      adminCidrs: JSON.stringify(config["webstack:adminCidrs"]),
+      limits: JSON.stringify(config["webstack:limits"]),
+    });
+    assert.equal(size, "s-1vcpu-1gb");
+    const total =
+      limits.postgres.memoryMb + limits.redis.memoryMb + limits.nginx.memoryMb + replicas * limits.app.memoryMb;
+    assert.ok(total <= 1024 - 192, `${total} MB of limits leave too little of 1024 MB to the system and Docker`);
   });
 });
 
