@@ -8,6 +8,10 @@
 //   npm run bench:stack
 //   BENCH_DURATION=10 BENCH_CONNECTIONS=32 BENCH_MANY_SECONDS=0 npm run bench:stack
 //
+// Each row is measured BENCH_ROUNDS times (default 3), the rows taking turns, and its median run
+// (by req/s) is the figure the table and the ratios use; the spread of each row is printed too,
+// so a ratio can be told from the noise of a shared 2-core machine.
+//
 // Settings: BENCH_DURATION (s per row, default 8), BENCH_WARMUP (s before each row, 2),
 // BENCH_CONNECTIONS (32), BENCH_THREADS (2), BENCH_REPLICAS (3), BENCH_MANY_CLIENTS (1000),
 // BENCH_MANY_SECONDS (60; 0 skips the many-clients run), BENCH_IDLE (5000 idle connections held
@@ -43,6 +47,7 @@ const settings = {
   manyClients: intSetting("BENCH_MANY_CLIENTS", 1000, 1, 15_000),
   manySeconds: intSetting("BENCH_MANY_SECONDS", 60, 0, 600),
   idle: intSetting("BENCH_IDLE", 5000, 0, 15_000),
+  rounds: intSetting("BENCH_ROUNDS", 3, 1, 20),
 };
 
 const STACK = "bench";
@@ -139,6 +144,13 @@ interface Goal {
   goal: string;
 }
 
+/** The run with the median req/s (the lower middle one of an even count). */
+function medianRow(runs: Row[]): Row {
+  if (runs.length === 0) throw new Error("no run to take a median of");
+  const sorted = [...runs].sort((a, b) => a.rps - b.rps);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 function goals(rows: Record<string, Row>): Goal[] {
   const ratio = (a: number, b: number) => (b === 0 ? 0 : a / b);
   const counterPublished = rows["counter published"];
@@ -203,21 +215,27 @@ async function main(): Promise<void> {
     });
     process.stderr.write(`stack up in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
 
-    const rows: Record<string, Row> = {};
+    const plan: [key: string, label: string, path: string, origins: string[]][] = [];
     for (const [name, path] of [
       ["counter", "/"],
       ["healthz", "/healthz"],
     ] as const) {
-      rows[`${name} published`] = await measure(wrk, `${name}  published port`, path, [targets.published]);
-      rows[`${name} nginx`] = await measure(wrk, `${name}  nginx's address`, path, [targets.nginx]);
-      rows[`${name} one replica`] = await measure(wrk, `${name}  one replica`, path, [targets.replicas[0]]);
-      rows[`${name} all replicas`] = await measure(
-        wrk,
-        `${name}  ${settings.replicas} replicas at once`,
-        path,
-        targets.replicas,
+      plan.push(
+        [`${name} published`, `${name}  published port`, path, [targets.published]],
+        [`${name} nginx`, `${name}  nginx's address`, path, [targets.nginx]],
+        [`${name} one replica`, `${name}  one replica`, path, [targets.replicas[0]]],
+        [`${name} all replicas`, `${name}  ${settings.replicas} replicas at once`, path, targets.replicas],
       );
     }
+    // Rows take turns, so a slow spell of the machine spreads over all of them, not one.
+    const runs: Record<string, Row[]> = {};
+    for (let round = 1; round <= settings.rounds; round += 1) {
+      process.stderr.write(`round ${round} of ${settings.rounds}\n`);
+      for (const [key, label, path, origins] of plan) (runs[key] ??= []).push(await measure(wrk, label, path, origins));
+    }
+    const rows: Record<string, Row> = Object.fromEntries(
+      Object.entries(runs).map(([key, measured]) => [key, medianRow(measured)]),
+    );
 
     let idle: { held: number; failed: number; stillOpen: number; row: Row } | undefined;
     if (settings.idle > 0) {
@@ -255,14 +273,22 @@ async function main(): Promise<void> {
     console.log(
       `\nThe dev stack on the real engine (local target, ${settings.replicas} replicas, stand-in images), ` +
         `loaded from the host by wrk: ${settings.threads} threads, ${settings.connections} keep-alive connections, ` +
-        `${settings.durationSeconds} s per row after ${settings.warmupSeconds} s warm-up; ` +
+        `${settings.durationSeconds} s per row after ${settings.warmupSeconds} s warm-up, the median of ` +
+        `${settings.rounds} run${settings.rounds === 1 ? "" : "s"} of each; ` +
         `${availableParallelism()} cores shared by wrk and every container; the published port ` +
         `${viaProxy ? "through docker-proxy (Docker's userland proxy)" : "by iptables (userland proxy off)"}. ` +
         `"counter" is GET / (counts a visit, ` +
         `each request with its own X-Request-Id); "healthz" is GET /healthz.\n`,
     );
     printRows(Object.values(rows));
-    console.log("\nratios");
+    if (settings.rounds > 1) {
+      console.log("\nspread of each row's runs (req/s, lowest to highest)");
+      for (const [key, measured] of Object.entries(runs)) {
+        const rps = measured.map((r) => r.rps).sort((a, b) => a - b);
+        console.log(`  ${rows[key].label.padEnd(34)} ${rps.map((r) => r.toFixed(0)).join(" / ")}`);
+      }
+    }
+    console.log("\nratios (of the medians)");
     for (const g of goals(rows)) {
       console.log(`  ${g.value.toFixed(2).padStart(6)}  ${g.met ? "meets" : "BELOW"} ${g.goal}  ${g.what}`);
     }
