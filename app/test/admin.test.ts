@@ -113,6 +113,10 @@ describe("POST /reset", () => {
       const refused = await reset(baseUrl, { ...AUTHORIZED, ...headers });
       assert.equal(refused.status, 403, `expected 403 for ${JSON.stringify(headers)}`);
       assert.deepEqual(refused.body, { error: "cross-site request refused" });
+      // No invitation to authenticate: the token would not help. And a replica that is not shutting
+      // down keeps the client's connection open.
+      assert.equal(refused.headers.get("www-authenticate"), null);
+      assert.equal(refused.headers.get("connection"), "keep-alive");
     }
     // Refused before the token is looked at: no 401 for a cross-site request without one.
     assert.equal((await reset(baseUrl, { origin: "http://attacker.example" })).status, 403);
