@@ -223,6 +223,20 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     message: one('webstack:limits.postgres.cpuShares must be a whole number from 2 to 262144 (got "1.5")'),
   },
   {
+    settings: { limits: "[]" },
+    message: one(
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app (got "[]")',
+    ),
+  },
+  {
+    settings: { limits: '{"app":[256]}' },
+    message: one('webstack:limits.app must be an object with memoryMb and/or cpuShares (got "[256]")'),
+  },
+  {
+    settings: { limits: '{"app":{"memoryMb":{"mb":256}}}' },
+    message: one('webstack:limits.app.memoryMb must be a whole number from 64 to 262144 (got "{\\"mb\\":256}")'),
+  },
+  {
     settings: { limits: '{"app":384}' },
     message: one('webstack:limits.app must be an object with memoryMb and/or cpuShares (got "384")'),
   },
