@@ -314,10 +314,7 @@ export class WebStack extends pulumi.ComponentResource {
         workerConnections: PROXY_WORKER_CONNECTIONS,
       }),
     );
-    // nginx's watcher reloads a new config gracefully in the running container; what it reads only
-    // at start is hashed into a label, and a change there replaces it.
-    const atStart = files.filter((f) => f.path !== NGINX_CONF_PATH);
-    const startHash = createHash("sha256").update(JSON.stringify(atStart)).digest("hex").slice(0, 16);
+    const startHash = nginxStartHash(files);
     const image = this.stockImage("nginx", this.args.images.nginx);
     // The image's own /etc/nginx (mime.types) under the stack's config and start script.
     const run = this.createFilesRun(image, { consumer: "nginx", files: files.map(nginxFile), seed: NGINX_DIR });
@@ -464,6 +461,16 @@ export class WebStack extends pulumi.ComponentResource {
 
 /** Connections per nginx worker (clients and upstreams together). */
 export const PROXY_WORKER_CONNECTIONS = 8192;
+
+/**
+ * A hash of the nginx files that take effect only when nginx starts (all but its config): nginx's
+ * watcher reloads a new config gracefully in the running container, and a change to the rest
+ * replaces the container through this hash, which labels it.
+ */
+export function nginxStartHash(files: ContainerFile[]): string {
+  const atStart = files.filter((f) => f.path !== NGINX_CONF_PATH);
+  return createHash("sha256").update(JSON.stringify(atStart)).digest("hex").slice(0, 16);
+}
 
 /** An nginx container file as a file of nginx's files run, relative to /etc/nginx. */
 export function nginxFile(file: ContainerFile): FilesRunOptions["files"][number] {

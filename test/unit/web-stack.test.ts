@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as path from "node:path";
-import { nginxFile } from "../../components/web-stack";
+import { NGINX_CONF_PATH } from "../../nginx/render";
+import { nginxFile, nginxStartHash } from "../../components/web-stack";
 import { dependsOn, evaluated, programFailures, RecordingMocks, Registered, runProgram } from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
@@ -172,6 +173,23 @@ describe("containers as the provider gets them", () => {
       undefined,
       "no label names the run, whose id changes with every new config",
     );
+  });
+});
+
+describe("nginxStartHash", () => {
+  test("follows the files nginx reads at start, and not its config, which it reloads", () => {
+    const files = [
+      { path: NGINX_CONF_PATH, content: "events {}", executable: false },
+      { path: "/etc/nginx/webstack/start.sh", content: "#!/bin/sh", executable: true },
+      { path: "/etc/nginx/webstack/upstream-names", content: "app\n", executable: false },
+    ];
+    const base = nginxStartHash(files);
+    assert.match(base, /^[0-9a-f]{16}$/);
+    const changed = (i: number, content: string) =>
+      nginxStartHash(files.map((f, j) => (j === i ? { ...f, content } : f)));
+    assert.equal(changed(0, "events { worker_connections 10; }"), base);
+    assert.notEqual(changed(1, "#!/bin/sh\nexit 1"), base);
+    assert.notEqual(changed(2, "app\nadmin\n"), base);
   });
 });
 
