@@ -384,9 +384,9 @@ export class WebStack extends pulumi.ComponentResource {
     }
     const extraLabels: Record<string, pulumi.Input<string>> = { "webstack.spec": specFingerprint(spec) };
     const { filesRun } = options;
-    if (filesRun !== undefined && options.reloadsFiles !== true) {
-      extraLabels["webstack.files"] = this.filesWritten(filesRun);
-    }
+    // The run's id once it ended well: a failed run fails the update before this container exists.
+    const written = filesRun === undefined ? undefined : this.filesWritten(filesRun);
+    if (written !== undefined && options.reloadsFiles !== true) extraLabels["webstack.files"] = written;
 
     const args: docker.ContainerArgs = {
       name: spec.containerName,
@@ -435,7 +435,7 @@ export class WebStack extends pulumi.ComponentResource {
         ...this.args.host.ready,
         ...(options.dependsOn ?? []),
         // Waiting on the run's exit code, not only its end: a failed run stops the update here.
-        ...(filesRun === undefined ? [] : [this.filesWritten(filesRun).apply(() => filesRun.container)]),
+        ...(filesRun === undefined || written === undefined ? [] : [written.apply(() => filesRun.container)]),
       ],
     };
     options.transform?.(args, opts);
