@@ -233,11 +233,12 @@ function limitsSetting(
       continue;
     }
     for (const [field, amount] of Object.entries(given)) {
-      const bounds = LIMIT_BOUNDS[field as keyof ResourceLimits] as { min: number; max: number } | undefined;
-      if (bounds === undefined) {
+      // Own keys only: "constructor" or "__proto__" is no limit either.
+      if (!Object.hasOwn(LIMIT_BOUNDS, field)) {
         problems.push(`${NAMESPACE}:${key}.${role}.${field} is not a limit (limits: memoryMb, cpuShares)`);
         continue;
       }
+      const bounds = LIMIT_BOUNDS[field as keyof ResourceLimits];
       // `--path` stores integers as numbers; a hand-written stack file may quote them.
       const text = typeof amount === "number" || typeof amount === "string" ? String(amount) : JSON.stringify(amount);
       const checked = wholeNumber(bounds.min, bounds.max)(`${key}.${role}.${field}`, text);

@@ -248,6 +248,10 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     settings: { limits: '{"redis":{"pids":100}}' },
     message: one("webstack:limits.redis.pids is not a limit (limits: memoryMb, cpuShares)"),
   },
+  {
+    settings: { limits: '{"redis":{"constructor":100}}' },
+    message: one("webstack:limits.redis.constructor is not a limit (limits: memoryMb, cpuShares)"),
+  },
 ];
 
 function knownSettings(): string {
