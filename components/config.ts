@@ -239,8 +239,8 @@ function limitsSetting(
         continue;
       }
       const bounds = LIMIT_BOUNDS[field as keyof ResourceLimits];
-      // `--path` stores integers as numbers; a hand-written stack file may quote them.
-      const text = typeof amount === "number" || typeof amount === "string" ? String(amount) : JSON.stringify(amount);
+      // `--path` stores integers as numbers (JSON shows them as digits); a hand-written stack file may quote them.
+      const text = typeof amount === "string" ? amount : JSON.stringify(amount);
       const checked = wholeNumber(bounds.min, bounds.max)(`${key}.${role}.${field}`, text);
       if (isProblem(checked)) problems.push(checked.problem);
       else limits[role as LimitedRole][field as keyof ResourceLimits] = checked;
