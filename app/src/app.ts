@@ -1,9 +1,10 @@
-// The HTTP service: routes, readiness, background schema set-up and graceful shutdown.
+// The HTTP service: routes, readiness, the schema check and graceful shutdown.
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from "fastify";
 import { requireAdmin } from "./admin";
 import type { AppConfig } from "./config";
 import { CounterCache } from "./counter-cache";
 import { CounterBusy, CounterStore, isMissingSchema } from "./counter-store";
+import { knownMigrations, MIGRATIONS_DIR, missingMigrations } from "./migrations";
 
 /** Request ids remembered for de-duplication; a proxy retries within seconds, not minutes. */
 const COUNTED_REQUEST_RETENTION_SECONDS = 15 * 60;
@@ -17,9 +18,9 @@ const MAX_REQUEST_ID_LENGTH = 128;
 export interface App {
   readonly server: FastifyInstance;
   readonly config: AppConfig;
-  /** Waits until the database schema is ready, then starts listening; returns the bound port. */
+  /** Waits until the database has every migration this build ships with, then starts listening; returns the bound port. */
   start(): Promise<number>;
-  /** Resolves once the schema exists (after retries while Postgres is unreachable). */
+  /** Resolves once every migration is applied (checked again and again while it is not, or Postgres is unreachable). */
   schemaReady(): Promise<void>;
   /**
    * Stops accepting connections, lets in-flight requests finish within `shutdownGraceMs`, then
@@ -42,6 +43,8 @@ export interface BuildOptions {
   pruneIntervalMs?: number;
   /** Visits one replica lets wait for the database before it answers 503 busy (default 2000). */
   maxWaitingVisits?: number;
+  /** The migrations this instance requires (default: the build's own, app/migrations). */
+  migrationsDir?: string;
 }
 
 export function buildServer(config: AppConfig, options: BuildOptions = {}): App {
@@ -74,7 +77,10 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
   });
   const cache = new CounterCache(config.redisUrl, log, { commandTimeoutMs: config.redisCommandTimeoutMs });
   let shuttingDown = false;
+  const requiredMigrations = knownMigrations(options.migrationsDir ?? MIGRATIONS_DIR);
   let schemaIsReady = false;
+  /** Migrations found missing by the last check; empty when none were, or the check failed. */
+  let missing: string[] = [];
   let schemaTask: Promise<void> | undefined;
   let pruneTimer: NodeJS.Timeout | undefined;
 
@@ -82,19 +88,28 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
   // listener that would crash the process.
   store.pool.on("error", (error) => log.warn({ error: error.message }, "idle postgres connection lost"));
 
-  const ensureSchemaWithRetry = (): Promise<void> => {
+  // The release's migration run applies migrations; a replica only waits until they are there,
+  // and never serves against a schema older than its code needs.
+  const checkSchemaWithRetry = (): Promise<void> => {
     schemaTask ??= (async () => {
       for (let attempt = 0; !shuttingDown; attempt += 1) {
+        const delay = Math.min(100 * 2 ** attempt, SCHEMA_RETRY_MAX_MS);
         try {
-          await store.ensureSchema();
-          schemaIsReady = true;
-          log.info("database schema ready");
-          return;
+          missing = await missingMigrations(store.pool, requiredMigrations);
+          if (missing.length === 0) {
+            schemaIsReady = true;
+            log.info({ migrations: requiredMigrations.length }, "database schema is current");
+            return;
+          }
+          log.warn(
+            { missing, retryInMs: delay },
+            "database schema is older than this release needs: its migrations have not run",
+          );
         } catch (error) {
-          const delay = Math.min(100 * 2 ** attempt, SCHEMA_RETRY_MAX_MS);
+          missing = [];
           log.warn({ error: (error as Error).message, retryInMs: delay }, "database not ready");
-          await sleep(delay);
         }
+        await sleep(delay);
       }
     })().finally(() => {
       schemaTask = undefined;
@@ -109,9 +124,10 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
     } catch (error) {
       if (error instanceof CounterBusy) throw error;
       if (isMissingSchema(error)) {
-        // Postgres came back without our schema (a fresh data directory): set it up again.
+        // Postgres came back without our schema (a fresh data directory, a restore): stop serving
+        // from it until its migrations are there again.
         schemaIsReady = false;
-        void ensureSchemaWithRetry();
+        void checkSchemaWithRetry();
       }
       log.error({ error: (error as Error).message }, "database query failed");
       throw new ServiceUnavailable("database unavailable");
@@ -183,16 +199,19 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
 
   server.get("/readyz", async (_request, reply) => {
     const [postgresUp, redisUp] = await Promise.all([
-      schemaIsReady
-        ? store.ping().then(
-            () => true,
-            () => false,
-          )
-        : Promise.resolve(false),
+      store.ping().then(
+        () => true,
+        () => false,
+      ),
       cache.ping(),
     ]);
-    const body = { postgres: postgresUp ? "up" : "down", redis: redisUp ? "up" : "down" };
-    return reply.code(postgresUp ? 200 : 503).send(body);
+    const body = {
+      postgres: postgresUp ? "up" : "down",
+      redis: redisUp ? "up" : "down",
+      // Why a reachable database is not used: the migrations this release needs are not applied.
+      ...(schemaIsReady || missing.length === 0 ? {} : { schema: `missing migrations: ${missing.join(", ")}` }),
+    };
+    return reply.code(postgresUp && schemaIsReady ? 200 : 503).send(body);
   });
 
   server.addHook("onClose", async () => {
@@ -217,7 +236,7 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
       // the `app` alias resolves to, with no health checks of its own: a replica that listened
       // early would answer 503 to requests a ready replica could have served. Refused
       // connections, instead, nginx retries on another replica.
-      await ensureSchemaWithRetry();
+      await checkSchemaWithRetry();
       if (shuttingDown) throw new Error("shut down before the database was ready");
       await server.listen({ port: config.port, host: config.host });
       const address = server.server.address();
@@ -225,7 +244,7 @@ export function buildServer(config: AppConfig, options: BuildOptions = {}): App 
       return address.port;
     },
     schemaReady(): Promise<void> {
-      return schemaIsReady ? Promise.resolve() : ensureSchemaWithRetry();
+      return schemaIsReady ? Promise.resolve() : checkSchemaWithRetry();
     },
     async shutdown(): Promise<boolean> {
       if (shuttingDown) return false;

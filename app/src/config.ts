@@ -178,6 +178,39 @@ function readAdminToken(env: Env, problems: string[]): string | undefined {
   return token;
 }
 
+function parseDatabaseUrl(env: Env, problems: string[]): string | undefined {
+  return parseServiceUrl(
+    env,
+    "DATABASE_URL",
+    ["postgres:", "postgresql:"],
+    "postgres://user:password@postgres:5432/app",
+    problems,
+  );
+}
+
+function parseLogLevel(env: Env, problems: string[]): LogLevel {
+  const logLevel = env.LOG_LEVEL ?? "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
+  }
+  return logLevel as LogLevel;
+}
+
+/** What the one-off migration run (`node dist/migrate.js`) reads: the database and the log level. */
+export interface MigrateConfig {
+  databaseUrl: string;
+  logLevel: LogLevel;
+}
+
+/** The migration run's configuration: `DATABASE_URL` or `DATABASE_URL_FILE`, and `LOG_LEVEL`, as the server reads them. */
+export function loadMigrateConfig(env: Env = process.env): MigrateConfig {
+  const problems: string[] = [];
+  const databaseUrl = parseDatabaseUrl(env, problems);
+  const logLevel = parseLogLevel(env, problems);
+  if (problems.length > 0 || databaseUrl === undefined) throw new ConfigError(problems);
+  return { databaseUrl, logLevel };
+}
+
 export function loadConfig(env: Env = process.env): AppConfig {
   const problems: string[] = [];
 
@@ -186,13 +219,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
   const host = env.HOST ?? "0.0.0.0";
   if (host.trim() === "") problems.push('HOST must not be empty (e.g. "0.0.0.0" or "127.0.0.1")');
 
-  const databaseUrl = parseServiceUrl(
-    env,
-    "DATABASE_URL",
-    ["postgres:", "postgresql:"],
-    "postgres://user:password@postgres:5432/app",
-    problems,
-  );
+  const databaseUrl = parseDatabaseUrl(env, problems);
   const redisUrl = parseServiceUrl(env, "REDIS_URL", ["redis:", "rediss:"], "redis://:password@redis:6379", problems);
 
   const replicaId = env.REPLICA_ID ?? hostname();
@@ -219,10 +246,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     problems,
   );
 
-  const logLevel = env.LOG_LEVEL ?? "info";
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(logLevel)}`);
-  }
+  const logLevel = parseLogLevel(env, problems);
 
   const adminToken = readAdminToken(env, problems);
 
@@ -246,7 +270,7 @@ export function loadConfig(env: Env = process.env): AppConfig {
     shutdownGraceMs,
     statementTimeoutMs,
     redisCommandTimeoutMs,
-    logLevel: logLevel as LogLevel,
+    logLevel,
     adminToken,
   };
 }

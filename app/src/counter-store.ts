@@ -1,6 +1,6 @@
 // The visit counter in Postgres, the source of truth. Every change bumps `version`, which only
 // ever grows (a reset included), so the cache can tell a newer value from an older one.
-import { Pool, type PoolClient } from "pg";
+import { Pool } from "pg";
 
 /** A counter value together with the version of the change that produced it. */
 export interface CounterState {
@@ -12,63 +12,6 @@ export interface VisitResult extends CounterState {
   /** True when this request id was counted before: the visit was not counted again. */
   duplicate: boolean;
 }
-
-// Any constant works, as long as every replica uses the same one.
-const SCHEMA_LOCK_KEY = 7_351_240_118;
-
-const SCHEMA_STATEMENTS = [
-  `CREATE TABLE IF NOT EXISTS visit_counter (
-     id smallint PRIMARY KEY CHECK (id = 1),
-     count bigint NOT NULL CHECK (count >= 0),
-     version bigint NOT NULL
-   )`,
-  `INSERT INTO visit_counter (id, count, version) VALUES (1, 0, 0) ON CONFLICT (id) DO NOTHING`,
-  `CREATE TABLE IF NOT EXISTS counted_requests (
-     request_id text PRIMARY KEY,
-     count bigint NOT NULL,
-     counted_at timestamptz NOT NULL DEFAULT now()
-   )`,
-  `CREATE INDEX IF NOT EXISTS counted_requests_counted_at ON counted_requests (counted_at)`,
-  // One batch of visits in one statement: the counter's row is locked only while Postgres runs it
-  // and commits, never across round trips to a replica whose event loop is busy serving. In a
-  // function each statement reads a fresh snapshot, so ids counted by a batch that held the lock
-  // just before are seen (a single plain statement would read them from before its lock wait).
-  `CREATE OR REPLACE FUNCTION count_visits(request_ids text[])
-   RETURNS TABLE (ordinal integer, visit_count bigint, visit_version bigint, duplicate boolean)
-   LANGUAGE plpgsql AS $fn$
-   DECLARE
-     base_count bigint;
-     base_version bigint;
-     added bigint := 0;
-     original bigint;
-     i integer;
-   BEGIN
-     SELECT c.count, c.version INTO base_count, base_version FROM visit_counter c WHERE c.id = 1 FOR UPDATE;
-     IF NOT FOUND THEN
-       RAISE EXCEPTION 'visit_counter row is missing';
-     END IF;
-     FOR i IN 1 .. coalesce(array_length(request_ids, 1), 0) LOOP
-       original := NULL;
-       IF request_ids[i] IS NOT NULL THEN
-         SELECT r.count INTO original FROM counted_requests r WHERE r.request_id = request_ids[i];
-       END IF;
-       IF original IS NOT NULL THEN
-         -- Version -1: nothing changed, so there is nothing newer for the cache.
-         RETURN QUERY SELECT i, original, -1::bigint, true;
-       ELSE
-         added := added + 1;
-         IF request_ids[i] IS NOT NULL THEN
-           INSERT INTO counted_requests (request_id, count) VALUES (request_ids[i], base_count + added);
-         END IF;
-         RETURN QUERY SELECT i, base_count + added, base_version + added, false;
-       END IF;
-     END LOOP;
-     IF added > 0 THEN
-       UPDATE visit_counter SET count = count + added, version = version + added WHERE id = 1;
-     END IF;
-   END
-   $fn$`,
-];
 
 const COUNT_VISITS = `SELECT visit_count, visit_version, duplicate FROM count_visits($1::text[]) ORDER BY ordinal`;
 const RESET = `UPDATE visit_counter SET count = 0, version = version + 1 WHERE id = 1 RETURNING count, version`;
@@ -123,17 +66,6 @@ export class CounterStore {
       statement_timeout: options.statementTimeoutMs ?? 5000,
       query_timeout: (options.statementTimeoutMs ?? 5000) + 1000,
       application_name: "webstack-app",
-    });
-  }
-
-  /** Creates the tables and the counter row; safe when many replicas run it at the same moment. */
-  async ensureSchema(): Promise<void> {
-    await this.transaction(async (client) => {
-      // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin (both may pass the check
-      // and one then fails on the catalog's unique index), so replicas take turns.
-      await client.query("SELECT pg_advisory_xact_lock($1)", [SCHEMA_LOCK_KEY]);
-      for (const statement of SCHEMA_STATEMENTS) await client.query(statement);
-      return { value: undefined, commit: true };
     });
   }
 
@@ -211,24 +143,6 @@ export class CounterStore {
 
   async close(): Promise<void> {
     await this.pool.end();
-  }
-
-  private async transaction<T>(work: (client: PoolClient) => Promise<{ value: T; commit: boolean }>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("BEGIN");
-      const { value, commit } = await work(client);
-      await client.query(commit ? "COMMIT" : "ROLLBACK");
-      client.release();
-      return value;
-    } catch (error) {
-      // Roll back; a connection that cannot even do that is discarded instead of pooled.
-      await client.query("ROLLBACK").then(
-        () => client.release(),
-        (rollbackError: Error) => client.release(rollbackError),
-      );
-      throw error;
-    }
   }
 }
 

@@ -5,7 +5,15 @@ import { request } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { bearerMatches, isCrossSite } from "../src/admin";
-import { call, startApp, testConfig, TEST_ADMIN_TOKEN, type JsonResponse, type RunningApp } from "./helpers";
+import {
+  call,
+  migratedDatabase,
+  startApp,
+  testConfig,
+  TEST_ADMIN_TOKEN,
+  type JsonResponse,
+  type RunningApp,
+} from "./helpers";
 
 const AUTHORIZED = { authorization: `Bearer ${TEST_ADMIN_TOKEN}` };
 
@@ -46,7 +54,7 @@ describe("POST /reset", () => {
 
   before(async () => {
     ({ postgres: pg, redis: redisServer } = await startPostgresAndRedis());
-    databaseUrl = await pg.createDatabase("admin");
+    databaseUrl = await migratedDatabase(pg, "admin");
   });
 
   after(async () => {

@@ -3,6 +3,7 @@ import { buildServer, type App, type BuildOptions } from "../src/app";
 import assert from "node:assert/strict";
 import type { Client } from "pg";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
+import { migrate } from "../src/migrations";
 
 export interface RunningApp {
   app: App;
@@ -147,4 +148,17 @@ export async function whileCounterLocked<T>(db: Client, work: () => Promise<T>):
   } finally {
     await db.query("COMMIT");
   }
+}
+
+/** Discards what migrations log. */
+export const SILENT_LOG = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** A new database on `pg` with every migration applied, as a release's migration run leaves it. */
+export async function migratedDatabase(
+  pg: { createDatabase(name: string): Promise<string> },
+  name: string,
+): Promise<string> {
+  const url = await pg.createDatabase(name);
+  await migrate(url, SILENT_LOG);
+  return url;
 }

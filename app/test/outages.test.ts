@@ -5,9 +5,12 @@ import Redis from "ioredis";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
 import { CACHE_KEY } from "../src/counter-cache";
+import { migrate } from "../src/migrations";
 import {
   call,
+  migratedDatabase,
   resetCounter,
+  SILENT_LOG,
   sleep,
   startApp,
   testConfig,
@@ -26,7 +29,7 @@ describe("outages", () => {
 
   before(async () => {
     ({ postgres: pg, redis: redisServer } = await startPostgresAndRedis());
-    databaseUrl = await pg.createDatabase("outages");
+    databaseUrl = await migratedDatabase(pg, "outages");
     // The test's own client must survive the Redis restart below.
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
     redis.on("error", () => undefined);
@@ -126,12 +129,13 @@ describe("outages", () => {
   });
 
   // Tables gone while the function stays fail inside it (undefined_table); a fresh data directory
-  // has no function either (undefined_function). Either way the schema is set up again.
+  // has no function either (undefined_function). Either way the replica stops counting and waits
+  // for the migrations, which only a release's migration run applies.
   for (const [what, drop] of [
-    ["its tables", "DROP TABLE visit_counter, counted_requests"],
-    ["its tables and counting function", "DROP TABLE visit_counter, counted_requests; DROP FUNCTION count_visits"],
+    ["its tables", "DROP TABLE visit_counter, counted_requests, schema_migrations"],
+    ["its tables and counting function", "DROP SCHEMA public CASCADE; CREATE SCHEMA public"],
   ]) {
-    it(`sets its schema up again when ${what} disappear`, async () => {
+    it(`answers 503 when ${what} disappear, and counts again once the migrations ran`, async () => {
       const { baseUrl } = apps[0];
       const client = new Client({ connectionString: databaseUrl });
       await client.connect();
@@ -142,7 +146,12 @@ describe("outages", () => {
       }
       const failed = await call(`${baseUrl}/`);
       assert.equal(failed.status, 503);
-      const recovered = await waitFor("the schema to be recreated", async () => {
+      await waitFor("/readyz to name the missing migration", async () =>
+        (await call(`${baseUrl}/readyz`)).body.schema === "missing migrations: 0001_visit-counter" ? true : undefined,
+      );
+      assert.equal((await call(`${baseUrl}/`)).status, 503, "no count from a database without its schema");
+      await migrate(databaseUrl, SILENT_LOG);
+      const recovered = await waitFor("counting to work again", async () => {
         const response = await call(`${baseUrl}/`);
         return response.status === 200 ? response : undefined;
       });

@@ -1,4 +1,5 @@
-// The built artifact as a real process: `node app/dist/server.js` and `node app/dist/healthcheck.js`.
+// The built artifact as real processes: `node app/dist/server.js`, `node app/dist/migrate.js` and
+// `node app/dist/healthcheck.js`.
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
@@ -9,11 +10,12 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
-import { call, waitFor } from "./helpers";
+import { call, migratedDatabase, waitFor } from "./helpers";
 
 const APP_DIR = path.resolve(__dirname, "..");
 const SERVER_JS = path.join(APP_DIR, "dist", "server.js");
 const HEALTHCHECK_JS = path.join(APP_DIR, "dist", "healthcheck.js");
+const MIGRATE_JS = path.join(APP_DIR, "dist", "migrate.js");
 
 function runNode(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -176,6 +178,39 @@ describe("app process", () => {
     );
   });
 
+  it("the migration run exits 1 naming the migration that failed, or the bad setting, and never the password", async () => {
+    const misconfigured = await runNode([MIGRATE_JS], { PATH: process.env.PATH, LOG_LEVEL: "loud" });
+    assert.equal(misconfigured.code, 1);
+    assert.equal(
+      misconfigured.stderr,
+      "webstack-migrate: invalid configuration: " +
+        "DATABASE_URL or DATABASE_URL_FILE is required (e.g. postgres://user:password@postgres:5432/app); " +
+        'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"\n',
+    );
+
+    // A table in the way that the first migration cannot adopt: its insert names a missing column.
+    const databaseUrl = await pg.createDatabase("migrate_fails");
+    const db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      await db.query("CREATE TABLE visit_counter (id smallint PRIMARY KEY)");
+    } finally {
+      await db.end();
+    }
+    const failed = await runNode([MIGRATE_JS], { PATH: process.env.PATH, DATABASE_URL: databaseUrl });
+    assert.equal(failed.code, 1);
+    const lines = failed.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { level: number; msg: string; migration?: string });
+    assert.deepEqual(lines.at(-1) && [lines.at(-1)?.level, lines.at(-1)?.migration, lines.at(-1)?.msg], [
+      50,
+      "0001_visit-counter",
+      'migration 0001_visit-counter failed: column "count" of relation "visit_counter" does not exist',
+    ]);
+    assert.ok(!(failed.stdout + failed.stderr).includes(pg.password));
+  });
+
   it("reads its secrets from files, guards /reset with the admin token, and logs none of them", async () => {
     const secrets = await mkdtemp(path.join(tmpdir(), "webstack-secrets-"));
     try {
@@ -190,6 +225,14 @@ describe("app process", () => {
       await writeFile(files.DATABASE_URL_FILE, `${databaseUrl}\n`, { mode: 0o400 });
       await writeFile(files.REDIS_URL_FILE, `${redisServer.url}\n`, { mode: 0o400 });
       await writeFile(files.ADMIN_TOKEN_FILE, `${token}\n`, { mode: 0o400 });
+      // The release's migration run, as the stack starts it: the database URL from its file.
+      const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", DATABASE_URL_FILE: files.DATABASE_URL_FILE };
+      const migrated = await runNode([MIGRATE_JS], env);
+      assert.equal(migrated.code, 0, migrated.stdout + migrated.stderr);
+      assert.match(migrated.stdout, /"msg":"applied 0001_visit-counter"/);
+      const again = await runNode([MIGRATE_JS], env);
+      assert.match(again.stdout, /"msg":"schema is up to date"/);
+      for (const output of [migrated, again]) assert.ok(!(output.stdout + output.stderr).includes(pg.password));
       const app = spawnApp({ PORT: "0", HOST: "127.0.0.1", REPLICA_ID: "proc-files", LOG_LEVEL: "debug", ...files });
       children.push(app.child);
       const port = await listeningPort(app);
@@ -222,7 +265,7 @@ describe("app process", () => {
   });
 
   it("on SIGTERM refuses new connections, finishes the in-flight request, and exits 0", async () => {
-    const databaseUrl = await pg.createDatabase("sigterm");
+    const databaseUrl = await migratedDatabase(pg, "sigterm");
     const app = spawnApp({
       PORT: "0",
       HOST: "127.0.0.1",
@@ -312,7 +355,7 @@ describe("app process", () => {
   });
 
   it("cuts off a request still running when the grace period ends, and exits 1", async () => {
-    const databaseUrl = await pg.createDatabase("grace");
+    const databaseUrl = await migratedDatabase(pg, "grace");
     const app = spawnApp({
       PORT: "0",
       HOST: "127.0.0.1",
