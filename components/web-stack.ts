@@ -15,6 +15,8 @@ import {
   filesRunSpec,
   FilesRunOptions,
   LimitedRole,
+  migrationFailure,
+  migrationRunSpec,
   NetworkRole,
   NGINX_DIR,
   nginxSpec,
@@ -97,6 +99,8 @@ export interface WebStackArgs {
     nginx?: Transform<docker.ContainerArgs>;
     /** The one-off runs that write the app's and nginx's read-only files. */
     files?: Transform<docker.ContainerArgs>;
+    /** A release's one-off migration run. */
+    migrate?: Transform<docker.ContainerArgs>;
   };
 }
 
@@ -142,7 +146,7 @@ export class WebStack extends pulumi.ComponentResource {
     const postgres = this.createPostgres();
     const redis = this.createRedis();
     this.releaseId = releaseId(args.release, args.appRevision, this.replicaTemplate());
-    const replicas = this.createReplicas([postgres.container, redis.container]);
+    const replicas = this.createReplicas(postgres.container, redis.container);
     this.replicaNames = replicas.map((r) => r.spec.containerName);
     const proxy = this.createProxy(replicas.map((r) => r.container));
 
@@ -271,7 +275,11 @@ export class WebStack extends pulumi.ComponentResource {
     });
   }
 
-  private createReplicas(dependencies: pulumi.Resource[]): Built[] {
+  /**
+   * The release's replicas, created only after the release's migration run ended well: a failed
+   * migration stops the update before any of them exists, and the previous release serves on.
+   */
+  private createReplicas(postgres: pulumi.Resource, redis: pulumi.Resource): Built[] {
     const { replicas, shutdownGraceSeconds } = this.args;
     // Handed to the app's user, readable by it alone.
     const files = this.createFilesRun(this.args.appImage, {
@@ -283,6 +291,7 @@ export class WebStack extends pulumi.ComponentResource {
       })),
       owner: APP_USER,
     });
+    const migrated = this.createMigrationRun(files, postgres);
     return Array.from({ length: replicas }, (_, i) => {
       const spec = appReplicaSpec(this.args.names, {
         release: this.releaseId,
@@ -294,9 +303,37 @@ export class WebStack extends pulumi.ComponentResource {
         image: this.args.appImage,
         volumes: { "files-app": files.volume.name },
         filesRun: files,
-        dependsOn: dependencies,
+        dependsOn: [postgres, redis, migrated],
         transform: this.args.transform?.app,
       });
+    });
+  }
+
+  /**
+   * The release's migration run, named after the release: each release runs its migrations once,
+   * and the run of the release before is removed with that release's replicas. Resolves to the
+   * run once it ended well; a failed run fails the update with the migration's own error.
+   */
+  private createMigrationRun(files: FilesRun, postgres: pulumi.Resource): pulumi.Output<pulumi.Resource> {
+    const spec = migrationRunSpec(this.args.names, { release: this.releaseId, limits: this.limits("app") });
+    const { container } = this.createContainer(`${this.name}-migrate-${this.releaseId}`, spec, {
+      image: this.args.appImage,
+      volumes: { "files-app": files.volume.name },
+      filesRun: files,
+      // It reads the database URL once, as it runs: new files are no reason to run it again.
+      newFiles: "keep",
+      dependsOn: [postgres],
+      transform: this.args.transform?.migrate,
+    });
+    return pulumi.all([container.exitCode, container.containerLogs]).apply(([exitCode, logs]) => {
+      if (exitCode !== 0) {
+        const why = migrationFailure(logs) ?? "see its log";
+        throw new Error(
+          `${spec.containerName} exited with code ${exitCode}: ${why}. No replica of release ${this.releaseId} ` +
+            `was created; the release before it serves on (see \`docker logs ${spec.containerName}\`)`,
+        );
+      }
+      return container;
     });
   }
 
@@ -329,7 +366,8 @@ export class WebStack extends pulumi.ComponentResource {
       image,
       volumes: { "files-nginx": run.volume.name },
       filesRun: run,
-      reloadsFiles: true,
+      // nginx's watcher reloads a new config itself (see nginxStartHash for the rest).
+      newFiles: "keep",
       // nginx resolves the app alias at start, so at least the first release must exist by then.
       dependsOn: replicas,
       transform: this.args.transform?.nginx,
@@ -365,11 +403,14 @@ export class WebStack extends pulumi.ComponentResource {
     options: {
       image: pulumi.Input<string>;
       volumes?: Partial<Record<VolumeRole, pulumi.Input<string>>>;
-      /** The run that wrote this container's read-only files: created after it, and again after each new run. */
+      /** The run that wrote this container's read-only files: created after it ended well. */
       filesRun?: FilesRun;
-      /** The container picks up its files run's new files itself: created after the first run, then left running. */
-      reloadsFiles?: boolean;
-      dependsOn?: pulumi.Resource[];
+      /**
+       * What a new files run does to the container: "replace" it (the default: the run's id labels
+       * it), or "keep" it (it picks up new files itself, or reads them only once).
+       */
+      newFiles?: "replace" | "keep";
+      dependsOn?: pulumi.Input<pulumi.Resource>[];
       waitTimeout?: number;
       transform?: Transform<docker.ContainerArgs>;
     },
@@ -386,7 +427,7 @@ export class WebStack extends pulumi.ComponentResource {
     const { filesRun } = options;
     // The run's id once it ended well: a failed run fails the update before this container exists.
     const written = filesRun === undefined ? undefined : this.filesWritten(filesRun);
-    if (written !== undefined && options.reloadsFiles !== true) extraLabels["webstack.files"] = written;
+    if (written !== undefined && options.newFiles !== "keep") extraLabels["webstack.files"] = written;
 
     const args: docker.ContainerArgs = {
       name: spec.containerName,
@@ -425,8 +466,9 @@ export class WebStack extends pulumi.ComponentResource {
       memorySwap: spec.limits?.memoryMb,
       cpuShares: spec.limits?.cpuShares,
       ...(spec.oneOff
-        ? // The provider waits for a one-off to end and records its exit code; it must not expect it running.
-          { attach: true, mustRun: false }
+        ? // The provider waits for a one-off to end and records its exit code (and its log, which
+          // names what failed); it must not expect it running.
+          { attach: true, mustRun: false, logs: true }
         : { destroyGraceSeconds: spec.stopTimeout, wait: true, waitTimeout: options.waitTimeout ?? 90 }),
     };
     const opts: pulumi.CustomResourceOptions = {

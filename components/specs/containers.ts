@@ -52,7 +52,7 @@ export const FILES_SCRIPT = [
   `if [ -n "$owner" ]; then find ${FILES_OUT} -mindepth 1 -exec chown "$owner" {} +; fi`,
 ].join("\n");
 
-export type Role = "postgres" | "redis" | "app" | "nginx" | "files-app" | "files-nginx";
+export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx";
 export type VolumeRole = "postgres-data" | "redis-data" | "files-app" | "files-nginx";
 /** `front`: nginx ↔ app. `back` (internal, no way out): app ↔ Postgres and Redis. */
 export type NetworkRole = "front" | "back";
@@ -327,6 +327,79 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
     stopTimeout: options.shutdownGraceSeconds + 5,
     limits,
   };
+}
+
+export interface MigrationRunOptions {
+  release: string;
+  /** The app's limits: the run is the app's own code. @default DEFAULT_LIMITS.app */
+  limits?: ResourceLimits;
+}
+
+/** The app image's migration entry point (see app/README.md, "Migrations"). */
+export const MIGRATE_COMMAND = ["node", "/app/dist/migrate.js"];
+
+/**
+ * A release's migration run: the release's own image applies the migrations the database lacks,
+ * once, before any replica of the release is created, and ends. Like a replica it runs as the
+ * app's user with no capability and a read-only root, and reads the database URL from the app's
+ * secret files; it joins only the back network, where Postgres is.
+ */
+export function migrationRunSpec(names: StackNames, options: MigrationRunOptions): ContainerSpec {
+  const limits = options.limits ?? DEFAULT_LIMITS.app;
+  return {
+    role: "migrate",
+    containerName: `${names.prefix}-migrate-${options.release}`,
+    command: MIGRATE_COMMAND,
+    user: APP_USER,
+    env: {
+      DATABASE_URL_FILE: APP_SECRET_FILES.DATABASE_URL_FILE.file,
+      NODE_OPTIONS: `--max-old-space-size=${softLimitMb(limits)}`,
+    },
+    files: [],
+    networks: [{ network: "back", aliases: [] }],
+    restart: "no",
+    oneOff: true,
+    ports: [],
+    volumes: [{ volume: "files-app", containerPath: SECRETS_DIR, readOnly: true }],
+    capabilities: [],
+    readOnlyRoot: true,
+    tmpfs: { "/tmp": `${TMPFS},size=16m` },
+    labels: labels(names, "migrate", { "webstack.release": options.release }),
+    logOpts: LOG_OPTS,
+    stopSignal: "SIGTERM",
+    stopTimeout: 10,
+    limits,
+  };
+}
+
+/**
+ * What a failed migration run said about its failure: its last error line (the app logs JSON
+ * lines; level 50 is error), e.g. "migration 0003_add-index failed: …", or its last line of plain
+ * text (a configuration error). Tolerates the stream headers a raw Docker log may carry.
+ */
+export function migrationFailure(logs: string | undefined): string | undefined {
+  const lines = (logs ?? "")
+    .split("\n")
+    .map((line) => line.replace(/^[\x00-\x08][\x00-\xff]{7}/, "").trim())
+    .filter((line) => line.length > 0)
+    .reverse();
+  for (const line of lines) {
+    // A header byte may itself be "{": try each of the first few.
+    for (let start = line.indexOf("{"); start >= 0 && start <= 8; start = line.indexOf("{", start + 1)) {
+      const entry = parseJson(line.slice(start));
+      if (typeof entry?.level === "number" && entry.level >= 50 && typeof entry.msg === "string") return entry.msg;
+    }
+  }
+  return lines.find((line) => !line.startsWith("{"));
+}
+
+function parseJson(text: string): { level?: unknown; msg?: unknown } | undefined {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface NginxSpecOptions {

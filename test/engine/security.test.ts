@@ -287,10 +287,16 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       redis: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID"],
       nginx: ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID"],
       app: [],
+      migrate: [],
       "files-app": ["CAP_CHOWN"],
       "files-nginx": [],
     };
-    for (const name of await stackContainers()) {
+    const names = await stackContainers();
+    assert.ok(
+      names.some((name) => name.startsWith(`${PREFIX}-migrate-`)),
+      "the release's migration run is inspected too",
+    );
+    for (const name of names) {
       const info = await inspect(name);
       const role = info.Config.Labels["webstack.role"];
       assert.deepEqual(
@@ -299,7 +305,19 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
         name,
       );
       assert.deepEqual(info.HostConfig.SecurityOpt, ["no-new-privileges:true"], name);
-      assert.equal(info.HostConfig.ReadonlyRootfs, role === "app" || role === "nginx", `${name} read-only root`);
+      assert.equal(
+        info.HostConfig.ReadonlyRootfs,
+        role === "app" || role === "migrate" || role === "nginx",
+        `${name} read-only root`,
+      );
+      if (role === "migrate") {
+        assert.deepEqual(
+          [info.State.Status, info.State.ExitCode, info.Config.User, Object.keys(info.NetworkSettings.Networks)],
+          ["exited", 0, "10001:10001", [`${PREFIX}-back`]],
+          name,
+        );
+        continue;
+      }
       if (role.startsWith("files-")) {
         assert.deepEqual(
           [info.State.Status, info.State.ExitCode, info.HostConfig.NetworkMode],

@@ -122,6 +122,7 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
   const expectedNames = (s: Side): Named => ({
     containers: [
       ...Array.from({ length: s.replicas }, (_, i) => `${s.prefix}-app-${s.release}-${i + 1}`),
+      `${s.prefix}-migrate-${s.release}`,
       `${s.prefix}-files-app`,
       `${s.prefix}-files-nginx`,
       `${s.prefix}-nginx`,

@@ -375,7 +375,7 @@ for (const { target, settings, cloud } of TARGETS) {
       for (const image of [DEFAULT_IMAGES.nginxImage, DEFAULT_IMAGES.redisImage, DEFAULT_IMAGES.postgresImage]) {
         assert.ok(pulled.includes(image), `${image} is pulled`);
       }
-      assert.equal(containers(resources).length, 6 + 2);
+      assert.equal(containers(resources).length, 6 + 2 + 1, "six services, two files runs, a migration run");
       assert.deepEqual(
         ofType(resources, TYPES.image).map((r) => (r.inputs.build as { args: unknown }).args),
         [{ NODE_IMAGE: DEFAULT_IMAGES.nodeImage }],

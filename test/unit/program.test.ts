@@ -30,7 +30,8 @@ const containers = (resources: Registered[]) => resources.filter((r) => r.type =
 const envOf = (c: Registered) => (c.inputs.envs as string[] | undefined) ?? [];
 // The components name things with plain strings; anything else is shown for what it is, not as "[object Promise]".
 const plain = (value: unknown): string => (typeof value === "string" ? value : inspect(value));
-const isFilesRun = (c: Registered) => /-files-(app|nginx)$/.test(String(c.inputs.name));
+/** The one-off runs: the files runs and the release's migration run. */
+const isOneOff = (c: Registered) => /-files-(app|nginx)$|-migrate-[^-]+$/.test(String(c.inputs.name));
 const replicasOf = (resources: Registered[]) =>
   containers(resources).filter((c) => /-app-.+-[0-9]+$/.test(String(c.inputs.name)));
 /** The generated Postgres password, Redis password and admin token, in that order. */
@@ -41,10 +42,10 @@ const generatedSecrets = (mocks: RecordingMocks) =>
 
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
-    test("registers the stack's resources: replicas + 3 services, 2 files runs, 2 networks, 4 volumes, one app image", async () => {
+    test("registers the stack's resources: replicas + 3 services, 2 files runs, a migration run, 2 networks, 4 volumes, one app image", async () => {
       const { mocks, outputs } = await evaluated(settings);
       const count = (type: string) => mocks.ofType(type).length;
-      assert.equal(count(CONTAINER), 3 + 3 + 2);
+      assert.equal(count(CONTAINER), 3 + 3 + 2 + 1);
       assert.equal(count("docker:index/network:Network"), 2);
       assert.equal(count("docker:index/volume:Volume"), 4);
       assert.equal(count("docker:index/image:Image"), 1);
@@ -56,6 +57,7 @@ for (const { target, settings, cloud } of TARGETS) {
           .sort(),
         [
           "webstack-test-files-app",
+          `webstack-test-migrate-${release}`,
           `webstack-test-app-${release}-1`,
           `webstack-test-app-${release}-2`,
           `webstack-test-app-${release}-3`,
@@ -111,15 +113,15 @@ for (const { target, settings, cloud } of TARGETS) {
       );
     });
 
-    test("every service has a health check, a restart policy, log rotation and waits until healthy; files runs end", async () => {
+    test("every service has a health check, a restart policy, log rotation and waits until healthy; one-off runs end", async () => {
       const { mocks } = await evaluated(settings);
       for (const c of containers(mocks.resources)) {
         assert.deepEqual(c.inputs.logOpts, { "max-size": "10m", "max-file": "3" }, `${c.name} logs`);
-        if (isFilesRun(c)) {
-          // Waited for until it ends; its exit code gates the container it writes for.
+        if (isOneOff(c)) {
+          // Waited for until it ends; its exit code (and its log, for the error) gates what needs it.
           assert.deepEqual(
-            [c.inputs.attach, c.inputs.mustRun, c.inputs.restart, c.inputs.wait],
-            [true, false, "no", undefined],
+            [c.inputs.attach, c.inputs.mustRun, c.inputs.logs, c.inputs.restart, c.inputs.wait],
+            [true, false, true, "no", undefined],
             c.name,
           );
           assert.equal(c.inputs.healthcheck, undefined);
@@ -313,7 +315,7 @@ for (const { target, settings, cloud } of TARGETS) {
             r.type,
           ),
         );
-        assert.equal(labelled.length, 6 + 2 + 2 + 4);
+        assert.equal(labelled.length, 6 + 2 + 1 + 2 + 4);
         for (const r of labelled) {
           assert.deepEqual(
             (r.inputs.labels as Inputs[]).filter((l) => l.label === "webstack.vm"),
@@ -418,27 +420,29 @@ for (const { target, settings, cloud } of TARGETS) {
 }
 
 describe("releases", () => {
-  test("a given release names the replicas; another release gives new logical names, same other resources", async () => {
+  test("a given release names the replicas and the migration run; another release gives them new logical names, same other resources", async () => {
     const a = await runProgram({ release: "0123456789abcdef0123" });
     const b = await runProgram({ release: "fedcba9876" });
     const apps = (r: Registered[]) =>
       containers(r)
-        .filter((c) => c.name.startsWith("webstack-app-"))
+        .filter((c) => /^webstack-(app|migrate)-/.test(c.name))
         .map((c) => c.name)
         .sort();
     assert.deepEqual(apps(a.mocks.resources), [
       "webstack-app-0123456789ab-1",
       "webstack-app-0123456789ab-2",
       "webstack-app-0123456789ab-3",
+      "webstack-migrate-0123456789ab",
     ]);
     assert.deepEqual(apps(b.mocks.resources), [
       "webstack-app-fedcba9876-1",
       "webstack-app-fedcba9876-2",
       "webstack-app-fedcba9876-3",
+      "webstack-migrate-fedcba9876",
     ]);
     const others = (r: Registered[]) =>
       r
-        .filter((x) => !x.name.startsWith("webstack-app-"))
+        .filter((x) => !/^webstack-(app|migrate)-/.test(x.name))
         .map((x) => x.name)
         .sort();
     assert.deepEqual(others(a.mocks.resources), others(b.mocks.resources));

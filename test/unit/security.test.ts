@@ -93,6 +93,14 @@ function secretFileProblems(rs: Registered[]): string[] {
     const mount = (app.inputs.volumes as Inputs[]).find((v) => v.containerPath === "/run/secrets");
     if (mount?.readOnly !== true) problems.push(`${String(app.inputs.name)} does not mount its secrets read-only`);
   }
+  // The migration run is told of the database's URL file alone.
+  for (const run of ofType(rs, TYPES.container).filter((c) => roleOf(c) === "migrate")) {
+    const told = (run.inputs.envs as string[]).filter((e) => e.includes("_FILE="));
+    if (JSON.stringify(told) !== '["DATABASE_URL_FILE=/run/secrets/database-url"]')
+      problems.push(`${String(run.inputs.name)} is told of ${told.join(", ")}`);
+    const mount = (run.inputs.volumes as Inputs[]).find((v) => v.containerPath === "/run/secrets");
+    if (mount?.readOnly !== true) problems.push(`${String(run.inputs.name)} does not mount its secrets read-only`);
+  }
   return problems;
 }
 
@@ -102,6 +110,7 @@ const ALLOWED_CAPABILITIES: Record<string, string[]> = {
   redis: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETUID"],
   nginx: ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID"],
   app: [],
+  migrate: [],
   "files-app": ["CAP_CHOWN"],
   "files-nginx": [],
 };
@@ -117,12 +126,9 @@ function hardeningProblems(rs: Registered[]): string[] {
     if (extra.length > 0) problems.push(`${name} adds ${extra.join(", ")}`);
     if (!((c.inputs.securityOpts as string[] | undefined) ?? []).includes("no-new-privileges:true"))
       problems.push(`${name} may gain privileges`);
-    if ((role === "app" || role === "nginx") && c.inputs.readOnly !== true)
-      problems.push(`${name} has a writable root`);
-    if (
-      (role === "app" || role === "nginx") &&
-      Object.keys((c.inputs.tmpfs as Inputs | undefined) ?? {}).length === 0
-    ) {
+    const readOnly = role === "app" || role === "migrate" || role === "nginx";
+    if (readOnly && c.inputs.readOnly !== true) problems.push(`${name} has a writable root`);
+    if (readOnly && Object.keys((c.inputs.tmpfs as Inputs | undefined) ?? {}).length === 0) {
       problems.push(`${name} has nowhere to write`);
     }
     if (!/^[0-9a-f]{16}$/.test(labelsOf(c)["webstack.spec"] ?? "")) problems.push(`${name} has no spec fingerprint`);
@@ -143,6 +149,8 @@ function networkProblems(rs: Registered[]): string[] {
     postgres: [["webstack-test-back", "postgres"]],
     redis: [["webstack-test-back", "redis"]],
     app: [["webstack-test", "app"], ["webstack-test-back"]],
+    // The migration run needs Postgres alone.
+    migrate: [["webstack-test-back"]],
   };
   for (const c of ofType(rs, TYPES.container)) {
     const role = roleOf(c);
@@ -417,6 +425,51 @@ describe("containers", () => {
     const names = ofType(mocks.resources, TYPES.container).map((c) => String(c.inputs.name));
     assert.ok(names.includes("webstack-test-files-app"));
     assert.ok(!names.some((n) => /-app-.+-[0-9]+$/.test(n) || n === "webstack-test-nginx"), names.join(", "));
+  });
+
+  test("a failed migration run stops the update before any replica of the release exists, and the error names the migration", async () => {
+    // The run's log as Docker keeps it: the app's JSON lines, after an 8-byte stream header each.
+    const header = "\u0001\u0000\u0000\u0000\u0000\u0000\u0000\u007f";
+    const logs = [
+      `${header}{"level":30,"msg":"> Migrating files:"}`,
+      `${header}{"level":50,"library":"node-pg-migrate","msg":"Error executing: ALTER TABLE nope"}`,
+      `${header}{"level":50,"migration":"0002_add-source","msg":"migration 0002_add-source failed: relation \\"nope\\" does not exist"}`,
+      "",
+    ].join("\n");
+    const ending = (name: string) => (name.includes("-migrate-") ? { exitCode: 1, logs } : { exitCode: 0, logs: "" });
+    const { mocks, failures } = await programFailures(
+      { ...LOCAL, release: "r7" },
+      {
+        mocks: new RecordingMocks({ exitCode: ending }),
+      },
+    );
+    assert.deepEqual(
+      [...new Set(failures.map((f) => f.message))],
+      [
+        'webstack-test-migrate-r7 exited with code 1: migration 0002_add-source failed: relation "nope" does not exist. ' +
+          "No replica of release r7 was created; the release before it serves on (see `docker logs webstack-test-migrate-r7`)",
+      ],
+    );
+    const names = ofType(mocks.resources, TYPES.container).map((c) => String(c.inputs.name));
+    assert.ok(names.includes("webstack-test-migrate-r7"));
+    assert.ok(!names.some((n) => n.startsWith("webstack-test-app-")), names.join(", "));
+    const migrate = containerNamed(mocks.resources, "webstack-test-migrate-r7");
+    const postgres = containerNamed(mocks.resources, "webstack-test-postgres");
+    const files = containerNamed(mocks.resources, "webstack-test-files-app");
+    assert.ok(migrate.dependencies.includes(postgres.urn) && migrate.dependencies.includes(files.urn));
+    // New secret files are no reason to run the migrations again.
+    assert.equal(labelsOf(migrate)["webstack.files"], undefined);
+  });
+
+  test("replicas wait for the release's migration run, which ends before any of them is created", async () => {
+    const rs = await resources({ ...LOCAL, release: "r7" });
+    const migrate = containerNamed(rs, "webstack-test-migrate-r7");
+    const replicas = ofType(rs, TYPES.container).filter((c) => roleOf(c) === "app");
+    assert.equal(replicas.length, 3);
+    for (const app of replicas) {
+      assert.ok(app.dependencies.includes(migrate.urn), `${app.name} waits for the migrations`);
+      assert.ok(app.order > migrate.order, `${app.name} registers after the migration run completed`);
+    }
   });
 
   test("a replica is labelled with the run that wrote its files, so new files mean new replicas; nginx waits for its run and reloads what it writes", async () => {

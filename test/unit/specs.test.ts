@@ -14,7 +14,10 @@ import {
   ContainerSpec,
   databaseUrl,
   FILES_SCRIPT,
+  DEFAULT_LIMITS,
   filesRunSpec,
+  migrationFailure,
+  migrationRunSpec,
   nginxSpec,
   postgresSpec,
   redisConf,
@@ -279,6 +282,55 @@ describe("container specs", () => {
     }
   });
 
+  test("the migration run: the app's image and user, once, on the back network only, told of the database URL file alone", () => {
+    const spec = migrationRunSpec(names, { release: "abc123", limits: { memoryMb: 400, cpuShares: 512 } });
+    assert.deepEqual(spec, {
+      role: "migrate",
+      containerName: "webstack-dev-migrate-abc123",
+      command: ["node", "/app/dist/migrate.js"],
+      user: "10001:10001",
+      env: { DATABASE_URL_FILE: "/run/secrets/database-url", NODE_OPTIONS: "--max-old-space-size=300" },
+      files: [],
+      networks: [{ network: "back", aliases: [] }],
+      restart: "no",
+      oneOff: true,
+      ports: [],
+      volumes: [{ volume: "files-app", containerPath: "/run/secrets", readOnly: true }],
+      capabilities: [],
+      readOnlyRoot: true,
+      tmpfs: { "/tmp": "rw,nosuid,nodev,noexec,size=16m" },
+      labels: { "webstack.stack": "dev", "webstack.role": "migrate", "webstack.release": "abc123" },
+      logOpts: LOGS,
+      stopSignal: "SIGTERM",
+      stopTimeout: 10,
+      limits: { memoryMb: 400, cpuShares: 512 },
+    });
+    assert.deepEqual(migrationRunSpec(names, { release: "abc123" }).limits, DEFAULT_LIMITS.app);
+  });
+
+  test("a failed migration run's log gives its last error line, or its last line of text", () => {
+    const header = (size: number) => Buffer.from([1, 0, 0, 0, 0, 0, size >> 8, size & 255]).toString("latin1");
+    const error = '{"level":50,"migration":"0002_x","msg":"migration 0002_x failed: boom"}';
+    const cases: [string | undefined, string | undefined][] = [
+      [undefined, undefined],
+      ["", undefined],
+      [
+        `{"level":30,"msg":"> Migrating files:"}\n${error}\n{"level":30,"msg":"later, not an error"}\n`,
+        "migration 0002_x failed: boom",
+      ],
+      // Stream headers, one of them holding "{" (size 123) and one a newline (size 10).
+      [`${header(123)}${error}\n${header(10)}{"level":60,"msg":"fatal"}\n`, "fatal"],
+      [`${header(266)}${error}\n`, "migration 0002_x failed: boom"],
+      [
+        "webstack-migrate: invalid configuration: DATABASE_URL or DATABASE_URL_FILE is required\n",
+        "webstack-migrate: invalid configuration: DATABASE_URL or DATABASE_URL_FILE is required",
+      ],
+      [`${header(40)}webstack-migrate: invalid configuration: x\n`, "webstack-migrate: invalid configuration: x"],
+      ['{"level":40,"msg":"a warning"}\n{"level":"50","msg":"not a pino level"}\n{"level":50,"msg":7}\n', undefined],
+    ];
+    for (const [logs, expected] of cases) assert.equal(migrationFailure(logs), expected, JSON.stringify(logs));
+  });
+
   test("a spec's fingerprint changes with every field of every container's spec, except the limits Docker applies in place", () => {
     // Every field, named here so that a new field fails to compile until it is listed.
     const FIELDS: Record<keyof ContainerSpec, true> = {
@@ -318,6 +370,7 @@ describe("container specs", () => {
       nginxSpec(names, { httpPort: 8080, bindAddress: "127.0.0.1", command: ["nginx"], startHash: "0123" }),
       filesRunSpec(names, { consumer: "app", files: [{ path: "a", mode: "0400", content: { secret: "adminToken" } }] }),
       filesRunSpec(names, { consumer: "nginx", files: [{ path: "b", mode: "0444", content: { text: "b" } }] }),
+      migrationRunSpec(names, { release: "r1" }),
     ];
     for (const spec of specs) {
       const print = specFingerprint(spec);

@@ -13,6 +13,8 @@ const ADMIN = '["198.51.100.0/24"]';
 const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN, imageRegistry: "cloud" };
 
 const isFilesRun = (c: Registered) => /-files-(app|nginx)-run$/.test(c.name);
+/** The files runs and the release's migration run: waited for until they end, never for health. */
+const isOneOff = (c: Registered) => isFilesRun(c) || /-migrate-[0-9a-f]{12}$/.test(c.name);
 
 describe("containers as the provider gets them", () => {
   test("ports, volumes, uploads, networks, tmpfs and added capabilities a spec leaves empty are left unset, not sent empty", async () => {
@@ -20,7 +22,7 @@ describe("containers as the provider gets them", () => {
     // provider tells an empty collection from an unset one never comes into play.
     const { mocks } = await evaluated({});
     const containers = mocks.ofType(CONTAINER);
-    assert.equal(containers.length, 8);
+    assert.equal(containers.length, 9);
     for (const c of containers) {
       for (const key of ["ports", "volumes", "uploads", "networksAdvanced", "tmpfs"]) {
         const value = c.inputs[key];
@@ -40,6 +42,8 @@ describe("containers as the provider gets them", () => {
     });
     assert.deepEqual(named("webstack-files-app-run").inputs.capabilities, { drops: ["ALL"], adds: ["CAP_CHOWN"] });
     assert.deepEqual(named("webstack-files-nginx-run").inputs.capabilities, { drops: ["ALL"] });
+    const migrate = containers.find((c) => c.name.startsWith("webstack-migrate-"));
+    assert.deepEqual(migrate?.inputs.capabilities, { drops: ["ALL"] });
     assert.equal((named("webstack-nginx").inputs.ports as unknown[]).length, 1);
     assert.ok(named("webstack-nginx").inputs.tmpfs !== undefined);
     assert.ok(named("webstack-postgres").inputs.uploads !== undefined);
@@ -63,7 +67,10 @@ describe("containers as the provider gets them", () => {
     const { mocks } = await evaluated({});
     for (const c of mocks.ofType(CONTAINER)) {
       assert.equal(c.inputs.logDriver, "json-file", c.name);
-      if (isFilesRun(c)) continue;
+      if (isOneOff(c)) {
+        assert.equal(c.inputs.waitTimeout, undefined, c.name);
+        continue;
+      }
       assert.equal(c.inputs.waitTimeout, c.name === "webstack-postgres" ? 180 : 90, c.name);
     }
   });
@@ -89,7 +96,7 @@ describe("containers as the provider gets them", () => {
     }
   });
 
-  test("each long-running container gets its role's memory (no swap past it) and CPU weight; a files run gets none", async () => {
+  test("each long-running container gets its role's memory (no swap past it) and CPU weight, the migration run the app's; a files run gets none", async () => {
     const limits = '{"app":{"memoryMb":300,"cpuShares":512},"postgres":{"memoryMb":1024},"redis":{"memoryMb":200}}';
     const { mocks } = await evaluated({ limits });
     const expected: Record<string, [number, number]> = {
@@ -97,6 +104,7 @@ describe("containers as the provider gets them", () => {
       redis: [200, 1024],
       nginx: [128, 1024],
       app: [300, 512],
+      migrate: [300, 512],
     };
     const containers = mocks.ofType(CONTAINER);
     for (const c of containers) {
@@ -111,9 +119,9 @@ describe("containers as the provider gets them", () => {
       const [memory, cpuShares] = expected[String(role)];
       assert.deepEqual(sent, [memory, memory, cpuShares], c.name);
     }
-    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 6);
+    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 7);
     // What must know its limit is told it: the app's heap, Redis's maxmemory (three quarters of each).
-    for (const replica of containers.filter((c) => c.name.startsWith("webstack-app-"))) {
+    for (const replica of containers.filter((c) => /^webstack-(app|migrate)-/.test(c.name))) {
       assert.ok((replica.inputs.envs as string[]).includes("NODE_OPTIONS=--max-old-space-size=225"), replica.name);
     }
     const redisConf = String((mocks.named("webstack-redis").inputs.uploads as { content: string }[])[0].content);

@@ -4,6 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
@@ -13,7 +14,8 @@ import { ContainerTop, Engine, ensureStandinImages, execIn, PortBindings, startE
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
 
-const INDEX = path.join(__dirname, "..", "..", "..", "index.ts");
+const ROOT = path.join(__dirname, "..", "..", "..");
+const INDEX = path.join(ROOT, "index.ts");
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -78,16 +80,66 @@ export type ProgramExports = typeof import("../../../index");
  * The Pulumi runtime's mock state (mocks, stack, config) is global: evaluations, also of different
  * stacks, must run one after the other, and an output must be read before the next one starts.
  */
-export async function deploy(realiser: EngineRealiser, settings: Record<string, string>): Promise<ProgramExports> {
+export async function deploy(
+  realiser: EngineRealiser,
+  settings: Record<string, string>,
+  options: { checkout?: string } = {},
+): Promise<ProgramExports> {
   await realiser.install();
   pulumi.runtime.setAllConfig(Object.fromEntries(Object.entries(settings).map(([k, v]) => [`webstack:${k}`, v])));
-  delete require.cache[require.resolve(INDEX)];
+  const index = options.checkout === undefined ? INDEX : path.join(options.checkout, "index.ts");
+  delete require.cache[require.resolve(index)];
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const program = require(INDEX) as ProgramExports;
+  const program = require(index) as ProgramExports;
   // Every registration, including those waiting on other resources' outputs, has reached the mocks.
   await pulumi.runtime.disconnect();
   await realiser.settled();
   return program;
+}
+
+/**
+ * Deploys as `deploy` does, where the update is expected to fail: what failed it is returned. An
+ * error thrown in an `apply` that a registration waits on rejects that registration, which the
+ * Pulumi language host reports as the program's unhandled exception; here they are collected.
+ */
+export async function failedDeploy(
+  realiser: EngineRealiser,
+  settings: Record<string, string>,
+  options: { checkout?: string } = {},
+): Promise<Error[]> {
+  const failures: Error[] = [];
+  const collect = (reason: unknown) => failures.push(reason instanceof Error ? reason : new Error(String(reason)));
+  const listeners = process.listeners("unhandledRejection");
+  process.removeAllListeners("unhandledRejection");
+  process.on("unhandledRejection", collect);
+  try {
+    await deploy(realiser, settings, options).catch(collect);
+    await sleep(500);
+  } finally {
+    process.removeListener("unhandledRejection", collect);
+    for (const listener of listeners) process.on("unhandledRejection", listener);
+  }
+  return failures;
+}
+
+/**
+ * A copy of the project, the program and the app, with `migrations` added to the app (name →
+ * SQL): what a later commit that adds them deploys. Its node_modules is the project's, linked.
+ */
+export async function checkoutWith(migrations: Record<string, string>): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "webstack-checkout-"));
+  const skipped = /(^|\/)(node_modules|dist)(\/|$)/;
+  for (const entry of ["index.ts", "Pulumi.yaml", "package.json", "tsconfig.json", "components", "nginx", "app"]) {
+    await fs.cp(path.join(ROOT, entry), path.join(dir, entry), {
+      recursive: true,
+      filter: (source) => !skipped.test(path.relative(ROOT, source)),
+    });
+  }
+  await fs.symlink(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"));
+  for (const [name, sql] of Object.entries(migrations)) {
+    await fs.writeFile(path.join(dir, "app", "migrations", `${name}.sql`), `-- Up Migration\n${sql}\n`);
+  }
+  return dir;
 }
 
 /** The value of a stack output once known; an output that never resolves is an error, not a hang. */
@@ -170,8 +222,8 @@ export function describeStack(scenario: Scenario): void {
       c.Names[0].replace(/^\//, ""),
     );
   const readCount = () => visitCount(port);
-  /** The one-off runs that write the app's and nginx's read-only files before those start. */
-  const filesRuns = [`${prefix}-files-app`, `${prefix}-files-nginx`];
+  /** The one-off runs: the files runs for the app and nginx, and the first release's migration run. */
+  const oneOffs = [`${prefix}-files-app`, `${prefix}-files-nginx`, `${prefix}-migrate-r1`];
   /** Every password and token the program generated, as the recorded state holds them. */
   const generatedSecrets = () => {
     const found = realiser
@@ -182,6 +234,31 @@ export function describeStack(scenario: Scenario): void {
   };
   const settleLoad = (t: TestContext, load: ReturnType<typeof startLoad>, countBefore: number) =>
     stopLoad(t, load, { docker: docker(), port, nginx: `${prefix}-nginx`, countBefore });
+  /** Copies of the project a test deployed from (see checkoutWith); removed at the end. */
+  const checkouts: string[] = [];
+  /** Rows of a query on the stack's database, as psql prints them unaligned. */
+  const psql = async (sql: string): Promise<string[]> => {
+    const postgres = docker().getContainer(`${prefix}-postgres`);
+    const { exitCode, output } = await execIn(postgres, ["psql", "-U", "webstack", "-d", "webstack", "-tAc", sql]);
+    assert.equal(exitCode, 0, output);
+    return output.split("\n").filter((line) => line !== "");
+  };
+  const appliedMigrations = () => psql("SELECT name FROM schema_migrations ORDER BY id");
+  /** Deploys `release` from `checkout` under load and checks the load: no failed request, no visit lost. */
+  const releaseUnderLoad = async (t: TestContext, release: string, checkout: string) => {
+    const before = await readCount();
+    const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
+    try {
+      await sleep(2000);
+      realiser.beginUpdate();
+      await deploy(realiser, { ...settings, release }, { checkout });
+      await realiser.finishUpdate();
+      await sleep(3000);
+    } finally {
+      await load.stop();
+    }
+    return settleLoad(t, load, before);
+  };
   const healthy = (name: string, seconds = 90) =>
     eventually(`${name} healthy`, seconds, async () =>
       (await inspect(name)).State.Health?.Status === "healthy" ? true : undefined,
@@ -213,6 +290,7 @@ export function describeStack(scenario: Scenario): void {
       try {
         if (engine !== undefined) await realiser?.destroy();
       } finally {
+        for (const checkout of checkouts) await fs.rm(checkout, { recursive: true, force: true });
         if (scenario.dataDir !== undefined) await fs.rm(scenario.dataDir, { recursive: true, force: true });
         await engine?.stop();
       }
@@ -260,11 +338,11 @@ export function describeStack(scenario: Scenario): void {
       });
     }
 
-    test("only nginx publishes a port; services healthy with restart policies, files runs finished well; the app runs as non-root; no secret in labels or command lines", async () => {
+    test("only nginx publishes a port; services healthy with restart policies, one-off runs finished well; the app runs as non-root; no secret in labels or command lines", async () => {
       const names = await stackContainers();
       assert.deepEqual(
         names.sort(),
-        [...replicas(), ...filesRuns, `${prefix}-nginx`, `${prefix}-postgres`, `${prefix}-redis`].sort(),
+        [...replicas(), ...oneOffs, `${prefix}-nginx`, `${prefix}-postgres`, `${prefix}-redis`].sort(),
       );
       const secrets = generatedSecrets();
       for (const name of names) {
@@ -275,7 +353,7 @@ export function describeStack(scenario: Scenario): void {
         } else {
           assert.deepEqual(bindings, [], `${name} publishes nothing`);
         }
-        if (filesRuns.includes(name)) {
+        if (oneOffs.includes(name)) {
           assert.deepEqual(
             [info.State.Status, info.State.ExitCode, info.HostConfig.RestartPolicy?.Name],
             ["exited", 0, "no"],
@@ -461,7 +539,7 @@ export function describeStack(scenario: Scenario): void {
       } finally {
         await load.stop();
       }
-      assert.deepEqual(removed.sort(), oldReplicas);
+      assert.deepEqual(removed.sort(), [...oldReplicas, `${prefix}-migrate-r1`].sort(), "the release before, gone");
       const result = await settleLoad(t, load, before);
 
       const now = replicas();
@@ -474,6 +552,83 @@ export function describeStack(scenario: Scenario): void {
       const servedAfter = new Set<string>();
       for (let i = 0; i < 30; i++) servedAfter.add((await visit(port)).servedBy ?? "none");
       assert.deepEqual([...servedAfter].sort(), now);
+    });
+
+    // Expand: a nullable column the release before never mentions, so it serves on unchanged.
+    const ADD_SOURCE = "ALTER TABLE counted_requests ADD COLUMN source text";
+
+    test("a release that brings a migration, under load: its migration run applies it once, before any replica of the release is created, and no request fails", async (t) => {
+      const checkout = await checkoutWith({ "0002_request-source": ADD_SOURCE });
+      checkouts.push(checkout);
+      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter"]);
+      await releaseUnderLoad(t, "r3", checkout);
+      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
+      assert.deepEqual(
+        await psql(
+          "SELECT column_name FROM information_schema.columns WHERE table_name = 'counted_requests' ORDER BY ordinal_position",
+        ),
+        ["request_id", "count", "counted_at", "source"],
+      );
+      const run = await inspect(`${prefix}-migrate-r3`);
+      assert.deepEqual([run.State.Status, run.State.ExitCode], ["exited", 0]);
+      const said = await docker().getContainer(`${prefix}-migrate-r3`).logs({ stdout: true, stderr: true });
+      assert.match(said.toString("utf8"), /"msg":"applied 0002_request-source"/);
+      assert.deepEqual(
+        replicas(),
+        [1, 2, 3].map((i) => `${prefix}-app-r3-${i}`),
+      );
+      const ended = Date.parse(run.State.FinishedAt);
+      for (const name of replicas()) {
+        const created = Date.parse((await inspect(name)).Created);
+        assert.ok(created > ended, `${name} was created after the migration run ended`);
+      }
+    });
+
+    test("a release whose migration fails, under load: the update fails naming the migration, no replica of it exists, the release before serves on without a failed request; the fixed release goes through", async (t) => {
+      const broken = await checkoutWith({
+        "0002_request-source": ADD_SOURCE,
+        "0003_source-index": "CREATE INDEX counted_requests_source ON counted_requests (sauce)",
+      });
+      const fixed = await checkoutWith({
+        "0002_request-source": ADD_SOURCE,
+        "0003_source-index": "CREATE INDEX counted_requests_source ON counted_requests (source)",
+      });
+      checkouts.push(broken, fixed);
+      const serving = replicas();
+      const before = await readCount();
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
+      let failures: Error[];
+      try {
+        await sleep(2000);
+        realiser.beginUpdate();
+        failures = await failedDeploy(realiser, { ...settings, release: "r4" }, { checkout: broken });
+        // A failed update deletes nothing, so there is no finishUpdate().
+        await sleep(3000);
+      } finally {
+        await load.stop();
+      }
+      await settleLoad(t, load, before);
+      assert.deepEqual(
+        [...new Set(failures.map((f) => f.message))],
+        [
+          `${prefix}-migrate-r4 exited with code 1: migration 0003_source-index failed: column "sauce" does not exist. ` +
+            `No replica of release r4 was created; the release before it serves on (see \`docker logs ${prefix}-migrate-r4\`)`,
+        ],
+      );
+      assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), serving);
+      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
+
+      await releaseUnderLoad(t, "r5", fixed);
+      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source", "0003_source-index"]);
+      assert.deepEqual(
+        replicas(),
+        [1, 2, 3].map((i) => `${prefix}-app-r5-${i}`),
+      );
+      const left = await stackContainers();
+      assert.ok(
+        !left.some((n) => /-(app|migrate)-r[34]\b/.test(n)),
+        `the failed release and the one before are gone: ${left.join(", ")}`,
+      );
     });
 
     test("teardown leaves no container, network or volume of the stack", async () => {

@@ -40,20 +40,32 @@ type Inputs = Record<string, unknown>;
 
 const hex = (text: string, length = 64) => createHash("sha256").update(text).digest("hex").slice(0, length);
 
+/** How a one-off container ends: its exit code and what it logged. */
+export interface OneOffEnding {
+  exitCode: number;
+  logs: string;
+}
+
+function oneOffOutputs(ending: OneOffEnding, keepsLogs: boolean): Record<string, unknown> {
+  return keepsLogs ? { exitCode: ending.exitCode, containerLogs: ending.logs } : { exitCode: ending.exitCode };
+}
+
 /** Deterministic outputs, so two evaluations of one config are comparable byte for byte. */
 export class RecordingMocks implements pulumi.runtime.Mocks {
   readonly resources: Registered[] = [];
   private readonly vmId: string | undefined;
 
-  private readonly exitCode: number;
+  private readonly ending: (name: string) => OneOffEnding;
 
   /**
    * `vmId`: the id the droplet or EC2 instance gets (default "123456" / "i-0123456789abcdef0").
-   * `exitCode`: what a one-off container (`attach`) ends with (default 0).
+   * `exitCode`: what a one-off container (`attach`) ends with (default 0), or a function of its
+   * container name that gives its exit code and log.
    */
-  constructor(options: { vmId?: string; exitCode?: number } = {}) {
+  constructor(options: { vmId?: string; exitCode?: number | ((name: string) => OneOffEnding) } = {}) {
     this.vmId = options.vmId;
-    this.exitCode = options.exitCode ?? 0;
+    const { exitCode } = options;
+    this.ending = typeof exitCode === "function" ? exitCode : () => ({ exitCode: exitCode ?? 0, logs: "" });
   }
   /** Invokes, with the provider reference each was made with ("" for the default provider). */
   readonly calls: { token: string; inputs: Record<string, unknown>; provider: string }[] = [];
@@ -106,9 +118,10 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     registered.outputs = {
       ...inputs,
       ...outputsOf({ type: args.type, name: args.name, inputs: reveal(inputs) as Inputs }),
-      // Like the provider: a container it waited for (attach) reports how it ended.
+      // Like the provider: a container it waited for (attach) reports how it ended, and its log
+      // when asked to keep it.
       ...(args.type === "docker:index/container:Container" && inputs.attach === true
-        ? { exitCode: this.exitCode }
+        ? oneOffOutputs(this.ending(String(inputs.name)), inputs.logs === true)
         : {}),
     };
     return { id, state: registered.outputs };
