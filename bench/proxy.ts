@@ -15,6 +15,7 @@ import {
   type AppReplica,
   type NginxInstance,
   ensureAppBuilt,
+  migrateDatabase,
   startAppReplica,
   startNginx,
 } from "../test/nginx/harness";
@@ -94,6 +95,7 @@ async function main(): Promise<void> {
       () => postgres.stop(),
       () => redis.stop(),
     );
+    await migrateDatabase(postgres.url);
     const replicas: AppReplica[] = [];
     for (const id of ["replica-1", "replica-2", "replica-3"]) {
       // warn: per-request info lines would add log-piping work the Docker stack does elsewhere.

@@ -21,6 +21,7 @@ import {
   type NginxInstance,
   type Response,
   ensureAppBuilt,
+  migrateDatabase,
   request,
   sleep,
   startAppReplica,
@@ -48,6 +49,7 @@ before(async () => {
     () => postgres.stop(),
     () => redis.stop(),
   );
+  await migrateDatabase(postgres.url);
   const secrets = await mkdtemp(join(tmpdir(), "webstack-edge-"));
   cleanups.push(() => rm(secrets, { recursive: true, force: true }));
   const tokenFile = join(secrets, "admin-token");

@@ -252,6 +252,19 @@ export async function ensureAppBuilt(): Promise<void> {
   await run("npm", ["run", "build", "--prefix", APP_DIR]);
 }
 
+/** Applies the app's migrations to `databaseUrl` with `app/dist/migrate.js`, as a release's migration run does. */
+export function migrateDatabase(databaseUrl: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [join(APP_DIR, "dist", "migrate.js")],
+      { env: { PATH: process.env.PATH, DATABASE_URL: databaseUrl }, timeout: 60_000 },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`the app's migrations failed: ${error.message}\n${stdout}${stderr}`)) : resolve(),
+    );
+  });
+}
+
 export interface AppReplica {
   id: string;
   port: number;

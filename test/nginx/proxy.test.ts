@@ -15,6 +15,7 @@ import {
   type NginxInstance,
   type Response,
   ensureAppBuilt,
+  migrateDatabase,
   nginxPrefix,
   nginxTest,
   request,
@@ -147,6 +148,7 @@ let proxy: NginxInstance;
 before(async () => {
   await ensureAppBuilt();
   [postgres, redis] = await Promise.all([startPostgres().then(track), startRedis().then(track)]);
+  await migrateDatabase(postgres.url);
   for (const id of ["replica-1", "replica-2", "replica-3"]) {
     replicas.push(track(await startAppReplica(id, postgres.url, redis.url, "debug")));
   }
