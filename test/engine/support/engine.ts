@@ -119,3 +119,22 @@ export async function execIn(
   }
   return { exitCode: ExitCode ?? -1, output: Buffer.concat(parts).toString("utf8") };
 }
+
+/**
+ * Builds `tag` as `base` plus a label: another image of the same software, as a new upstream
+ * release of a pinned image is to the stack (a changed image id).
+ */
+export async function derivedImage(engine: Pick<Engine, "dockerHost">, base: string, tag: string): Promise<string> {
+  const dockerfile = `FROM ${base}\nLABEL webstack.test.derived-from="${base}"\n`;
+  await new Promise<void>((resolve, reject) => {
+    const child = execFile(
+      "docker",
+      ["build", "--quiet", "--tag", tag, "-"],
+      { env: { ...process.env, DOCKER_HOST: engine.dockerHost }, timeout: 5 * 60_000 },
+      (error, _stdout, stderr) =>
+        error === null ? resolve() : reject(new Error(`docker build of ${tag} failed: ${error.message} ${stderr}`)),
+    );
+    child.stdin?.end(dockerfile);
+  });
+  return tag;
+}

@@ -10,7 +10,16 @@ import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { freePort } from "../../support/services";
 import { DEFAULT_LIMITS, LimitedRole } from "../../../components/specs/containers";
-import { ContainerTop, Engine, ensureStandinImages, execIn, PortBindings, startEngine, STANDIN_IMAGES } from "./engine";
+import {
+  ContainerTop,
+  derivedImage,
+  Engine,
+  ensureStandinImages,
+  execIn,
+  PortBindings,
+  startEngine,
+  STANDIN_IMAGES,
+} from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
 
@@ -245,13 +254,17 @@ export function describeStack(scenario: Scenario): void {
   };
   const appliedMigrations = () => psql("SELECT name FROM schema_migrations ORDER BY id");
   /** Deploys `release` from `checkout` under load and checks the load: no failed request, no visit lost. */
-  const releaseUnderLoad = async (t: TestContext, release: string, checkout: string) => {
+  /** The checkout the stack was last deployed from; undefined for the project itself. */
+  let checkout: string | undefined;
+  const releaseUnderLoad = async (t: TestContext, release: string, from: string) => {
     const before = await readCount();
     const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
     try {
       await sleep(2000);
       realiser.beginUpdate();
-      await deploy(realiser, { ...settings, release }, { checkout });
+      settings = { ...settings, release };
+      checkout = from;
+      await deploy(realiser, settings, { checkout });
       await realiser.finishUpdate();
       await sleep(3000);
     } finally {
@@ -558,10 +571,10 @@ export function describeStack(scenario: Scenario): void {
     const ADD_SOURCE = "ALTER TABLE counted_requests ADD COLUMN source text";
 
     test("a release that brings a migration, under load: its migration run applies it once, before any replica of the release is created, and no request fails", async (t) => {
-      const checkout = await checkoutWith({ "0002_request-source": ADD_SOURCE });
-      checkouts.push(checkout);
+      const withColumn = await checkoutWith({ "0002_request-source": ADD_SOURCE });
+      checkouts.push(withColumn);
       assert.deepEqual(await appliedMigrations(), ["0001_visit-counter"]);
-      await releaseUnderLoad(t, "r3", checkout);
+      await releaseUnderLoad(t, "r3", withColumn);
       assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
       assert.deepEqual(
         await psql(
@@ -629,6 +642,78 @@ export function describeStack(scenario: Scenario): void {
         !left.some((n) => /-(app|migrate)-r[34]\b/.test(n)),
         `the failed release and the one before are gone: ${left.join(", ")}`,
       );
+    });
+
+    test("a new Redis image under load replaces Redis and fails no request", async (t) => {
+      const redis = await inspect(`${prefix}-redis`);
+      const image = await derivedImage(engine, STANDIN_IMAGES.redis, "webstack-standin/redis:7-next");
+      const before = await readCount();
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+      try {
+        await sleep(2000);
+        realiser.beginUpdate();
+        settings = { ...settings, redisImage: image };
+        await deploy(realiser, settings, { checkout });
+        await realiser.finishUpdate();
+        await sleep(3000);
+      } finally {
+        await load.stop();
+      }
+      await settleLoad(t, load, before);
+      const replaced = await inspect(`${prefix}-redis`);
+      assert.notEqual(replaced.Id, redis.Id);
+      assert.equal(replaced.Image, (await docker().getImage(image).inspect()).Id, `${replaced.Name} runs ${image}`);
+    });
+
+    test("a new nginx image under load replaces nginx: the port refuses new connections for a moment, and no accepted request fails or is counted twice", async (t) => {
+      const nginx = await inspect(`${prefix}-nginx`);
+      const image = await derivedImage(engine, STANDIN_IMAGES.nginx, "webstack-standin/nginx:1.22-next");
+      const before = await readCount();
+      // Clients that tell a refused connection (nothing listening) from a request that was accepted
+      // and then failed (a reset, a timeout, an error status).
+      const refusedAt: number[] = [];
+      const failures: string[] = [];
+      const counts: number[] = [];
+      let stopping = false;
+      const client = async () => {
+        while (!stopping) {
+          try {
+            const { status, body } = await visit(port);
+            if (status === 200) counts.push((JSON.parse(body) as { count: number }).count);
+            else failures.push(`HTTP ${status}: ${body.slice(0, 100)}`);
+          } catch (error) {
+            if ((error as { code?: string }).code === "ECONNREFUSED") {
+              refusedAt.push(Date.now());
+              await sleep(5);
+            } else failures.push(errorText(error));
+          }
+        }
+      };
+      const clients = Promise.all(Array.from({ length: 8 }, client));
+      try {
+        await sleep(2000);
+        realiser.beginUpdate();
+        settings = { ...settings, nginxImage: image };
+        await deploy(realiser, settings, { checkout });
+        await realiser.finishUpdate();
+        await sleep(3000);
+      } finally {
+        stopping = true;
+        await clients;
+      }
+      const window = refusedAt.length > 0 ? (refusedAt.at(-1) ?? 0) - refusedAt[0] : 0;
+      t.diagnostic(
+        `nginx replaced: ${counts.length} requests served, ${refusedAt.length} connections refused over ${window} ms, ${failures.length} accepted requests failed`,
+      );
+      assert.deepEqual(failures, [], "an accepted request failed");
+      assert.ok(counts.length > 100, `only ${counts.length} requests`);
+      assert.equal(new Set(counts).size, counts.length, "a visit was counted twice");
+      await eventually(`count to reach ${before + counts.length}`, 60, async () =>
+        (await readCount()) === before + counts.length ? true : undefined,
+      );
+      const replaced = await inspect(`${prefix}-nginx`);
+      assert.notEqual(replaced.Id, nginx.Id);
+      assert.equal(replaced.Image, (await docker().getImage(image).inspect()).Id, `${replaced.Name} runs ${image}`);
     });
 
     test("teardown leaves no container, network or volume of the stack", async () => {
