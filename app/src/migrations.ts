@@ -11,10 +11,19 @@ export const MIGRATIONS_DIR = path.join(__dirname, "..", "migrations");
 /** The table node-pg-migrate records applied migrations in, one row per migration name. */
 export const MIGRATIONS_TABLE = "schema_migrations";
 /**
- * How long a migration statement may wait for a table lock. A migration that waits longer fails
- * (and can be run again) rather than holding up every visit queued behind its lock request.
+ * How long a migration statement may wait for a table lock. Past it the run is rolled back rather
+ * than holding up every visit queued behind its lock request, and tried again a little later.
  */
 export const MIGRATION_LOCK_TIMEOUT_MS = 5000;
+
+export interface MigrateOptions {
+  /** The migration files (default: the build's own, app/migrations). */
+  dir?: string;
+  /** Runs in all when a migration keeps timing out on a lock (default 5). */
+  lockAttempts?: number;
+  /** The wait before the second run; it doubles for each further one (default 1000 ms). */
+  retryDelayMs?: number;
+}
 
 const MIGRATION_FILE = /^(\d{4})_[a-z0-9][a-z0-9-]*\.sql$/;
 
@@ -77,12 +86,32 @@ export async function missingMigrations(db: Queryable, known = knownMigrations()
   return known.filter((name) => !applied.has(name));
 }
 
+/** Postgres's lock_not_available: a statement waited longer than lock_timeout. */
+function isLockTimeout(error: MigrationFailed): boolean {
+  return (error.cause as { code?: unknown } | undefined)?.code === "55P03";
+}
+
 /**
  * Applies every migration in `dir` the database lacks, all in one transaction, under an advisory
  * lock: concurrent runs take turns, and the later ones find nothing left to do. Returns the names
- * applied by this run. A failure rolls the whole run back and names the migration that failed.
+ * applied. A failure rolls the whole run back and names the migration that failed; a run that
+ * timed out on a table lock is tried again (`lockAttempts` runs in all, the wait doubling).
  */
-export async function migrate(databaseUrl: string, log: MigrationLog, dir = MIGRATIONS_DIR): Promise<string[]> {
+export async function migrate(databaseUrl: string, log: MigrationLog, options: MigrateOptions = {}): Promise<string[]> {
+  const attempts = options.lockAttempts ?? 5;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await migrateOnce(databaseUrl, log, options.dir ?? MIGRATIONS_DIR);
+    } catch (error) {
+      if (!(error instanceof MigrationFailed) || !isLockTimeout(error) || attempt >= attempts) throw error;
+      const retryInMs = (options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
+      log.warn({ migration: error.migration, attempt, retryInMs }, `${error.message}; trying again`);
+      await new Promise((resolve) => setTimeout(resolve, retryInMs));
+    }
+  }
+}
+
+async function migrateOnce(databaseUrl: string, log: MigrationLog, dir: string): Promise<string[]> {
   knownMigrations(dir);
   let current: string | undefined;
   const library = (level: "debug" | "info" | "warn" | "error") => (message: string) => {

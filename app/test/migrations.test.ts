@@ -101,7 +101,7 @@ describe("migrations", () => {
       "0002_add-source": "ALTER TABLE counted_requests ADD COLUMN source text",
       "0003_broken": "ALTER TABLE no_such_table ADD COLUMN x int",
     });
-    await assert.rejects(migrate(url, SILENT_LOG, dir), (error: Error) => {
+    await assert.rejects(migrate(url, SILENT_LOG, { dir }), (error: Error) => {
       assert.ok(error instanceof MigrationFailed);
       assert.equal(error.migration, "0003_broken");
       assert.equal(error.message, 'migration 0003_broken failed: relation "no_such_table" does not exist');
@@ -111,30 +111,44 @@ describe("migrations", () => {
     assert.ok(!(await columns(db, "counted_requests")).includes("source"), "0002 was rolled back with 0003");
 
     await rm(path.join(dir, "0003_broken.sql"));
-    assert.deepEqual(await migrate(url, SILENT_LOG, dir), ["0002_add-source"]);
+    assert.deepEqual(await migrate(url, SILENT_LOG, { dir }), ["0002_add-source"]);
     assert.deepEqual(await applied(db), [FIRST, "0002_add-source"]);
     assert.ok((await columns(db, "counted_requests")).includes("source"));
   });
 
-  it("a migration that waits for a table lock gives up after the lock timeout instead of holding up visits", async () => {
+  it("a migration that waits for a table lock gives up after the lock timeout instead of holding up visits, and its run is tried again", async () => {
     const url = await migratedDatabase(pg, "migration_lock");
     const holder = await connect(url);
     const dir = await migrationsWith({ "0002_counter-note": "ALTER TABLE visit_counter ADD COLUMN note text" });
     await holder.query("BEGIN");
     await holder.query("SELECT count FROM visit_counter WHERE id = 1 FOR UPDATE");
+    let released = false;
     try {
+      // One run only: it gives up after the lock timeout.
       const started = Date.now();
-      await assert.rejects(migrate(url, SILENT_LOG, dir), (error: Error) => {
+      await assert.rejects(migrate(url, SILENT_LOG, { dir, lockAttempts: 1 }), (error: Error) => {
         assert.ok(error instanceof MigrationFailed);
         assert.equal(error.migration, "0002_counter-note");
-        assert.match(error.message, /lock timeout/);
+        assert.match(error.message, /^migration 0002_counter-note failed: .*lock timeout/);
         return true;
       });
-      assert.ok(Date.now() - started < 30_000, "it gave up");
-    } finally {
+      const waited = Date.now() - started;
+      assert.ok(waited >= 4500 && waited < 30_000, `it gave up after ${waited} ms`);
+
+      // The default: runs again while the lock is held, and goes through once it is free.
+      const warnings: string[] = [];
+      const log = { ...SILENT_LOG, warn: (_fields: object, message: string) => void warnings.push(message) };
+      const running = migrate(url, log, { dir, retryDelayMs: 100 });
+      const retrying = (): string | undefined => warnings.find((message) => message.endsWith("; trying again"));
+      await waitFor("a second run", retrying, 15_000);
       await holder.query("COMMIT");
+      released = true;
+      assert.deepEqual(await running, ["0002_counter-note"]);
+      assert.match(retrying() ?? "", /^migration 0002_counter-note failed: .*lock timeout.*; trying again$/);
+    } finally {
+      if (!released) await holder.query("COMMIT");
     }
-    assert.deepEqual(await migrate(url, SILENT_LOG, dir), ["0002_counter-note"]);
+    assert.deepEqual(await applied(holder), [FIRST, "0002_counter-note"]);
   });
 
   it("a database newer than the build (a rollback) lacks nothing; an older one lacks what it has not applied", async () => {
@@ -142,7 +156,7 @@ describe("migrations", () => {
     const db = await connect(url);
     const dir = await migrationsWith({ "0002_add-source": "ALTER TABLE counted_requests ADD COLUMN source text" });
     assert.deepEqual(await missingMigrations(db, knownMigrations(dir)), ["0002_add-source"]);
-    await migrate(url, SILENT_LOG, dir);
+    await migrate(url, SILENT_LOG, { dir });
     assert.deepEqual(await missingMigrations(db, knownMigrations(dir)), []);
     assert.deepEqual(await missingMigrations(db), []);
     const empty = await connect(await pg.createDatabase("migration_none"));
@@ -179,7 +193,7 @@ describe("migrations", () => {
     });
     const early = await Promise.race([starting.then(() => "listening"), sleep(2000).then(() => "waiting")]);
     assert.equal(early, "waiting", "the replica listened before its migrations were applied");
-    await migrate(url, SILENT_LOG, dir);
+    await migrate(url, SILENT_LOG, { dir });
     const running = await starting;
     assert.equal((await call(`${running.baseUrl}/`)).body.count, 1);
 
@@ -198,7 +212,7 @@ describe("migrations", () => {
       redis: "up",
       schema: `missing migrations: ${FIRST}, 0002_add-source`,
     });
-    await migrate(url, SILENT_LOG, dir);
+    await migrate(url, SILENT_LOG, { dir });
     await running.app.schemaReady();
     assert.equal((await call(`${running.baseUrl}/`)).body.count, 1);
     assert.equal((await call(`${running.baseUrl}/readyz`)).status, 200);
