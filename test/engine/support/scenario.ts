@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
+import { unhandledRejectionsOf } from "../../support/rejections";
 import { freePort } from "../../support/services";
 import { DEFAULT_LIMITS, LimitedRole } from "../../../components/specs/containers";
 import {
@@ -107,28 +108,15 @@ export async function deploy(
 }
 
 /**
- * Deploys as `deploy` does, where the update is expected to fail: what failed it is returned. An
- * error thrown in an `apply` that a registration waits on rejects that registration, which the
- * Pulumi language host reports as the program's unhandled exception; here they are collected.
+ * Deploys as `deploy` does, where the update is expected to fail: what failed it is returned (see
+ * unhandledRejectionsOf).
  */
-export async function failedDeploy(
+export function failedDeploy(
   realiser: EngineRealiser,
   settings: Record<string, string>,
   options: { checkout?: string } = {},
 ): Promise<Error[]> {
-  const failures: Error[] = [];
-  const collect = (reason: unknown) => failures.push(reason instanceof Error ? reason : new Error(String(reason)));
-  const listeners = process.listeners("unhandledRejection");
-  process.removeAllListeners("unhandledRejection");
-  process.on("unhandledRejection", collect);
-  try {
-    await deploy(realiser, settings, options).catch(collect);
-    await sleep(500);
-  } finally {
-    process.removeListener("unhandledRejection", collect);
-    for (const listener of listeners) process.on("unhandledRejection", listener);
-  }
-  return failures;
+  return unhandledRejectionsOf(() => deploy(realiser, settings, options), 500);
 }
 
 /**
@@ -256,16 +244,21 @@ export function describeStack(scenario: Scenario): void {
   /** Deploys `release` from `checkout` under load and checks the load: no failed request, no visit lost. */
   /** The checkout the stack was last deployed from; undefined for the project itself. */
   let checkout: string | undefined;
-  const releaseUnderLoad = async (t: TestContext, release: string, from: string) => {
+  /** An update: `changes` to the settings, deployed from `from` (else the checkout deployed last). */
+  const update = async (changes: Record<string, string>, from = checkout) => {
+    realiser.beginUpdate();
+    settings = { ...settings, ...changes };
+    checkout = from;
+    await deploy(realiser, settings, { checkout });
+    return realiser.finishUpdate();
+  };
+  /** The update under load; the load must fail no request and lose no visit. */
+  const updateUnderLoad = async (t: TestContext, changes: Record<string, string>, from = checkout) => {
     const before = await readCount();
     const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
     try {
       await sleep(2000);
-      realiser.beginUpdate();
-      settings = { ...settings, release };
-      checkout = from;
-      await deploy(realiser, settings, { checkout });
-      await realiser.finishUpdate();
+      await update(changes, from);
       await sleep(3000);
     } finally {
       await load.stop();
@@ -441,10 +434,7 @@ export function describeStack(scenario: Scenario): void {
       const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
       try {
         await sleep(2000);
-        realiser.beginUpdate();
-        settings = { ...settings, limits: '{"postgres":{"memoryMb":640},"redis":{"memoryMb":160}}' };
-        await deploy(realiser, settings);
-        await realiser.finishUpdate();
+        await update({ limits: '{"postgres":{"memoryMb":640},"redis":{"memoryMb":160}}' });
         await sleep(3000);
       } finally {
         await load.stop();
@@ -474,10 +464,7 @@ export function describeStack(scenario: Scenario): void {
       try {
         await sleep(2000);
         changedAt = Math.floor(Date.now() / 1000) - 1;
-        realiser.beginUpdate();
-        settings = { ...settings, maxRequestBody: "2m" };
-        await deploy(realiser, settings);
-        await realiser.finishUpdate();
+        await update({ maxRequestBody: "2m" });
         await eventually("the new limit in force", 30, async () => ((await post()) !== 413 ? true : undefined));
         await sleep(2000);
       } finally {
@@ -545,9 +532,7 @@ export function describeStack(scenario: Scenario): void {
       let removed: string[];
       try {
         await sleep(2000);
-        realiser.beginUpdate();
-        await deploy(realiser, { ...settings, release: "r2" });
-        removed = (await realiser.finishUpdate()).removed.containers;
+        removed = (await update({ release: "r2" })).removed.containers;
         await sleep(4000);
       } finally {
         await load.stop();
@@ -574,7 +559,7 @@ export function describeStack(scenario: Scenario): void {
       const withColumn = await checkoutWith({ "0002_request-source": ADD_SOURCE });
       checkouts.push(withColumn);
       assert.deepEqual(await appliedMigrations(), ["0001_visit-counter"]);
-      await releaseUnderLoad(t, "r3", withColumn);
+      await updateUnderLoad(t, { release: "r3" }, withColumn);
       assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
       assert.deepEqual(
         await psql(
@@ -631,7 +616,7 @@ export function describeStack(scenario: Scenario): void {
       assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), serving);
       assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
 
-      await releaseUnderLoad(t, "r5", fixed);
+      await updateUnderLoad(t, { release: "r5" }, fixed);
       assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source", "0003_source-index"]);
       assert.deepEqual(
         replicas(),
@@ -647,19 +632,7 @@ export function describeStack(scenario: Scenario): void {
     test("a new Redis image under load replaces Redis and fails no request", async (t) => {
       const redis = await inspect(`${prefix}-redis`);
       const image = await derivedImage(engine, STANDIN_IMAGES.redis, "webstack-standin/redis:7-next");
-      const before = await readCount();
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
-      try {
-        await sleep(2000);
-        realiser.beginUpdate();
-        settings = { ...settings, redisImage: image };
-        await deploy(realiser, settings, { checkout });
-        await realiser.finishUpdate();
-        await sleep(3000);
-      } finally {
-        await load.stop();
-      }
-      await settleLoad(t, load, before);
+      await updateUnderLoad(t, { redisImage: image });
       const replaced = await inspect(`${prefix}-redis`);
       assert.notEqual(replaced.Id, redis.Id);
       assert.equal(replaced.Image, (await docker().getImage(image).inspect()).Id, `${replaced.Name} runs ${image}`);
@@ -692,10 +665,7 @@ export function describeStack(scenario: Scenario): void {
       const clients = Promise.all(Array.from({ length: 8 }, client));
       try {
         await sleep(2000);
-        realiser.beginUpdate();
-        settings = { ...settings, nginxImage: image };
-        await deploy(realiser, settings, { checkout });
-        await realiser.finishUpdate();
+        await update({ nginxImage: image });
         await sleep(3000);
       } finally {
         stopping = true;

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { parseConfig } from "../../../components/config";
 import { buildWebstack } from "../../../components/program";
+import { unhandledRejectionsOf } from "../../support/rejections";
 
 export interface Registered {
   type: string;
@@ -341,30 +342,13 @@ async function evaluate(
   return { mocks, outputs, secretOutputs };
 }
 
-/**
- * Runs the program as runProgram does and returns what made it fail. An error thrown in an `apply`
- * whose result a resource takes as input rejects that registration, which the Pulumi language host
- * reports as the program's unhandled exception; here those rejections are collected instead of
- * failing the test that expects them.
- */
+/** Runs the program as runProgram does and returns what made it fail (see unhandledRejectionsOf). */
 export async function programFailures(
   settings: Record<string, string>,
   options: { mocks?: RecordingMocks } = {},
 ): Promise<{ mocks: RecordingMocks; failures: Error[] }> {
   const mocks = options.mocks ?? new RecordingMocks();
-  const failures: Error[] = [];
-  const collect = (reason: unknown) => failures.push(reason instanceof Error ? reason : new Error(String(reason)));
-  const listeners = process.listeners("unhandledRejection");
-  process.removeAllListeners("unhandledRejection");
-  process.on("unhandledRejection", collect);
-  try {
-    await runProgram(settings, { mocks }).catch(collect);
-    // Rejections are reported once the microtasks that dropped them have run.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  } finally {
-    process.removeListener("unhandledRejection", collect);
-    for (const listener of listeners) process.on("unhandledRejection", listener);
-  }
+  const failures = await unhandledRejectionsOf(() => runProgram(settings, { mocks }), 200);
   return { mocks, failures };
 }
 
