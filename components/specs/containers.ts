@@ -384,8 +384,9 @@ export function migrationFailure(logs: string | undefined): string | undefined {
     .filter((line) => line.length > 0)
     .reverse();
   for (const line of lines) {
-    // A header byte may itself be "{": try each of the first few.
-    for (let start = line.indexOf("{"); start >= 0 && start <= 8; start = line.indexOf("{", start + 1)) {
+    // A header split by a newline in its size leaves some of its bytes before the JSON, and one
+    // of them may be "{": try each "{" (one nested further in never parses: the rest follows it).
+    for (let start = line.indexOf("{"); start >= 0; start = line.indexOf("{", start + 1)) {
       const entry = parseJson(line.slice(start));
       if (typeof entry?.level === "number" && entry.level >= 50 && typeof entry.msg === "string") return entry.msg;
     }
@@ -393,10 +394,10 @@ export function migrationFailure(logs: string | undefined): string | undefined {
   return lines.find((line) => !line.startsWith("{"));
 }
 
+/** A JSON object from text that starts with "{", or undefined when it is not one. */
 function parseJson(text: string): { level?: unknown; msg?: unknown } | undefined {
   try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === "object" && value !== null ? value : undefined;
+    return JSON.parse(text) as { level?: unknown; msg?: unknown };
   } catch {
     return undefined;
   }

@@ -318,14 +318,21 @@ describe("container specs", () => {
         `{"level":30,"msg":"> Migrating files:"}\n${error}\n{"level":30,"msg":"later, not an error"}\n`,
         "migration 0002_x failed: boom",
       ],
-      // Stream headers, one of them holding "{" (size 123) and one a newline (size 10).
-      [`${header(123)}${error}\n${header(10)}{"level":60,"msg":"fatal"}\n`, "fatal"],
-      [`${header(266)}${error}\n`, "migration 0002_x failed: boom"],
+      // Docker's stream headers: a plain one (size 300), one holding "{" (size 123), one a newline (size 10).
+      [`${header(300)}${error}\n`, "migration 0002_x failed: boom"],
+      [`${header(123)}${error}\n`, "migration 0002_x failed: boom"],
+      [`${header(10)}{"level":60,"msg":"fatal"}\n`, "fatal"],
+      [`${header(300)}${error}\n${header(10)}{"level":60,"msg":"fatal"}\n`, "fatal"],
+      // A newline in the size's first byte (2,560 + 65): the line starts with the byte after it, "A".
+      [`${header(2560 + 65)}${error}\n`, "migration 0002_x failed: boom"],
+      // An error nested in an info line is not the run's error.
+      ['{"level":30,"msg":"info","detail":{"level":50,"msg":"nested"}}\n', undefined],
       [
         "webstack-migrate: invalid configuration: DATABASE_URL or DATABASE_URL_FILE is required\n",
         "webstack-migrate: invalid configuration: DATABASE_URL or DATABASE_URL_FILE is required",
       ],
-      [`${header(40)}webstack-migrate: invalid configuration: x\n`, "webstack-migrate: invalid configuration: x"],
+      [`${header(40)}webstack-migrate: invalid configuration: x\r\n`, "webstack-migrate: invalid configuration: x"],
+      [`webstack-migrate: x\n${header(20)}  \n`, "webstack-migrate: x"],
       ['{"level":40,"msg":"a warning"}\n{"level":"50","msg":"not a pino level"}\n{"level":50,"msg":7}\n', undefined],
     ];
     for (const [logs, expected] of cases) assert.equal(migrationFailure(logs), expected, JSON.stringify(logs));
