@@ -57,16 +57,18 @@ export class MigrationFailed extends Error {
  * named `NNNN_name.sql` (four digits, then lower-case letters, digits and '-'), each number once.
  */
 export function knownMigrations(dir = MIGRATIONS_DIR): string[] {
-  const files = readdirSync(dir).filter((name) => !name.startsWith("."));
+  // Sorted: a directory lists its files in no promised order.
+  const files = readdirSync(dir)
+    .filter((name) => !name.startsWith("."))
+    .sort();
   const bad = files.filter((name) => !MIGRATION_FILE.test(name));
   if (bad.length > 0) {
     throw new Error(`${dir}: ${bad.join(", ")}: a migration file is named NNNN_name.sql (e.g. 0002_add-column.sql)`);
   }
-  const sorted = files.sort();
-  const numbers = sorted.map((name) => name.slice(0, 4));
+  const numbers = files.map((name) => name.slice(0, 4));
   const repeated = numbers.filter((n, i) => numbers.indexOf(n) !== i);
   if (repeated.length > 0) throw new Error(`${dir}: more than one migration numbered ${repeated.join(", ")}`);
-  return sorted.map((name) => name.slice(0, -".sql".length));
+  return files.map((name) => name.slice(0, -".sql".length));
 }
 
 /**

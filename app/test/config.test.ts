@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { loadConfig } from "../src/config";
+import { ConfigError, loadConfig, loadMigrateConfig } from "../src/config";
 import { configProblems, VALID_ENV } from "./helpers";
 
 /** The smallest environment loadConfig accepts. */
@@ -212,5 +212,29 @@ describe("loadConfig's admin token", () => {
     assert.deepEqual(configProblems({ ...valid, ADMIN_TOKEN: "in-the-environment-secret" }), [
       "ADMIN_TOKEN is not read: put the token in a file and set ADMIN_TOKEN_FILE to its path",
     ]);
+  });
+});
+
+describe("loadMigrateConfig", () => {
+  it("needs only the database URL, and reads the log level as the server does", () => {
+    assert.deepEqual(loadMigrateConfig({ DATABASE_URL: VALID_ENV.DATABASE_URL }), {
+      databaseUrl: VALID_ENV.DATABASE_URL,
+      logLevel: "info",
+    });
+    assert.equal(loadMigrateConfig({ ...VALID_ENV, LOG_LEVEL: "debug" }).logLevel, "debug");
+  });
+
+  it("names every bad setting at once, never the password", () => {
+    assert.throws(
+      () => loadMigrateConfig({ DATABASE_URL: "mysql://u:top-secret@db/x", LOG_LEVEL: "loud" }),
+      (error: Error) => {
+        assert.ok(error instanceof ConfigError);
+        assert.deepEqual(error.problems, [
+          "DATABASE_URL must start with postgres:// or postgresql://, got mysql://u:***@db/x",
+          'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+        ]);
+        return true;
+      },
+    );
   });
 });

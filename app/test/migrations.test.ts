@@ -166,7 +166,9 @@ describe("migrations", () => {
   it("refuses migration files it cannot order", async () => {
     for (const [files, problem] of [
       [["0001_a.sql", "2_b.sql"], "2_b.sql: a migration file is named NNNN_name.sql"],
+      [["2_b.sql", "v0001_a.sql", "0001_a.sql.orig"], "0001_a.sql.orig, 2_b.sql, v0001_a.sql: a migration file"],
       [["0001_a.sql", "0001_b.sql"], "more than one migration numbered 0001"],
+      [["0001_a.sql", "0001_b.sql", "0002_c.sql", "0002_d.sql"], "more than one migration numbered 0001, 0002"],
       [["0001_A.sql"], "0001_A.sql: a migration file is named NNNN_name.sql"],
       [["0001_a.js"], "0001_a.js: a migration file is named NNNN_name.sql"],
     ] as const) {
@@ -179,6 +181,59 @@ describe("migrations", () => {
       );
     }
     assert.deepEqual(knownMigrations(), [FIRST]);
+    // In order whatever order the directory lists them in, and hidden files are no migrations.
+    const dir = await mkdtemp(path.join(tmpdir(), "webstack-migrations-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    for (const file of ["0010_j.sql", ".keep", "0002_b.sql", "0001_a.sql", "0003_c.sql"]) {
+      await writeFile(path.join(dir, file), "-- Up Migration\nSELECT 1;\n");
+    }
+    assert.deepEqual(knownMigrations(dir), ["0001_a", "0002_b", "0003_c", "0010_j"]);
+  });
+
+  it("refuses a migration numbered before one already applied (two branches merged out of order)", async () => {
+    const url = await migratedDatabase(pg, "migration_order");
+    const later = await migrationsWith({ "0003_later": "SELECT 1" });
+    assert.deepEqual(await migrate(url, SILENT_LOG, { dir: later }), ["0003_later"]);
+    const both = await migrationsWith({ "0002_earlier": "SELECT 1", "0003_later": "SELECT 1" });
+    await assert.rejects(migrate(url, SILENT_LOG, { dir: both }), (error: Error) => {
+      assert.ok(error instanceof MigrationFailed);
+      assert.equal(error.migration, undefined);
+      assert.equal(
+        error.message,
+        "migrations failed: Not run migration 0002_earlier is preceding already run migration 0003_later",
+      );
+      return true;
+    });
+  });
+
+  it("a database it cannot reach fails the run without naming a migration; the library's chatter is debug", async () => {
+    await assert.rejects(
+      migrate("postgres://nobody@127.0.0.1:1/none", SILENT_LOG, { lockAttempts: 1 }),
+      (error: Error) => {
+        assert.ok(error instanceof MigrationFailed);
+        assert.equal(error.migration, undefined);
+        assert.match(error.message, /^migrations failed: .*ECONNREFUSED/);
+        return true;
+      },
+    );
+    const lines: [string, object, string][] = [];
+    const record =
+      (level: string) =>
+      (fields: object, message: string): void =>
+        void lines.push([level, fields, message]);
+    const log = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
+    await migrate(await pg.createDatabase("migration_log"), log);
+    assert.deepEqual(
+      lines.filter(([level]) => level !== "debug"),
+      [],
+    );
+    assert.ok(
+      lines.some(
+        ([, fields, message]) =>
+          JSON.stringify(fields) === '{"library":"node-pg-migrate"}' && message === `### MIGRATION ${FIRST} (UP) ###`,
+      ),
+      JSON.stringify(lines),
+    );
   });
 
   it("a replica does not open its port until the migrations it ships with are applied, and stops counting when they disappear", async () => {
