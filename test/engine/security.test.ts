@@ -241,7 +241,8 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
     assert.equal(found.length, 3, "two passwords and the admin token");
     assert.ok(found.includes(adminToken));
     const names = await stackContainers();
-    assert.equal(names.length, 2 + 3 + 2, names.join(", "));
+    // Two replicas, three services, three one-off runs (the files runs and the migration run).
+    assert.equal(names.length, 2 + 3 + 3, names.join(", "));
     for (const name of names) {
       const info = await inspect(name);
       const shown = JSON.stringify([
