@@ -426,8 +426,8 @@ export class WebStack extends pulumi.ComponentResource {
     const extraLabels: Record<string, pulumi.Input<string>> = { "webstack.spec": specFingerprint(spec) };
     const { filesRun } = options;
     // The run's id once it ended well: a failed run fails the update before this container exists.
-    const written = filesRun === undefined ? undefined : this.filesWritten(filesRun);
-    if (written !== undefined && options.newFiles !== "keep") extraLabels["webstack.files"] = written;
+    const written = filesRun && { id: this.filesWritten(filesRun), run: filesRun.container };
+    if (written !== undefined && options.newFiles !== "keep") extraLabels["webstack.files"] = written.id;
 
     const args: docker.ContainerArgs = {
       name: spec.containerName,
@@ -477,7 +477,7 @@ export class WebStack extends pulumi.ComponentResource {
         ...this.args.host.ready,
         ...(options.dependsOn ?? []),
         // Waiting on the run's exit code, not only its end: a failed run stops the update here.
-        ...(filesRun === undefined || written === undefined ? [] : [written.apply(() => filesRun.container)]),
+        ...(written === undefined ? [] : [written.id.apply(() => written.run)]),
       ],
     };
     options.transform?.(args, opts);

@@ -100,10 +100,13 @@ function isLockTimeout(error: MigrationFailed): boolean {
  * timed out on a table lock is tried again (`lockAttempts` runs in all, the wait doubling).
  */
 export async function migrate(databaseUrl: string, log: MigrationLog, options: MigrateOptions = {}): Promise<string[]> {
+  const dir = options.dir ?? MIGRATIONS_DIR;
+  // Refuses a directory the library would order differently, before anything runs.
+  knownMigrations(dir);
   const attempts = options.lockAttempts ?? 5;
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return await migrateOnce(databaseUrl, log, options.dir ?? MIGRATIONS_DIR);
+      return await migrateOnce(databaseUrl, log, dir);
     } catch (error) {
       if (!(error instanceof MigrationFailed) || !isLockTimeout(error) || attempt >= attempts) throw error;
       const retryInMs = (options.retryDelayMs ?? 1000) * 2 ** (attempt - 1);
@@ -114,7 +117,6 @@ export async function migrate(databaseUrl: string, log: MigrationLog, options: M
 }
 
 async function migrateOnce(databaseUrl: string, log: MigrationLog, dir: string): Promise<string[]> {
-  knownMigrations(dir);
   let current: string | undefined;
   const library = (level: "debug" | "info" | "warn" | "error") => (message: string) => {
     // The library announces each migration before it runs it, which is how a failure is named.
