@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import * as path from "node:path";
 import { DockerHost } from "./hosts/docker-host";
+import { releaseImage } from "./specs/images";
 
 export interface AppImageArgs {
   /** Where the image is built and where it runs. */
@@ -15,6 +16,8 @@ export interface AppImageArgs {
   nodeImage: string;
   /** Local image name when no registry is used, unique per stack. @example "webstack-dev-app" */
   localName: string;
+  /** The release the image is built for; it tags the image (see `releaseImage`). @example "4f1c2ab9e0d3" */
+  release: string;
   /** Change what AppImage did not foresee. */
   transform?: {
     image?: (args: docker.ImageArgs, opts: pulumi.CustomResourceOptions) => void;
@@ -31,19 +34,20 @@ export interface AppImageArgs {
 export class AppImage extends pulumi.ComponentResource {
   /** Image reference containers run: the image id (local) or the pulled digest (registry). */
   readonly ref: pulumi.Output<string>;
-  /** Hash of everything the image is built from (sources and base image); also its tag. */
+  /** Hash of everything the image is built from (sources and base image). */
   readonly revision: string;
 
   constructor(name: string, args: AppImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:index:AppImage", name, {}, opts);
     const { host } = args;
-    this.revision = createHash("sha256").update(args.sourceHash).update(args.nodeImage).digest("hex").slice(0, 12);
-    const tag = this.revision;
+    this.revision = imageRevision(args.sourceHash, args.nodeImage);
     const registry = host.registry;
-    const push = registry?.pushCredentials(`${name}-push`, this.revision, this);
+    const push = registry?.pushCredentials(`${name}-push`, args.release, this);
 
     const imageArgs: docker.ImageArgs = {
-      imageName: registry ? pulumi.interpolate`${registry.repository}:${tag}` : `${args.localName}:${tag}`,
+      imageName: registry
+        ? pulumi.output(registry.repository).apply((repository) => releaseImage(repository, args.release))
+        : releaseImage(args.localName, args.release),
       build: {
         context: args.context,
         dockerfile: path.join(args.context, "Dockerfile"),
@@ -65,7 +69,7 @@ export class AppImage extends pulumi.ComponentResource {
 
     if (registry) {
       // The host pulled it already; the provider finds it there and needs no credentials of its own.
-      const onHost = registry.pullOnHost(`${name}-pull`, image.repoDigest, this);
+      const onHost = registry.pullOnHost(`${name}-pull`, image.repoDigest, args.release, this);
       const pulled = new docker.RemoteImage(
         `${name}-pulled`,
         { name: image.repoDigest, keepLocally: true },
@@ -73,12 +77,11 @@ export class AppImage extends pulumi.ComponentResource {
       );
       this.ref = pulled.imageId;
     } else {
-      // pulumi-docker's Image never removes what it built. This resource owns the stack's tag on
-      // the host: destroying the stack (or moving to a new revision) removes the tag, and with it
-      // the image unless another stack's tag still points at it.
+      // pulumi-docker's Image never removes what it built, and neither does this: the release's
+      // tag stays for a rollback until the host's prune removes it (see ReleaseImages).
       const local = new docker.RemoteImage(
         `${name}-local`,
-        { name: imageArgs.imageName, keepLocally: false },
+        { name: imageArgs.imageName, keepLocally: true },
         { parent: this, provider: host.provider, dependsOn: [image, ...host.ready] },
       );
       // Containers that run the image depend on both, so they are deleted before the tag is.
@@ -86,4 +89,9 @@ export class AppImage extends pulumi.ComponentResource {
     }
     this.registerOutputs({ ref: this.ref, revision: this.revision });
   }
+}
+
+/** The hash of everything an app image is built from: its sources and its base image. */
+export function imageRevision(sourceHash: string, nodeImage: string): string {
+  return createHash("sha256").update(sourceHash).update(nodeImage).digest("hex").slice(0, 12);
 }

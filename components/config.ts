@@ -46,6 +46,13 @@ export interface WebstackConfig {
   httpBindAddress: string;
   /** Release id given by CI (usually the git SHA); undefined means "derive from the app's content". */
   release?: string;
+  /**
+   * A release whose image is still on the host, deployed instead of building the checkout: the
+   * rollback step. It names the release, and nothing is built.
+   */
+  rollbackTo?: string;
+  /** How many releases' images the host keeps (the live one included), so a rollback needs no build. */
+  keepReleases: number;
   /** CIDRs allowed to reach SSH and the TLS-protected Docker API of a cloud host. */
   adminCidrs: string[];
   imageRegistry: ImageRegistry;
@@ -100,6 +107,8 @@ const KEYS = [
   "httpPort",
   "httpBindAddress",
   "release",
+  "rollbackTo",
+  "keepReleases",
   "adminCidrs",
   "imageRegistry",
   "docrRegistry",
@@ -266,6 +275,8 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   httpPort: wholeNumber(0, 65535),
   httpBindAddress: ipv4,
   release: matching(RELEASE, "1-40 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+  rollbackTo: matching(RELEASE, "a release id the stack deployed before, such as its git SHA"),
+  keepReleases: wholeNumber(1, 50),
   adminCidrs: cidrList,
   imageRegistry: oneOf<ImageRegistry>(["host", "cloud"]),
   docrRegistry: matching(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "a DigitalOcean registry name"),
@@ -364,6 +375,8 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     httpPort: (values.httpPort as number | undefined) ?? (cloud ? 80 : 8080),
     httpBindAddress: (values.httpBindAddress as string | undefined) ?? (cloud ? "0.0.0.0" : "127.0.0.1"),
     release: values.release as string | undefined,
+    rollbackTo: values.rollbackTo as string | undefined,
+    keepReleases: (values.keepReleases as number | undefined) ?? 3,
     adminCidrs: (values.adminCidrs as string[] | undefined) ?? [],
     imageRegistry: (values.imageRegistry as ImageRegistry | undefined) ?? "host",
     docrRegistry: values.docrRegistry as string | undefined,

@@ -1,10 +1,11 @@
 import * as pulumi from "@pulumi/pulumi";
-import { AppImage } from "./app-image";
+import { AppImage, imageRevision } from "./app-image";
 import { SecretKey, WebstackConfig } from "./config";
 import { createHost, DockerHost } from "./hosts";
 import { StackNames } from "./specs/containers";
 import { hashTree } from "./specs/release";
-import { WebStack, WebStackArgs } from "./web-stack";
+import { ReleaseImages } from "./release-images";
+import { stackReleaseId, WebStack, WebStackArgs } from "./web-stack";
 
 export interface WebstackOptions {
   /** The Pulumi stack name; Docker and cloud object names are prefixed `webstack-<stack>`. */
@@ -17,7 +18,9 @@ export interface WebstackOptions {
 
 export interface Webstack {
   host: DockerHost;
-  image: AppImage;
+  /** The build of the checkout; undefined for a rollback, which builds nothing. */
+  image?: AppImage;
+  images: ReleaseImages;
   stack: WebStack;
 }
 
@@ -29,19 +32,42 @@ export function buildWebstack(
 ): Webstack {
   const names: StackNames = { prefix: `webstack-${options.stack}`, stack: options.stack };
   const host = createHost("host", config, names.prefix);
-  const image = new AppImage("app", {
-    host,
-    context: options.appDir,
-    sourceHash: hashTree(options.appDir),
-    nodeImage: config.nodeImage,
-    localName: `${names.prefix}-app`,
+  const localName = `${names.prefix}-app`;
+  const sourceHash = hashTree(options.appDir);
+  const revision = imageRevision(sourceHash, config.nodeImage);
+  const release = stackReleaseId({
+    names,
+    release: config.rollbackTo ?? config.release,
+    appRevision: revision,
+    shutdownGraceSeconds: config.shutdownGraceSeconds,
+    limits: config.limits,
   });
+  const images = new ReleaseImages("app-releases", { host, localName, keep: config.keepReleases });
+  let image: AppImage | undefined;
+  let appImage: pulumi.Output<string>;
+  if (config.rollbackTo !== undefined) {
+    void pulumi.log.warn(
+      `webstack:rollbackTo is set: release ${release} runs again from its image on the host, and this checkout is ` +
+        "not built. Remove the setting (`pulumi config rm webstack:rollbackTo`) to deploy the checkout.",
+    );
+    appImage = images.kept(release);
+  } else {
+    image = new AppImage("app", {
+      host,
+      context: options.appDir,
+      sourceHash,
+      nodeImage: config.nodeImage,
+      localName,
+      release,
+    });
+    appImage = images.held(image.ref);
+  }
   const stack = new WebStack("webstack", {
     host,
     names,
-    appImage: image.ref,
-    appRevision: image.revision,
-    release: config.release,
+    appImage,
+    appRevision: revision,
+    release,
     replicas: config.replicas,
     httpPort: config.httpPort,
     bindAddress: config.httpBindAddress,
@@ -59,5 +85,6 @@ export function buildWebstack(
     limits: config.limits,
     transform: options.transform,
   });
-  return { host, image, stack };
+  images.prune(release, stack.replicas);
+  return { host, image, images, stack };
 }

@@ -104,6 +104,27 @@ export interface WebStackArgs {
   };
 }
 
+/**
+ * The release id a stack's replicas are named after (see `releaseId`): the given one, or else a
+ * hash of the app's revision and the replica spec minus the release. Known before anything is
+ * built, so the app image can be tagged with it.
+ */
+export function stackReleaseId(
+  args: Pick<WebStackArgs, "names" | "release" | "appRevision" | "shutdownGraceSeconds" | "limits">,
+): string {
+  const template = appReplicaSpec(args.names, {
+    release: "",
+    index: 0,
+    shutdownGraceSeconds: args.shutdownGraceSeconds,
+    limits: roleLimits(args, "app"),
+  });
+  return releaseId(args.release, args.appRevision, template);
+}
+
+function roleLimits(args: Pick<WebStackArgs, "limits">, role: LimitedRole): ResourceLimits {
+  return args.limits?.[role] ?? DEFAULT_LIMITS[role];
+}
+
 interface Built {
   spec: ContainerSpec;
   container: docker.Container;
@@ -123,6 +144,8 @@ export class WebStack extends pulumi.ComponentResource {
   readonly url: pulumi.Output<string>;
   readonly releaseId: string;
   readonly replicaNames: string[];
+  /** The release's app replicas: what runs once the release is live. */
+  readonly replicas: docker.Container[];
   readonly postgresPassword: pulumi.Output<string>;
   readonly redisPassword: pulumi.Output<string>;
   /** The bearer token `POST /reset` requires (a secret, generated per stack). */
@@ -145,9 +168,10 @@ export class WebStack extends pulumi.ComponentResource {
     this.networks = { front: this.createNetwork("front"), back: this.createNetwork("back") };
     const postgres = this.createPostgres();
     const redis = this.createRedis();
-    this.releaseId = releaseId(args.release, args.appRevision, this.replicaTemplate());
+    this.releaseId = stackReleaseId(args);
     const replicas = this.createReplicas(postgres.container, redis.container);
     this.replicaNames = replicas.map((r) => r.spec.containerName);
+    this.replicas = replicas.map((r) => r.container);
     const proxy = this.createProxy(replicas.map((r) => r.container));
 
     this.url = pulumi.interpolate`http://${args.host.publicAddress}${this.boundPort(proxy.container)}`;
@@ -265,16 +289,6 @@ export class WebStack extends pulumi.ComponentResource {
     return { ...built, volume };
   }
 
-  /** The replica spec minus the release, which the release id is derived from. */
-  private replicaTemplate(): ContainerSpec {
-    return appReplicaSpec(this.args.names, {
-      release: "",
-      index: 0,
-      shutdownGraceSeconds: this.args.shutdownGraceSeconds,
-      limits: this.limits("app"),
-    });
-  }
-
   /**
    * The release's replicas, created only after the release's migration run ended well: a failed
    * migration stops the update before any of them exists, and the previous release serves on.
@@ -375,7 +389,7 @@ export class WebStack extends pulumi.ComponentResource {
   }
 
   private limits(role: LimitedRole): ResourceLimits {
-    return this.args.limits?.[role] ?? DEFAULT_LIMITS[role];
+    return roleLimits(this.args, role);
   }
 
   /** A pinned public image, present on the host before any container needs it. */

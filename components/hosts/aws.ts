@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, ImageRegistryTarget } from "./docker-host";
+import { DockerHost, HostScript, ImageRegistryTarget } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface AwsHostArgs {
@@ -62,6 +62,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
+  private readonly engine: RemoteEngine;
 
   constructor(name: string, args: AwsHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:hosts:AwsHost", name, {}, opts);
@@ -175,15 +176,24 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
+    this.engine = engine;
     this.vmId = instance.id;
     this.publicIp = ip.publicIp;
     this.publicAddress = ip.publicIp;
     this.registerOutputs({ publicIp: this.publicIp });
   }
+
+  runOnHost(
+    name: string,
+    script: HostScript,
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
+  ): pulumi.Resource {
+    return this.engine.run(name, script, opts);
+  }
 }
 
 /**
- * The stack's ECR repository: tags are content hashes and never move (immutable), the oldest
+ * The stack's ECR repository: tags are release ids and never move (immutable), the oldest
  * images expire, and the instance may only pull from it: a role with read-only rights on this one
  * repository, through an instance profile.
  */
@@ -265,10 +275,10 @@ function ecrTarget(
     server: token.proxyEndpoint.apply((endpoint) => endpoint.replace(/^https:\/\//, "")),
     repository: repository.repositoryUrl,
     pushCredentials: () => ({ username: token.userName, password: pulumi.secret(token.password) }),
-    pullOnHost: (name, image, parent) =>
+    pullOnHost: (name, image, release, parent) =>
       new command.remote.Command(
         name,
-        { connection: engine.connection, create: image.apply((ref) => pullCommand(ref, "ecr-login")) },
+        { connection: engine.connection, create: image.apply((ref) => pullCommand(ref, "ecr-login", release)) },
         { parent, dependsOn: [engine.ready] },
       ),
   };

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
+import { DockerHost, HostScript, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface DigitalOceanHostArgs {
@@ -50,6 +50,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
+  private readonly engine: RemoteEngine;
 
   constructor(name: string, args: DigitalOceanHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:hosts:DigitalOceanHost", name, {}, opts);
@@ -147,10 +148,19 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
+    this.engine = engine;
     this.vmId = droplet.id;
     this.publicIp = ip.ipAddress;
     this.publicAddress = ip.ipAddress;
     this.registerOutputs({ publicIp: this.publicIp });
+  }
+
+  runOnHost(
+    name: string,
+    script: HostScript,
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
+  ): pulumi.Resource {
+    return this.engine.run(name, script, opts);
   }
 }
 
@@ -176,19 +186,19 @@ function docrTarget(
   return {
     server: registry.serverUrl,
     repository: pulumi.interpolate`${registry.endpoint}/${prefix}-app`,
-    pushCredentials(name, revision, parent): RegistryCredentials {
-      const auth = credentials(name, true, revision, parent).dockerCredentials.apply((json) =>
+    pushCredentials(name, release, parent): RegistryCredentials {
+      const auth = credentials(name, true, release, parent).dockerCredentials.apply((json) =>
         parseDockerAuth(json, "registry.digitalocean.com"),
       );
       return { username: auth.apply((a) => a.username), password: pulumi.secret(auth.apply((a) => a.password)) };
     },
-    pullOnHost(name, image, parent) {
+    pullOnHost(name, image, release, parent) {
       const readOnly = credentials(`${name}-credentials`, false, image, parent);
       return new command.remote.Command(
         name,
         {
           connection: engine.connection,
-          create: image.apply((ref) => pullCommand(ref, "stdin")),
+          create: image.apply((ref) => pullCommand(ref, "stdin", release)),
           stdin: pulumi.secret(readOnly.dockerCredentials),
         },
         { parent, dependsOn: [engine.ready] },

@@ -19,13 +19,22 @@ export interface ImageRegistryTarget {
   server: pulumi.Input<string>;
   /** Full repository name without tag, e.g. `registry.digitalocean.com/acme/webstack-prod-app`. */
   repository: pulumi.Input<string>;
-  /** Push credentials for one image revision, issued anew for the next; `name`d children of `parent`. */
-  pushCredentials(name: string, revision: string, parent: pulumi.Resource): RegistryCredentials;
+  /** Push credentials for one release's image, issued anew for the next; `name`d children of `parent`. */
+  pushCredentials(name: string, release: string, parent: pulumi.Resource): RegistryCredentials;
   /**
-   * Pulls a pushed image (`<repository>@sha256:<digest>`) onto the host with read-only rights; what
-   * uses the image on the host depends on the returned resource.
+   * Pulls a pushed image (`<repository>@sha256:<digest>`) onto the host with read-only rights and
+   * tags it there with its release (`<repository>:<release>`); what uses the image on the host
+   * depends on the returned resource.
    */
-  pullOnHost(name: string, image: pulumi.Output<string>, parent: pulumi.Resource): pulumi.Resource;
+  pullOnHost(name: string, image: pulumi.Output<string>, release: string, parent: pulumi.Resource): pulumi.Resource;
+}
+
+/** A shell script run where the engine is (see DockerHost.runOnHost). */
+export interface HostScript {
+  /** Runs when the resource is created, and again whenever the script changes. */
+  create: pulumi.Input<string>;
+  /** Runs when the resource is deleted; only where the host outlives the stack (the local engine). */
+  delete?: pulumi.Input<string>;
 }
 
 export interface DockerHost {
@@ -48,4 +57,14 @@ export interface DockerHost {
   vmId?: pulumi.Output<string>;
   /** Where the app image goes; undefined means "build it on the host's own engine, no registry". */
   registry?: ImageRegistryTarget;
+  /**
+   * Runs a POSIX shell script with the Docker CLI of the stack's engine: on this machine for the
+   * local engine (the CLI and the provider find the engine alike, by DOCKER_HOST or the default
+   * socket), over the verified SSH connection on a cloud host, after the host is ready.
+   */
+  runOnHost(
+    name: string,
+    script: HostScript,
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
+  ): pulumi.Resource;
 }

@@ -1,6 +1,7 @@
+import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { DockerHost } from "./docker-host";
+import { DockerHost, HostScript } from "./docker-host";
 
 export interface LocalHostArgs {
   /**
@@ -27,5 +28,17 @@ export class LocalHost extends pulumi.ComponentResource implements DockerHost {
     // Published on every address, the stack is still reached on loopback from this machine.
     this.publicAddress = pulumi.output(args.bindAddress === "0.0.0.0" ? "127.0.0.1" : args.bindAddress);
     this.registerOutputs({ publicAddress: this.publicAddress });
+  }
+
+  runOnHost(
+    name: string,
+    script: HostScript,
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
+  ): pulumi.Resource {
+    return new command.local.Command(
+      name,
+      { create: script.create, delete: script.delete, interpreter: ["/bin/sh", "-c"] },
+      { parent: opts.parent, dependsOn: opts.dependsOn },
+    );
   }
 }

@@ -3,6 +3,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { DOCKER_TLS_PORT, readinessCommand } from "../specs/cloud-init";
+import { HostScript } from "./docker-host";
 
 export interface RemoteEngineArgs {
   /** The host's stable public IP (reserved IP / Elastic IP); the server certificate is issued for it. */
@@ -127,5 +128,18 @@ export class RemoteEngine extends pulumi.ComponentResource {
       { parent: this, dependsOn: [this.ready] },
     );
     this.registerOutputs({});
+  }
+
+  /** A script over SSH once the engine is ready. The host goes with the stack: no delete script runs. */
+  run(
+    name: string,
+    script: HostScript,
+    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
+  ): command.remote.Command {
+    return new command.remote.Command(
+      name,
+      { connection: this.connection, create: script.create },
+      { parent: opts.parent, dependsOn: [this.ready, ...(opts.dependsOn ?? [])] },
+    );
   }
 }

@@ -188,18 +188,26 @@ export function readinessCommand(dataDevice: string): string {
 /** A pushed image the host pulls: a registry, a repository and a digest, nothing a shell reads otherwise. */
 const PUSHED_IMAGE = /^([a-z0-9.-]+(:[0-9]+)?)(\/[a-z0-9]+([._-][a-z0-9]+)*)+@sha256:[a-f0-9]{64}$/;
 
+/** A release id as the image tag it becomes (see `releaseId`). */
+const RELEASE_TAG = /^[a-z0-9][a-z0-9_.-]{0,39}$/;
+
 /**
  * The command that pulls a pushed image onto the host with read-only rights, into a Docker config of
- * its own that is gone afterwards. `stdin`: the credential arrives as a Docker config.json on
- * standard input (DigitalOcean's read-only registry credential). `ecr-login`: the ECR credential
- * helper signs in with the instance profile's repository-scoped rights (AWS).
+ * its own that is gone afterwards, and tags it with its release there, so that a rollback finds it
+ * on the host by release. `stdin`: the credential arrives as a Docker config.json on standard input
+ * (DigitalOcean's read-only registry credential). `ecr-login`: the ECR credential helper signs in
+ * with the instance profile's repository-scoped rights (AWS).
  */
-export function pullCommand(image: string, credentials: "stdin" | "ecr-login"): string {
+export function pullCommand(image: string, credentials: "stdin" | "ecr-login", release: string): string {
   const match = PUSHED_IMAGE.exec(image);
   if (match === null) {
     throw new Error(`the image to pull must be <registry>/<repository>@sha256:<digest> (got ${JSON.stringify(image)})`);
   }
+  if (!RELEASE_TAG.test(release)) {
+    throw new Error(`the release to tag the pulled image with must be a release id (got ${JSON.stringify(release)})`);
+  }
   const registry = match[1];
+  const repository = image.slice(0, image.indexOf("@"));
   return [
     "set -eu",
     "umask 077",
@@ -209,5 +217,6 @@ export function pullCommand(image: string, credentials: "stdin" | "ecr-login"): 
       ? 'cat > "$config/config.json"'
       : `printf '{"credHelpers":{"%s":"ecr-login"}}\\n' '${registry}' > "$config/config.json"`,
     `docker --config "$config" pull '${image}'`,
+    `docker tag '${image}' '${repository}:${release}'`,
   ].join("\n");
 }

@@ -263,6 +263,8 @@ function knownSettings(): string {
     "httpPort",
     "httpBindAddress",
     "release",
+    "rollbackTo",
+    "keepReleases",
     "adminCidrs",
     "imageRegistry",
     "docrRegistry",
@@ -338,6 +340,8 @@ describe("defaults and good configs", () => {
       httpPort: 8080,
       httpBindAddress: "127.0.0.1",
       release: undefined,
+      rollbackTo: undefined,
+      keepReleases: 3,
       adminCidrs: [],
       imageRegistry: "host",
       docrRegistry: undefined,
@@ -470,6 +474,7 @@ describe("each setting at the edges of what it allows", () => {
     table("replicas", ["1", "20", " 7 "], ["0", "21", "-1", "1e1", "0x10", "", "7a", "1.0"]);
     table("httpPort", ["0", "1", "65535"], ["65536", "-1", "8080.5"]);
     table("shutdownGraceSeconds", ["1", "300"], ["0", "301"]);
+    table("keepReleases", ["1", "50"], ["0", "51", "-1", "2.5", ""]);
     table("limitConnPerIp", ["0", "65535"], ["65536"]);
     table("limitRatePerIp", ["0", "100000"], ["100001"]);
     table("limitBurst", ["0", "1000000"], ["1000001"], { limitRatePerIp: "10" });
@@ -528,6 +533,8 @@ describe("each setting at the edges of what it allows", () => {
   test("names: releases, registries, zones, regions and sizes", () => {
     table("release", ["a", "A".repeat(40), "v1.2_3-x", "0abc"], ["", "-a", ".a", "_a", "a".repeat(41), "a/b", "a b"]);
     assert.equal(parseConfig({ release: "v1.2_3-x" }).release, "v1.2_3-x");
+    table("rollbackTo", ["a", "4f1c2ab9e0d3", "A".repeat(40)], ["", "-a", "a/b", "a b", "a".repeat(41), "r1;true"]);
+    assert.equal(parseConfig({ rollbackTo: "4f1c2ab9e0d3" }).rollbackTo, "4f1c2ab9e0d3");
     table(
       "docrRegistry",
       ["a", "my-registry", `a${"b".repeat(61)}c`],

@@ -3,8 +3,12 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import * as path from "node:path";
 import { inspect } from "node:util";
+import { imageRevision } from "../../components/app-image";
+import { DEFAULT_IMAGES } from "../../components/config";
 import { pullCommand } from "../../components/specs/cloud-init";
+import { hashTree } from "../../components/specs/release";
 import {
   evaluated,
   isSecretValue,
@@ -17,6 +21,7 @@ import {
 } from "./support/mocks";
 
 const CONTAINER = "docker:index/container:Container";
+const APP_DIR = path.join(__dirname, "..", "..", "app");
 const ADMIN = '["198.51.100.0/24"]';
 
 const TARGETS: { target: string; settings: Record<string, string>; cloud: boolean }[] = [
@@ -85,7 +90,12 @@ for (const { target, settings, cloud } of TARGETS) {
             .map((r) => r.type)
             .filter((t) => !t.startsWith("docker:") && !t.startsWith("webstack:"))
             .sort(),
-          ["pulumi:providers:docker", ...Array<string>(3).fill("random:index/randomPassword:RandomPassword")],
+          [
+            // The release images' removal with the stack, and their prune after each release.
+            ...Array<string>(2).fill("command:local:Command"),
+            "pulumi:providers:docker",
+            ...Array<string>(3).fill("random:index/randomPassword:RandomPassword"),
+          ],
         );
       }
     });
@@ -459,7 +469,7 @@ describe("releases", () => {
 
 describe("image registries", () => {
   test("aws with imageRegistry cloud pushes to a stack ECR repository and the host pulls it by digest over SSH", async () => {
-    const { mocks } = await runProgram({
+    const { mocks, outputs } = await runProgram({
       target: "aws",
       region: "us-east-1",
       adminCidrs: ADMIN,
@@ -479,7 +489,7 @@ describe("image registries", () => {
     const digest = String(image.outputs.repoDigest);
     assert.match(digest, /^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\/webstack-test-app@sha256:[0-9a-f]{64}$/);
     const pull = mocks.named("app-pull");
-    assert.equal(pull.inputs.create, pullCommand(digest, "ecr-login"));
+    assert.equal(pull.inputs.create, pullCommand(digest, "ecr-login", String(outputs.release)));
     assert.ok(pull.order > mocks.named("host-engine-ready").order, "pulls once the engine is ready");
     const pulled = mocks.named("app-pulled");
     assert.equal(pulled.inputs.name, digest);
@@ -493,7 +503,7 @@ describe("image registries", () => {
   });
 
   test("digitalocean with imageRegistry cloud pushes to the named DOCR registry and the host pulls with a read-only credential", async () => {
-    const { mocks } = await runProgram({
+    const { mocks, outputs } = await runProgram({
       target: "digitalocean",
       region: "ams3",
       adminCidrs: ADMIN,
@@ -509,7 +519,7 @@ describe("image registries", () => {
     });
     const digest = String(image.outputs.repoDigest);
     const pull = mocks.named("app-pull");
-    assert.equal(pull.inputs.create, pullCommand(digest, "stdin"));
+    assert.equal(pull.inputs.create, pullCommand(digest, "stdin", String(outputs.release)));
     assert.equal(pull.inputs.stdin, mocks.named("app-pull-credentials").outputs.dockerCredentials);
     assert.ok(isSecretValue(pull.raw.stdin), "the credential on stdin is secret");
     assert.equal(mocks.named("app-pulled").inputs.name, digest);
@@ -522,7 +532,7 @@ describe("image registries", () => {
     assert.equal(image.inputs.skipPush, true);
     assert.match(String(image.inputs.imageName), /^webstack-test-app:[0-9a-f]{12}$/);
     assert.deepEqual((image.inputs.build as Inputs).args, { NODE_IMAGE: "node:22.20.0-bookworm-slim" });
-    // The three stock images, and the stack's own tag of what was built: removed with the stack.
+    // The three stock images, and the release's tag of what was built: kept for a rollback.
     const remote = mocks.ofType("docker:index/remoteImage:RemoteImage");
     assert.deepEqual(remote.map((r) => r.name).sort(), [
       "app-local",
@@ -531,7 +541,7 @@ describe("image registries", () => {
       "webstack-redis-image",
     ]);
     const local = mocks.named("app-local");
-    assert.deepEqual(local.inputs, { name: image.inputs.imageName, keepLocally: false });
+    assert.deepEqual(local.inputs, { name: image.inputs.imageName, keepLocally: true });
     assert.ok(local.order > image.order, "the tag is owned after the build");
     for (const c of mocks.ofType(CONTAINER).filter((r) => r.name.includes("-app-"))) {
       assert.ok(c.order > local.order, `${c.name} registers after the tag it runs, so it is deleted before it`);
@@ -555,11 +565,18 @@ describe("components", () => {
         replicaNames: replicas,
       });
       const image = mocks.ofType("docker:index/image:Image")[0];
-      const revision = /:([0-9a-f]{12})$/.exec(String(image.inputs.imageName))?.[1];
-      // The image the replicas run, and the revision its tag carries.
+      assert.match(
+        String(image.inputs.imageName),
+        new RegExp(`:${String(outputs.release)}$`),
+        "tagged with its release",
+      );
+      // The image the replicas run, and the revision of what it was built from.
       assert.deepEqual(component("index:AppImage"), {
         ref: replicasOf(mocks.resources)[0].inputs.image,
-        revision,
+        revision: imageRevision(hashTree(APP_DIR), DEFAULT_IMAGES.nodeImage),
+      });
+      assert.deepEqual(component("index:ReleaseImages"), {
+        repository: String(image.inputs.imageName).replace(/:[^:]+$/, ""),
       });
       const host = { local: "hosts:LocalHost", digitalocean: "hosts:DigitalOceanHost", aws: "hosts:AwsHost" }[target]!;
       assert.deepEqual(

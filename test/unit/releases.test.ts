@@ -10,6 +10,7 @@ import * as path from "node:path";
 import { after, describe, test } from "node:test";
 import { parseConfig } from "../../components/config";
 import { buildWebstack } from "../../components/program";
+import { imagePruneScript, imageRemoveAllScript, releaseImage } from "../../components/specs/images";
 import { promiseOf, RecordingMocks, Registered, runProgram, watchRegistrations } from "./support/mocks";
 
 const ROOT = path.join(__dirname, "..", "..");
@@ -180,4 +181,90 @@ describe("numeric settings: both bounds accepted, one past either refused", () =
       }
     });
   }
+});
+
+describe("rollback and kept release images", () => {
+  const named = (rs: Registered[], name: string) => {
+    const found = rs.filter((r) => r.name === name);
+    assert.equal(found.length, 1, name);
+    return found[0];
+  };
+
+  for (const [target, settings] of Object.entries(TARGETS)) {
+    test(`${target}: rollbackTo runs the release's kept image again and builds nothing`, async () => {
+      const { mocks, outputs } = await runProgram({ ...settings, rollbackTo: "4F1C2AB9E0D3aaaa" });
+      const rs = mocks.resources;
+      assert.equal(outputs.release, "4f1c2ab9e0d3", "the release output names the release rolled back to");
+      assert.deepEqual(
+        rs.filter((r) => r.type === "docker:index/image:Image"),
+        [],
+        "no image is built",
+      );
+      const kept = named(rs, "app-releases-rollback");
+      assert.deepEqual(kept.inputs, { name: "webstack-test-app:4f1c2ab9e0d3", keepLocally: true });
+      const check = named(rs, "app-releases-rollback-check");
+      assert.equal(check.type, target === "local" ? "command:local:Command" : "command:remote:Command");
+      assert.match(String(check.inputs.create), /docker image inspect 'webstack-test-app:4f1c2ab9e0d3'/);
+      assert.ok(kept.dependencies.includes(check.urn), "the image is looked for only once the check found it");
+      const apps = replicas(rs);
+      assert.deepEqual(
+        apps.map((r) => r.inputs.name),
+        [1, 2, 3].map((i) => `webstack-test-app-4f1c2ab9e0d3-${i}`),
+      );
+      for (const app of apps) assert.equal(app.inputs.image, kept.outputs.imageId, `${app.name} runs the kept image`);
+      assert.equal(named(rs, "webstack-migrate-4f1c2ab9e0d3").inputs.image, kept.outputs.imageId);
+    });
+
+    test(`${target}: after each release, all but keepReleases release images are pruned, once the release is up`, async () => {
+      const { mocks, outputs } = await runProgram({ ...settings, keepReleases: "5", release: "r7" });
+      const rs = mocks.resources;
+      const prune = named(rs, "app-releases-prune");
+      assert.equal(prune.type, target === "local" ? "command:local:Command" : "command:remote:Command");
+      assert.equal(prune.inputs.create, `${imagePruneScript("webstack-test-app", 5)}\n# after release r7`);
+      assert.equal(outputs.release, "r7");
+      for (const app of replicas(rs)) assert.ok(prune.dependencies.includes(app.urn), `after ${app.name}`);
+      assert.equal(named(rs, "app-local").inputs.keepLocally, true, "a release's tag outlives the release");
+      const image = rs.find((r) => r.type === "docker:index/image:Image");
+      assert.equal(image?.inputs.imageName, "webstack-test-app:r7", "the image is tagged with its release");
+      // The local engine outlives the stack: its release images go with the stack, after every container.
+      const cleanup = rs.filter((r) => r.name === "app-releases-cleanup");
+      if (target === "local") {
+        assert.equal(cleanup[0].inputs.delete, imageRemoveAllScript("webstack-test-app"));
+        const running = containers(rs).filter((r) => r.inputs.image === image?.outputs.repoDigest);
+        assert.equal(running.length, 3 + 2, "the replicas, the migration run and the app's files run");
+        for (const c of running)
+          assert.ok(c.dependencies.includes(cleanup[0].urn), `${c.name} is deleted before the images`);
+      } else {
+        assert.deepEqual(cleanup, [], "a cloud host's images go with its VM");
+      }
+    });
+  }
+
+  test("with a registry, the host tags the pulled image with its release, and a rollback finds it by that tag", async () => {
+    const settings = { ...TARGETS.aws, imageRegistry: "cloud" };
+    const built = await runProgram({ ...settings, release: "r2" });
+    const pull = named(built.mocks.resources, "app-pull");
+    assert.match(String(pull.inputs.create), /^docker tag '[^']+@sha256:[0-9a-f]{64}' '[^']+\/webstack-test-app:r2'$/m);
+    const rolledBack = await runProgram({ ...settings, rollbackTo: "r1" });
+    const kept = named(rolledBack.mocks.resources, "app-releases-rollback");
+    assert.match(String(kept.inputs.name), /^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\/webstack-test-app:r1$/);
+    assert.deepEqual(
+      rolledBack.mocks.resources.filter((r) => r.name === "app-pull" || r.type === "docker:index/image:Image"),
+      [],
+      "nothing is built, pushed or pulled",
+    );
+  });
+
+  test("the prune and removal scripts take only a plain repository and a keep of at least 1", () => {
+    assert.equal(
+      releaseImage("registry.digitalocean.com/acme/webstack-prod-app", "r1"),
+      "registry.digitalocean.com/acme/webstack-prod-app:r1",
+    );
+    for (const bad of ["", "App", "a b", "a'; rm -rf /", "a/", "a:"])
+      assert.throws(() => imagePruneScript(bad, 3), /an image repository must be/, bad);
+    for (const bad of [0, -1, 1.5])
+      assert.throws(() => imagePruneScript("a", bad), /keep must be a whole number of at least 1/);
+    assert.match(imagePruneScript("a", 3), /tail -n \+4/);
+    assert.match(imageRemoveAllScript("a"), /tail -n \+1 /);
+  });
 });

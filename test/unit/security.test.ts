@@ -204,19 +204,20 @@ function firewallProblems(rs: Registered[]): string[] {
   return problems;
 }
 
-/** No registry credential on the host's Docker provider; push credentials short-lived and per revision; pulls read-only. */
+/** No registry credential on the host's Docker provider; push credentials short-lived and per pushed image; pulls read-only. */
 function docrProblems(rs: Registered[]): string[] {
   const problems: string[] = [];
   if (named(rs, "host-engine-docker").inputs.registryAuth !== undefined)
     problems.push("the host's Docker provider holds a registry credential");
-  const revision = /:([0-9a-f]{12})$/.exec(String(ofType(rs, "docker:index/image:Image")[0].inputs.imageName))?.[1];
+  // The pushed image's tag: its release.
+  const tag = /:([0-9a-z_.-]+)$/.exec(String(ofType(rs, "docker:index/image:Image")[0].inputs.imageName))?.[1];
   for (const c of ofType(rs, TYPES.docrCredentials)) {
     const seconds = c.inputs.expirySeconds as number | undefined;
     if (seconds === undefined || seconds > REGISTRY_CREDENTIAL_SECONDS)
       problems.push(`${c.name} lives ${seconds ?? "the provider's default of about 50 years of"} seconds`);
     if (c.replacementTrigger === undefined) problems.push(`${c.name} is never renewed`);
-    if (c.name === "app-push" && c.replacementTrigger !== revision)
-      problems.push("the push credential is not per image revision");
+    if (c.name === "app-push" && c.replacementTrigger !== tag)
+      problems.push("the push credential is not per pushed image");
     if (c.name !== "app-push" && c.inputs.write !== false) problems.push(`${c.name} can push`);
   }
   const push = ofType(rs, TYPES.docrCredentials).filter((c) => c.inputs.write === true);
@@ -531,7 +532,7 @@ describe("cloud hosts", () => {
     ]);
   });
 
-  test("digitalocean registry: a push credential per revision, expiring within the hour; the host pulls with a read-only one", async () => {
+  test("digitalocean registry: a push credential per pushed image, expiring within the hour; the host pulls with a read-only one", async () => {
     const rs = await resources({ ...DO, imageRegistry: "cloud", docrRegistry: "acme" });
     assert.deepEqual(docrProblems(rs), []);
     const push = named(rs, "app-push");
@@ -560,7 +561,7 @@ describe("cloud hosts", () => {
     ]);
     assert.deepEqual(docrProblems(replace(rs, { ...push, replacementTrigger: undefined })), [
       "app-push is never renewed",
-      "the push credential is not per image revision",
+      "the push credential is not per pushed image",
     ]);
   });
 
@@ -607,7 +608,8 @@ describe("cloud hosts", () => {
         assert.deepEqual(ofType(rs, type), []);
       assert.deepEqual(
         ofType(rs, TYPES.command).map((c) => c.name),
-        ["host-engine-ready"],
+        // The host's readiness, and the prune of old release images after each release.
+        ["host-engine-ready", "app-releases-prune"],
       );
     }
   });

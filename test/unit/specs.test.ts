@@ -554,10 +554,10 @@ describe("cloud-init and the readiness command", () => {
     );
   });
 
-  test("the host pulls a pushed image by digest only, with a credential on stdin or the ECR helper, in a config of its own", () => {
+  test("the host pulls a pushed image by digest only, with a credential on stdin or the ECR helper, in a config of its own, and tags it with its release", () => {
     const image = `123456789012.dkr.ecr.us-east-1.amazonaws.com/webstack-prod-app@sha256:${"a".repeat(64)}`;
     assert.equal(
-      pullCommand(image, "ecr-login"),
+      pullCommand(image, "ecr-login", "4f1c2ab9e0d3"),
       [
         "set -eu",
         "umask 077",
@@ -565,10 +565,11 @@ describe("cloud-init and the readiness command", () => {
         `trap 'rm -rf "$config"' EXIT`,
         `printf '{"credHelpers":{"%s":"ecr-login"}}\\n' '123456789012.dkr.ecr.us-east-1.amazonaws.com' > "$config/config.json"`,
         `docker --config "$config" pull '${image}'`,
+        `docker tag '${image}' '123456789012.dkr.ecr.us-east-1.amazonaws.com/webstack-prod-app:4f1c2ab9e0d3'`,
       ].join("\n"),
     );
     assert.match(
-      pullCommand(`registry.digitalocean.com/acme/webstack-prod-app@sha256:${"b".repeat(64)}`, "stdin"),
+      pullCommand(`registry.digitalocean.com/acme/webstack-prod-app@sha256:${"b".repeat(64)}`, "stdin", "r1"),
       /^cat > "\$config\/config.json"$/m,
     );
     for (const bad of [
@@ -581,8 +582,15 @@ describe("cloud-init and the readiness command", () => {
       `Registry.example/y@sha256:${"a".repeat(64)}`,
     ]) {
       assert.throws(
-        () => pullCommand(bad, "stdin"),
+        () => pullCommand(bad, "stdin", "r1"),
         /the image to pull must be <registry>\/<repository>@sha256:<digest>/,
+        bad,
+      );
+    }
+    for (const bad of ["", "R1", "r1'; reboot", "-r1", "a".repeat(41)]) {
+      assert.throws(
+        () => pullCommand(image, "stdin", bad),
+        /the release to tag the pulled image with must be a release id/,
         bad,
       );
     }
