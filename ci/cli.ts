@@ -2,7 +2,7 @@
 // and the environment GitHub Actions provides; the workflows stay a list of these calls.
 //
 //   preview      [--stacks a,b] [--pr N] [--release SHA] [--out DIR]
-//   deploy       --stack S [--release SHA] [--load-seconds N]
+//   deploy       --stack S [--release SHA | --rollback-to RELEASE] [--load-seconds N]
 //   smoke        --url URL | --stack S [--load-seconds N]
 //   pr-stack     up --pr N [--release SHA] [--ttl-hours H]  |  destroy --pr N
 //   sweep        [--dry-run]
@@ -49,10 +49,10 @@ function wholeNumber(value: string | undefined, flag: string): number | undefine
   return Number(value);
 }
 
-function release(value: string | undefined): string | undefined {
+function release(value: string | undefined, flag = "--release"): string | undefined {
   if (value === undefined || value === "") return undefined;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$/.test(value))
-    fail(`--release must be 1-40 letters, digits, '.', '_' or '-' (got ${JSON.stringify(value)})`);
+    fail(`${flag} must be 1-40 letters, digits, '.', '_' or '-' (got ${JSON.stringify(value)})`);
   return value;
 }
 
@@ -196,14 +196,24 @@ const commands: Record<string, (argv: string[]) => Promise<number>> = {
   async deploy(argv) {
     const { values } = parseArgs({
       args: argv,
-      options: { stack: { type: "string" }, release: { type: "string" }, "load-seconds": { type: "string" } },
+      options: {
+        stack: { type: "string" },
+        release: { type: "string" },
+        "rollback-to": { type: "string" },
+        "load-seconds": { type: "string" },
+      },
     });
     const stack = values.stack ?? fail("--stack is required");
+    const rollbackTo = release(values["rollback-to"], "--rollback-to");
+    if (rollbackTo !== undefined && values.release !== undefined)
+      fail("--rollback-to runs a kept release again; it takes no --release");
+    const given = release(values.release);
     selectStacks(stack, environmentStacks(PROJECT_DIR));
     requireBackend();
-    const url = await deployStack(await lifecycle(), stack, { release: release(values.release) });
+    const url = await deployStack(await lifecycle(), stack, { release: given, rollbackTo });
     await checkUrl(url, wholeNumber(values["load-seconds"], "--load-seconds"));
-    summary(`Deployed \`${stack}\`${values.release ? ` at release \`${values.release}\`` : ""}: ${url}`);
+    if (rollbackTo !== undefined) summary(`Rolled \`${stack}\` back to release \`${rollbackTo}\`: ${url}`);
+    else summary(`Deployed \`${stack}\`${values.release ? ` at release \`${values.release}\`` : ""}: ${url}`);
     return 0;
   },
 

@@ -123,8 +123,19 @@ export function driftReport(p: StackPreview): string {
 
 // ---- deploys -----------------------------------------------------------------------------------
 
-/** `pulumi up` of an environment stack with the policy pack; returns the stack's url output. */
-export async function deployStack(ctx: Lifecycle, stack: string, options: { release?: string } = {}): Promise<string> {
+/**
+ * `pulumi up` of an environment stack with the policy pack; returns the stack's url output. With
+ * `rollbackTo`, the release named runs again from its image on the host and nothing is built;
+ * otherwise the checkout is deployed, and a rollback setting left in the stack file is removed so
+ * that it cannot hold a merge back.
+ */
+export async function deployStack(
+  ctx: Lifecycle,
+  stack: string,
+  options: { release?: string; rollbackTo?: string } = {},
+): Promise<string> {
+  if (options.release !== undefined && options.rollbackTo !== undefined)
+    throw new Error("a deploy either rolls back to a kept release or deploys a release of the checkout, not both");
   if (PR_STACK.test(shortStackName(stack)))
     throw new Error(`${stack} is a throwaway stack: deploy it with ci:pr-stack, not as an environment`);
   // Never created here: a wrong backend URL or organisation must fail, not deploy a second, empty environment.
@@ -134,8 +145,14 @@ export async function deployStack(ctx: Lifecycle, stack: string, options: { rele
     );
   }
   await ctx.pulumi.run(["stack", "select", stack]);
-  if (options.release !== undefined)
-    await ctx.pulumi.run(["config", "set", "webstack:release", options.release, "--stack", stack]);
+  if (options.rollbackTo !== undefined) {
+    await ctx.pulumi.run(["config", "set", "webstack:rollbackTo", options.rollbackTo, "--stack", stack]);
+  } else {
+    // Absent is fine: there is nothing to remove.
+    await ctx.pulumi.run(["config", "rm", "webstack:rollbackTo", "--stack", stack], { okCodes: ANY_EXIT });
+    if (options.release !== undefined)
+      await ctx.pulumi.run(["config", "set", "webstack:release", options.release, "--stack", stack]);
+  }
   await ctx.pulumi.run(["up", "--stack", stack, "--yes", "--skip-preview", ...policyFlags(ctx.projectDir)], {
     stream: true,
   });

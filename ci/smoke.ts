@@ -90,6 +90,15 @@ export interface LoadResult {
   counts: number[];
   /** Requests per replica (the `replica` the app names in its answer). */
   servedBy: Map<string, number>;
+  /** Milliseconds each served request took, connection included, in the order they ended. */
+  latenciesMs: number[];
+}
+
+/** The `p`th percentile (0-100) of some milliseconds, nearest rank; 0 for none. */
+export function percentile(ms: readonly number[], p: number): number {
+  if (ms.length === 0) return 0;
+  const sorted = [...ms].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
 /**
@@ -97,13 +106,15 @@ export interface LoadResult {
  * hung caller still ends.
  */
 export function startLoad(base: string, options: { concurrency: number; maxSeconds: number }) {
-  const result: LoadResult = { ok: 0, failed: 0, failures: [], counts: [], servedBy: new Map() };
+  const result: LoadResult = { ok: 0, failed: 0, failures: [], counts: [], servedBy: new Map(), latenciesMs: [] };
   let stopping = false;
   const deadline = Date.now() + options.maxSeconds * 1000;
   const client = async () => {
     while (!stopping && Date.now() < deadline) {
       try {
+        const started = performance.now();
         const v = await visit(base, "/");
+        result.latenciesMs.push(performance.now() - started);
         result.counts.push(countOf(v, "GET /"));
         result.ok += 1;
         const replica = replicaOf(v);
@@ -139,7 +150,8 @@ export async function loadCheck(
   await sleep(options.seconds * 1000);
   const result = await load.stop();
   options.log?.(
-    `load on ${base}: ${result.ok} requests served, ${result.failed} failed, ${result.servedBy.size} replicas answered`,
+    `load on ${base}: ${result.ok} requests served, ${result.failed} failed, ${result.servedBy.size} replicas answered; ` +
+      `p50 ${percentile(result.latenciesMs, 50).toFixed(1)} ms, p99 ${percentile(result.latenciesMs, 99).toFixed(1)} ms`,
   );
   if (result.failed > 0)
     throw new Error(

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PREVIEW_MARKER } from "../../ci/comment";
 import { pulumiEnvironment } from "../../ci/cli";
+import { percentile } from "../../ci/smoke";
 import { digest, policyEventLine } from "./support/previews";
 import { ROOT, stack, StandIn, standIn } from "./support/stand-in";
 
@@ -236,6 +237,42 @@ describe("npm run ci:preview", () => {
   });
 });
 
+test("percentile: nearest rank over the served requests' milliseconds", () => {
+  assert.equal(percentile([], 99), 0);
+  assert.equal(percentile([5], 50), 5);
+  const ms = Array.from({ length: 100 }, (_, i) => 100 - i);
+  assert.equal(percentile(ms, 50), 50);
+  assert.equal(percentile(ms, 99), 99);
+  assert.equal(percentile(ms, 100), 100);
+  assert.deepEqual(ms.slice(0, 2), [100, 99], "the input is left as it was");
+});
+
+describe("npm run ci:deploy", () => {
+  test("--rollback-to runs a kept release again: the stack's rollbackTo is set, no release, and the summary says so", async () => {
+    const s = standIn({ stacks: { staging: stack() }, urls: { staging: loop.url } });
+    opened.push(s);
+    fs.writeFileSync(path.join(s.projectDir, "Pulumi.staging.yaml"), STACK_FILE);
+    const result = await cli(s, ["deploy", "--stack", "staging", "--rollback-to", "4f1c2ab9e0d3"], {
+      PULUMI_BACKEND_URL: "s3://state",
+      PULUMI_CONFIG_PASSPHRASE: "correct horse",
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(s.state().stacks.staging.config["webstack:rollbackTo"], "4f1c2ab9e0d3");
+    assert.equal(s.state().stacks.staging.config["webstack:release"], undefined);
+    assert.match(result.summary, /^Rolled `staging` back to release `4f1c2ab9e0d3`: http:\/\/127\.0\.0\.1:\d+/m);
+
+    const both = await cli(s, ["deploy", "--stack", "staging", "--rollback-to", "r1", "--release", "r2"], {
+      PULUMI_BACKEND_URL: "s3://state",
+    });
+    assert.notEqual(both.code, 0);
+    assert.match(both.stderr, /--rollback-to runs a kept release again; it takes no --release/);
+    const bad = await cli(s, ["deploy", "--stack", "staging", "--rollback-to", "r1;true"], {
+      PULUMI_BACKEND_URL: "s3://state",
+    });
+    assert.match(bad.stderr, /--rollback-to must be 1-40 letters, digits/);
+  });
+});
+
 describe("npm run ci:pr-stack and ci:runner-stack", () => {
   test("up: deploys pr-5, smoke-tests its url, and posts the url to the pull request", async () => {
     const s = standIn({ stacks: {}, urls: { "pr-5": loop.url } });
@@ -265,7 +302,10 @@ describe("npm run ci:pr-stack and ci:runner-stack", () => {
     opened.push(s);
     const result = await cli(s, ["runner-stack", "--load-seconds", "1"], { GITHUB_RUN_ID: "88" });
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stderr, /load on http:\/\/127\.0\.0\.1:\d+: \d+ requests served, 0 failed/);
+    assert.match(
+      result.stderr,
+      /load on http:\/\/127\.0\.0\.1:\d+: \d+ requests served, 0 failed, 1 replicas answered; p50 \d+\.\d ms, p99 \d+\.\d ms/,
+    );
     const invocations = s.invocations();
     assert.deepEqual(s.commands(), [
       "stack select --create ci-88",

@@ -365,10 +365,27 @@ describe("environment stacks", () => {
     assert.deepEqual(s.commands(), [
       "stack ls --json",
       "stack select staging",
+      "config rm webstack:rollbackTo --stack staging",
       "config set webstack:release abc123 --stack staging",
       "up --stack staging --yes --skip-preview --policy-pack policy",
       "stack output url --stack staging",
     ]);
+  });
+
+  test("deploy with rollbackTo: the kept release is set instead of a release, and the checkout is not deployed", async () => {
+    const s = make({ stacks: { production: stack() }, urls: { production: "http://198.51.100.8" } });
+    assert.equal(await deployStack(s.lifecycle, "production", { rollbackTo: "4f1c2ab9e0d3" }), "http://198.51.100.8");
+    assert.deepEqual(s.commands(), [
+      "stack ls --json",
+      "stack select production",
+      "config set webstack:rollbackTo 4f1c2ab9e0d3 --stack production",
+      "up --stack production --yes --skip-preview --policy-pack policy",
+      "stack output url --stack production",
+    ]);
+    await assert.rejects(
+      deployStack(s.lifecycle, "production", { rollbackTo: "r1", release: "r2" }),
+      /either rolls back to a kept release or deploys a release of the checkout, not both/,
+    );
   });
 
   test("deploy never creates an environment: a stack missing from the backend is an error", async () => {

@@ -68,8 +68,16 @@ const actionValidator = (file: string) =>
   spawnSync(path.join(ROOT, "node_modules", ".bin", "action-validator"), [file], { cwd: ROOT, encoding: "utf8" });
 
 describe("the workflows pass both offline checkers", () => {
-  test("there are workflows for previews, deploys, pr stacks, the sweeper, drift and tests", () => {
-    assert.deepEqual(FILES, ["deploy.yml", "drift.yml", "pr-stack.yml", "preview.yml", "sweep.yml", "test.yml"]);
+  test("there are workflows for previews, deploys, rollbacks, pr stacks, the sweeper, drift and tests", () => {
+    assert.deepEqual(FILES, [
+      "deploy.yml",
+      "drift.yml",
+      "pr-stack.yml",
+      "preview.yml",
+      "rollback.yml",
+      "sweep.yml",
+      "test.yml",
+    ]);
   });
 
   for (const file of FILES) {
@@ -247,5 +255,12 @@ describe("webstack's rules for its workflows", () => {
     assert.equal(deploy.production.needs, "staging", "production only after staging passed");
     assert.equal(deploy.production.environment, "production", "production behind the environment's approval");
     assert.match(JSON.stringify(deploy.staging.steps), /ci:deploy -- --stack staging --release \\"\$GITHUB_SHA\\"/);
+    const rollback = workflow("rollback.yml").jobs.rollback;
+    assert.equal(rollback.environment, "${{ inputs.stack }}", "a rollback of production needs production's approval");
+    assert.deepEqual(
+      rollback.concurrency,
+      { group: "webstack-stack-${{ inputs.stack }}", "cancel-in-progress": false },
+      "never beside that stack's deploy",
+    );
   });
 });

@@ -47,6 +47,7 @@ const FLAGS: Record<string, { flags: string[]; booleans: string[] }> = {
   "stack output": { flags: ["--stack"], booleans: ["--json", "--show-secrets", "--shell"] },
   "stack rm": { flags: ["--stack"], booleans: ["--yes", "--force", "--preserve-config"] },
   "config set": { flags: ["--stack"], booleans: ["--secret", "--plaintext", "--path"] },
+  "config rm": { flags: ["--stack"], booleans: ["--path"] },
   preview: {
     flags: [
       "--stack",
@@ -200,6 +201,11 @@ function main(): void {
     }
     case "config set":
       requireStack().config[positionals[0]] = positionals[1];
+      save();
+      return;
+    case "config rm":
+      // A key that is not set is no error.
+      delete requireStack().config[positionals[0]];
       save();
       return;
     case "preview": {
