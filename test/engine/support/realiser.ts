@@ -15,11 +15,12 @@
 import dockerignore from "@balena/dockerignore";
 import * as pulumi from "@pulumi/pulumi";
 import Docker from "dockerode";
+import { execFile } from "node:child_process";
 import { createHash, generateKeyPairSync, KeyObject, randomBytes, randomInt, randomUUID } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { Readable } from "node:stream";
-import { inspect } from "node:util";
+import { inspect, promisify } from "node:util";
 import * as tar from "tar-stream";
 
 /** Label on every object the realiser creates; `destroy()` removes what carries it. */
@@ -134,7 +135,9 @@ type Realise = (
 const CONTAINER = "docker:index/container:Container";
 const IMAGE = "docker:index/image:Image";
 const DOCKER_PROVIDER = "pulumi:providers:docker";
-const COMMANDS = new Set(["command:remote:Command", "command:local:Command"]);
+const LOCAL_COMMAND = "command:local:Command";
+const execFileAsync = promisify(execFile);
+const COMMANDS = new Set(["command:remote:Command", LOCAL_COMMAND]);
 
 const CONTAINER_INPUTS = new Set([
   "name",
@@ -533,7 +536,47 @@ export class EngineRealiser {
     if (COMMANDS.has(record.type) && this.commandDelayMs > 0) await sleep(this.commandDelayMs);
     // Provider references carry the id; a new id (a replaced provider) changes every reference.
     record.id = record.type === DOCKER_PROVIDER ? randomUUID() : `${record.name}-id`;
-    record.outputs = { ...record.inputs, ...plausibleOutputs(record.type, reveal(record.inputs) as Json) };
+    const inputs = reveal(record.inputs) as Json;
+    const ran = record.type === LOCAL_COMMAND ? await this.runLocalCommand(record.name, inputs, "create") : undefined;
+    record.outputs = { ...record.inputs, ...plausibleOutputs(record.type, inputs), ...ran };
+  }
+
+  /**
+   * Runs a local command's `create` (on creation and on every change, as the provider does without
+   * an `update`) or its `delete`, with the Docker CLI pointed at the test engine: the engine the
+   * local target's provider and CLI both find through DOCKER_HOST. A non-zero exit fails it, with
+   * its standard error, as the provider does.
+   */
+  private async runLocalCommand(
+    logical: string,
+    inputs: Json,
+    which: "create" | "delete",
+  ): Promise<{ stdout: string; stderr: string } | undefined> {
+    onlyKeys(`Command ${logical}`, inputs, ["create", "delete", "interpreter"]);
+    const script = inputs[which];
+    if (script === undefined) return undefined;
+    const interpreter = list(inputs.interpreter ?? ["/bin/sh", "-c"], `${logical}.interpreter`).map((part) =>
+      str(part, `${logical}.interpreter[]`),
+    );
+    this.log(`running ${logical}'s ${which} command`);
+    // Asynchronous: load generators in this process keep running meanwhile.
+    const result = await execFileAsync(interpreter[0], [...interpreter.slice(1), str(script, `${logical}.${which}`)], {
+      env: { ...process.env, DOCKER_HOST: this.engineAddress },
+      timeout: 120_000,
+    }).then(
+      ({ stdout, stderr }) => ({ code: "0", stdout, stderr }),
+      (error: Error & { code?: number | string; stdout?: string; stderr?: string }) => ({
+        code: String(error.code ?? error.message),
+        stdout: error.stdout ?? "",
+        stderr: error.stderr ?? error.message,
+      }),
+    );
+    const stdout = result.stdout.trimEnd();
+    const stderr = result.stderr.trimEnd();
+    if (result.code !== "0") {
+      throw new Error(`Command ${logical}: ${which} exited with ${result.code}: ${stderr || stdout}`);
+    }
+    return { stdout, stderr };
   }
 
   /**
@@ -1040,6 +1083,9 @@ export class EngineRealiser {
       }
       case IMAGE:
         summary.kept.push(String(record.outputs.imageName));
+        break;
+      case LOCAL_COMMAND:
+        await this.runLocalCommand(record.name, inputs, "delete");
         break;
       default:
         // Recorded only: nothing of it exists on the engine.
