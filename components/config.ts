@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import * as net from "node:net";
 import { z } from "zod";
-import { DEFAULT_LIMITS, LIMITED_ROLES, LimitedRole, ResourceLimits } from "./specs/containers";
+import { DEFAULT_APP_PROCESSES, DEFAULT_LIMITS, LIMITED_ROLES, LimitedRole, ResourceLimits } from "./specs/containers";
 
 export const NAMESPACE = "webstack";
 
@@ -84,7 +84,15 @@ export interface WebstackConfig {
   limitBurst?: number;
   /** Memory and CPU weight per role (the app's per replica): what is set over DEFAULT_LIMITS. */
   limits: Record<LimitedRole, ResourceLimits>;
+  /**
+   * The most tasks (processes and threads) the app's user may have on the host: every replica, a
+   * release's second set of them and the migration run together (the kernel counts per user).
+   */
+  appProcesses: number;
 }
+
+/** Tasks one app replica may need: a Node process has about a dozen threads (measured in the engine tests). */
+export const TASKS_PER_REPLICA = 32;
 
 /** A raw setting: what `pulumi config` holds, as text (lists as JSON text). */
 export type RawConfig = Readonly<Record<string, string | undefined>>;
@@ -127,6 +135,7 @@ const KEYS = [
   "limitRatePerIp",
   "limitBurst",
   "limits",
+  "appProcesses",
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -295,6 +304,7 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   limitRatePerIp: wholeNumber(0, 100000),
   limitBurst: wholeNumber(0, 1000000),
   limits: limitsSetting,
+  appProcesses: wholeNumber(64, 65536),
 };
 
 const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
@@ -364,6 +374,16 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     );
   }
 
+  // During a release two sets of replicas run, and the migration run beside them.
+  const replicas = (values.replicas as number | undefined) ?? 3;
+  const processes = values.appProcesses as number | undefined;
+  if (processes !== undefined && processes < TASKS_PER_REPLICA * (2 * replicas + 1)) {
+    problems.push(
+      `${NAMESPACE}:appProcesses must be at least ${TASKS_PER_REPLICA * (2 * replicas + 1)} for ${replicas} replicas ` +
+        `(${TASKS_PER_REPLICA} tasks for each replica of two releases and the migration run) (got ${show(raw.appProcesses ?? "")})`,
+    );
+  }
+
   if (problems.length > 0 || target === undefined) throw new ConfigError(problems);
 
   const cloud = target !== "local";
@@ -396,6 +416,7 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     limitRatePerIp: (values.limitRatePerIp as number | undefined) ?? 0,
     limitBurst: values.limitBurst as number | undefined,
     limits: (values.limits as Record<LimitedRole, ResourceLimits> | undefined) ?? structuredClone(DEFAULT_LIMITS),
+    appProcesses: (values.appProcesses as number | undefined) ?? DEFAULT_APP_PROCESSES,
   };
 }
 

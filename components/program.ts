@@ -41,6 +41,7 @@ export function buildWebstack(
     appRevision: revision,
     shutdownGraceSeconds: config.shutdownGraceSeconds,
     limits: config.limits,
+    appProcesses: config.appProcesses,
   });
   const images = new ReleaseImages("app-releases", { host, localName, keep: config.keepReleases });
   let image: AppImage | undefined;
@@ -83,6 +84,7 @@ export function buildWebstack(
     limitRatePerIp: config.limitRatePerIp,
     limitBurst: config.limitBurst,
     limits: config.limits,
+    appProcesses: config.appProcesses,
     transform: options.transform,
   });
   images.prune(release, stack.replicas);

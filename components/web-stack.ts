@@ -88,6 +88,8 @@ export interface WebStackArgs {
    * @example { app: { memoryMb: 384, cpuShares: 1024 } }
    */
   limits?: Partial<Record<LimitedRole, ResourceLimits>>;
+  /** Tasks the app's user may have on the host, all replicas together. @default DEFAULT_APP_PROCESSES */
+  appProcesses?: number;
   /** Change what WebStack did not foresee, per child. */
   transform?: {
     /** Both networks: the front one (`webstack-<stack>`) and the internal back one (`…-back`). */
@@ -110,13 +112,14 @@ export interface WebStackArgs {
  * built, so the app image can be tagged with it.
  */
 export function stackReleaseId(
-  args: Pick<WebStackArgs, "names" | "release" | "appRevision" | "shutdownGraceSeconds" | "limits">,
+  args: Pick<WebStackArgs, "names" | "release" | "appRevision" | "shutdownGraceSeconds" | "limits" | "appProcesses">,
 ): string {
   const template = appReplicaSpec(args.names, {
     release: "",
     index: 0,
     shutdownGraceSeconds: args.shutdownGraceSeconds,
     limits: roleLimits(args, "app"),
+    userProcesses: args.appProcesses,
   });
   return releaseId(args.release, args.appRevision, template);
 }
@@ -312,6 +315,7 @@ export class WebStack extends pulumi.ComponentResource {
         index: i + 1,
         shutdownGraceSeconds,
         limits: this.limits("app"),
+        userProcesses: this.args.appProcesses,
       });
       return this.createContainer(`${this.name}-app-${this.releaseId}-${i + 1}`, spec, {
         image: this.args.appImage,
@@ -329,7 +333,11 @@ export class WebStack extends pulumi.ComponentResource {
    * run once it ended well; a failed run fails the update with the migration's own error.
    */
   private createMigrationRun(files: FilesRun, postgres: pulumi.Resource): pulumi.Output<pulumi.Resource> {
-    const spec = migrationRunSpec(this.args.names, { release: this.releaseId, limits: this.limits("app") });
+    const spec = migrationRunSpec(this.args.names, {
+      release: this.releaseId,
+      limits: this.limits("app"),
+      userProcesses: this.args.appProcesses,
+    });
     const { container } = this.createContainer(`${this.name}-migrate-${this.releaseId}`, spec, {
       image: this.args.appImage,
       volumes: { "files-app": files.volume.name },
@@ -475,10 +483,15 @@ export class WebStack extends pulumi.ComponentResource {
       logOpts: spec.logOpts,
       stopSignal: spec.stopSignal,
       stopTimeout: spec.stopTimeout,
+      init: spec.init,
       // No swap past the limit: a container over it is stopped by the kernel, not slowed to a crawl.
       memory: spec.limits?.memoryMb,
       memorySwap: spec.limits?.memoryMb,
       cpuShares: spec.limits?.cpuShares,
+      ulimits:
+        spec.userProcesses === undefined
+          ? undefined
+          : [{ name: "nproc", soft: spec.userProcesses, hard: spec.userProcesses }],
       ...(spec.oneOff
         ? // The provider waits for a one-off to end and records its exit code (and its log, which
           // names what failed); it must not expect it running.

@@ -150,6 +150,16 @@ export interface ContainerSpec {
   stopTimeout: number;
   /** Undefined only for a one-off run. */
   limits?: ResourceLimits;
+  /**
+   * The most tasks (processes and threads) the container's user may have on the host (the
+   * kernel's RLIMIT_NPROC, counted per user, not per container); undefined sets none.
+   */
+  userProcesses?: number;
+  /**
+   * Docker's init (tini) runs as PID 1 and starts the command: it passes signals on and reaps
+   * orphaned children, which would otherwise stay zombies counted against `userProcesses`.
+   */
+  init?: boolean;
 }
 
 export interface StackNames {
@@ -279,7 +289,15 @@ export interface AppReplicaOptions {
   shutdownGraceSeconds: number;
   /** @default DEFAULT_LIMITS.app */
   limits?: ResourceLimits;
+  /** Tasks the app's user may have on the host, all its containers together. @default DEFAULT_APP_PROCESSES */
+  userProcesses?: number;
 }
+
+/**
+ * Tasks the app's user may have on the host by default: far above what 20 replicas of two releases
+ * use (a dozen threads each), far below what exhausts the host's process table.
+ */
+export const DEFAULT_APP_PROCESSES = 1024;
 
 /**
  * An app replica: read-only root, no capability, its secrets in a read-only volume its files run
@@ -326,6 +344,9 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
     // The app drains in-flight requests within its grace period; Docker waits a little longer.
     stopTimeout: options.shutdownGraceSeconds + 5,
     limits,
+    userProcesses: options.userProcesses ?? DEFAULT_APP_PROCESSES,
+    // Node reaps only the children it spawned: what a shell in the replica forks and leaves is tini's.
+    init: true,
   };
 }
 
@@ -333,6 +354,8 @@ export interface MigrationRunOptions {
   release: string;
   /** The app's limits: the run is the app's own code. @default DEFAULT_LIMITS.app */
   limits?: ResourceLimits;
+  /** The app's user's task limit (see AppReplicaOptions). @default DEFAULT_APP_PROCESSES */
+  userProcesses?: number;
 }
 
 /** The app image's migration entry point (see app/README.md, "Migrations"). */
@@ -369,6 +392,7 @@ export function migrationRunSpec(names: StackNames, options: MigrationRunOptions
     stopSignal: "SIGTERM",
     stopTimeout: 10,
     limits,
+    userProcesses: options.userProcesses ?? DEFAULT_APP_PROCESSES,
   };
 }
 

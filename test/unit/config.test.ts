@@ -283,6 +283,7 @@ function knownSettings(): string {
     "limitRatePerIp",
     "limitBurst",
     "limits",
+    "appProcesses",
     "postgresPassword",
     "redisPassword",
   ].join(", ");
@@ -357,6 +358,7 @@ describe("defaults and good configs", () => {
       limitRatePerIp: 0,
       limitBurst: undefined,
       limits: DEFAULT_LIMITS,
+      appProcesses: 1024,
     });
   });
 
@@ -475,6 +477,12 @@ describe("each setting at the edges of what it allows", () => {
     table("httpPort", ["0", "1", "65535"], ["65536", "-1", "8080.5"]);
     table("shutdownGraceSeconds", ["1", "300"], ["0", "301"]);
     table("keepReleases", ["1", "50"], ["0", "51", "-1", "2.5", ""]);
+    table("appProcesses", ["224", "65536"], ["63", "223", "65537", "-1", "2.5", ""]);
+    // Enough for two releases' replicas and the migration run: 32 tasks each.
+    accepts({ replicas: "20", appProcesses: "1312" });
+    assert.deepEqual(problemsOf({ replicas: "20", appProcesses: "1311" }), [
+      'webstack:appProcesses must be at least 1312 for 20 replicas (32 tasks for each replica of two releases and the migration run) (got "1311")',
+    ]);
     table("limitConnPerIp", ["0", "65535"], ["65536"]);
     table("limitRatePerIp", ["0", "100000"], ["100001"]);
     table("limitBurst", ["0", "1000000"], ["1000001"], { limitRatePerIp: "10" });

@@ -255,6 +255,24 @@ describe("rollback and kept release images", () => {
     );
   });
 
+  test("the app's user may have appProcesses tasks on the host: its replicas and migration run carry the limit, no other container does", async () => {
+    const { mocks } = await runProgram({ appProcesses: "300", release: "r1" });
+    for (const c of containers(mocks.resources)) {
+      const expected = /^webstack-(app-r1-[0-9]+|migrate-r1)$/.test(c.name)
+        ? [{ name: "nproc", soft: 300, hard: 300 }]
+        : undefined;
+      assert.deepEqual(c.inputs.ulimits, expected, c.name);
+    }
+    assert.equal(containers(mocks.resources).filter((c) => c.inputs.ulimits !== undefined).length, 3 + 1);
+    // What a shell in a replica forks and leaves is reaped by Docker's init, so it stops counting.
+    assert.deepEqual(
+      containers(mocks.resources)
+        .filter((c) => c.inputs.init === true)
+        .map((c) => c.name),
+      replicas(mocks.resources).map((c) => c.name),
+    );
+  });
+
   test("the prune and removal scripts take only a plain repository and a keep of at least 1", () => {
     assert.equal(
       releaseImage("registry.digitalocean.com/acme/webstack-prod-app", "r1"),

@@ -161,6 +161,8 @@ describe("container specs", () => {
       stopSignal: "SIGTERM",
       stopTimeout: 15,
       limits,
+      userProcesses: 1024,
+      init: true,
     });
   });
 
@@ -304,8 +306,14 @@ describe("container specs", () => {
       stopSignal: "SIGTERM",
       stopTimeout: 10,
       limits: { memoryMb: 400, cpuShares: 512 },
+      userProcesses: 1024,
     });
     assert.deepEqual(migrationRunSpec(names, { release: "abc123" }).limits, DEFAULT_LIMITS.app);
+    assert.equal(migrationRunSpec(names, { release: "abc123", userProcesses: 96 }).userProcesses, 96);
+    assert.equal(
+      appReplicaSpec(names, { release: "abc123", index: 1, shutdownGraceSeconds: 10, userProcesses: 96 }).userProcesses,
+      96,
+    );
   });
 
   test("a failed migration run's log gives its last error line, or its last line of text", () => {
@@ -361,6 +369,8 @@ describe("container specs", () => {
       stopSignal: true,
       stopTimeout: true,
       limits: true,
+      userProcesses: true,
+      init: true,
     };
     const altered = (value: unknown): unknown => {
       if (value === undefined) return "set";
