@@ -168,6 +168,7 @@ const CONTAINER_INPUTS = new Set([
   "memory",
   "memorySwap",
   "cpuShares",
+  "ulimits",
   "wait",
   "waitTimeout",
   "mustRun",
@@ -211,7 +212,7 @@ export class EngineRealiser {
    * container registers only after what it depends on has completed).
    */
   readonly events: RealiserEvent[] = [];
-  /** Failures of `newResource`, also rethrown by `settled()`. */
+  /** Failures of `newResource` in the current update (see beginUpdate), also rethrown by `settled()`. */
   readonly errors: Error[] = [];
   readonly mocks: pulumi.runtime.Mocks;
 
@@ -293,6 +294,8 @@ export class EngineRealiser {
    * the mocks again (`install()`) before evaluating the program anew.
    */
   beginUpdate(): number {
+    // A failed update ended with its failures; they are no failure of this one.
+    this.errors.length = 0;
     return ++this.currentUpdate;
   }
 
@@ -1046,6 +1049,18 @@ export class EngineRealiser {
         MemorySwap: memorySwap === undefined ? undefined : megabytesOrUnlimited(memorySwap),
         CpuShares: optNum(inputs.cpuShares, at("cpuShares")),
         ShmSize: shmSize === undefined ? undefined : shmSize * 1024 * 1024,
+        Ulimits:
+          inputs.ulimits === undefined
+            ? undefined
+            : list(inputs.ulimits, at("ulimits")).map((u, i) => {
+                const entry = u as Json;
+                onlyKeys(`Container ${logical}: ulimits[${i}]`, entry, ["name", "soft", "hard"]);
+                return {
+                  Name: str(entry.name, at(`ulimits[${i}].name`)),
+                  Soft: optNum(entry.soft, at(`ulimits[${i}].soft`)),
+                  Hard: optNum(entry.hard, at(`ulimits[${i}].hard`)),
+                };
+              }),
       },
     };
     return { create, networks, uploads: uploadArchives(logical, inputs.uploads), ports };

@@ -10,6 +10,7 @@ import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { unhandledRejectionsOf } from "../../support/rejections";
 import { freePort } from "../../support/services";
+import { TASKS_PER_REPLICA } from "../../../components/config";
 import { DEFAULT_LIMITS, LimitedRole } from "../../../components/specs/containers";
 import {
   ContainerTop,
@@ -70,6 +71,25 @@ export interface Scenario {
    * command); it takes a while to complete here, so a resource that does not wait shows.
    */
   readinessCommand?: string;
+}
+
+/** The app user's task limit the scenarios deploy with (`appProcesses`): 3 replicas need at least 224. */
+const APP_PROCESSES = 256;
+/** The app's user id in its image (see APP_USER). */
+const APP_UID = 10001;
+
+/**
+ * Tasks (processes and threads) of a user on this machine, which the test engine shares: what the
+ * kernel holds against that user's RLIMIT_NPROC.
+ */
+async function tasksOf(uid: number): Promise<number> {
+  let tasks = 0;
+  for (const pid of (await fs.readdir("/proc")).filter((entry) => /^[0-9]+$/.test(entry))) {
+    const status = await fs.readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+    if (new RegExp(`^Uid:\\s+${uid}\\s`, "m").test(status))
+      tasks += Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  }
+  return tasks;
 }
 
 /** How long a created command takes in the scenarios that have one: long enough to be seen. */
@@ -300,7 +320,14 @@ export function describeStack(scenario: Scenario): void {
       }
       port = await freePort();
       // The target's own bind address: tests reach nginx on 127.0.0.1 whichever it is.
-      settings = { ...scenario.settings, httpPort: String(port), release: "r1", ...STANDIN_SETTINGS };
+      settings = {
+        ...scenario.settings,
+        httpPort: String(port),
+        release: "r1",
+        // Low enough for a fork bomb to reach within the replica's memory limit.
+        appProcesses: String(APP_PROCESSES),
+        ...STANDIN_SETTINGS,
+      };
       await deploy(realiser, settings);
     });
 
@@ -461,6 +488,52 @@ export function describeStack(scenario: Scenario): void {
       assert.equal(updated.State.StartedAt, postgres.State.StartedAt, "nor restarted");
       assert.deepEqual([updated.HostConfig.Memory, updated.HostConfig.MemorySwap], [640 * MiB, 640 * MiB]);
       assert.equal(updated.RestartCount, postgres.RestartCount);
+    });
+
+    test("a fork bomb in a replica stops at the app user's task limit; the stack serves on, and the replica was never short of threads", async (t) => {
+      const victim = replicas()[0];
+      for (const name of replicas())
+        assert.deepEqual(
+          (await inspect(name)).HostConfig.Ulimits,
+          [{ Name: "nproc", Soft: APP_PROCESSES, Hard: APP_PROCESSES }],
+          name,
+        );
+      const atRest = await tasksOf(APP_UID);
+      t.diagnostic(`the app's user has ${atRest} tasks for ${replicas().length} replicas at rest`);
+      assert.ok(atRest <= TASKS_PER_REPLICA * replicas().length, `${atRest} tasks at rest`);
+
+      const before = await readCount();
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+      let bomb: { exitCode: number; output: string };
+      let peak: number;
+      try {
+        await sleep(1000);
+        // Forks until the kernel refuses; dash gives up on the first refusal. Each child ends by itself.
+        bomb = await execIn(docker().getContainer(victim), [
+          "sh",
+          "-c",
+          `n=0; while [ $n -lt ${APP_PROCESSES * 4} ]; do sleep 15 & n=$((n+1)); done; echo "forked $n"`,
+        ]);
+        peak = await tasksOf(APP_UID);
+        await sleep(2000);
+      } finally {
+        await load.stop();
+      }
+      t.diagnostic(`bomb: exit ${bomb.exitCode}, ${peak} tasks of the app's user at its peak; ${bomb.output.trim()}`);
+      assert.notEqual(bomb.exitCode, 0, "the bomb was stopped");
+      assert.match(bomb.output, /fork/i, "by a refused fork");
+      assert.doesNotMatch(bomb.output, /^forked/m);
+      assert.ok(peak <= APP_PROCESSES, `${peak} tasks, past the limit of ${APP_PROCESSES}`);
+      assert.ok(peak > APP_PROCESSES - 20, `${peak} tasks: something else stopped the bomb`);
+      await settleLoad(t, load, before);
+      for (const name of [`${prefix}-postgres`, `${prefix}-redis`, `${prefix}-nginx`, ...replicas()]) {
+        const state = (await inspect(name)).State;
+        assert.deepEqual([state.Running, state.Health?.Status], [true, "healthy"], name);
+      }
+      // The children end by themselves, and the user's tasks are what they were.
+      await eventually("the bomb's children to end", 30, async () =>
+        (await tasksOf(APP_UID)) <= atRest + 2 ? true : undefined,
+      );
     });
 
     test("a new nginx config under load is reloaded in the running nginx: no failed request, the same container, the new limit in force", async (t) => {
@@ -660,6 +733,20 @@ export function describeStack(scenario: Scenario): void {
       const atRest = startLoad(port, { concurrency: 8, maxSeconds: 300 });
       await sleep(5000);
       await settleLoad(t, atRest, countAtRest);
+
+      if (prunes) {
+        // r1's image was pruned: the update fails before any container of it exists.
+        const serving = replicas();
+        realiser.beginUpdate();
+        const failures = await failedDeploy(realiser, { ...settings, rollbackTo: "r1" });
+        const why =
+          `webstack:rollbackTo: release r1's image ${prefix}-app:r1 is not on the host (it keeps the 3 newest, ` +
+          "see webstack:keepReleases); deploy that release's commit instead";
+        assert.ok(failures.length > 0, "the update failed");
+        // The check's own failure, and each registration that waited on the image, passing it on.
+        for (const failure of failures) assert.ok(failure.message.endsWith(why), failure.message);
+        assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), serving);
+      }
 
       await updateUnderLoad(t, { rollbackTo: "r3" });
       assert.equal(realiser.ofType(IMAGE).length, builds, "nothing was built");
