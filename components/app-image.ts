@@ -84,7 +84,7 @@ export class AppImage extends pulumi.ComponentResource {
         { name: imageArgs.imageName, keepLocally: true },
         { parent: this, provider: host.provider, dependsOn: [image, ...host.ready] },
       );
-      // Containers that run the image depend on both, so they are deleted before the tag is.
+      // Containers that run the image depend on both: it is built and on the host before they start.
       this.ref = pulumi.all([image.repoDigest, local.imageId]).apply(([digest]) => digest);
     }
     this.registerOutputs({ ref: this.ref, revision: this.revision });
