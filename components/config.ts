@@ -380,7 +380,7 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
   if (processes !== undefined && processes < TASKS_PER_REPLICA * (2 * replicas + 1)) {
     problems.push(
       `${NAMESPACE}:appProcesses must be at least ${TASKS_PER_REPLICA * (2 * replicas + 1)} for ${replicas} replicas ` +
-        `(${TASKS_PER_REPLICA} tasks for each replica of two releases and the migration run) (got ${show(raw.appProcesses ?? "")})`,
+        `(${TASKS_PER_REPLICA} tasks for each replica of two releases and the migration run) (got ${show(String(processes))})`,
     );
   }
 

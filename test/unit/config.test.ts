@@ -543,6 +543,9 @@ describe("each setting at the edges of what it allows", () => {
     assert.equal(parseConfig({ release: "v1.2_3-x" }).release, "v1.2_3-x");
     table("rollbackTo", ["a", "4f1c2ab9e0d3", "A".repeat(40)], ["", "-a", "a/b", "a b", "a".repeat(41), "r1;true"]);
     assert.equal(parseConfig({ rollbackTo: "4f1c2ab9e0d3" }).rollbackTo, "4f1c2ab9e0d3");
+    assert.deepEqual(problemsOf({ rollbackTo: "r1;true" }), [
+      `webstack:rollbackTo must be a release id the stack deployed before, such as its git SHA (got "r1;true")`,
+    ]);
     table(
       "docrRegistry",
       ["a", "my-registry", `a${"b".repeat(61)}c`],

@@ -26,6 +26,7 @@ import {
   specFingerprint,
 } from "../../components/specs/containers";
 import { cloudName, inboundRules } from "../../components/specs/firewall";
+import { imagePruneScript, imageRemoveAllScript, releaseImage } from "../../components/specs/images";
 import { hashTree, releaseId } from "../../components/specs/release";
 import { isThrowawayStack, PR_STACK, shortStackName } from "../../components/specs/stacks";
 import { dockerNginxVars } from "../../nginx/render";
@@ -770,5 +771,97 @@ describe("release ids", () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("release images on the host", () => {
+  test("a release's image is its repository tagged with the release; the scripts take only a plain repository and a keep of at least 1", () => {
+    assert.equal(
+      releaseImage("registry.digitalocean.com/acme/webstack-prod-app", "r1"),
+      "registry.digitalocean.com/acme/webstack-prod-app:r1",
+    );
+    assert.equal(releaseImage("webstack-dev-app", "4f1c2ab9e0d3"), "webstack-dev-app:4f1c2ab9e0d3");
+    for (const bad of ["", "App", "a b", "a'; rm -rf /", "a/", "a:", "-a", "a--", "a/b/", ".a"]) {
+      assert.throws(
+        () => releaseImage(bad, "r1"),
+        /an image repository must be lower-case letters, digits and \. _ - \/ :/,
+        bad,
+      );
+      assert.throws(() => imagePruneScript(bad, 3), /an image repository must be/, bad);
+      assert.throws(() => imageRemoveAllScript(bad), /an image repository must be/, bad);
+    }
+    for (const bad of [0, -1, 1.5])
+      assert.throws(
+        () => imagePruneScript("a", bad),
+        new RegExp(`keep must be a whole number of at least 1 \\(got ${bad}\\)`),
+      );
+  });
+
+  /**
+   * Runs a script with a stand-in `docker` first on PATH: the engine's images (newest first), each
+   * with the digests it was pulled by, and which of them a container uses. Returns what the script
+   * printed and the references it removed. The real engine runs the same scripts in the engine tier.
+   */
+  function runWithImages(
+    script: string,
+    images: { tag: string; digests?: string[]; inUse?: boolean }[],
+  ): { printed: string[]; removed: string[] } {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "webstack-docker-"));
+    try {
+      const log = path.join(dir, "removed");
+      fs.writeFileSync(log, "");
+      const digests = images.flatMap((i) => (i.digests ?? []).map((d) => `${i.tag} ${d}`));
+      fs.writeFileSync(
+        path.join(dir, "docker"),
+        [
+          "#!/bin/sh",
+          'case "$1 $2" in',
+          `"image ls") [ "$4" = "--format" ] || [ "$3" = "--format" ] || exit 9; printf '%s\\n' ${images.map((i) => `'${i.tag}'`).join(" ")} '<none>' ;;`,
+          `"image inspect") tag="\${5##*:}"; printf '%s\\n' ${digests.map((d) => `'${d}'`).join(" ") || "''"} | while read -r t d; do [ "$t" = "$tag" ] && echo "$d"; done; exit 0 ;;`,
+          `"image rm") case " ${images
+            .filter((i) => i.inUse)
+            .map((i) => `app:${i.tag}`)
+            .join(" ")} " in *" $3 "*) exit 1 ;; esac; echo "$3" >> "${log}" ;;`,
+          "*) exit 9 ;;",
+          "esac",
+        ].join("\n"),
+        { mode: 0o755 },
+      );
+      const printed = execFileSync("/bin/sh", ["-c", script], {
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${dir}:${process.env.PATH}` },
+      });
+      return {
+        printed: printed.split("\n").filter((line) => line !== ""),
+        removed: fs
+          .readFileSync(log, "utf8")
+          .split("\n")
+          .filter((line) => line !== ""),
+      };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test("the prune keeps the newest `keep` release images, removes the rest with their digests, and leaves one in use", () => {
+    const images = [
+      { tag: "r5" },
+      { tag: "r4" },
+      { tag: "r3", inUse: true },
+      { tag: "r2", digests: ["app@sha256:22"] },
+      { tag: "r1" },
+    ];
+    assert.deepEqual(runWithImages(imagePruneScript("app", 2), images), {
+      printed: ["kept app:r3: in use", "removed app:r2", "removed app:r1"],
+      removed: ["app:r2", "app@sha256:22", "app:r1"],
+    });
+    assert.deepEqual(runWithImages(imagePruneScript("app", 5), images), { printed: [], removed: [] });
+    assert.deepEqual(runWithImages(imageRemoveAllScript("app"), images).removed, [
+      "app:r5",
+      "app:r4",
+      "app:r2",
+      "app@sha256:22",
+      "app:r1",
+    ]);
   });
 });
