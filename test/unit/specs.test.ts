@@ -856,6 +856,12 @@ describe("release images on the host", () => {
       removed: ["app:r2", "app@sha256:22", "app:r1"],
     });
     assert.deepEqual(runWithImages(imagePruneScript("app", 5), images), { printed: [], removed: [] });
+    assert.deepEqual(runWithImages(imagePruneScript("app", 1), images).removed, [
+      "app:r4",
+      "app:r2",
+      "app@sha256:22",
+      "app:r1",
+    ]);
     assert.deepEqual(runWithImages(imageRemoveAllScript("app"), images).removed, [
       "app:r5",
       "app:r4",
