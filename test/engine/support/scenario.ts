@@ -490,6 +490,54 @@ export function describeStack(scenario: Scenario): void {
       assert.equal(updated.RestartCount, postgres.RestartCount);
     });
 
+    test("a replica whose own server process goes past its memory limit is OOM-killed and restarted by its policy; under load no request fails and Postgres is untouched", async (t) => {
+      const victim = replicas()[1];
+      const { RestartCount: restartsBefore } = await inspect(victim);
+      const postgres = await inspect(`${prefix}-postgres`);
+      const before = await readCount();
+      const since = Math.floor(Date.now() / 1000);
+      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+      try {
+        await sleep(1000);
+        // The replica's own server allocates outside its heap until the kernel steps in: Node's
+        // debugger, opened by SIGUSR1, has it evaluate the allocation. Killed with the server.
+        await execIn(docker().getContainer(victim), [
+          "sh",
+          "-c",
+          [
+            `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < "$p/cmdline")" in "node /app/dist/server.js"*) pid="\${p#/proc/}";; esac; done`,
+            'kill -USR1 "$pid"',
+            `(sleep 2; echo 'exec("globalThis.hog = []; for (;;) hog.push(Buffer.alloc(8 << 20, 1))")'; sleep 20) | timeout 25 node inspect 127.0.0.1:9229`,
+          ].join("\n"),
+        ]);
+        await eventually(`${victim} restarted`, 60, async () =>
+          (await inspect(victim)).RestartCount > restartsBefore ? true : undefined,
+        );
+        await healthy(victim);
+        await sleep(2000);
+      } finally {
+        await load.stop();
+      }
+      const result = await settleLoad(t, load, before);
+      const events = await docker().getEvents({
+        since,
+        until: Math.ceil(Date.now() / 1000),
+        filters: { container: [victim], event: ["oom"] },
+      });
+      let said = "";
+      for await (const chunk of events) said += String(chunk);
+      t.diagnostic(`${victim}: OOM-killed and restarted; ${result.ok} requests served meanwhile, none failed`);
+      assert.match(said, /"status":"oom"/, `the kernel's OOM killer ended ${victim}'s server`);
+      const after = await inspect(victim);
+      assert.deepEqual([after.State.Running, after.State.Health?.Status], [true, "healthy"]);
+      const untouched = await inspect(`${prefix}-postgres`);
+      assert.deepEqual(
+        [untouched.State.StartedAt, untouched.RestartCount],
+        [postgres.State.StartedAt, postgres.RestartCount],
+        "Postgres was not restarted",
+      );
+    });
+
     test("a fork bomb in a replica stops at the app user's task limit; the stack serves on, and the replica was never short of threads", async (t) => {
       const victim = replicas()[0];
       for (const name of replicas())
