@@ -374,8 +374,8 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     );
   }
 
-  // During a release two sets of replicas run, and the migration run beside them.
   const replicas = (values.replicas as number | undefined) ?? 3;
+  // During a release two sets of replicas run, and the migration run beside them.
   const processes = values.appProcesses as number | undefined;
   if (processes !== undefined && processes < TASKS_PER_REPLICA * (2 * replicas + 1)) {
     problems.push(
@@ -389,7 +389,7 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
   const cloud = target !== "local";
   return {
     target,
-    replicas: (values.replicas as number | undefined) ?? 3,
+    replicas,
     region: raw.region,
     size: cloud ? (raw.size ?? DEFAULT_SIZES[target]) : undefined,
     httpPort: (values.httpPort as number | undefined) ?? (cloud ? 80 : 8080),

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, HostScript, ImageRegistryTarget } from "./docker-host";
+import { DockerHost, ImageRegistryTarget } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface AwsHostArgs {
@@ -62,7 +62,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
-  private readonly engine: RemoteEngine;
+  readonly runOnHost: DockerHost["runOnHost"];
 
   constructor(name: string, args: AwsHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:hosts:AwsHost", name, {}, opts);
@@ -176,19 +176,11 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
-    this.engine = engine;
+    this.runOnHost = (name, script, options) => engine.run(name, script, options);
     this.vmId = instance.id;
     this.publicIp = ip.publicIp;
     this.publicAddress = ip.publicIp;
     this.registerOutputs({ publicIp: this.publicIp });
-  }
-
-  runOnHost(
-    name: string,
-    script: HostScript,
-    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
-  ): pulumi.Resource {
-    return this.engine.run(name, script, opts);
   }
 }
 

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, HostScript, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
+import { DockerHost, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface DigitalOceanHostArgs {
@@ -50,7 +50,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
-  private readonly engine: RemoteEngine;
+  readonly runOnHost: DockerHost["runOnHost"];
 
   constructor(name: string, args: DigitalOceanHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:hosts:DigitalOceanHost", name, {}, opts);
@@ -148,19 +148,11 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     this.provider = engine.provider;
     this.buildProvider = this.registry ? new docker.Provider(`${name}-builder`, {}, { parent: this }) : engine.provider;
     this.ready = [engine.ready];
-    this.engine = engine;
+    this.runOnHost = (name, script, options) => engine.run(name, script, options);
     this.vmId = droplet.id;
     this.publicIp = ip.ipAddress;
     this.publicAddress = ip.ipAddress;
     this.registerOutputs({ publicIp: this.publicIp });
-  }
-
-  runOnHost(
-    name: string,
-    script: HostScript,
-    opts: { parent: pulumi.Resource; dependsOn?: pulumi.Input<pulumi.Resource>[] },
-  ): pulumi.Resource {
-    return this.engine.run(name, script, opts);
   }
 }
 

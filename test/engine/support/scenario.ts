@@ -10,6 +10,7 @@ import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { unhandledRejectionsOf } from "../../support/rejections";
 import { freePort } from "../../support/services";
+import { percentile } from "../../../ci/smoke";
 import { TASKS_PER_REPLICA } from "../../../components/config";
 import { DEFAULT_LIMITS, LimitedRole } from "../../../components/specs/containers";
 import {
@@ -22,7 +23,6 @@ import {
   startEngine,
   STANDIN_IMAGES,
 } from "./engine";
-import { percentile } from "../../../ci/smoke";
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
 
@@ -263,7 +263,6 @@ export function describeStack(scenario: Scenario): void {
     return output.split("\n").filter((line) => line !== "");
   };
   const appliedMigrations = () => psql("SELECT name FROM schema_migrations ORDER BY id");
-  /** Deploys `release` from `checkout` under load and checks the load: no failed request, no visit lost. */
   /** The checkout the stack was last deployed from; undefined for the project itself. */
   let checkout: string | undefined;
   /** What the last update's program exported. */
