@@ -101,6 +101,12 @@ export function percentile(ms: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
+/** A load's median and 99th percentile latency, as its reports print them. */
+export function latencySummary(result: LoadResult): string {
+  const ms = (p: number) => percentile(result.latenciesMs, p).toFixed(1);
+  return `p50 ${ms(50)} ms, p99 ${ms(99)} ms`;
+}
+
 /**
  * Runs `concurrency` clients sending GET / until `stop()` is called or `maxSeconds` pass, so a
  * hung caller still ends.
@@ -151,7 +157,7 @@ export async function loadCheck(
   const result = await load.stop();
   options.log?.(
     `load on ${base}: ${result.ok} requests served, ${result.failed} failed, ${result.servedBy.size} replicas answered; ` +
-      `p50 ${percentile(result.latenciesMs, 50).toFixed(1)} ms, p99 ${percentile(result.latenciesMs, 99).toFixed(1)} ms`,
+      latencySummary(result),
   );
   if (result.failed > 0)
     throw new Error(

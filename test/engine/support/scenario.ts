@@ -10,7 +10,7 @@ import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { unhandledRejectionsOf } from "../../support/rejections";
 import { freePort } from "../../support/services";
-import { percentile } from "../../../ci/smoke";
+import { latencySummary } from "../../../ci/smoke";
 import { TASKS_PER_REPLICA } from "../../../components/config";
 import { DEFAULT_LIMITS, LimitedRole } from "../../../components/specs/containers";
 import {
@@ -199,8 +199,7 @@ export async function stopLoad(
   stack: { docker: Engine["docker"]; port: number; nginx: string; countBefore: number },
 ): Promise<LoadResult> {
   const result = await load.stop();
-  const ms = (p: number) => percentile(result.latenciesMs, p).toFixed(1);
-  t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed; p50 ${ms(50)} ms, p99 ${ms(99)} ms`);
+  t.diagnostic(`load: ${result.ok} requests served, ${result.failed} failed; ${latencySummary(result)}`);
   if (result.failed > 0) t.diagnostic(`nginx said:\n${await nginxTrouble(stack.docker, stack.nginx)}`);
   assert.equal(result.failed, 0, `failed requests: ${result.failures.join("; ")}`);
   assert.ok(result.ok > 100, `only ${result.ok} requests`);
