@@ -64,6 +64,34 @@ export interface NginxVars {
    * @default 0
    */
   limitBurst: number;
+  /**
+   * HTTPS, or null for HTTP only. The HTTPS listener and certificate are a separate file the
+   * container's start script puts in place once the certificate exists (and takes out if nginx
+   * rejects it at start), so nginx serves HTTP before the first certificate arrives.
+   * @default null
+   */
+  tls: TlsVars | null;
+}
+
+/** nginx's HTTPS: a certificate kept up to date by an ACME client beside it. */
+export interface TlsVars {
+  /** Port nginx listens on for HTTPS. @example 443 */
+  listenPort: number;
+  /** Port clients reach HTTPS on, for the redirect from HTTP (443 is left out of the URL). @example 443 */
+  publicPort: number;
+  /** One PEM file holding the private key and the certificate chain; written whole by the ACME client. */
+  bundlePath: string;
+  /** Directory whose `*.conf` the server includes: the start script puts the HTTPS part there. */
+  activeDir: string;
+  /** Directory served at `/.well-known/acme-challenge/` over HTTP (the ACME client's webroot). */
+  challengeRoot: string;
+  /** Strict-Transport-Security max-age in seconds; 0 sends none. */
+  hstsSeconds: number;
+  /**
+   * How HTTP/2 is turned on: the `http2` listen parameter (nginx < 1.25.1) or the `http2`
+   * directive (1.25.1 and later, where the parameter is deprecated).
+   */
+  http2: "listen" | "directive";
 }
 
 /** The few choices the Docker stack makes; everything else is fixed by the image and network. */
@@ -85,7 +113,25 @@ export interface DockerNginxOptions {
   limitRatePerIp?: number;
   /** Requests above the rate allowed at once; only with `limitRatePerIp`. @default 2 × limitRatePerIp */
   limitBurst?: number;
+  /** HTTPS with an ACME client's certificate, or none. @default undefined (HTTP only) */
+  tls?: DockerTlsOptions;
 }
+
+/** The HTTPS choices of the Docker stack; the paths are fixed by its volumes. */
+export interface DockerTlsOptions {
+  /** The host port HTTPS is published on. @default 443 */
+  publicPort?: number;
+  /** @default 31536000 */
+  hstsSeconds?: number;
+  /** The nginx image's version, from its tag: decides how HTTP/2 is turned on. @example "1.28.0" */
+  nginxVersion?: string;
+}
+
+/** Where the certificate volume and the ACME webroot volume are mounted in the nginx container. */
+export const NGINX_CERTS_DIR = "/etc/webstack-certs";
+export const NGINX_ACME_WEBROOT = "/var/www/acme";
+/** The file the ACME client writes: private key and certificate chain in one, replaced whole. */
+export const CERT_BUNDLE = "live/bundle.pem";
 
 /** Where the nginx container's files go, and the command that starts it. */
 export const NGINX_CONF_PATH = "/etc/nginx/nginx.conf";
@@ -115,7 +161,28 @@ export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
     limitRatePerIp,
     // A bad rate is reported by validation; it must not also produce a confusing burst.
     limitBurst: options.limitBurst ?? (isCount(limitRatePerIp, MAX_RATE) ? 2 * limitRatePerIp : 0),
+    tls:
+      options.tls === undefined
+        ? null
+        : {
+            listenPort: 443,
+            publicPort: options.tls.publicPort ?? 443,
+            bundlePath: `${NGINX_CERTS_DIR}/${CERT_BUNDLE}`,
+            activeDir: "/var/cache/nginx/webstack-tls",
+            challengeRoot: NGINX_ACME_WEBROOT,
+            hstsSeconds: options.tls.hstsSeconds ?? 31536000,
+            http2: http2Style(options.tls.nginxVersion),
+          },
   };
+}
+
+/** The http2 style for an nginx version ("1.22.1", "1.28"); an unknown version is taken as current. */
+export function http2Style(version: string | undefined): TlsVars["http2"] {
+  const match = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(version ?? "");
+  if (match === null) return "directive";
+  const [major, minor, patch] = [Number(match[1]), Number(match[2]), Number(match[3] ?? 0)];
+  const atLeast = major !== 1 ? major > 1 : minor !== 25 ? minor > 25 : patch >= 1;
+  return atLeast ? "directive" : "listen";
 }
 
 export class NginxConfigError extends Error {
@@ -245,6 +312,25 @@ export function validateNginxVars(vars: NginxVars): string[] {
   } else if (vars.limitBurst > 0 && vars.limitRatePerIp === 0) {
     bad("limitBurst", vars.limitBurst, "0 while limitRatePerIp is 0 (a burst only applies to a rate limit)");
   }
+  if (vars.tls !== null) problems.push(...tlsProblems(vars.tls, vars.listenPort));
+  return problems;
+}
+
+function tlsProblems(tls: TlsVars, httpPort: number): string[] {
+  const problems: string[] = [];
+  const bad = (field: string, value: unknown, allowed: string) =>
+    problems.push(`nginx setting tls.${field} is ${show(value)}; allowed: ${allowed}`);
+  if (!isPort(tls.listenPort)) bad("listenPort", tls.listenPort, "an integer from 1 to 65535");
+  else if (tls.listenPort === httpPort) bad("listenPort", tls.listenPort, `a port other than listenPort ${httpPort}`);
+  if (!isPort(tls.publicPort)) bad("publicPort", tls.publicPort, "an integer from 1 to 65535");
+  for (const field of ["bundlePath", "activeDir", "challengeRoot"] as const) {
+    const value = tls[field];
+    if (typeof value !== "string" || !SAFE_PATH.test(value) || value.length < 2) {
+      bad(field, value, "an absolute path of letters, digits, '.', '_', '-' and '/'");
+    }
+  }
+  if (!isCount(tls.hstsSeconds, 63072000)) bad("hstsSeconds", tls.hstsSeconds, "an integer from 0 (off) to 63072000");
+  if (tls.http2 !== "listen" && tls.http2 !== "directive") bad("http2", tls.http2, '"listen" or "directive"');
   return problems;
 }
 
@@ -302,6 +388,7 @@ export function renderNginxConfig(vars: NginxVars): string {
     UPSTREAM_SERVERS: vars.upstreams.map((upstream) => `        server ${upstream} max_fails=0;`).join("\n"),
     LISTEN: listen,
     ...limitDirectives(vars),
+    ...tlsDirectives(vars.tls),
     ADMIN_ROUTES: vars.adminRoutes
       ? "        # adminRoutes: /reset and /admin reach the app, which requires its admin token."
       : [
@@ -313,6 +400,93 @@ export function renderNginxConfig(vars: NginxVars): string {
           "        }",
         ].join("\n"),
   });
+}
+
+/**
+ * HTTPS in the main config: the TLS settings, the include of the HTTPS part, the challenge
+ * location and the redirect. The redirect applies only once the HTTPS part is in place (it sets
+ * $webstack_tls), so a stack without its certificate yet keeps serving HTTP.
+ */
+function tlsDirectives(tls: TlsVars | null): { TLS_HTTP: string; TLS_SERVER: string; TLS_REDIRECT: string } {
+  if (tls === null) {
+    return {
+      TLS_HTTP: "    # no HTTPS",
+      TLS_SERVER: "        # no HTTPS",
+      TLS_REDIRECT: "            # no HTTPS, no redirect",
+    };
+  }
+  const port = tls.publicPort === 443 ? "" : `:${tls.publicPort}`;
+  return {
+    TLS_HTTP: [
+      "    # TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites only (1.3 has nothing else).",
+      "    ssl_protocols TLSv1.2 TLSv1.3;",
+      `    ssl_ciphers ${TLS12_CIPHERS.join(":")};`,
+      "    ssl_prefer_server_ciphers off;",
+      "    # Resumption from a cache all workers share (about 4,000 sessions per MB), for a day; no",
+      "    # session tickets, whose key would never rotate while nginx runs.",
+      "    ssl_session_cache shared:webstack_tls:10m;",
+      "    ssl_session_timeout 1d;",
+      "    ssl_session_tickets off;",
+      '    map "$scheme:$webstack_tls" $webstack_redirect {',
+      '        "http:1" 1;',
+      "        default 0;",
+      "    }",
+      ...(tls.hstsSeconds > 0
+        ? [
+            "    map $scheme $webstack_hsts {",
+            `        https "max-age=${tls.hstsSeconds}";`,
+            '        default "";',
+            "    }",
+          ]
+        : []),
+    ].join("\n"),
+    TLS_SERVER: [
+      "",
+      "        # The HTTPS listener and certificate: put in place by the start script once the",
+      "        # certificate exists, which sets $webstack_tls to 1.",
+      "        set $webstack_tls 0;",
+      `        include ${tls.activeDir}/*.conf;`,
+      ...(tls.hstsSeconds > 0
+        ? ["        add_header Strict-Transport-Security $webstack_hsts always;"]
+        : ["        # hstsSeconds is 0: no Strict-Transport-Security"]),
+      "",
+      "        # ACME HTTP-01 challenges, over plain HTTP, from the ACME client's webroot.",
+      "        location ^~ /.well-known/acme-challenge/ {",
+      `            root ${tls.challengeRoot};`,
+      "            default_type text/plain;",
+      "        }",
+    ].join("\n"),
+    TLS_REDIRECT: [
+      "            # Once HTTPS is up, plain HTTP is sent there (308 keeps the method and body).",
+      "            if ($webstack_redirect) {",
+      `                return 308 https://$host${port}$request_uri;`,
+      "            }",
+    ].join("\n"),
+  };
+}
+
+/** TLS 1.2 suites of Mozilla's intermediate profile without DHE (which needs a dhparam file). */
+const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+/** The HTTPS part of the server, for the start script to put in `activeDir`. */
+export function renderTlsServer(tls: TlsVars, listenAddress: string | null): string {
+  const listen = `${listenAddress === null ? "" : `${listenAddress}:`}${tls.listenPort}`;
+  return [
+    "# Generated by nginx/render.ts: the HTTPS part of the server, included once the certificate exists.",
+    tls.http2 === "listen" ? `listen ${listen} ssl http2 backlog=4096;` : `listen ${listen} ssl backlog=4096;`,
+    ...(tls.http2 === "directive" ? ["http2 on;"] : []),
+    `ssl_certificate ${tls.bundlePath};`,
+    `ssl_certificate_key ${tls.bundlePath};`,
+    "set $webstack_tls 1;",
+    "",
+  ].join("\n");
 }
 
 /** The per-address limits: zones at the http level, the limits themselves in the server. */
@@ -360,6 +534,21 @@ export interface ContainerFile {
 /** Every file the nginx container needs; the container runs NGINX_COMMAND. */
 export function nginxContainerFiles(vars: NginxVars): ContainerFile[] {
   const names = upstreamNames(vars);
+  const tls: ContainerFile[] =
+    vars.tls === null
+      ? []
+      : [
+          {
+            path: `${NGINX_SCRIPT_DIR}/tls.conf`,
+            content: renderTlsServer(vars.tls, vars.listenAddress),
+            executable: false,
+          },
+          {
+            path: `${NGINX_SCRIPT_DIR}/tls.env`,
+            content: `tls_bundle='${vars.tls.bundlePath}'\ntls_active='${vars.tls.activeDir}'\n`,
+            executable: false,
+          },
+        ];
   return [
     { path: NGINX_CONF_PATH, content: renderNginxConfig(vars), executable: false },
     { path: `${NGINX_SCRIPT_DIR}/start.sh`, content: START_SCRIPT, executable: true },
@@ -368,5 +557,6 @@ export function nginxContainerFiles(vars: NginxVars): ContainerFile[] {
       content: names.map((name) => `${name}\n`).join(""),
       executable: false,
     },
+    ...tls,
   ];
 }

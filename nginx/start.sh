@@ -12,6 +12,12 @@
 # the names before starting nginx (default 30), WATCH_LOOKUP the lookup command (default
 # "getent ahosts"; its output's first column is the address), WATCH_CONFIG the config file
 # (default nginx.conf in the directory above this script's).
+#
+# HTTPS: when tls.conf and tls.env lie next to this script, the certificate bundle tls.env names
+# ($tls_bundle, written whole by the stack's ACME client) is watched too. While it exists,
+# tls.conf (the HTTPS listener and certificate) is copied into $tls_active, which nginx.conf
+# includes; a new bundle is picked up with a graceful reload. At start, a bundle nginx rejects is
+# left out, so nginx starts serving HTTP rather than not at all.
 set -u
 
 dir=$(dirname "$0")
@@ -21,6 +27,14 @@ reload_gap=${WATCH_RELOAD_GAP:-3}
 start_wait=${WATCH_START_WAIT:-30}
 lookup=${WATCH_LOOKUP:-getent ahosts}
 config=${WATCH_CONFIG:-$dir/../nginx.conf}
+tls_conf=""
+tls_bundle=""
+tls_active=""
+if [ -f "$dir/tls.conf" ] && [ -f "$dir/tls.env" ]; then
+  tls_conf="$dir/tls.conf"
+  # Two assignments written by nginx/render.ts: tls_bundle and tls_active.
+  . "$dir/tls.env"
+fi
 
 log() {
   printf 'nginx-upstream-watch: %s\n' "$*" >&2
@@ -41,7 +55,23 @@ snapshot() {
     out="$out$name: $addrs;"
   done
   sum=$(cksum "$config" 2>/dev/null) || return 1
-  printf '%s\n' "${out}config: ${sum%% *};"
+  cert=""
+  if [ -n "$tls_conf" ]; then
+    cert=$(cksum "$tls_bundle" 2>/dev/null) || cert="none"
+    cert="cert: ${cert%% *};"
+  fi
+  printf '%s\n' "${out}config: ${sum%% *};$cert"
+}
+
+# Puts the HTTPS part in place while the certificate bundle exists, and takes it out otherwise.
+tls_apply() {
+  [ -n "$tls_conf" ] || return 0
+  mkdir -p "$tls_active"
+  if [ -s "$tls_bundle" ]; then
+    cp "$tls_conf" "$tls_active/https.conf.tmp" && mv "$tls_active/https.conf.tmp" "$tls_active/https.conf"
+  else
+    rm -f "$tls_active/https.conf"
+  fi
 }
 
 # Reloads only after the same new answer was seen on two polls in a row (one odd DNS answer does
@@ -65,7 +95,9 @@ watch_upstreams() {
       candidate=$seen
       continue
     fi
-    log "upstream addresses or config changed from [$current] to [$seen]; reloading nginx"
+    log "upstream addresses, config or certificate changed from [$current] to [$seen]; reloading nginx"
+    # A bundle nginx cannot load fails only this reload: nginx keeps its last good one.
+    tls_apply
     if nginx -s reload; then
       current=$seen
     else
@@ -87,6 +119,12 @@ while ! initial=$(snapshot); do
   sleep 1
   waited=$((waited + 1))
 done
+tls_apply
+if [ -n "$tls_conf" ] && [ -f "$tls_active/https.conf" ] && ! nginx -t -q 2>/dev/null; then
+  log "nginx rejects the certificate in $tls_bundle; starting without HTTPS until it changes"
+  nginx -t 2>&1 | sed 's/^/nginx-upstream-watch: /' >&2
+  rm -f "$tls_active/https.conf"
+fi
 # The snapshot is taken before nginx loads its config, so any later change is noticed.
 watch_upstreams "$$" "$initial" &
 

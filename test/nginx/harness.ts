@@ -155,6 +155,7 @@ export function loopbackNginxVars(dir: string, port: number, upstreams: string[]
     limitConnPerIp: 0,
     limitRatePerIp: 0,
     limitBurst: 0,
+    tls: null,
   };
 }
 

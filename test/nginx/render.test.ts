@@ -32,6 +32,7 @@ const loopbackVars: NginxVars = {
   limitConnPerIp: 0,
   limitRatePerIp: 0,
   limitBurst: 0,
+  tls: null,
 };
 
 function lines(config: string): string[] {

@@ -1,14 +1,16 @@
 // The container's start script, run for real with /bin/sh, against a fake `nginx` on PATH that
 // records how it is called and a fake lookup command whose answers the test controls.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, describe, it } from "node:test";
-import { renderNginxConfig } from "../../nginx/render";
+import { http2Style, nginxContainerFiles, renderNginxConfig, type TlsVars } from "../../nginx/render";
 import { loopbackNginxVars, nginxPrefix, request } from "./harness";
 import { ensureDebianPackages, freePort } from "../support/services";
 
@@ -463,5 +465,236 @@ exec unshare --mount sh -c 'mount --bind "$0" /etc/hosts && exec /usr/sbin/nginx
     assert.deepEqual([...new Set(served.slice(-100))], ["second"], "only the remaining replica serves at the end");
     process.kill(h.pid, "SIGTERM");
     await waitFor("nginx and the watcher to exit", () => !h.groupAlive());
+  });
+});
+
+/** A CA and certificates it signs for "localhost", made with the openssl CLI (EC P-256). */
+class TestCa {
+  private serial = 0;
+  private constructor(readonly dir: string) {}
+
+  static async create(): Promise<TestCa> {
+    await ensureDebianPackages("openssl");
+    const dir = await mkdtemp(join(tmpdir(), "webstack-ca-"));
+    const ca = new TestCa(dir);
+    await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", join(dir, "ca.key")]);
+    await openssl([
+      ...["req", "-x509", "-new", "-key", join(dir, "ca.key"), "-sha256", "-days", "2"],
+      ...["-subj", "/CN=webstack test CA", "-out", join(dir, "ca.pem")],
+    ]);
+    return ca;
+  }
+
+  get rootPem(): Promise<string> {
+    return readFile(join(this.dir, "ca.pem"), "utf8");
+  }
+
+  /** A new key and certificate for localhost, as the ACME client writes them: key, then chain. */
+  async bundle(): Promise<{ bundle: string; serial: string }> {
+    this.serial += 1;
+    const name = `leaf${this.serial}`;
+    const key = join(this.dir, `${name}.key`);
+    await openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
+    await openssl(["req", "-new", "-key", key, "-subj", "/CN=localhost", "-out", join(this.dir, `${name}.csr`)]);
+    await writeFile(join(this.dir, `${name}.ext`), "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    // Four hex digits, as Node shows a serial (even length, upper case, no leading zero).
+    const serial = (0x1000 + this.serial).toString(16).toUpperCase();
+    await openssl([
+      ...["x509", "-req", "-in", join(this.dir, `${name}.csr`), "-CA", join(this.dir, "ca.pem")],
+      ...["-CAkey", join(this.dir, "ca.key"), "-set_serial", `0x${serial}`, "-days", "1", "-sha256"],
+      ...["-extfile", join(this.dir, `${name}.ext`), "-out", join(this.dir, `${name}.pem`)],
+    ]);
+    const pem = (await readFile(key, "utf8")) + (await readFile(join(this.dir, `${name}.pem`), "utf8"));
+    return { bundle: pem, serial };
+  }
+}
+
+function openssl(args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile("openssl", args, (error, _stdout, stderr) =>
+      error ? reject(new Error(`openssl ${args[0]}: ${stderr}`)) : resolve(),
+    );
+  });
+}
+
+interface TlsAnswer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  protocol: string | null;
+  alpn: string | false | null;
+  serial: string;
+}
+
+/** One HTTPS/1.1 request to 127.0.0.1 trusting only `ca`, on a new connection (ALPN offers h2 too). */
+function httpsGet(port: number, ca: string, path = "/"): Promise<TlsAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      { host: "127.0.0.1", servername: "localhost", port, path, ca, agent: false, timeout: 10_000 },
+      (res) => {
+        const socket = res.socket as TLSSocket;
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString("utf8"),
+            protocol: socket.getProtocol(),
+            alpn: socket.alpnProtocol,
+            serial: socket.getPeerCertificate().serialNumber,
+          }),
+        );
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error("HTTPS request timed out")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** The protocol ALPN settles on when the client offers h2 first. */
+function alpnWith(port: number, ca: string): Promise<string | false> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host: "127.0.0.1",
+      servername: "localhost",
+      port,
+      ca,
+      ALPNProtocols: ["h2", "http/1.1"],
+    });
+    socket.once("secureConnect", () => {
+      const chosen = socket.alpnProtocol ?? false;
+      socket.end();
+      resolve(chosen);
+    });
+    socket.once("error", reject);
+  });
+}
+
+describe("nginx/start.sh with the real nginx and HTTPS", () => {
+  it("serves HTTP until the certificate exists, then HTTPS (TLS 1.3, h2) with HTTP redirected but for the challenge path; a new certificate is picked up under load with no failed request; a bundle nginx rejects at start leaves it serving HTTP", async () => {
+    await ensureDebianPackages("nginx");
+    const ca = await TestCa.create();
+    after(() => rm(ca.dir, { recursive: true, force: true }));
+    const root = await ca.rootPem;
+    const upstream = http.createServer((req, res) =>
+      res.end(JSON.stringify({ proto: req.headers["x-forwarded-proto"] })),
+    );
+    await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
+    after(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const upstreamPort = (upstream.address() as AddressInfo).port;
+
+    const prefix = await nginxPrefix();
+    after(() => rm(prefix, { recursive: true, force: true }));
+    const [port, tlsPort] = [await freePort(), await freePort()];
+    const nginxVersion = await new Promise<string>((resolve, reject) =>
+      execFile("/usr/sbin/nginx", ["-v"], (error, _out, err) => (error ? reject(error) : resolve(err.split("/")[1]))),
+    );
+    const tls: TlsVars = {
+      listenPort: tlsPort,
+      publicPort: tlsPort,
+      bundlePath: join(prefix, "certs", "bundle.pem"),
+      activeDir: join(prefix, "tmp", "webstack-tls"),
+      challengeRoot: join(prefix, "acme"),
+      hstsSeconds: 600,
+      http2: http2Style(nginxVersion),
+    };
+    const vars = { ...loopbackNginxVars(prefix, port, [`localhost:${upstreamPort}`]), tls };
+    await mkdir(join(prefix, "certs"));
+    await mkdir(join(prefix, "acme", ".well-known", "acme-challenge"), { recursive: true });
+    await writeFile(join(prefix, "acme", ".well-known", "acme-challenge", "token1"), "token1.thumbprint");
+    await writeFile(join(prefix, "nginx.conf"), renderNginxConfig(vars));
+    const wrapper = `#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_DIR/nginx-calls"
+exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
+`;
+    const start = async (): Promise<Harness> => {
+      const h = await harness(["localhost"], wrapper);
+      for (const file of nginxContainerFiles(vars).filter((f) => /tls\.(conf|env)$/.test(f.path))) {
+        await writeFile(join(h.dir, basename(file.path)), file.content);
+      }
+      await h.answer("localhost", ["127.0.0.1"]);
+      h.start();
+      await waitFor(
+        "nginx to answer",
+        async () => (await request(port, { path: "/nginx-health" }).catch(() => null))?.status === 200,
+      );
+      return h;
+    };
+    const putBundle = async (pem: string) => {
+      await writeFile(`${tls.bundlePath}.tmp`, pem, { mode: 0o600 });
+      await rename(`${tls.bundlePath}.tmp`, tls.bundlePath);
+    };
+
+    // No certificate yet: HTTP serves the app, and nothing listens for HTTPS.
+    const h = await start();
+    const plain = await request(port);
+    assert.equal(plain.status, 200);
+    assert.deepEqual(JSON.parse(plain.body.toString("utf8")), { proto: "http" });
+    await assert.rejects(httpsGet(tlsPort, root), /ECONNREFUSED/);
+
+    // The certificate arrives: one reload, then HTTPS.
+    const first = await ca.bundle();
+    await putBundle(first.bundle);
+    await waitFor("HTTPS to answer", async () => (await httpsGet(tlsPort, root).catch(() => null))?.status === 200);
+    const secure = await httpsGet(tlsPort, root);
+    assert.deepEqual(
+      [secure.status, JSON.parse(secure.body), secure.protocol, secure.serial],
+      [200, { proto: "https" }, "TLSv1.3", first.serial],
+    );
+    assert.equal(secure.headers["strict-transport-security"], "max-age=600");
+    assert.equal(secure.headers["x-content-type-options"], "nosniff");
+    assert.equal(await alpnWith(tlsPort, root), "h2");
+
+    // HTTP now redirects, keeping the path and query; the challenge path and nginx's own health do not.
+    const redirected = await request(port, { path: "/visits?x=1", headers: { host: "localhost" } });
+    assert.deepEqual(
+      [redirected.status, redirected.headers.location],
+      [308, `https://localhost:${tlsPort}/visits?x=1`],
+    );
+    assert.equal(redirected.headers["strict-transport-security"], undefined, "no HSTS over plain HTTP");
+    const challenge = await request(port, { path: "/.well-known/acme-challenge/token1" });
+    assert.deepEqual([challenge.status, challenge.body.toString("utf8")], [200, "token1.thumbprint"]);
+    assert.equal((await request(port, { path: "/nginx-health" })).status, 200);
+
+    // A renewed certificate under load: every request answered, the new one served afterwards.
+    let served = 0;
+    const failures: string[] = [];
+    let loading = true;
+    const load = Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (loading) {
+          const answer = await httpsGet(tlsPort, root).catch((error: Error) => error);
+          if (answer instanceof Error || answer.status !== 200)
+            failures.push(String(answer instanceof Error ? answer.message : answer.status));
+          else served += 1;
+        }
+      }),
+    );
+    await sleep(500);
+    const second = await ca.bundle();
+    await putBundle(second.bundle);
+    await waitFor("the new certificate", async () => (await httpsGet(tlsPort, root)).serial === second.serial);
+    await sleep(500);
+    loading = false;
+    await load;
+    assert.deepEqual(failures, []);
+    assert.ok(served > 20, `only ${served} requests served`);
+    process.kill(h.pid, "SIGTERM");
+    await waitFor("nginx to exit", () => !h.groupAlive());
+
+    // A bundle nginx cannot load (a key and no certificate) at start: HTTP serves, HTTPS waits.
+    await putBundle(first.bundle.split("-----BEGIN CERTIFICATE-----")[0]);
+    const broken = await start();
+    assert.equal((await request(port)).status, 200);
+    await assert.rejects(httpsGet(tlsPort, root), /ECONNREFUSED/);
+    await putBundle(second.bundle);
+    await waitFor(
+      "HTTPS once the bundle is whole",
+      async () => (await httpsGet(tlsPort, root).catch(() => null))?.serial === second.serial,
+    );
+    process.kill(broken.pid, "SIGTERM");
+    await waitFor("nginx to exit", () => !broken.groupAlive());
   });
 });
