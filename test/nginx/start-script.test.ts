@@ -10,6 +10,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { after, describe, it } from "node:test";
+import { promisify } from "node:util";
 import { http2Style, nginxContainerFiles, renderNginxConfig, type TlsVars } from "../../nginx/render";
 import { loopbackNginxVars, nginxPrefix, request } from "./harness";
 import { ensureDebianPackages, freePort } from "../support/services";
@@ -588,9 +589,7 @@ describe("nginx/start.sh with the real nginx and HTTPS", () => {
     const prefix = await nginxPrefix();
     after(() => rm(prefix, { recursive: true, force: true }));
     const [port, tlsPort] = [await freePort(), await freePort()];
-    const nginxVersion = await new Promise<string>((resolve, reject) =>
-      execFile("/usr/sbin/nginx", ["-v"], (error, _out, err) => (error ? reject(error) : resolve(err.split("/")[1]))),
-    );
+    const nginxVersion = (await promisify(execFile)("/usr/sbin/nginx", ["-v"])).stderr.split("/")[1];
     const tls: TlsVars = {
       listenPort: tlsPort,
       publicPort: tlsPort,
