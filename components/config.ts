@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import * as net from "node:net";
 import { z } from "zod";
+import { isThrowawayStack } from "./specs/stacks";
 import { DEFAULT_APP_PROCESSES, DEFAULT_LIMITS, LIMITED_ROLES, LimitedRole, ResourceLimits } from "./specs/containers";
 
 export const NAMESPACE = "webstack";
@@ -22,6 +23,8 @@ export const DEFAULT_IMAGES = {
   redisImage: "redis:8.2.1-bookworm",
   nginxImage: "nginx:1.28.0-bookworm",
   nodeImage: "node:22.20.0-bookworm-slim",
+  // The last lego 4 release: its CLI is the one acme/acme.sh speaks.
+  acmeImage: "goacme/lego:v4.25.2",
 } as const;
 
 export const DEFAULT_SIZES: Record<Exclude<Target, "local">, string> = {
@@ -64,6 +67,8 @@ export interface WebstackConfig {
   redisImage: string;
   nginxImage: string;
   nodeImage: string;
+  /** The ACME client's image (lego), run only with HTTPS. */
+  acmeImage: string;
   /** Size of the cloud block-storage volume holding Postgres data. */
   dataVolumeGb: number;
   /** Protect data-bearing resources (volumes) from `pulumi destroy`. */
@@ -89,6 +94,34 @@ export interface WebstackConfig {
    * release's second set of them and the migration run together (the kernel counts per user).
    */
   appProcesses: number;
+  /** HTTPS with certificates from an ACME CA; set on cloud targets when `domain` is. */
+  https?: HttpsConfig;
+}
+
+/** Let's Encrypt's directories: production, and staging for stacks that come and go. */
+export const ACME_SERVERS = {
+  letsencrypt: "https://acme-v02.api.letsencrypt.org/directory",
+  "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+} as const;
+
+/** What a cloud stack with a `domain` serves over HTTPS, and where its certificate comes from. */
+export interface HttpsConfig {
+  /** The site's name first, then any extra names the certificate covers. @example ["app.example.com"] */
+  domains: string[];
+  /** The ACME account's contact address. */
+  acmeEmail: string;
+  /** The ACME directory URL. @default ACME_SERVERS.letsencrypt; its staging directory for a throwaway stack */
+  acmeServer: string;
+  /** PEM of the CA that signs a private ACME server's own HTTPS certificate (step-ca, Pebble), if any. */
+  acmeCaCertificate?: string;
+  /** A DNS zone of the cloud's DNS in which A records for every domain point at the host's address. */
+  dnsZone?: string;
+  /** Strict-Transport-Security max-age in seconds; 0 sends none. @default 31536000 (a year); 0 for a throwaway stack */
+  hstsSeconds: number;
+  /** First wait after a failed order; each next one doubles, up to twelve times this. @default 300 */
+  acmeRetrySeconds: number;
+  /** Host port nginx's HTTPS is published on. @default 443 */
+  httpsPort: number;
 }
 
 /** Tasks one app replica may need: a Node process has about a dozen threads (measured in the engine tests). */
@@ -125,6 +158,7 @@ const KEYS = [
   "redisImage",
   "nginxImage",
   "nodeImage",
+  "acmeImage",
   "dataVolumeGb",
   "protectData",
   "redisAof",
@@ -136,6 +170,15 @@ const KEYS = [
   "limitBurst",
   "limits",
   "appProcesses",
+  "domain",
+  "extraDomains",
+  "acmeEmail",
+  "acmeServer",
+  "acmeCaCertificate",
+  "dnsZone",
+  "hstsSeconds",
+  "acmeRetrySeconds",
+  "httpsPort",
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -183,6 +226,72 @@ const NGINX_SIZE = /^[1-9][0-9]{0,5}[km]?$/;
 
 function ipv4(key: string, value: string) {
   return net.isIPv4(value) ? value : problem(key, value, "an IPv4 address such as 127.0.0.1");
+}
+
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+// Deliberately plain: something@name.tld, no spaces or quotes; the CA checks the rest.
+const EMAIL =
+  /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/;
+const PEM_CERTIFICATE = /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*$/;
+
+/** Why `value` is not a DNS name a public CA can certify by HTTP-01, or undefined when it is one. */
+export function domainProblem(value: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return "a bare name without a scheme, such as app.example.com";
+  if (/[/?#]/.test(value)) return "a bare name without a path, such as app.example.com";
+  if (value.includes(":")) {
+    return net.isIPv6(value) ? "a DNS name, not an IP address" : "a bare name without a port, such as app.example.com";
+  }
+  if (net.isIPv4(value)) return "a DNS name, not an IP address";
+  if (value.startsWith("*.")) return "a name without a wildcard (HTTP-01 validation cannot certify *.)";
+  if (value !== value.toLowerCase()) return "written in lower case";
+  const labels = value.replace(/\.$/, "").split(".");
+  if (
+    value.length > 253 ||
+    labels.length < 2 ||
+    !labels.every((l) => LABEL.test(l)) ||
+    /^[0-9]+$/.test(labels.at(-1)!)
+  ) {
+    return "a DNS name of at least two labels (letters, digits and '-'), such as app.example.com";
+  }
+  return undefined;
+}
+
+function domainName(key: string, value: string) {
+  const wrong = domainProblem(value);
+  return wrong === undefined ? value.replace(/\.$/, "") : problem(key, value, wrong);
+}
+
+function domainList(key: string, value: string): string[] | { problem: string } | { problems: string[] } {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  const list = z.array(z.string()).max(99).safeParse(parsed);
+  if (!list.success) return problem(key, value, `a list of at most 99 DNS names such as ["www.example.com"]`);
+  const problems = list.data.flatMap((name, index) => {
+    const wrong = domainProblem(name);
+    return wrong === undefined ? [] : [problem(`${key}[${index}]`, name, wrong).problem];
+  });
+  return problems.length > 0 ? { problems } : list.data.map((name) => name.replace(/\.$/, ""));
+}
+
+function acmeServer(key: string, value: string) {
+  if (Object.hasOwn(ACME_SERVERS, value)) return ACME_SERVERS[value as keyof typeof ACME_SERVERS];
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  return url?.protocol === "https:" && url.username === "" && url.password === ""
+    ? value
+    : problem(
+        key,
+        value,
+        `an https:// ACME directory URL, or one of ${Object.keys(ACME_SERVERS).map(show).join(", ")}`,
+      );
 }
 
 function cidr(text: string): boolean {
@@ -294,6 +403,7 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   redisImage: matching(IMAGE_REF, "a Docker image reference such as redis:8.2.1-bookworm"),
   nginxImage: matching(IMAGE_REF, "a Docker image reference such as nginx:1.28.0-bookworm"),
   nodeImage: matching(IMAGE_REF, "a Docker image reference such as node:22.20.0-bookworm-slim"),
+  acmeImage: matching(IMAGE_REF, "a Docker image reference such as goacme/lego:v4.25.2"),
   dataVolumeGb: wholeNumber(1, 16384),
   protectData: boolean(),
   redisAof: boolean(),
@@ -305,7 +415,28 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   limitBurst: wholeNumber(0, 1000000),
   limits: limitsSetting,
   appProcesses: wholeNumber(64, 65536),
+  domain: domainName,
+  extraDomains: domainList,
+  acmeEmail: matching(EMAIL, "an e-mail address such as ops@example.com"),
+  acmeServer: acmeServer,
+  acmeCaCertificate: matching(PEM_CERTIFICATE, "a PEM certificate (-----BEGIN CERTIFICATE----- …)"),
+  dnsZone: domainName,
+  hstsSeconds: wholeNumber(0, 63072000),
+  acmeRetrySeconds: wholeNumber(1, 3600),
+  httpsPort: wholeNumber(1, 65535),
 };
+
+/** Settings that only mean something when `domain` is set. */
+const HTTPS_KEYS: readonly Key[] = [
+  "extraDomains",
+  "acmeEmail",
+  "acmeServer",
+  "acmeCaCertificate",
+  "dnsZone",
+  "hstsSeconds",
+  "acmeRetrySeconds",
+  "httpsPort",
+];
 
 const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
 
@@ -333,7 +464,11 @@ function secretProblems(raw: RawConfig, secretKeys: ReadonlySet<string>): string
  * Parses raw stack settings (keys without the `webstack:` prefix) into a full configuration.
  * Throws a ConfigError listing every problem; never returns a partly valid configuration.
  */
-export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = new Set()): WebstackConfig {
+export function parseConfig(
+  raw: RawConfig,
+  secretKeys: ReadonlySet<string> = new Set(),
+  kind: { throwaway: boolean } = { throwaway: false },
+): WebstackConfig {
   const problems: string[] = secretProblems(raw, secretKeys);
   const values: Partial<Record<Key, unknown>> = {};
   const known: readonly string[] = [...KEYS, ...SECRET_KEYS];
@@ -384,6 +519,8 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     );
   }
 
+  problems.push(...httpsProblems(target, raw, values));
+
   if (problems.length > 0 || target === undefined) throw new ConfigError(problems);
 
   const cloud = target !== "local";
@@ -406,6 +543,7 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     redisImage: (values.redisImage as string | undefined) ?? DEFAULT_IMAGES.redisImage,
     nginxImage: (values.nginxImage as string | undefined) ?? DEFAULT_IMAGES.nginxImage,
     nodeImage: (values.nodeImage as string | undefined) ?? DEFAULT_IMAGES.nodeImage,
+    acmeImage: (values.acmeImage as string | undefined) ?? DEFAULT_IMAGES.acmeImage,
     dataVolumeGb: (values.dataVolumeGb as number | undefined) ?? 10,
     protectData: (values.protectData as boolean | undefined) ?? false,
     redisAof: (values.redisAof as boolean | undefined) ?? true,
@@ -417,7 +555,73 @@ export function parseConfig(raw: RawConfig, secretKeys: ReadonlySet<string> = ne
     limitBurst: values.limitBurst as number | undefined,
     limits: (values.limits as Record<LimitedRole, ResourceLimits> | undefined) ?? structuredClone(DEFAULT_LIMITS),
     appProcesses: (values.appProcesses as number | undefined) ?? DEFAULT_APP_PROCESSES,
+    https:
+      values.domain === undefined
+        ? undefined
+        : {
+            domains: [values.domain as string, ...((values.extraDomains as string[] | undefined) ?? [])],
+            acmeEmail: values.acmeEmail as string,
+            // A stack that lives for a pull request must not spend production's rate limits, nor
+            // leave browsers remembering HTTPS for a name that will soon serve something else.
+            acmeServer:
+              (values.acmeServer as string | undefined) ??
+              (kind.throwaway ? ACME_SERVERS["letsencrypt-staging"] : ACME_SERVERS.letsencrypt),
+            acmeCaCertificate: values.acmeCaCertificate as string | undefined,
+            dnsZone: values.dnsZone as string | undefined,
+            hstsSeconds: (values.hstsSeconds as number | undefined) ?? (kind.throwaway ? 0 : 31536000),
+            acmeRetrySeconds: (values.acmeRetrySeconds as number | undefined) ?? 300,
+            httpsPort: (values.httpsPort as number | undefined) ?? 443,
+          },
   };
+}
+
+/** The HTTPS settings together: what needs `domain`, what `domain` needs, and the zone. */
+function httpsProblems(target: Target | undefined, raw: RawConfig, values: Partial<Record<Key, unknown>>): string[] {
+  const problems: string[] = [];
+  if (raw.domain === undefined) {
+    for (const key of HTTPS_KEYS) {
+      if (raw[key] !== undefined) {
+        problems.push(`${NAMESPACE}:${key} applies only with HTTPS: set webstack:domain too, or leave ${key} unset`);
+      }
+    }
+    return problems;
+  }
+  if (target === "local") {
+    problems.push(
+      `${NAMESPACE}:domain applies only to the digitalocean and aws targets, where a public CA can reach the host (target is "local") (got ${show(raw.domain)})`,
+    );
+  }
+  if (raw.acmeEmail === undefined) {
+    problems.push(
+      `${NAMESPACE}:acmeEmail is required with webstack:domain: the ACME account's contact address, such as ops@example.com`,
+    );
+  }
+  const domain = values.domain as string | undefined;
+  const extra = (values.extraDomains as string[] | undefined) ?? [];
+  if (domain !== undefined && extra.includes(domain)) {
+    problems.push(
+      `${NAMESPACE}:extraDomains must not repeat webstack:domain ${show(domain)} (got ${show(raw.extraDomains!)})`,
+    );
+  }
+  if (new Set(extra).size !== extra.length) {
+    problems.push(`${NAMESPACE}:extraDomains must list each name once (got ${show(raw.extraDomains!)})`);
+  }
+  const zone = values.dnsZone as string | undefined;
+  if (zone !== undefined) {
+    const outside = [domain, ...extra].filter(
+      (name): name is string => name !== undefined && name !== zone && !name.endsWith(`.${zone}`),
+    );
+    if (outside.length > 0) {
+      problems.push(
+        `${NAMESPACE}:dnsZone ${show(zone)} must contain every name it gets records for; ${outside.map(show).join(", ")} ${outside.length === 1 ? "is" : "are"} not inside it`,
+      );
+    }
+  }
+  const httpsPort = values.httpsPort as number | undefined;
+  if (httpsPort !== undefined && httpsPort === ((values.httpPort as number | undefined) ?? 80)) {
+    problems.push(`${NAMESPACE}:httpsPort must differ from webstack:httpPort (both are ${httpsPort})`);
+  }
+  return problems;
 }
 
 function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string[] {
@@ -490,7 +694,7 @@ export function readStackConfig(): {
     raw[key] = value;
     if (isConfigSecret(fullKey)) secretKeys.add(key);
   }
-  const config = parseConfig(raw, secretKeys);
+  const config = parseConfig(raw, secretKeys, { throwaway: isThrowawayStack(pulumi.getStack()) });
   const stackConfig = new pulumi.Config(NAMESPACE);
   const secrets: Partial<Record<SecretKey, pulumi.Output<string>>> = {};
   for (const key of SECRET_KEYS) {

@@ -2,10 +2,12 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { ContainerFile, dockerNginxVars, NGINX_COMMAND, NGINX_CONF_PATH, nginxContainerFiles } from "../nginx/render";
 import { DockerHost } from "./hosts/docker-host";
 import {
+  acmeSpec,
   APP_SECRET_FILES,
   APP_USER,
   appReplicaSpec,
@@ -57,8 +59,13 @@ export interface WebStackArgs {
   httpPort: number;
   /** Host address nginx is published on. @example "127.0.0.1" */
   bindAddress: string;
-  /** Pinned images of the stock services. */
-  images: { postgres: string; redis: string; nginx: string };
+  /** Pinned images of the stock services; `acme` only with `https`. */
+  images: { postgres: string; redis: string; nginx: string; acme?: string };
+  /**
+   * HTTPS on `httpsPort` with a certificate an ACME client beside nginx gets and renews (by
+   * HTTP-01 through nginx). @default undefined (HTTP only)
+   */
+  https?: StackHttps;
   /** Postgres password (a secret). @default a generated 32-character password */
   postgresPassword?: pulumi.Input<string>;
   /** Redis password (a secret; letters, digits, '_' and '-'). @default a generated 32-character password */
@@ -99,12 +106,28 @@ export interface WebStackArgs {
     redis?: Transform<docker.ContainerArgs>;
     app?: Transform<docker.ContainerArgs>;
     nginx?: Transform<docker.ContainerArgs>;
+    /** The ACME client (with `https`). */
+    acme?: Transform<docker.ContainerArgs>;
     /** The one-off runs that write the app's and nginx's read-only files. */
     files?: Transform<docker.ContainerArgs>;
     /** A release's one-off migration run. */
     migrate?: Transform<docker.ContainerArgs>;
   };
 }
+
+/** What WebStack needs of the HTTPS settings (see HttpsConfig). */
+export interface StackHttps {
+  domains: string[];
+  acmeEmail: string;
+  acmeServer: string;
+  acmeCaCertificate?: string;
+  hstsSeconds: number;
+  acmeRetrySeconds: number;
+  httpsPort: number;
+}
+
+/** The ACME client's script, run by the image's shell. */
+const ACME_SCRIPT = readFileSync(path.join(__dirname, "..", "acme", "acme.sh"), "utf8");
 
 /**
  * The release id a stack's replicas are named after (see `releaseId`): the given one, or else a
@@ -156,7 +179,7 @@ export class WebStack extends pulumi.ComponentResource {
 
   private readonly args: WebStackArgs;
   private readonly name: string;
-  private readonly networks: Record<NetworkRole, docker.Network>;
+  private readonly networks: Partial<Record<NetworkRole, docker.Network>>;
   private readonly secrets: Record<SecretDocument, pulumi.Output<string>>;
 
   constructor(name: string, args: WebStackArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -168,14 +191,22 @@ export class WebStack extends pulumi.ComponentResource {
     this.redisPassword = this.password("redis", args.redisPassword);
     this.adminToken = this.password("admin-token", undefined, 40);
     this.secrets = this.secretDocuments();
-    this.networks = { front: this.createNetwork("front"), back: this.createNetwork("back") };
+    this.networks = {
+      front: this.createNetwork("front"),
+      back: this.createNetwork("back"),
+      ...(args.https === undefined ? {} : { acme: this.createNetwork("acme") }),
+    };
     const postgres = this.createPostgres();
     const redis = this.createRedis();
     this.releaseId = stackReleaseId(args);
     const replicas = this.createReplicas(postgres.container, redis.container);
     this.replicaNames = replicas.map((r) => r.spec.containerName);
     this.replicas = replicas.map((r) => r.container);
-    const proxy = this.createProxy(replicas.map((r) => r.container));
+    const acme = args.https === undefined ? undefined : this.createAcme(args.https);
+    const proxy = this.createProxy(
+      replicas.map((r) => r.container),
+      acme,
+    );
 
     this.url = pulumi.interpolate`http://${args.host.publicAddress}${this.boundPort(proxy.container)}`;
     this.registerOutputs({ url: this.url, releaseId: this.releaseId, replicaNames: this.replicaNames });
@@ -229,7 +260,7 @@ export class WebStack extends pulumi.ComponentResource {
   private createNetwork(role: NetworkRole): docker.Network {
     const { names } = this.args;
     const args: docker.NetworkArgs = {
-      name: role === "front" ? names.prefix : `${names.prefix}-back`,
+      name: role === "front" ? names.prefix : `${names.prefix}-${role}`,
       driver: "bridge",
       // No route out and no published port: what is only on the back network talks to the app alone.
       internal: role === "back" ? true : undefined,
@@ -238,10 +269,10 @@ export class WebStack extends pulumi.ComponentResource {
     const opts = this.onHost();
     this.args.transform?.network?.(args, opts);
     // The front network keeps the logical name the single network had, so it is not replaced.
-    return new docker.Network(role === "front" ? `${this.name}-network` : `${this.name}-back-network`, args, opts);
+    return new docker.Network(role === "front" ? `${this.name}-network` : `${this.name}-${role}-network`, args, opts);
   }
 
-  private createVolume(role: VolumeRole, bindTo?: string): docker.Volume {
+  private createVolume(role: VolumeRole, bindTo?: string, after: pulumi.Resource[] = []): docker.Volume {
     const { names, protectData } = this.args;
     const args: docker.VolumeArgs = {
       name: `${names.prefix}-${role}`,
@@ -249,7 +280,11 @@ export class WebStack extends pulumi.ComponentResource {
       // On a cloud host the data lives on block storage that outlives the VM.
       driverOpts: bindTo ? { type: "none", o: "bind", device: bindTo } : undefined,
     };
-    const opts: pulumi.CustomResourceOptions = { ...this.onHost(), protect: role === "postgres-data" && protectData };
+    const opts: pulumi.CustomResourceOptions = {
+      ...this.onHost(),
+      dependsOn: [...this.args.host.ready, ...after],
+      protect: role === "postgres-data" && protectData,
+    };
     this.args.transform?.volume?.(args, opts);
     return new docker.Volume(`${this.name}-${role}`, args, opts);
   }
@@ -359,8 +394,42 @@ export class WebStack extends pulumi.ComponentResource {
     });
   }
 
-  private createProxy(replicas: pulumi.Resource[]): Built {
-    const { names, httpPort, bindAddress, maxRequestBody } = this.args;
+  /**
+   * The ACME client and its two volumes: the certificates (on the cloud host's block storage, so
+   * a replaced VM does not order again) and the webroot nginx answers challenges from.
+   */
+  private createAcme(https: StackHttps): Built & { certs: docker.Volume; webroot: docker.Volume } {
+    // The block storage of a VM made before HTTPS existed has no directory for them yet.
+    const { certsDir } = this.args.host;
+    const made =
+      certsDir === undefined
+        ? []
+        : [this.args.host.runOnHost(`${this.name}-certs-dir`, { create: `mkdir -p ${certsDir}` }, { parent: this })];
+    const certs = this.createVolume("certs", certsDir, made);
+    const webroot = this.createVolume("acme-webroot");
+    const ref = this.args.images.acme;
+    if (ref === undefined) throw new Error("WebStack: https needs images.acme, the ACME client's image");
+    const spec = acmeSpec(this.args.names, {
+      script: ACME_SCRIPT,
+      env: {
+        ACME_SERVER: https.acmeServer,
+        ACME_EMAIL: https.acmeEmail,
+        ACME_DOMAINS: https.domains.join(" "),
+        ACME_RETRY_SECONDS: String(https.acmeRetrySeconds),
+        ...(https.acmeCaCertificate === undefined ? {} : { ACME_CA_PEM: https.acmeCaCertificate }),
+      },
+      limits: this.limits("acme"),
+    });
+    const built = this.createContainer(`${this.name}-acme`, spec, {
+      image: this.stockImage("acme", ref),
+      volumes: { certs: certs.name, "acme-webroot": webroot.name },
+      transform: this.args.transform?.acme,
+    });
+    return { ...built, certs, webroot };
+  }
+
+  private createProxy(replicas: pulumi.Resource[], acme?: { certs: docker.Volume; webroot: docker.Volume }): Built {
+    const { names, httpPort, bindAddress, maxRequestBody, https } = this.args;
     const files = nginxContainerFiles(
       dockerNginxVars({
         clientMaxBodySize: maxRequestBody,
@@ -371,6 +440,14 @@ export class WebStack extends pulumi.ComponentResource {
         // limit_conn counts only connections with a request in progress: the rest share this
         // bound, which one address opening thousands of connections must not fill for everyone.
         workerConnections: PROXY_WORKER_CONNECTIONS,
+        tls:
+          https === undefined
+            ? undefined
+            : {
+                publicPort: https.httpsPort,
+                hstsSeconds: https.hstsSeconds,
+                nginxVersion: imageVersion(this.args.images.nginx),
+              },
       }),
     );
     const startHash = nginxStartHash(files);
@@ -383,10 +460,14 @@ export class WebStack extends pulumi.ComponentResource {
       command: NGINX_COMMAND,
       startHash,
       limits: this.limits("nginx"),
+      httpsPort: https?.httpsPort,
     });
     return this.createContainer(`${this.name}-nginx`, spec, {
       image,
-      volumes: { "files-nginx": run.volume.name },
+      volumes: {
+        "files-nginx": run.volume.name,
+        ...(acme === undefined ? {} : { certs: acme.certs.name, "acme-webroot": acme.webroot.name }),
+      },
       filesRun: run,
       // nginx's watcher reloads a new config itself (see nginxStartHash for the rest).
       newFiles: "keep",
@@ -455,12 +536,13 @@ export class WebStack extends pulumi.ComponentResource {
       name: spec.containerName,
       image: options.image,
       command: spec.command,
+      entrypoints: spec.entrypoint,
       user: spec.user,
       envs: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
       labels: this.labels(spec.labels, extraLabels),
       networksAdvanced:
         spec.networks.length > 0
-          ? spec.networks.map((n) => ({ name: this.networks[n.network].name, aliases: n.aliases }))
+          ? spec.networks.map((n) => ({ name: this.network(n.network).name, aliases: n.aliases }))
           : undefined,
       networkMode: spec.networks.length === 0 ? "none" : undefined,
       ports: spec.ports.length > 0 ? spec.ports : undefined,
@@ -496,7 +578,9 @@ export class WebStack extends pulumi.ComponentResource {
         ? // The provider waits for a one-off to end and records its exit code (and its log, which
           // names what failed); it must not expect it running.
           { attach: true, mustRun: false, logs: true }
-        : { destroyGraceSeconds: spec.stopTimeout, wait: true, waitTimeout: options.waitTimeout ?? 90 }),
+        : spec.waitHealthy === false
+          ? { destroyGraceSeconds: spec.stopTimeout, wait: false }
+          : { destroyGraceSeconds: spec.stopTimeout, wait: true, waitTimeout: options.waitTimeout ?? 90 }),
     };
     const opts: pulumi.CustomResourceOptions = {
       ...this.onHost(),
@@ -522,10 +606,22 @@ export class WebStack extends pulumi.ComponentResource {
     return pulumi.output(all).apply((values) => Object.entries(values).map(([label, value]) => ({ label, value })));
   }
 
+  private network(role: NetworkRole): docker.Network {
+    const network = this.networks[role];
+    if (network === undefined) throw new Error(`WebStack: the ${role} network was not created`);
+    return network;
+  }
+
   /** Options of every Docker resource: on the host's engine, after the host is ready. */
   private onHost(): pulumi.CustomResourceOptions {
     return { parent: this, provider: this.args.host.provider, dependsOn: this.args.host.ready };
   }
+}
+
+/** The version in an image reference's tag ("nginx:1.28.0-bookworm" → "1.28.0"), if it has one. */
+export function imageVersion(ref: string): string | undefined {
+  const tag = /:([^/@:]+)(@|$)/.exec(ref)?.[1];
+  return tag === undefined ? undefined : /^\d+(\.\d+){1,2}/.exec(tag)?.[0];
 }
 
 /** Connections per nginx worker (clients and upstreams together). */

@@ -4,8 +4,8 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
-import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, ImageRegistryTarget } from "./docker-host";
+import { cloudName, DNS_TTL, dnsNames, inboundRules } from "../specs/firewall";
+import { DockerHost, HostHttps, ImageRegistryTarget } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface AwsHostArgs {
@@ -25,6 +25,12 @@ export interface AwsHostArgs {
   protectData: boolean;
   /** Push the app image to an ECR repository of this stack instead of building it on the instance. @default false */
   useEcr: boolean;
+  /**
+   * HTTPS: the port the firewall opens for it, and the names the stack serves with the zone of
+   * the cloud's DNS their A records go in (none: the records are someone else's).
+   * @default undefined (HTTP only)
+   */
+  https?: HostHttps;
   /** Prefix of cloud resource names, unique per stack. @example "webstack-prod" */
   namePrefix: string;
 }
@@ -59,6 +65,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
   readonly publicAddress: pulumi.Output<string>;
   readonly publicIp: pulumi.Output<string>;
   readonly dataDir = `${DATA_MOUNT}/postgres`;
+  readonly certsDir = `${DATA_MOUNT}/certs`;
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
@@ -79,7 +86,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
       inCloud,
     );
 
-    const rules = inboundRules(args.adminCidrs, args.httpPort);
+    const rules = inboundRules(args.adminCidrs, args.httpPort, args.https?.httpsPort);
     const group = new aws.ec2.SecurityGroup(
       `${name}-firewall`,
       {
@@ -180,6 +187,22 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     this.vmId = instance.id;
     this.publicIp = ip.publicIp;
     this.publicAddress = ip.publicIp;
+    // A records only: an Elastic IP is IPv4, and the instance gets no IPv6 address.
+    const { https } = args;
+    if (https?.dnsZone !== undefined) {
+      const zone = aws.route53.getZoneOutput(
+        { name: https.dnsZone, privateZone: false },
+        { provider: cloud, parent: this },
+      );
+      dnsNames(https.dnsZone, https.domains).forEach(
+        (dns, index) =>
+          new aws.route53.Record(
+            `${name}-dns-${index}`,
+            { zoneId: zone.zoneId, name: dns.fqdn, type: "A", ttl: DNS_TTL, records: [ip.publicIp] },
+            inCloud,
+          ),
+      );
+    }
     this.registerOutputs({ publicIp: this.publicIp });
   }
 }

@@ -4,8 +4,8 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
-import { cloudName, inboundRules } from "../specs/firewall";
-import { DockerHost, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
+import { cloudName, DNS_TTL, dnsNames, inboundRules } from "../specs/firewall";
+import { DockerHost, HostHttps, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface DigitalOceanHostArgs {
@@ -23,6 +23,12 @@ export interface DigitalOceanHostArgs {
   protectData: boolean;
   /** Name of an existing DigitalOcean Container Registry to push the app image to; undefined builds on the droplet. */
   docrRegistry?: string;
+  /**
+   * HTTPS: the port the firewall opens for it, and the names the stack serves with the zone of
+   * the cloud's DNS their A records go in (none: the records are someone else's).
+   * @default undefined (HTTP only)
+   */
+  https?: HostHttps;
   /** Prefix of cloud resource names, unique per stack. @example "webstack-prod" */
   namePrefix: string;
   /** Droplet image slug. @default "debian-12-x64" */
@@ -47,6 +53,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
   readonly publicAddress: pulumi.Output<string>;
   readonly publicIp: pulumi.Output<string>;
   readonly dataDir = `${DATA_MOUNT}/postgres`;
+  readonly certsDir = `${DATA_MOUNT}/certs`;
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
@@ -80,7 +87,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
       {
         name: prefix,
         tags: [tag.name],
-        inboundRules: inboundRules(args.adminCidrs, args.httpPort).map((rule) => ({
+        inboundRules: inboundRules(args.adminCidrs, args.httpPort, args.https?.httpsPort).map((rule) => ({
           protocol: "tcp",
           portRange: String(rule.port),
           sourceAddresses: rule.sources,
@@ -152,6 +159,18 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     this.vmId = droplet.id;
     this.publicIp = ip.ipAddress;
     this.publicAddress = ip.ipAddress;
+    // A records only: a reserved IP is IPv4, and the droplet gets no IPv6 address.
+    const { https } = args;
+    if (https?.dnsZone !== undefined) {
+      dnsNames(https.dnsZone, https.domains).forEach(
+        (dns, index) =>
+          new digitalocean.DnsRecord(
+            `${name}-dns-${index}`,
+            { domain: https.dnsZone!, type: "A", name: dns.relative, value: ip.ipAddress, ttl: DNS_TTL },
+            inCloud,
+          ),
+      );
+    }
     this.registerOutputs({ publicIp: this.publicIp });
   }
 }

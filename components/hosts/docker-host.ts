@@ -37,6 +37,13 @@ export interface HostScript {
   delete?: pulumi.Input<string>;
 }
 
+/** What a cloud host does for HTTPS (see HttpsConfig). */
+export interface HostHttps {
+  httpsPort: number;
+  domains: string[];
+  dnsZone?: string;
+}
+
 export interface DockerHost {
   /** The engine the stack's containers run on. */
   provider: docker.Provider;
@@ -48,6 +55,8 @@ export interface DockerHost {
   publicIp?: pulumi.Output<string>;
   /** Host directory on persistent block storage for Postgres data; undefined means a plain named volume. */
   dataDir?: string;
+  /** Host directory on the same block storage for the stack's certificates; undefined means a plain named volume. */
+  certsDir?: string;
   /** What every Docker resource on this host must wait for (the readiness command on a cloud host). */
   ready: pulumi.Resource[];
   /**

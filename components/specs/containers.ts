@@ -25,6 +25,9 @@ export const SECRETS_DIR = "/run/secrets";
 export const POSTGRES_PASSWORD_FILE = `${SECRETS_DIR}/postgres-password`;
 /** nginx reads everything of its own from here: the stack's files over the image's defaults. */
 export const NGINX_DIR = "/etc/nginx";
+/** Where the certificate volume and the ACME webroot volume are mounted in the nginx container. */
+export const NGINX_CERTS_DIR = "/etc/webstack-certs";
+export const NGINX_ACME_WEBROOT = "/var/www/acme";
 
 /** Where a one-off files run finds what it is given, and the volume it fills. */
 export const FILES_STAGING = "/webstack/files";
@@ -52,10 +55,14 @@ export const FILES_SCRIPT = [
   `if [ -n "$owner" ]; then find ${FILES_OUT} -mindepth 1 -exec chown "$owner" {} +; fi`,
 ].join("\n");
 
-export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx";
-export type VolumeRole = "postgres-data" | "redis-data" | "files-app" | "files-nginx";
-/** `front`: nginx ↔ app. `back` (internal, no way out): app ↔ Postgres and Redis. */
-export type NetworkRole = "front" | "back";
+export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx" | "acme";
+/** `certs` and `acme-webroot`: the ACME client's, read by nginx; only with HTTPS. */
+export type VolumeRole = "postgres-data" | "redis-data" | "files-app" | "files-nginx" | "certs" | "acme-webroot";
+/**
+ * `front`: nginx ↔ app. `back` (internal, no way out): app ↔ Postgres and Redis. `acme`: the ACME
+ * client's way out to its CA, shared with nothing else (only with HTTPS).
+ */
+export type NetworkRole = "front" | "back" | "acme";
 
 /** Secret documents the component builds from Pulumi secrets; a spec names them, never holds them. */
 export type SecretDocument = "postgresPassword" | "redisConf" | "databaseUrl" | "redisUrl" | "adminToken";
@@ -88,8 +95,8 @@ export interface ResourceLimits {
 }
 
 /** The containers that run for the stack's lifetime, each with limits of its own. */
-export type LimitedRole = "postgres" | "redis" | "nginx" | "app";
-export const LIMITED_ROLES: readonly LimitedRole[] = ["postgres", "redis", "nginx", "app"];
+export type LimitedRole = "postgres" | "redis" | "nginx" | "app" | "acme";
+export const LIMITED_ROLES: readonly LimitedRole[] = ["postgres", "redis", "nginx", "app", "acme"];
 
 /**
  * Limits for the default VM sizes (2 GiB: s-1vcpu-2gb, t3.small): with 3 replicas the stack may
@@ -101,6 +108,8 @@ export const DEFAULT_LIMITS: Record<LimitedRole, ResourceLimits> = {
   redis: { memoryMb: 128, cpuShares: 1024 },
   nginx: { memoryMb: 128, cpuShares: 1024 },
   app: { memoryMb: 256, cpuShares: 1024 },
+  // lego's run and renew need about 30 MiB; it is idle but twice a day.
+  acme: { memoryMb: 96, cpuShares: 256 },
 };
 
 /** The share of a memory limit a process is told to keep to, leaving room for what it does not count. */
@@ -128,8 +137,15 @@ export interface ContainerSpec {
   files: FileSpec[];
   /** The stack networks the container joins, with its aliases there; none means no network at all. */
   networks: { network: NetworkRole; aliases: string[] }[];
+  /** Replaces the image's entrypoint; the command is then its arguments. */
+  entrypoint?: string[];
   /** Undefined only for a one-off run, which is waited for until it ends instead. */
   healthcheck?: HealthcheckSpec;
+  /**
+   * Whether the update waits for the container to be healthy (and fails when it is not). Off for a
+   * container whose health depends on the world outside (the ACME client's CA). @default true
+   */
+  waitHealthy?: boolean;
   restart: "unless-stopped" | "no";
   /** Runs once to its end (the provider waits for it and records its exit code); never restarted. */
   oneOff: boolean;
@@ -439,6 +455,8 @@ export interface NginxSpecOptions {
   startHash: string;
   /** @default DEFAULT_LIMITS.nginx */
   limits?: ResourceLimits;
+  /** HTTPS: the host port 443 is published on; nginx reads the ACME client's volumes. @default undefined (HTTP only) */
+  httpsPort?: number;
 }
 
 /**
@@ -466,8 +484,19 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
       options.httpPort === 0
         ? { internal: 80, ip: options.bindAddress }
         : { internal: 80, external: options.httpPort, ip: options.bindAddress },
+      ...(options.httpsPort === undefined
+        ? []
+        : [{ internal: 443, external: options.httpsPort, ip: options.bindAddress }]),
     ],
-    volumes: [{ volume: "files-nginx", containerPath: NGINX_DIR, readOnly: true }],
+    volumes: [
+      { volume: "files-nginx", containerPath: NGINX_DIR, readOnly: true },
+      ...(options.httpsPort === undefined
+        ? []
+        : [
+            { volume: "certs" as const, containerPath: NGINX_CERTS_DIR, readOnly: true },
+            { volume: "acme-webroot" as const, containerPath: NGINX_ACME_WEBROOT, readOnly: true },
+          ]),
+    ],
     capabilities: ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_SETGID", "CAP_SETUID"],
     readOnlyRoot: true,
     // Request bodies and proxy buffers go to /var/cache/nginx, the pid file to /run.
@@ -478,6 +507,58 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
     stopSignal: "SIGQUIT",
     stopTimeout: 15,
     limits: options.limits ?? DEFAULT_LIMITS.nginx,
+  };
+}
+
+export interface AcmeSpecOptions {
+  /** The client's script (acme/acme.sh), run by the image's /bin/sh. */
+  script: string;
+  /** ACME_* settings for the script; none is a secret. */
+  env: Record<string, string>;
+  /** @default DEFAULT_LIMITS.acme */
+  limits?: ResourceLimits;
+}
+
+/** Where the ACME client keeps its state file; the health check reads it. */
+export const ACME_STATE_FILE = "/tmp/acme-state";
+
+/**
+ * The ACME client (lego): root in its container, for the root-owned volumes, with no capability;
+ * a read-only root; the only way out its own network. Healthy while its last attempt succeeded;
+ * the update does not wait for that, since it depends on the CA.
+ */
+export function acmeSpec(names: StackNames, options: AcmeSpecOptions): ContainerSpec {
+  return {
+    role: "acme",
+    containerName: `${names.prefix}-acme`,
+    entrypoint: ["/bin/sh", "-c", options.script, "webstack-acme"],
+    env: options.env,
+    files: [],
+    networks: [{ network: "acme", aliases: [] }],
+    healthcheck: {
+      // The state line is the check's output, so `docker inspect` shows why it fails.
+      tests: ["CMD", "/bin/sh", "-c", `cat ${ACME_STATE_FILE} && grep -q '^ok ' ${ACME_STATE_FILE}`],
+      interval: "10s",
+      timeout: "3s",
+      startPeriod: "60s",
+      retries: 3,
+    },
+    waitHealthy: false,
+    restart: "unless-stopped",
+    oneOff: false,
+    ports: [],
+    volumes: [
+      { volume: "certs", containerPath: "/certs", readOnly: false },
+      { volume: "acme-webroot", containerPath: "/webroot", readOnly: false },
+    ],
+    capabilities: [],
+    readOnlyRoot: true,
+    tmpfs: { "/tmp": `${TMPFS},size=1m` },
+    labels: labels(names, "acme"),
+    logOpts: LOG_OPTS,
+    stopSignal: "SIGTERM",
+    stopTimeout: 10,
+    limits: options.limits ?? DEFAULT_LIMITS.acme,
   };
 }
 

@@ -17,6 +17,7 @@ const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN };
 const one = (problem: string) => `Invalid webstack configuration (1 problem):\n  - ${problem}`;
 
 const BAD: { settings: Record<string, string>; message: string; secretKeys?: string[] }[] = [
+  ...httpsBad(),
   {
     settings: { target: "gcp" },
     message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "gcp")'),
@@ -205,13 +206,13 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   {
     settings: { limits: "384" },
     message: one(
-      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app (got "384")',
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme (got "384")',
     ),
   },
   {
     settings: { limits: "{app: 384}" },
     message: one(
-      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app (got "{app: 384}")',
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme (got "{app: 384}")',
     ),
   },
   {
@@ -225,7 +226,7 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   {
     settings: { limits: "[]" },
     message: one(
-      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app (got "[]")',
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme (got "[]")',
     ),
   },
   {
@@ -242,7 +243,7 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { limits: '{"worker":{"memoryMb":128}}' },
-    message: one("webstack:limits.worker is not a role with limits (roles: postgres, redis, nginx, app)"),
+    message: one("webstack:limits.worker is not a role with limits (roles: postgres, redis, nginx, app, acme)"),
   },
   {
     settings: { limits: '{"redis":{"pids":100}}' },
@@ -253,6 +254,113 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
     message: one("webstack:limits.redis.constructor is not a limit (limits: memoryMb, cpuShares)"),
   },
 ];
+
+/** Bad HTTPS settings: each alone on an otherwise good DigitalOcean stack with a domain. */
+function httpsBad(): { settings: Record<string, string>; message: string }[] {
+  const site = { ...DO, domain: "app.example.com", acmeEmail: "ops@example.com" };
+  const bad = (settings: Record<string, string>, ...problems: string[]) => ({
+    settings: { ...site, ...settings },
+    message: `Invalid webstack configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+  });
+  const name = "a DNS name of at least two labels (letters, digits and '-'), such as app.example.com";
+  return [
+    bad(
+      { domain: "https://app.example.com" },
+      'webstack:domain must be a bare name without a scheme, such as app.example.com (got "https://app.example.com")',
+    ),
+    bad(
+      { domain: "app.example.com/shop" },
+      'webstack:domain must be a bare name without a path, such as app.example.com (got "app.example.com/shop")',
+    ),
+    bad(
+      { domain: "app.example.com:8443" },
+      'webstack:domain must be a bare name without a port, such as app.example.com (got "app.example.com:8443")',
+    ),
+    bad({ domain: "203.0.113.7" }, 'webstack:domain must be a DNS name, not an IP address (got "203.0.113.7")'),
+    bad({ domain: "2001:db8::1" }, 'webstack:domain must be a DNS name, not an IP address (got "2001:db8::1")'),
+    bad(
+      { domain: "*.example.com" },
+      'webstack:domain must be a name without a wildcard (HTTP-01 validation cannot certify *.) (got "*.example.com")',
+    ),
+    bad({ domain: "App.example.com" }, 'webstack:domain must be written in lower case (got "App.example.com")'),
+    bad({ domain: "localhost" }, `webstack:domain must be ${name} (got "localhost")`),
+    bad({ domain: "app..example.com" }, `webstack:domain must be ${name} (got "app..example.com")`),
+    bad({ domain: "-app.example.com" }, `webstack:domain must be ${name} (got "-app.example.com")`),
+    bad({ domain: "app.example.123" }, `webstack:domain must be ${name} (got "app.example.123")`),
+    bad({ acmeEmail: "ops" }, 'webstack:acmeEmail must be an e-mail address such as ops@example.com (got "ops")'),
+    bad(
+      { acmeEmail: "ops@example" },
+      'webstack:acmeEmail must be an e-mail address such as ops@example.com (got "ops@example")',
+    ),
+    bad(
+      { acmeEmail: "o ps@example.com" },
+      'webstack:acmeEmail must be an e-mail address such as ops@example.com (got "o ps@example.com")',
+    ),
+    bad(
+      { acmeServer: "http://acme.example.com/directory" },
+      'webstack:acmeServer must be an https:// ACME directory URL, or one of "letsencrypt", "letsencrypt-staging" (got "http://acme.example.com/directory")',
+    ),
+    bad(
+      { acmeServer: "staging" },
+      'webstack:acmeServer must be an https:// ACME directory URL, or one of "letsencrypt", "letsencrypt-staging" (got "staging")',
+    ),
+    bad(
+      { acmeCaCertificate: "MIIB..." },
+      'webstack:acmeCaCertificate must be a PEM certificate (-----BEGIN CERTIFICATE----- …) (got "MIIB...")',
+    ),
+    bad(
+      { dnsZone: "example.org" },
+      'webstack:dnsZone "example.org" must contain every name it gets records for; "app.example.com" is not inside it',
+    ),
+    bad(
+      { dnsZone: "ple.com", extraDomains: '["www.example.com"]' },
+      'webstack:dnsZone "ple.com" must contain every name it gets records for; "app.example.com", "www.example.com" are not inside it',
+    ),
+    bad(
+      { dnsZone: "https://example.com" },
+      'webstack:dnsZone must be a bare name without a scheme, such as app.example.com (got "https://example.com")',
+    ),
+    bad(
+      { extraDomains: '["www.example.com", "http://x.example.com", "10.0.0.1"]' },
+      'webstack:extraDomains[1] must be a bare name without a scheme, such as app.example.com (got "http://x.example.com")',
+      'webstack:extraDomains[2] must be a DNS name, not an IP address (got "10.0.0.1")',
+    ),
+    bad(
+      { extraDomains: "www.example.com" },
+      'webstack:extraDomains must be a list of at most 99 DNS names such as ["www.example.com"] (got "www.example.com")',
+    ),
+    bad(
+      { extraDomains: '["app.example.com"]' },
+      'webstack:extraDomains must not repeat webstack:domain "app.example.com" (got "[\\"app.example.com\\"]")',
+    ),
+    bad({ hstsSeconds: "-1" }, 'webstack:hstsSeconds must be a whole number from 0 to 63072000 (got "-1")'),
+    bad({ acmeRetrySeconds: "0" }, 'webstack:acmeRetrySeconds must be a whole number from 1 to 3600 (got "0")'),
+    bad({ httpsPort: "80" }, "webstack:httpsPort must differ from webstack:httpPort (both are 80)"),
+    bad(
+      { acmeImage: "Lego:Latest" },
+      'webstack:acmeImage must be a Docker image reference such as goacme/lego:v4.25.2 (got "Lego:Latest")',
+    ),
+    {
+      settings: { ...DO, domain: "app.example.com" },
+      message: one(
+        "webstack:acmeEmail is required with webstack:domain: the ACME account's contact address, such as ops@example.com",
+      ),
+    },
+    {
+      settings: { ...DO, acmeEmail: "ops@example.com", hstsSeconds: "0" },
+      message:
+        "Invalid webstack configuration (2 problems):\n" +
+        "  - webstack:acmeEmail applies only with HTTPS: set webstack:domain too, or leave acmeEmail unset\n" +
+        "  - webstack:hstsSeconds applies only with HTTPS: set webstack:domain too, or leave hstsSeconds unset",
+    },
+    {
+      settings: { domain: "app.example.com", acmeEmail: "ops@example.com" },
+      message: one(
+        'webstack:domain applies only to the digitalocean and aws targets, where a public CA can reach the host (target is "local") (got "app.example.com")',
+      ),
+    },
+  ];
+}
 
 function knownSettings(): string {
   return [
@@ -273,6 +381,7 @@ function knownSettings(): string {
     "redisImage",
     "nginxImage",
     "nodeImage",
+    "acmeImage",
     "dataVolumeGb",
     "protectData",
     "redisAof",
@@ -284,6 +393,15 @@ function knownSettings(): string {
     "limitBurst",
     "limits",
     "appProcesses",
+    "domain",
+    "extraDomains",
+    "acmeEmail",
+    "acmeServer",
+    "acmeCaCertificate",
+    "dnsZone",
+    "hstsSeconds",
+    "acmeRetrySeconds",
+    "httpsPort",
     "postgresPassword",
     "redisPassword",
   ].join(", ");
@@ -359,7 +477,55 @@ describe("defaults and good configs", () => {
       limitBurst: undefined,
       limits: DEFAULT_LIMITS,
       appProcesses: 1024,
+      https: undefined,
     });
+  });
+
+  test("HTTPS: the names, production Let's Encrypt and a year of HSTS by default; staging and no HSTS for a throwaway stack; shorthands and a trailing dot accepted", () => {
+    const site = { ...DO, domain: "app.example.com.", acmeEmail: "ops@example.com" };
+    assert.deepEqual(parseConfig(site).https, {
+      domains: ["app.example.com"],
+      acmeEmail: "ops@example.com",
+      acmeServer: "https://acme-v02.api.letsencrypt.org/directory",
+      acmeCaCertificate: undefined,
+      dnsZone: undefined,
+      hstsSeconds: 31536000,
+      acmeRetrySeconds: 300,
+      httpsPort: 443,
+    });
+    const throwaway = parseConfig(site, new Set(), { throwaway: true }).https;
+    assert.deepEqual(
+      [throwaway?.acmeServer, throwaway?.hstsSeconds],
+      ["https://acme-staging-v02.api.letsencrypt.org/directory", 0],
+    );
+    // Given values win over a throwaway stack's defaults.
+    const given = parseConfig(
+      {
+        ...site,
+        acmeServer: "letsencrypt",
+        hstsSeconds: "600",
+        extraDomains: '["www.example.com", "example.com"]',
+        dnsZone: "example.com",
+        httpsPort: "8443",
+        acmeRetrySeconds: "2",
+      },
+      new Set(),
+      { throwaway: true },
+    ).https;
+    assert.deepEqual(given, {
+      domains: ["app.example.com", "www.example.com", "example.com"],
+      acmeEmail: "ops@example.com",
+      acmeServer: "https://acme-v02.api.letsencrypt.org/directory",
+      acmeCaCertificate: undefined,
+      dnsZone: "example.com",
+      hstsSeconds: 600,
+      acmeRetrySeconds: 2,
+      httpsPort: 8443,
+    });
+    assert.equal(
+      parseConfig({ ...site, acmeServer: "https://ca.internal:9000/acme/dir" }).https?.acmeServer,
+      "https://ca.internal:9000/acme/dir",
+    );
   });
 
   test("limits: each role's given values over the defaults, from numbers or digits; every bad one reported", () => {

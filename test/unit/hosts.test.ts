@@ -288,7 +288,7 @@ describe("aws host", () => {
     ]);
     assert.deepEqual(
       (group.inputs.ingress as Record<string, unknown>[]).map((rule) => rule.protocol),
-      ["tcp", "tcp", "tcp", "tcp"],
+      ["tcp", "tcp", "tcp"],
     );
     assert.deepEqual(group.inputs.tags, tags);
     assert.deepEqual(ip.inputs, { domain: "vpc", tags });

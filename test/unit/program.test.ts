@@ -356,7 +356,6 @@ for (const { target, settings, cloud } of TARGETS) {
           const firewall = mocks.ofType("digitalocean:index/firewall:Firewall")[0];
           assert.deepEqual(firewall.inputs.inboundRules, [
             { protocol: "tcp", portRange: "80", sourceAddresses: ["0.0.0.0/0", "::/0"] },
-            { protocol: "tcp", portRange: "443", sourceAddresses: ["0.0.0.0/0", "::/0"] },
             { protocol: "tcp", portRange: "22", sourceAddresses: ["198.51.100.0/24"] },
             { protocol: "tcp", portRange: "2376", sourceAddresses: ["198.51.100.0/24"] },
           ]);
@@ -371,7 +370,6 @@ for (const { target, settings, cloud } of TARGETS) {
             (group.inputs.ingress as Inputs[]).map((r) => [r.fromPort, r.toPort, r.cidrBlocks, r.ipv6CidrBlocks]),
             [
               [80, 80, ["0.0.0.0/0"], ["::/0"]],
-              [443, 443, ["0.0.0.0/0"], ["::/0"]],
               [22, 22, ["198.51.100.0/24"], []],
               [2376, 2376, ["198.51.100.0/24"], []],
             ],
@@ -590,4 +588,103 @@ describe("components", () => {
 
 test("promiseOf resolves an Output", async () => {
   assert.equal(await promiseOf(pulumi.output(5)), 5);
+});
+
+describe("HTTPS on the cloud targets", () => {
+  const SITE = {
+    domain: "app.example.com",
+    extraDomains: '["www.example.com"]',
+    acmeEmail: "ops@example.com",
+    dnsZone: "example.com",
+  };
+  for (const { target, settings } of TARGETS.filter((t) => t.cloud)) {
+    test(`${target}: A records in the zone at the stable IP, 443 open, nginx on 443 reading the certificates, the ACME client on its own way out`, async () => {
+      const { mocks } = await evaluated({ ...settings, ...SITE });
+      const ip = target === "aws" ? "203.0.113.20" : "203.0.113.10";
+      if (target === "digitalocean") {
+        const records = mocks.ofType("digitalocean:index/dnsRecord:DnsRecord");
+        assert.deepEqual(
+          records.map((r) => r.inputs),
+          [
+            { domain: "example.com", type: "A", name: "app", value: ip, ttl: 300 },
+            { domain: "example.com", type: "A", name: "www", value: ip, ttl: 300 },
+          ],
+        );
+        const firewall = mocks.ofType("digitalocean:index/firewall:Firewall")[0];
+        assert.deepEqual(
+          (firewall.inputs.inboundRules as Inputs[]).map((r) => [r.portRange, r.sourceAddresses]),
+          [
+            ["80", ["0.0.0.0/0", "::/0"]],
+            ["443", ["0.0.0.0/0", "::/0"]],
+            ["22", ["198.51.100.0/24"]],
+            ["2376", ["198.51.100.0/24"]],
+          ],
+        );
+      } else {
+        const zone = mocks.calls.find((c) => c.token === "aws:route53/getZone:getZone");
+        assert.deepEqual(zone?.inputs, { name: "example.com", privateZone: false });
+        assert.match(String(zone?.provider), /host-provider/, "looked up with the stack's own AWS provider");
+        assert.deepEqual(
+          mocks.ofType("aws:route53/record:Record").map((r) => r.inputs),
+          [
+            { zoneId: "Z0123456789ABCDEFGHIJ", name: "app.example.com", type: "A", ttl: 300, records: [ip] },
+            { zoneId: "Z0123456789ABCDEFGHIJ", name: "www.example.com", type: "A", ttl: 300, records: [ip] },
+          ],
+        );
+        const group = mocks.ofType("aws:ec2/securityGroup:SecurityGroup")[0];
+        assert.deepEqual(
+          (group.inputs.ingress as Inputs[]).map((r) => r.fromPort),
+          [80, 443, 22, 2376],
+        );
+      }
+
+      const nginx = mocks.named("webstack-nginx");
+      assert.deepEqual(nginx.inputs.ports, [
+        { internal: 80, external: 80, ip: "0.0.0.0" },
+        { internal: 443, external: 443, ip: "0.0.0.0" },
+      ]);
+      const mounts = (c: Registered) =>
+        (c.inputs.volumes as Inputs[]).map((v) => [v.volumeName, v.containerPath, v.readOnly ?? false]);
+      assert.deepEqual(mounts(nginx).slice(1), [
+        ["webstack-test-certs", "/etc/webstack-certs", true],
+        ["webstack-test-acme-webroot", "/var/www/acme", true],
+      ]);
+
+      const acme = mocks.named("webstack-acme");
+      assert.equal(acme.inputs.image, mocks.named("webstack-acme-image").outputs.imageId);
+      assert.equal(mocks.named("webstack-acme-image").inputs.name, DEFAULT_IMAGES.acmeImage);
+      assert.deepEqual(mounts(acme), [
+        ["webstack-test-certs", "/certs", false],
+        ["webstack-test-acme-webroot", "/webroot", false],
+      ]);
+      assert.deepEqual(
+        (acme.inputs.networksAdvanced as Inputs[]).map((n) => n.name),
+        ["webstack-test-acme"],
+      );
+      assert.equal(mocks.named("webstack-acme-network").inputs.internal, undefined, "the ACME client reaches its CA");
+      assert.deepEqual([...envOf(acme)].sort(), [
+        "ACME_DOMAINS=app.example.com www.example.com",
+        "ACME_EMAIL=ops@example.com",
+        "ACME_RETRY_SECONDS=300",
+        "ACME_SERVER=https://acme-v02.api.letsencrypt.org/directory",
+      ]);
+      assert.deepEqual((acme.inputs.entrypoints as string[]).slice(0, 2), ["/bin/sh", "-c"]);
+      assert.equal(acme.inputs.wait, false, "a CA that cannot be reached must not fail the update");
+      assert.equal(acme.inputs.readOnly, true);
+      assert.deepEqual(acme.inputs.capabilities, { drops: ["ALL"] });
+
+      // The certificates live on the block storage, in a directory made on the host first.
+      const certs = mocks.named("webstack-certs");
+      assert.deepEqual(certs.inputs.driverOpts, { type: "none", o: "bind", device: "/srv/webstack-data/certs" });
+      const made = mocks.named("webstack-certs-dir");
+      assert.match(String(made.inputs.create), /^mkdir -p \/srv\/webstack-data\/certs$/);
+      assert.ok(made.order < certs.order, "the directory before the volume");
+    });
+  }
+
+  test("without a domain: no ACME client, no certificate volumes, no DNS, nginx on port 80 only", async () => {
+    const { mocks } = await evaluated(TARGETS[1].settings);
+    assert.equal(mocks.resources.filter((r) => /acme|certs|dns/.test(r.name)).length, 0);
+    assert.deepEqual(mocks.named("webstack-nginx").inputs.ports, [{ internal: 80, external: 80, ip: "0.0.0.0" }]);
+  });
 });

@@ -10,6 +10,7 @@ import { amiArchitecture, ebsDevicePath } from "../../components/hosts/aws";
 import { parseDockerAuth } from "../../components/hosts/digitalocean";
 import { cloudInit, PREPARE_SCRIPT, pullCommand, readinessCommand } from "../../components/specs/cloud-init";
 import {
+  acmeSpec,
   appReplicaSpec,
   ContainerSpec,
   databaseUrl,
@@ -25,7 +26,7 @@ import {
   redisUrl,
   specFingerprint,
 } from "../../components/specs/containers";
-import { cloudName, inboundRules } from "../../components/specs/firewall";
+import { cloudName, dnsNames, inboundRules } from "../../components/specs/firewall";
 import { imagePruneScript, imageRemoveAllScript, releaseImage } from "../../components/specs/images";
 import { hashTree, releaseId } from "../../components/specs/release";
 import { isThrowawayStack, PR_STACK, shortStackName } from "../../components/specs/stacks";
@@ -353,11 +354,13 @@ describe("container specs", () => {
       role: true,
       containerName: true,
       command: true,
+      entrypoint: true,
       user: true,
       env: true,
       files: true,
       networks: true,
       healthcheck: true,
+      waitHealthy: true,
       restart: true,
       oneOff: true,
       ports: true,
@@ -389,6 +392,7 @@ describe("container specs", () => {
       filesRunSpec(names, { consumer: "app", files: [{ path: "a", mode: "0400", content: { secret: "adminToken" } }] }),
       filesRunSpec(names, { consumer: "nginx", files: [{ path: "b", mode: "0444", content: { text: "b" } }] }),
       migrationRunSpec(names, { release: "r1" }),
+      acmeSpec(names, { script: "echo", env: { ACME_SERVER: "https://acme.test/dir" } }),
     ];
     for (const spec of specs) {
       const print = specFingerprint(spec);
@@ -644,24 +648,29 @@ describe("cloud-init and the readiness command", () => {
 });
 
 describe("cloud hosts", () => {
-  test("firewall: HTTP(S) from anywhere, SSH and Docker TLS from admin CIDRs only", () => {
+  test("firewall: HTTP from anywhere, HTTPS from anywhere only when served, SSH and Docker TLS from admin CIDRs only", () => {
     assert.deepEqual(inboundRules(["198.51.100.0/24"]), [
       { port: 80, sources: ["0.0.0.0/0", "::/0"], description: "HTTP" },
-      { port: 443, sources: ["0.0.0.0/0", "::/0"], description: "HTTPS" },
       { port: 22, sources: ["198.51.100.0/24"], description: "SSH from admin CIDRs" },
       { port: 2376, sources: ["198.51.100.0/24"], description: "Docker API (mutual TLS) from admin CIDRs" },
     ]);
+    assert.deepEqual(inboundRules(["198.51.100.0/24"], 80, 443).slice(0, 2), [
+      { port: 80, sources: ["0.0.0.0/0", "::/0"], description: "HTTP" },
+      { port: 443, sources: ["0.0.0.0/0", "::/0"], description: "HTTPS" },
+    ]);
     assert.deepEqual(
-      inboundRules(["198.51.100.0/24"], 8080)
-        .slice(0, 2)
-        .map((r) => r.port),
-      [8080, 443],
+      inboundRules(["198.51.100.0/24"], 8080, 8443).map((r) => r.port),
+      [8080, 8443, 22, 2376],
     );
-    // Serving on 443 itself opens it once.
-    assert.deepEqual(
-      inboundRules(["198.51.100.0/24"], 443).map((r) => r.port),
-      [443, 22, 2376],
-    );
+  });
+
+  test("DNS names relative to their zone; a name outside it is refused", () => {
+    assert.deepEqual(dnsNames("example.com", ["app.example.com", "example.com", "a.b.example.com"]), [
+      { fqdn: "app.example.com", relative: "app" },
+      { fqdn: "example.com", relative: "@" },
+      { fqdn: "a.b.example.com", relative: "a.b" },
+    ]);
+    assert.throws(() => dnsNames("example.com", ["app.badexample.com"]), /does not contain app.badexample.com/);
   });
 
   test("cloud names, AMI architecture, EBS device paths, DOCR credentials", () => {

@@ -132,6 +132,8 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
     const inputs = args.inputs as Inputs;
     this.calls.push({ token: args.token, inputs, provider: args.provider ?? "" });
     switch (args.token) {
+      case "aws:route53/getZone:getZone":
+        return { zoneId: "Z0123456789ABCDEFGHIJ", name: String(inputs.name) };
       case "aws:ec2/getAmi:getAmi":
         return { id: "ami-0123456789abcdef0", name: "debian-12-amd64-20260101-0000", architecture: "x86_64" };
       case "aws:ecr/getAuthorizationToken:getAuthorizationToken":
