@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { APP_ALIAS, APP_PORT } from "../components/specs/containers";
+import { APP_ALIAS, APP_PORT, NGINX_ACME_WEBROOT, NGINX_CERTS_DIR } from "../components/specs/containers";
 
 /** Everything environment-specific in the proxy's config. */
 export interface NginxVars {
@@ -127,9 +127,6 @@ export interface DockerTlsOptions {
   nginxVersion?: string;
 }
 
-/** Where the certificate volume and the ACME webroot volume are mounted in the nginx container. */
-export const NGINX_CERTS_DIR = "/etc/webstack-certs";
-export const NGINX_ACME_WEBROOT = "/var/www/acme";
 /** The file the ACME client writes: private key and certificate chain in one, replaced whole. */
 export const CERT_BUNDLE = "live/bundle.pem";
 
