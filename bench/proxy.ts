@@ -1,6 +1,8 @@
 // What the proxy costs: requests/s and latency for GET / (counts a visit: the realistic path)
 // (a) straight to one app replica, (b) through nginx to one replica, (c) through nginx to three,
-// all on loopback with real Postgres and Redis, measured with wrk in one run.
+// (d) through nginx to three over HTTPS (TLS 1.3, keep-alive, the stack's TLS settings and a
+// P-256 certificate like the ACME client's), all on loopback with real Postgres and Redis,
+// measured with wrk in one run.
 //
 //   npm run bench                       (defaults: 10 s, 32 connections, 2 threads)
 //   BENCH_DURATION=20 BENCH_CONNECTIONS=64 BENCH_THREADS=2 npm run bench
@@ -8,7 +10,7 @@
 //
 // Every request carries a unique X-Request-Id in all three cases (nginx passes a well-formed one
 // through), so the app does the same work per request whether nginx is in front or not.
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -19,10 +21,12 @@ import {
   startAppReplica,
   startNginx,
 } from "../test/nginx/harness";
+import { http2Style, renderTlsServer, type TlsVars } from "../nginx/render";
 import {
   type PostgresServer,
   type RedisServer,
   ensureDebianPackages,
+  freePort,
   startPostgres,
   startRedis,
 } from "../test/support/services";
@@ -46,10 +50,10 @@ function benchPath(): string {
 
 type Wrk = (run: WrkRun) => Promise<WrkResult>;
 
-async function measure(label: string, wrk: Wrk, port: number): Promise<Row> {
+async function measure(label: string, wrk: Wrk, port: number, scheme: "http" | "https" = "http"): Promise<Row> {
   const run = (seconds: number) =>
     wrk({
-      origin: `http://127.0.0.1:${port}`,
+      origin: `${scheme}://127.0.0.1:${port}`,
       path: settings.path,
       threads: settings.threads,
       connections: settings.connections,
@@ -68,7 +72,7 @@ function printTable(rows: Row[], nginxVersion: string): void {
       `${availableParallelism()} cores shared by wrk, nginx, the app, Postgres and Redis\n`,
   );
   printRows(rows);
-  const [a, b, c] = rows;
+  const [a, b, c, d] = rows;
   const ratio = (x: number, y: number): string => (x / y).toFixed(2);
   console.log("\nratios        req/s    p99");
   console.log(
@@ -80,6 +84,38 @@ function printTable(rows: Row[], nginxVersion: string): void {
   console.log(
     `c/b           ${ratio(c.rps, b.rps).padStart(5)}  ${ratio(c.result.p99_us, b.result.p99_us).padStart(5)}`,
   );
+  console.log(
+    `d/c (HTTPS)   ${ratio(d.rps, c.rps).padStart(5)}  ${ratio(d.result.p99_us, c.result.p99_us).padStart(5)}`,
+  );
+}
+
+/**
+ * nginx's HTTPS part put in place as the container's start script does, with a self-signed
+ * P-256 certificate for 127.0.0.1 (wrk does not verify it).
+ */
+async function tlsFor(dir: string): Promise<TlsVars> {
+  await ensureDebianPackages("openssl");
+  const tls: TlsVars = {
+    listenPort: await freePort(),
+    publicPort: 443,
+    bundlePath: join(dir, "bundle.pem"),
+    activeDir: join(dir, "tls-active"),
+    challengeRoot: join(dir, "acme"),
+    hstsSeconds: 31536000,
+    http2: http2Style((await execText("nginx", ["-v"], 10_000)).split("/")[1]),
+  };
+  const key = join(dir, "key.pem");
+  const cert = join(dir, "cert.pem");
+  await execText("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key], 30_000);
+  await execText(
+    "openssl",
+    ["req", "-x509", "-new", "-key", key, "-subj", "/CN=127.0.0.1", "-days", "1", "-out", cert],
+    30_000,
+  );
+  await writeFile(tls.bundlePath, (await readFile(key, "utf8")) + (await readFile(cert, "utf8")));
+  await mkdir(tls.activeDir);
+  await writeFile(join(tls.activeDir, "https.conf"), renderTlsServer(tls, "127.0.0.1"));
+  return tls;
 }
 
 async function main(): Promise<void> {
@@ -110,12 +146,16 @@ async function main(): Promise<void> {
     stops.push(() => proxyOne.stop());
     const proxyThree: NginxInstance = await startNginx(replicas.map(upstream), deployed);
     stops.push(() => proxyThree.stop());
+    const tls = await tlsFor(dir);
+    const proxyTls: NginxInstance = await startNginx(replicas.map(upstream), { ...deployed, tls });
+    stops.push(() => proxyTls.stop());
     const nginxVersion = (await execText("nginx", ["-v"], 10_000)).trim().replace("nginx version: ", "");
 
     const rows = [
       await measure("a  direct -> 1 replica", wrk, replicas[0].port),
       await measure("b  nginx -> 1 replica", wrk, proxyOne.port),
       await measure("c  nginx -> 3 replicas", wrk, proxyThree.port),
+      await measure("d  nginx -> 3, HTTPS", wrk, tls.listenPort, "https"),
     ];
     printTable(rows, nginxVersion);
   } finally {

@@ -95,7 +95,7 @@ watch_upstreams() {
       candidate=$seen
       continue
     fi
-    log "upstream addresses, config or certificate changed from [$current] to [$seen]; reloading nginx"
+    log "upstream addresses, certificate or config changed from [$current] to [$seen]; reloading nginx"
     # A bundle nginx cannot load fails only this reload: nginx keeps its last good one.
     tls_apply
     if nginx -s reload; then

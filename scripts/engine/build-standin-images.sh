@@ -1,12 +1,12 @@
 #!/bin/sh
 # Builds the stand-in base images the real-engine tests substitute for official images (no image
 # registry is reachable here): a debootstrapped Debian bookworm imported as
-# webstack-standin/debian:bookworm, and from it postgres:15, redis:7, nginx:1.22 and node:20 under
-# webstack-standin/. Cached: an image is rebuilt only when its tag is missing or its
-# webstack.recipe label differs from the hash of its recipe (files, base image id, inputs).
+# webstack-standin/debian:bookworm, and from it postgres:15, redis:7, nginx:1.22, node:20, lego:4.9
+# and pebble:2.4 under webstack-standin/. Cached: an image is rebuilt only when its tag is missing
+# or its webstack.recipe label differs from the hash of its recipe (files, base image id, inputs).
 #
 # Usage: DOCKER_HOST=unix:///run/webstack-test-docker.sock build-standin-images.sh [NAME...]
-#   NAME is postgres, redis, nginx or node; none means all.
+#   NAME is postgres, redis, nginx, node, lego or pebble; none means all.
 set -eu
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
@@ -116,7 +116,7 @@ fi
 exec 8>/var/lock/webstack-standin-images.lock
 flock -w 1800 8 || { log "timed out waiting for /var/lock/webstack-standin-images.lock"; exit 1; }
 
-names=${*:-postgres redis nginx node}
+names=${*:-postgres redis nginx node lego pebble}
 build_base
 for name in $names; do
   case "$name" in
@@ -124,6 +124,8 @@ for name in $names; do
     redis) build_standin redis "$prefix/redis:7" "$standins/redis" ;;
     nginx) build_standin nginx "$prefix/nginx:1.22" "$standins/nginx" ;;
     node) build_node ;;
-    *) log "unknown stand-in '$name' (allowed: postgres redis nginx node)"; exit 2 ;;
+    lego) build_standin lego "$prefix/lego:4.9" "$standins/lego" ;;
+    pebble) build_standin pebble "$prefix/pebble:2.4" "$standins/pebble" ;;
+    *) log "unknown stand-in '$name' (allowed: postgres redis nginx node lego pebble)"; exit 2 ;;
   esac
 done

@@ -13,4 +13,6 @@ describeStack({
   // (the deployer's build engine, say) is refused.
   engineProviders: ["host-engine-docker"],
   readinessCommand: "host-engine-ready",
+  // A cloud stack serves HTTPS with a certificate from its ACME CA: Pebble here.
+  https: true,
 });

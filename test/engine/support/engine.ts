@@ -15,6 +15,8 @@ export const STANDIN_IMAGES = {
   redis: "webstack-standin/redis:7",
   nginx: "webstack-standin/nginx:1.22",
   node: "webstack-standin/node:20",
+  lego: "webstack-standin/lego:4.9",
+  pebble: "webstack-standin/pebble:2.4",
 } as const;
 
 export type StandinName = keyof typeof STANDIN_IMAGES;

@@ -25,6 +25,7 @@ import {
 } from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
+import { describeHttps, httpsSettings } from "./https";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const INDEX = path.join(ROOT, "index.ts");
@@ -71,6 +72,11 @@ export interface Scenario {
    * command); it takes a while to complete here, so a resource that does not wait shows.
    */
   readinessCommand?: string;
+  /**
+   * HTTPS from Pebble (see https.ts): the stack is deployed with a domain while the CA is down, the
+   * shared tests run over HTTP, and the HTTPS tests run last on the same stack.
+   */
+  https?: boolean;
 }
 
 /** The app user's task limit the scenarios deploy with (`appProcesses`): 3 replicas need at least 224. */
@@ -147,7 +153,16 @@ export function failedDeploy(
 export async function checkoutWith(migrations: Record<string, string>): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), "webstack-checkout-"));
   const skipped = /(^|\/)(node_modules|dist)(\/|$)/;
-  for (const entry of ["index.ts", "Pulumi.yaml", "package.json", "tsconfig.json", "components", "nginx", "app"]) {
+  for (const entry of [
+    "index.ts",
+    "Pulumi.yaml",
+    "package.json",
+    "tsconfig.json",
+    "components",
+    "nginx",
+    "acme",
+    "app",
+  ]) {
     await fs.cp(path.join(ROOT, entry), path.join(dir, entry), {
       recursive: true,
       filter: (source) => !skipped.test(path.relative(ROOT, source)),
@@ -221,7 +236,9 @@ export function describeStack(scenario: Scenario): void {
   let engine: Engine;
   let realiser: EngineRealiser;
   let port: number;
+  let httpsPort: number;
   let settings: Record<string, string>;
+  const certsDir = scenario.dataDir === undefined ? undefined : path.join(path.dirname(scenario.dataDir), "certs");
 
   const docker = () => engine.docker;
   const inspect = (name: string) => docker().getContainer(name).inspect();
@@ -316,7 +333,13 @@ export function describeStack(scenario: Scenario): void {
         await fs.rm(scenario.dataDir, { recursive: true, force: true });
         await fs.mkdir(scenario.dataDir, { recursive: true });
       }
+      // Stands in for the command that makes it on the host, which the realiser only records.
+      if (scenario.https && certsDir !== undefined) {
+        await fs.rm(certsDir, { recursive: true, force: true });
+        await fs.mkdir(certsDir, { recursive: true });
+      }
       port = await freePort();
+      httpsPort = await freePort();
       // The target's own bind address: tests reach nginx on 127.0.0.1 whichever it is.
       settings = {
         ...scenario.settings,
@@ -325,6 +348,7 @@ export function describeStack(scenario: Scenario): void {
         // Low enough for a fork bomb to reach within the replica's memory limit.
         appProcesses: String(APP_PROCESSES),
         ...STANDIN_SETTINGS,
+        ...(scenario.https ? await httpsSettings(engine, httpsPort) : {}),
       };
       await deploy(realiser, settings);
     });
@@ -335,6 +359,7 @@ export function describeStack(scenario: Scenario): void {
       } finally {
         for (const checkout of checkouts) await fs.rm(checkout, { recursive: true, force: true });
         if (scenario.dataDir !== undefined) await fs.rm(scenario.dataDir, { recursive: true, force: true });
+        if (certsDir !== undefined) await fs.rm(certsDir, { recursive: true, force: true });
         await engine?.stop();
       }
     });
@@ -385,14 +410,30 @@ export function describeStack(scenario: Scenario): void {
       const names = await stackContainers();
       assert.deepEqual(
         names.sort(),
-        [...replicas(), ...oneOffs, `${prefix}-nginx`, `${prefix}-postgres`, `${prefix}-redis`].sort(),
+        [
+          ...replicas(),
+          ...oneOffs,
+          `${prefix}-nginx`,
+          `${prefix}-postgres`,
+          `${prefix}-redis`,
+          ...(scenario.https ? [`${prefix}-acme`] : []),
+        ].sort(),
       );
       const secrets = generatedSecrets();
       for (const name of names) {
         const info = await inspect(name);
         const bindings = Object.values((info.HostConfig.PortBindings as PortBindings | undefined) ?? {}).flat();
         if (name === `${prefix}-nginx`) {
-          assert.deepEqual(bindings, [{ HostIp: scenario.bindAddress, HostPort: String(port) }]);
+          // The engine lists bindings by port as text ("443/tcp" before "80/tcp").
+          const byPort = (list: { HostIp: string; HostPort: string }[]) =>
+            [...list].sort((x, y) => x.HostPort.localeCompare(y.HostPort));
+          assert.deepEqual(
+            byPort(bindings),
+            byPort([
+              { HostIp: scenario.bindAddress, HostPort: String(port) },
+              ...(scenario.https ? [{ HostIp: scenario.bindAddress, HostPort: String(httpsPort) }] : []),
+            ]),
+          );
         } else {
           assert.deepEqual(bindings, [], `${name} publishes nothing`);
         }
@@ -402,6 +443,10 @@ export function describeStack(scenario: Scenario): void {
             ["exited", 0, "no"],
             `${name} ran once and ended well`,
           );
+        } else if (name === `${prefix}-acme`) {
+          // Its CA is down until the HTTPS tests: running, and saying so (see https.ts).
+          assert.equal(info.State.Running, true, `${name} running`);
+          assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped", `${name} restart policy`);
         } else {
           assert.equal(info.State.Health?.Status, "healthy", `${name} healthy`);
           assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped", `${name} restart policy`);
@@ -887,6 +932,18 @@ export function describeStack(scenario: Scenario): void {
       assert.notEqual(replaced.Id, nginx.Id);
       assert.equal(replaced.Image, (await docker().getImage(image).inspect()).Id, `${replaced.Name} runs ${image}`);
     });
+
+    if (scenario.https) {
+      describeHttps({
+        docker,
+        prefix,
+        stack,
+        port: () => port,
+        httpsPort: () => httpsPort,
+        update: (changes) => update(changes),
+        readCount,
+      });
+    }
 
     test("teardown leaves no container, network or volume of the stack", async () => {
       await realiser.destroy();
