@@ -647,7 +647,10 @@ exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
     assert.equal(await alpnWith(tlsPort, root), "h2");
 
     // HTTP now redirects, keeping the path and query; the challenge path and nginx's own health do not.
-    const redirected = await request(port, { path: "/visits?x=1", headers: { host: "localhost" } });
+    // (Until the old worker has closed its listener, a new connection may still reach it.)
+    const redirect = () => request(port, { path: "/visits?x=1", headers: { host: "localhost" } });
+    await waitFor("HTTP to redirect", async () => (await redirect()).status === 308);
+    const redirected = await redirect();
     assert.deepEqual(
       [redirected.status, redirected.headers.location],
       [308, `https://localhost:${tlsPort}/visits?x=1`],
