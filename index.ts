@@ -6,16 +6,23 @@ import { readStackConfig } from "./components/config";
 import { buildWebstack } from "./components/program";
 
 const { config, secrets } = readStackConfig();
-const { host, stack } = buildWebstack(config, secrets, {
+const { host, stack, localCertificate } = buildWebstack(config, secrets, {
   stack: pulumi.getStack(),
   appDir: path.join(__dirname, "app"),
 });
 
 /** Where the stack answers: http://127.0.0.1:8080 locally, http://<public IP> on a cloud host. */
 export const url = stack.url;
+/** The site over HTTPS by its name, when `webstack:domain` is set. */
+export const httpsUrl = stack.httpsUrl;
 /** The cloud host's public IP (undefined for the local engine). */
 export const publicIp = host.publicIp;
 /** The release the app replicas belong to. */
 export const release = stack.releaseId;
+/**
+ * The local target's own CA, when it serves HTTPS: trust it once (`pulumi stack output
+ * caCertificate > webstack-ca.pem`, then your system's or browser's trust store).
+ */
+export const caCertificate = localCertificate?.caCertificate;
 /** The bearer token `POST /reset` requires: `pulumi stack output adminToken --show-secrets`. */
 export const adminToken = pulumi.secret(stack.adminToken);

@@ -94,7 +94,10 @@ export interface WebstackConfig {
    * release's second set of them and the migration run together (the kernel counts per user).
    */
   appProcesses: number;
-  /** HTTPS with certificates from an ACME CA; set on cloud targets when `domain` is. */
+  /**
+   * HTTPS, set when `domain` is: with certificates from an ACME CA on cloud targets, from a CA the
+   * stack makes on the local target.
+   */
   https?: HttpsConfig;
 }
 
@@ -104,24 +107,32 @@ export const ACME_SERVERS = {
   "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
 } as const;
 
-/** What a cloud stack with a `domain` serves over HTTPS, and where its certificate comes from. */
+/** What a stack with a `domain` serves over HTTPS, and where its certificate comes from. */
 export interface HttpsConfig {
   /** The site's name first, then any extra names the certificate covers. @example ["app.example.com"] */
   domains: string[];
-  /** The ACME account's contact address. */
-  acmeEmail: string;
-  /** The ACME directory URL. @default ACME_SERVERS.letsencrypt; its staging directory for a throwaway stack */
-  acmeServer: string;
-  /** PEM of the CA that signs a private ACME server's own HTTPS certificate (step-ca, Pebble), if any. */
-  acmeCaCertificate?: string;
+  /** The ACME CA that certifies a cloud stack; undefined on the local target (the stack's own CA). */
+  acme?: AcmeConfig;
   /** A DNS zone of the cloud's DNS in which A records for every domain point at the host's address. */
   dnsZone?: string;
-  /** Strict-Transport-Security max-age in seconds; 0 sends none. @default 31536000 (a year); 0 for a throwaway stack */
+  /**
+   * Strict-Transport-Security max-age in seconds; 0 sends none.
+   * @default 31536000 (a year) on cloud targets; 0 for a throwaway stack and on the local target
+   */
   hstsSeconds: number;
-  /** First wait after a failed order; each next one doubles, up to twelve times this. @default 300 */
-  acmeRetrySeconds: number;
-  /** Host port nginx's HTTPS is published on. @default 443 */
+  /** Host port nginx's HTTPS is published on. @default 443; 8443 on the local target */
   httpsPort: number;
+}
+
+export interface AcmeConfig {
+  /** The ACME account's contact address. */
+  email: string;
+  /** The ACME directory URL. @default ACME_SERVERS.letsencrypt; its staging directory for a throwaway stack */
+  server: string;
+  /** PEM of the CA that signs a private ACME server's own HTTPS certificate (step-ca, Pebble), if any. */
+  caCertificate?: string;
+  /** First wait after a failed order; each next one doubles, up to twelve times this. @default 300 */
+  retrySeconds: number;
 }
 
 /** Tasks one app replica may need: a Node process has about a dozen threads (measured in the engine tests). */
@@ -426,6 +437,9 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   httpsPort: wholeNumber(1, 65535),
 };
 
+/** Settings of the ACME client: cloud targets only. */
+const ACME_KEYS: readonly Key[] = ["acmeEmail", "acmeServer", "acmeCaCertificate", "acmeRetrySeconds"];
+
 /** Settings that only mean something when `domain` is set. */
 const HTTPS_KEYS: readonly Key[] = [
   "extraDomains",
@@ -489,7 +503,7 @@ export function parseConfig(
 
   const target = (values.target as Target | undefined) ?? (raw.target === undefined ? "local" : undefined);
   if (target === "local") {
-    for (const key of CLOUD_ONLY.concat(["docrRegistry", "availabilityZone"])) {
+    for (const key of CLOUD_ONLY.concat(["docrRegistry", "availabilityZone", "dnsZone"])) {
       if (raw[key] !== undefined) {
         problems.push(`${NAMESPACE}:${key} applies only to the digitalocean and aws targets (target is "local")`);
       }
@@ -555,23 +569,29 @@ export function parseConfig(
     limitBurst: values.limitBurst as number | undefined,
     limits: (values.limits as Record<LimitedRole, ResourceLimits> | undefined) ?? structuredClone(DEFAULT_LIMITS),
     appProcesses: (values.appProcesses as number | undefined) ?? DEFAULT_APP_PROCESSES,
-    https:
-      values.domain === undefined
-        ? undefined
-        : {
-            domains: [values.domain as string, ...((values.extraDomains as string[] | undefined) ?? [])],
-            acmeEmail: values.acmeEmail as string,
-            // A stack that lives for a pull request must not spend production's rate limits, nor
-            // leave browsers remembering HTTPS for a name that will soon serve something else.
-            acmeServer:
-              (values.acmeServer as string | undefined) ??
-              (kind.throwaway ? ACME_SERVERS["letsencrypt-staging"] : ACME_SERVERS.letsencrypt),
-            acmeCaCertificate: values.acmeCaCertificate as string | undefined,
-            dnsZone: values.dnsZone as string | undefined,
-            hstsSeconds: (values.hstsSeconds as number | undefined) ?? (kind.throwaway ? 0 : 31536000),
-            acmeRetrySeconds: (values.acmeRetrySeconds as number | undefined) ?? 300,
-            httpsPort: (values.httpsPort as number | undefined) ?? 443,
-          },
+    https: values.domain === undefined ? undefined : httpsConfig(values, cloud, kind.throwaway),
+  };
+}
+
+function httpsConfig(values: Partial<Record<Key, unknown>>, cloud: boolean, throwaway: boolean): HttpsConfig {
+  return {
+    domains: [values.domain as string, ...((values.extraDomains as string[] | undefined) ?? [])],
+    acme: cloud
+      ? {
+          email: values.acmeEmail as string,
+          // A stack that lives for a pull request must not spend production's rate limits, nor
+          // leave browsers remembering HTTPS for a name that will soon serve something else.
+          server:
+            (values.acmeServer as string | undefined) ??
+            (throwaway ? ACME_SERVERS["letsencrypt-staging"] : ACME_SERVERS.letsencrypt),
+          caCertificate: values.acmeCaCertificate as string | undefined,
+          retrySeconds: (values.acmeRetrySeconds as number | undefined) ?? 300,
+        }
+      : undefined,
+    dnsZone: values.dnsZone as string | undefined,
+    // A developer's browser must not be pinned to HTTPS for a name other stacks may serve plainly.
+    hstsSeconds: (values.hstsSeconds as number | undefined) ?? (throwaway || !cloud ? 0 : 31536000),
+    httpsPort: (values.httpsPort as number | undefined) ?? (cloud ? 443 : 8443),
   };
 }
 
@@ -587,11 +607,15 @@ function httpsProblems(target: Target | undefined, raw: RawConfig, values: Parti
     return problems;
   }
   if (target === "local") {
-    problems.push(
-      `${NAMESPACE}:domain applies only to the digitalocean and aws targets, where a public CA can reach the host (target is "local") (got ${show(raw.domain)})`,
-    );
-  }
-  if (raw.acmeEmail === undefined) {
+    // dnsZone on the local target is already reported with the cloud-only settings.
+    for (const key of ACME_KEYS) {
+      if (raw[key] !== undefined) {
+        problems.push(
+          `${NAMESPACE}:${key} applies only to the digitalocean and aws targets: the local target's certificate comes from a CA the stack makes (target is "local")`,
+        );
+      }
+    }
+  } else if (raw.acmeEmail === undefined) {
     problems.push(
       `${NAMESPACE}:acmeEmail is required with webstack:domain: the ACME account's contact address, such as ops@example.com`,
     );
@@ -618,7 +642,8 @@ function httpsProblems(target: Target | undefined, raw: RawConfig, values: Parti
     }
   }
   const httpsPort = values.httpsPort as number | undefined;
-  if (httpsPort !== undefined && httpsPort === ((values.httpPort as number | undefined) ?? 80)) {
+  const httpPort = (values.httpPort as number | undefined) ?? (target === "local" ? 8080 : 80);
+  if (httpsPort !== undefined && httpsPort === httpPort) {
     problems.push(`${NAMESPACE}:httpsPort must differ from webstack:httpPort (both are ${httpsPort})`);
   }
   return problems;

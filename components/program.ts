@@ -4,6 +4,7 @@ import { SecretKey, WebstackConfig } from "./config";
 import { createHost, DockerHost } from "./hosts";
 import { StackNames } from "./specs/containers";
 import { hashTree } from "./specs/release";
+import { LocalCertificate } from "./local-ca";
 import { ReleaseImages } from "./release-images";
 import { stackReleaseId, WebStack, WebStackArgs } from "./web-stack";
 
@@ -22,6 +23,8 @@ export interface Webstack {
   image?: AppImage;
   images: ReleaseImages;
   stack: WebStack;
+  /** The local target's CA and certificate, when it serves HTTPS. */
+  localCertificate?: LocalCertificate;
 }
 
 /** Builds the whole program from a validated config: host → image → stack. */
@@ -63,6 +66,11 @@ export function buildWebstack(
     });
     appImage = images.held(image.ref);
   }
+  // The local target's certificate comes from a CA the stack makes; a cloud host's from its ACME CA.
+  const localCertificate =
+    config.https !== undefined && config.https.acme === undefined
+      ? new LocalCertificate("local-https", { domains: config.https.domains, stack: options.stack })
+      : undefined;
   const stack = new WebStack("webstack", {
     host,
     names,
@@ -78,7 +86,7 @@ export function buildWebstack(
       nginx: config.nginxImage,
       acme: config.acmeImage,
     },
-    https: config.https,
+    https: config.https && { ...config.https, certificate: localCertificate?.bundle },
     postgresPassword: secrets.postgresPassword,
     redisPassword: secrets.redisPassword,
     redisAof: config.redisAof,
@@ -94,5 +102,5 @@ export function buildWebstack(
     transform: options.transform,
   });
   images.prune(release, stack.replicas);
-  return { host, image, images, stack };
+  return { host, image, images, stack, localCertificate };
 }

@@ -4,7 +4,15 @@ import * as random from "@pulumi/random";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { ContainerFile, dockerNginxVars, NGINX_COMMAND, NGINX_CONF_PATH, nginxContainerFiles } from "../nginx/render";
+import {
+  ContainerFile,
+  dockerNginxVars,
+  NGINX_CERT_FILE,
+  NGINX_COMMAND,
+  NGINX_CONF_PATH,
+  nginxContainerFiles,
+} from "../nginx/render";
+import { AcmeConfig } from "./config";
 import { DockerHost } from "./hosts/docker-host";
 import {
   acmeSpec,
@@ -115,15 +123,15 @@ export interface WebStackArgs {
   };
 }
 
-/** What WebStack needs of the HTTPS settings (see HttpsConfig). */
+/** What WebStack needs of the HTTPS settings (see HttpsConfig): one of `acme` and `certificate`. */
 export interface StackHttps {
   domains: string[];
-  acmeEmail: string;
-  acmeServer: string;
-  acmeCaCertificate?: string;
   hstsSeconds: number;
-  acmeRetrySeconds: number;
   httpsPort: number;
+  /** An ACME client beside nginx gets and renews the certificate (cloud hosts). */
+  acme?: AcmeConfig;
+  /** The private key and certificate chain as one PEM (a secret), given to nginx as a file (the local CA's). */
+  certificate?: pulumi.Input<string>;
 }
 
 /** The ACME client's script, run by the image's shell. */
@@ -168,6 +176,8 @@ interface FilesRun extends Built {
  */
 export class WebStack extends pulumi.ComponentResource {
   readonly url: pulumi.Output<string>;
+  /** The site over HTTPS, by its name (`https://app.example.com`), when the stack serves HTTPS. */
+  readonly httpsUrl?: string;
   readonly releaseId: string;
   readonly replicaNames: string[];
   /** The release's app replicas: what runs once the release is live. */
@@ -180,7 +190,7 @@ export class WebStack extends pulumi.ComponentResource {
   private readonly args: WebStackArgs;
   private readonly name: string;
   private readonly networks: Partial<Record<NetworkRole, docker.Network>>;
-  private readonly secrets: Record<SecretDocument, pulumi.Output<string>>;
+  private readonly secrets: Partial<Record<SecretDocument, pulumi.Output<string>>>;
 
   constructor(name: string, args: WebStackArgs, opts?: pulumi.ComponentResourceOptions) {
     super("webstack:index:WebStack", name, {}, opts);
@@ -194,7 +204,7 @@ export class WebStack extends pulumi.ComponentResource {
     this.networks = {
       front: this.createNetwork("front"),
       back: this.createNetwork("back"),
-      ...(args.https === undefined ? {} : { acme: this.createNetwork("acme") }),
+      ...(args.https?.acme === undefined ? {} : { acme: this.createNetwork("acme") }),
     };
     const postgres = this.createPostgres();
     const redis = this.createRedis();
@@ -202,14 +212,23 @@ export class WebStack extends pulumi.ComponentResource {
     const replicas = this.createReplicas(postgres.container, redis.container);
     this.replicaNames = replicas.map((r) => r.spec.containerName);
     this.replicas = replicas.map((r) => r.container);
-    const acme = args.https === undefined ? undefined : this.createAcme(args.https);
+    const acme = args.https?.acme === undefined ? undefined : this.createAcme(args.https, args.https.acme);
     const proxy = this.createProxy(
       replicas.map((r) => r.container),
       acme,
     );
 
     this.url = pulumi.interpolate`http://${args.host.publicAddress}${this.boundPort(proxy.container)}`;
-    this.registerOutputs({ url: this.url, releaseId: this.releaseId, replicaNames: this.replicaNames });
+    if (args.https !== undefined) {
+      const { domains, httpsPort } = args.https;
+      this.httpsUrl = `https://${domains[0]}${httpsPort === 443 ? "" : `:${httpsPort}`}`;
+    }
+    this.registerOutputs({
+      url: this.url,
+      httpsUrl: this.httpsUrl,
+      releaseId: this.releaseId,
+      replicaNames: this.replicaNames,
+    });
   }
 
   /** The URL's port part: none for 80, the configured port, or the one Docker picked for port 0. */
@@ -243,7 +262,7 @@ export class WebStack extends pulumi.ComponentResource {
   }
 
   /** Every secret a container may receive as a file, by the name specs use for it. */
-  private secretDocuments(): Record<SecretDocument, pulumi.Output<string>> {
+  private secretDocuments(): Partial<Record<SecretDocument, pulumi.Output<string>>> {
     const appendOnly = this.args.redisAof;
     const maxMemoryMb = softLimitMb(this.limits("redis"));
     return {
@@ -254,6 +273,7 @@ export class WebStack extends pulumi.ComponentResource {
       databaseUrl: pulumi.secret(this.postgresPassword.apply(databaseUrl)),
       redisUrl: pulumi.secret(this.redisPassword.apply(redisUrl)),
       adminToken: this.adminToken,
+      ...(this.args.https?.certificate === undefined ? {} : { tlsBundle: pulumi.secret(this.args.https.certificate) }),
     };
   }
 
@@ -398,7 +418,7 @@ export class WebStack extends pulumi.ComponentResource {
    * The ACME client and its two volumes: the certificates (on the cloud host's block storage, so
    * a replaced VM does not order again) and the webroot nginx answers challenges from.
    */
-  private createAcme(https: StackHttps): Built & { certs: docker.Volume; webroot: docker.Volume } {
+  private createAcme(https: StackHttps, client: AcmeConfig): Built & { certs: docker.Volume; webroot: docker.Volume } {
     // The block storage of a VM made before HTTPS existed has no directory for them yet.
     const { certsDir } = this.args.host;
     const made =
@@ -412,11 +432,11 @@ export class WebStack extends pulumi.ComponentResource {
     const spec = acmeSpec(this.args.names, {
       script: ACME_SCRIPT,
       env: {
-        ACME_SERVER: https.acmeServer,
-        ACME_EMAIL: https.acmeEmail,
+        ACME_SERVER: client.server,
+        ACME_EMAIL: client.email,
         ACME_DOMAINS: https.domains.join(" "),
-        ACME_RETRY_SECONDS: String(https.acmeRetrySeconds),
-        ...(https.acmeCaCertificate === undefined ? {} : { ACME_CA_PEM: https.acmeCaCertificate }),
+        ACME_RETRY_SECONDS: String(client.retrySeconds),
+        ...(client.caCertificate === undefined ? {} : { ACME_CA_PEM: client.caCertificate }),
       },
       limits: this.limits("acme"),
     });
@@ -447,13 +467,23 @@ export class WebStack extends pulumi.ComponentResource {
                 publicPort: https.httpsPort,
                 hstsSeconds: https.hstsSeconds,
                 nginxVersion: imageVersion(this.args.images.nginx),
+                source: https.acme === undefined ? "file" : "acme",
               },
       }),
     );
     const startHash = nginxStartHash(files);
     const image = this.stockImage("nginx", this.args.images.nginx);
     // The image's own /etc/nginx (mime.types) under the stack's config and start script.
-    const run = this.createFilesRun(image, { consumer: "nginx", files: files.map(nginxFile), seed: NGINX_DIR });
+    // A certificate given as a value goes with nginx's files, readable by root (the master) alone.
+    const certificate: FilesRunOptions["files"] =
+      https?.certificate === undefined
+        ? []
+        : [{ path: path.posix.relative(NGINX_DIR, NGINX_CERT_FILE), mode: "0400", content: { secret: "tlsBundle" } }];
+    const run = this.createFilesRun(image, {
+      consumer: "nginx",
+      files: [...files.map(nginxFile), ...certificate],
+      seed: NGINX_DIR,
+    });
     const spec = nginxSpec(names, {
       httpPort,
       bindAddress,
@@ -461,6 +491,7 @@ export class WebStack extends pulumi.ComponentResource {
       startHash,
       limits: this.limits("nginx"),
       httpsPort: https?.httpsPort,
+      acmeVolumes: acme !== undefined,
     });
     return this.createContainer(`${this.name}-nginx`, spec, {
       image,
@@ -521,7 +552,7 @@ export class WebStack extends pulumi.ComponentResource {
     const uploads = spec.files.map((f) => ({
       file: f.path,
       permissions: f.mode,
-      content: "secret" in f.content ? this.secrets[f.content.secret] : f.content.text,
+      content: "secret" in f.content ? this.secret(spec.role, f.content.secret) : f.content.text,
     }));
     if (uploads.length > 0 && spec.readOnlyRoot) {
       throw new Error(`${spec.role}: Docker refuses uploads into a read-only root; give it a files run instead`);
@@ -604,6 +635,12 @@ export class WebStack extends pulumi.ComponentResource {
     const { vmId } = this.args.host;
     if (vmId !== undefined) all["webstack.vm"] = vmId;
     return pulumi.output(all).apply((values) => Object.entries(values).map(([label, value]) => ({ label, value })));
+  }
+
+  private secret(role: string, name: SecretDocument): pulumi.Output<string> {
+    const value = this.secrets[name];
+    if (value === undefined) throw new Error(`${role}: the secret ${name} was not made for this stack`);
+    return value;
   }
 
   private network(role: NetworkRole): docker.Network {

@@ -83,8 +83,8 @@ export interface TlsVars {
   bundlePath: string;
   /** Directory whose `*.conf` the server includes: the start script puts the HTTPS part there. */
   activeDir: string;
-  /** Directory served at `/.well-known/acme-challenge/` over HTTP (the ACME client's webroot). */
-  challengeRoot: string;
+  /** Directory served at `/.well-known/acme-challenge/` over HTTP (the ACME client's webroot); null for none. */
+  challengeRoot: string | null;
   /** Strict-Transport-Security max-age in seconds; 0 sends none. */
   hstsSeconds: number;
   /**
@@ -125,10 +125,18 @@ export interface DockerTlsOptions {
   hstsSeconds?: number;
   /** The nginx image's version, from its tag: decides how HTTP/2 is turned on. @example "1.28.0" */
   nginxVersion?: string;
+  /**
+   * Where the certificate comes from: an ACME client beside nginx (its volumes, and the challenge
+   * path) or a file written with nginx's own files (NGINX_CERT_FILE).
+   * @default "acme"
+   */
+  source?: "acme" | "file";
 }
 
 /** The file the ACME client writes: private key and certificate chain in one, replaced whole. */
 export const CERT_BUNDLE = "live/bundle.pem";
+/** Where a certificate given as a value lies: with nginx's own files. */
+export const NGINX_CERT_FILE = "/etc/nginx/webstack/certs/bundle.pem";
 
 /** Where the nginx container's files go, and the command that starts it. */
 export const NGINX_CONF_PATH = "/etc/nginx/nginx.conf";
@@ -164,9 +172,9 @@ export function dockerNginxVars(options: DockerNginxOptions = {}): NginxVars {
         : {
             listenPort: 443,
             publicPort: options.tls.publicPort ?? 443,
-            bundlePath: `${NGINX_CERTS_DIR}/${CERT_BUNDLE}`,
+            bundlePath: options.tls.source === "file" ? NGINX_CERT_FILE : `${NGINX_CERTS_DIR}/${CERT_BUNDLE}`,
             activeDir: "/var/cache/nginx/webstack-tls",
-            challengeRoot: NGINX_ACME_WEBROOT,
+            challengeRoot: options.tls.source === "file" ? null : NGINX_ACME_WEBROOT,
             hstsSeconds: options.tls.hstsSeconds ?? 31536000,
             http2: http2Style(options.tls.nginxVersion),
           },
@@ -322,6 +330,7 @@ function tlsProblems(tls: TlsVars, httpPort: number): string[] {
   if (!isPort(tls.publicPort)) bad("publicPort", tls.publicPort, "an integer from 1 to 65535");
   for (const field of ["bundlePath", "activeDir", "challengeRoot"] as const) {
     const value = tls[field];
+    if (field === "challengeRoot" && value === null) continue;
     if (typeof value !== "string" || !SAFE_PATH.test(value) || value.length < 2) {
       bad(field, value, "an absolute path of letters, digits, '.', '_', '-' and '/'");
     }
@@ -446,12 +455,16 @@ function tlsDirectives(tls: TlsVars | null): { TLS_HTTP: string; TLS_SERVER: str
       ...(tls.hstsSeconds > 0
         ? ["        add_header Strict-Transport-Security $webstack_hsts always;"]
         : ["        # hstsSeconds is 0: no Strict-Transport-Security"]),
-      "",
-      "        # ACME HTTP-01 challenges, over plain HTTP, from the ACME client's webroot.",
-      "        location ^~ /.well-known/acme-challenge/ {",
-      `            root ${tls.challengeRoot};`,
-      "            default_type text/plain;",
-      "        }",
+      ...(tls.challengeRoot === null
+        ? []
+        : [
+            "",
+            "        # ACME HTTP-01 challenges, over plain HTTP, from the ACME client's webroot.",
+            "        location ^~ /.well-known/acme-challenge/ {",
+            `            root ${tls.challengeRoot};`,
+            "            default_type text/plain;",
+            "        }",
+          ]),
     ].join("\n"),
     TLS_REDIRECT: [
       "            # Once HTTPS is up, plain HTTP is sent there (308 keeps the method and body).",

@@ -65,7 +65,14 @@ export type VolumeRole = "postgres-data" | "redis-data" | "files-app" | "files-n
 export type NetworkRole = "front" | "back" | "acme";
 
 /** Secret documents the component builds from Pulumi secrets; a spec names them, never holds them. */
-export type SecretDocument = "postgresPassword" | "redisConf" | "databaseUrl" | "redisUrl" | "adminToken";
+export type SecretDocument =
+  | "postgresPassword"
+  | "redisConf"
+  | "databaseUrl"
+  | "redisUrl"
+  | "adminToken"
+  /** nginx's private key and certificate chain, when the stack makes them (the local target's CA). */
+  | "tlsBundle";
 
 /** What a file holds: a secret document by name, or plain text that may show in a diff. */
 export type FileContent = { secret: SecretDocument } | { text: string };
@@ -455,8 +462,10 @@ export interface NginxSpecOptions {
   startHash: string;
   /** @default DEFAULT_LIMITS.nginx */
   limits?: ResourceLimits;
-  /** HTTPS: the host port 443 is published on; nginx reads the ACME client's volumes. @default undefined (HTTP only) */
+  /** HTTPS: the host port 443 is published on. @default undefined (HTTP only) */
   httpsPort?: number;
+  /** nginx reads the ACME client's certificate and webroot volumes. @default false */
+  acmeVolumes?: boolean;
 }
 
 /**
@@ -490,7 +499,7 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
     ],
     volumes: [
       { volume: "files-nginx", containerPath: NGINX_DIR, readOnly: true },
-      ...(options.httpsPort === undefined
+      ...(!options.acmeVolumes
         ? []
         : [
             { volume: "certs" as const, containerPath: NGINX_CERTS_DIR, readOnly: true },

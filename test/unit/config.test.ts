@@ -354,10 +354,19 @@ function httpsBad(): { settings: Record<string, string>; message: string }[] {
         "  - webstack:hstsSeconds applies only with HTTPS: set webstack:domain too, or leave hstsSeconds unset",
     },
     {
-      settings: { domain: "app.example.com", acmeEmail: "ops@example.com" },
-      message: one(
-        'webstack:domain applies only to the digitalocean and aws targets, where a public CA can reach the host (target is "local") (got "app.example.com")',
-      ),
+      settings: {
+        domain: "app.example.com",
+        acmeEmail: "ops@example.com",
+        acmeServer: "letsencrypt",
+        dnsZone: "example.com",
+        httpsPort: "8080",
+      },
+      message:
+        "Invalid webstack configuration (4 problems):\n" +
+        '  - webstack:dnsZone applies only to the digitalocean and aws targets (target is "local")\n' +
+        `  - webstack:acmeEmail applies only to the digitalocean and aws targets: the local target's certificate comes from a CA the stack makes (target is "local")\n` +
+        `  - webstack:acmeServer applies only to the digitalocean and aws targets: the local target's certificate comes from a CA the stack makes (target is "local")\n` +
+        "  - webstack:httpsPort must differ from webstack:httpPort (both are 8080)",
     },
   ];
 }
@@ -485,17 +494,19 @@ describe("defaults and good configs", () => {
     const site = { ...DO, domain: "app.example.com.", acmeEmail: "ops@example.com" };
     assert.deepEqual(parseConfig(site).https, {
       domains: ["app.example.com"],
-      acmeEmail: "ops@example.com",
-      acmeServer: "https://acme-v02.api.letsencrypt.org/directory",
-      acmeCaCertificate: undefined,
+      acme: {
+        email: "ops@example.com",
+        server: "https://acme-v02.api.letsencrypt.org/directory",
+        caCertificate: undefined,
+        retrySeconds: 300,
+      },
       dnsZone: undefined,
       hstsSeconds: 31536000,
-      acmeRetrySeconds: 300,
       httpsPort: 443,
     });
     const throwaway = parseConfig(site, new Set(), { throwaway: true }).https;
     assert.deepEqual(
-      [throwaway?.acmeServer, throwaway?.hstsSeconds],
+      [throwaway?.acme?.server, throwaway?.hstsSeconds],
       ["https://acme-staging-v02.api.letsencrypt.org/directory", 0],
     );
     // Given values win over a throwaway stack's defaults.
@@ -514,18 +525,31 @@ describe("defaults and good configs", () => {
     ).https;
     assert.deepEqual(given, {
       domains: ["app.example.com", "www.example.com", "example.com"],
-      acmeEmail: "ops@example.com",
-      acmeServer: "https://acme-v02.api.letsencrypt.org/directory",
-      acmeCaCertificate: undefined,
+      acme: {
+        email: "ops@example.com",
+        server: "https://acme-v02.api.letsencrypt.org/directory",
+        caCertificate: undefined,
+        retrySeconds: 2,
+      },
       dnsZone: "example.com",
       hstsSeconds: 600,
-      acmeRetrySeconds: 2,
       httpsPort: 8443,
     });
     assert.equal(
-      parseConfig({ ...site, acmeServer: "https://ca.internal:9000/acme/dir" }).https?.acmeServer,
+      parseConfig({ ...site, acmeServer: "https://ca.internal:9000/acme/dir" }).https?.acme?.server,
       "https://ca.internal:9000/acme/dir",
     );
+  });
+
+  test("HTTPS on the local target: the stack's own CA (no ACME client), port 8443, no HSTS unless asked", () => {
+    assert.deepEqual(parseConfig({ domain: "app.localhost" }).https, {
+      domains: ["app.localhost"],
+      acme: undefined,
+      dnsZone: undefined,
+      hstsSeconds: 0,
+      httpsPort: 8443,
+    });
+    assert.equal(parseConfig({ domain: "app.localhost", hstsSeconds: "300" }).https?.hstsSeconds, 300);
   });
 
   test("limits: each role's given values over the defaults, from numbers or digits; every bad one reported", () => {

@@ -688,3 +688,46 @@ describe("HTTPS on the cloud targets", () => {
     assert.deepEqual(mocks.named("webstack-nginx").inputs.ports, [{ internal: 80, external: 80, ip: "0.0.0.0" }]);
   });
 });
+
+describe("HTTPS on the local target", () => {
+  test("a CA of the stack's own signs the certificate; nginx gets it with its files (root-only) and publishes 8443; no ACME client; the CA and the HTTPS URL are outputs", async () => {
+    const { mocks, outputs } = await evaluated({ domain: "app.localhost" });
+    assert.equal(outputs.httpsUrl, "https://app.localhost:8443");
+    const ca = mocks.named("local-https-ca");
+    assert.equal(outputs.caCertificate, ca.outputs.certPem);
+    assert.equal(ca.inputs.isCaCertificate, true);
+    assert.deepEqual(ca.inputs.allowedUses, ["cert_signing", "crl_signing"]);
+    const request = mocks.named("local-https-request");
+    assert.deepEqual(
+      [request.inputs.dnsNames, request.inputs.ipAddresses],
+      [["app.localhost", "localhost"], ["127.0.0.1"]],
+    );
+    const certificate = mocks.named("local-https-cert");
+    assert.deepEqual(certificate.inputs.allowedUses, ["digital_signature", "server_auth"]);
+    assert.equal(certificate.inputs.earlyRenewalHours, 30 * 24);
+    for (const key of ["local-https-ca-key", "local-https-key"]) {
+      assert.deepEqual([mocks.named(key).inputs.algorithm, mocks.named(key).inputs.ecdsaCurve], ["ECDSA", "P256"]);
+    }
+
+    const nginx = mocks.named("webstack-nginx");
+    assert.deepEqual(nginx.inputs.ports, [
+      { internal: 80, external: 8080, ip: "127.0.0.1" },
+      { internal: 443, external: 8443, ip: "127.0.0.1" },
+    ]);
+    assert.equal((nginx.inputs.volumes as Inputs[]).length, 1, "nginx reads no ACME volumes");
+    const run = mocks.named("webstack-files-nginx-run");
+    const files = run.inputs.uploads as Inputs[];
+    const index = files.findIndex((u) => String(u.file).endsWith("/webstack/certs/bundle.pem"));
+    assert.ok(index >= 0, "the certificate goes with nginx's files");
+    assert.equal(files[index].permissions, "0400");
+    const raw = run.raw.uploads;
+    // The SDK may mark the whole list secret rather than each field.
+    assert.ok(
+      isSecretValue(raw) || (Array.isArray(raw) && isSecretValue((raw[index] as Inputs).content)),
+      "the key travels as a secret",
+    );
+    const key = String(mocks.named("local-https-key").outputs.privateKeyPem);
+    assert.equal(files[index].content, `${key}${String(certificate.outputs.certPem)}`);
+    assert.equal(mocks.resources.filter((r) => /acme/.test(r.name)).length, 0);
+  });
+});
