@@ -2,8 +2,9 @@
 // `newResource` realises the program's Docker resources on a real engine (networks, volumes,
 // images, containers through the Engine API), so the real-engine tests can evaluate the unchanged
 // program without a Pulumi CLI or provider plugin. Every other resource type (providers, clouds,
-// random, tls, command) is only recorded and answered with plausible outputs; nothing outside the
-// engine is ever contacted.
+// random, tls, command) is only recorded and answered with plausible outputs (tls keys and
+// certificates are real ones, made with Node's crypto and openssl); nothing outside the engine is
+// ever contacted.
 //
 // It does what pulumi-docker 5.2.0 (terraform-provider-docker underneath; its Image is native) and
 // the Pulumi engine would do, and where it cannot, it fails rather than doing less: a test that
@@ -15,9 +16,10 @@
 import dockerignore from "@balena/dockerignore";
 import * as pulumi from "@pulumi/pulumi";
 import Docker from "dockerode";
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createHash, generateKeyPairSync, KeyObject, randomBytes, randomInt, randomUUID } from "node:crypto";
-import { promises as fs } from "node:fs";
+import { promises as fs, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { Readable } from "node:stream";
 import { inspect, promisify } from "node:util";
@@ -1412,9 +1414,10 @@ function plausibleOutputs(type: string, inputs: Json): Json {
       return keyPair(inputs);
     case "tls:index/selfSignedCert:SelfSignedCert":
     case "tls:index/locallySignedCert:LocallySignedCert":
-      return { certPem: fakePem("CERTIFICATE"), validityStartTime: new Date().toISOString() };
+      // Real certificates (openssl), so what serves TLS with them here can be checked for real.
+      return { certPem: certificate(type, inputs), validityStartTime: new Date().toISOString() };
     case "tls:index/certRequest:CertRequest":
-      return { certRequestPem: fakePem("CERTIFICATE REQUEST") };
+      return { certRequestPem: certificateRequest(inputs) };
     case "digitalocean:index/droplet:Droplet":
       return { ipv4Address: "203.0.113.10", ipv4AddressPrivate: "10.10.0.10", urn: "do:droplet:1", status: "active" };
     case "digitalocean:index/reservedIp:ReservedIp":
@@ -1506,6 +1509,88 @@ function randomText(inputs: Json): string {
 }
 
 /** A real key pair from node:crypto; the OpenSSH private key is given in PKCS#8 PEM, which ssh reads. */
+/** The tls provider's `allowedUses` as openssl extensions: key usages and extended key usages. */
+function usageExtensions(inputs: Json, ca: boolean): string[] {
+  const uses = Array.isArray(inputs.allowedUses) ? inputs.allowedUses.map(String) : [];
+  const keyUsage: Record<string, string> = {
+    cert_signing: "keyCertSign",
+    crl_signing: "cRLSign",
+    digital_signature: "digitalSignature",
+    key_encipherment: "keyEncipherment",
+  };
+  const extended: Record<string, string> = { server_auth: "serverAuth", client_auth: "clientAuth" };
+  const lines = [`basicConstraints=critical,CA:${ca ? "TRUE" : "FALSE"}`];
+  const usages = uses.filter((u) => keyUsage[u]).map((u) => keyUsage[u]);
+  if (usages.length > 0) lines.push(`keyUsage=critical,${usages.join(",")}`);
+  const ext = uses.filter((u) => extended[u]).map((u) => extended[u]);
+  if (ext.length > 0) lines.push(`extendedKeyUsage=${ext.join(",")}`);
+  return lines;
+}
+
+/** Runs openssl in a scratch directory holding `files`; returns the file `out` it wrote. */
+function openssl(files: Record<string, string>, args: string[], out: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "webstack-realiser-tls-"));
+  try {
+    for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content, { mode: 0o600 });
+    execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+    return readFileSync(path.join(dir, out), "utf8");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function subjectOf(inputs: Json): string {
+  const subject = (inputs.subject ?? {}) as Json;
+  const parts = [
+    typeof subject.organization === "string" ? `/O=${subject.organization}` : "",
+    typeof subject.commonName === "string" ? `/CN=${subject.commonName}` : "",
+  ];
+  return parts.join("") || "/";
+}
+
+function certificateRequest(inputs: Json): string {
+  const names = [
+    ...(Array.isArray(inputs.dnsNames) ? inputs.dnsNames.map((n) => `DNS:${String(n)}`) : []),
+    ...(Array.isArray(inputs.ipAddresses) ? inputs.ipAddresses.map((n) => `IP:${String(n)}`) : []),
+  ];
+  return openssl(
+    { "key.pem": String(inputs.privateKeyPem) },
+    [
+      ...["req", "-new", "-key", "key.pem", "-subj", subjectOf(inputs), "-out", "csr.pem"],
+      ...(names.length > 0 ? ["-addext", `subjectAltName=${names.join(",")}`] : []),
+    ],
+    "csr.pem",
+  );
+}
+
+function certificate(type: string, inputs: Json): string {
+  const days = String(Math.max(1, Math.round(Number(inputs.validityPeriodHours ?? 24) / 24)));
+  if (type === "tls:index/selfSignedCert:SelfSignedCert") {
+    return openssl(
+      { "key.pem": String(inputs.privateKeyPem) },
+      [
+        ...["req", "-x509", "-new", "-key", "key.pem", "-subj", subjectOf(inputs), "-days", days, "-out", "cert.pem"],
+        ...usageExtensions(inputs, inputs.isCaCertificate === true).flatMap((line) => ["-addext", line]),
+      ],
+      "cert.pem",
+    );
+  }
+  return openssl(
+    {
+      "csr.pem": String(inputs.certRequestPem),
+      "ca.pem": String(inputs.caCertPem),
+      "ca-key.pem": String(inputs.caPrivateKeyPem),
+      "ext.cnf": usageExtensions(inputs, false).join("\n") + "\n",
+    },
+    [
+      ...["x509", "-req", "-in", "csr.pem", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-days", days],
+      ...["-set_serial", `0x${randomBytes(8).toString("hex")}`, "-copy_extensions", "copyall"],
+      ...["-extfile", "ext.cnf", "-out", "cert.pem"],
+    ],
+    "cert.pem",
+  );
+}
+
 function keyPair(inputs: Json): Json {
   const algorithm = typeof inputs.algorithm === "string" ? inputs.algorithm : "RSA";
   const { publicKey, privateKey } =
@@ -1551,10 +1636,6 @@ function opensshPublicKey(key: KeyObject): string {
     parts = [sshString(Buffer.from(kind)), mpint(b64(jwk.e)), mpint(b64(jwk.n))];
   }
   return `${kind} ${Buffer.concat(parts).toString("base64")}`;
-}
-
-function fakePem(label: string): string {
-  return `-----BEGIN ${label}-----\n${randomBytes(48).toString("base64")}\n-----END ${label}-----\n`;
 }
 
 // ---- input helpers -------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import assert from "node:assert/strict";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { inspect } from "node:util";
 import { after, before, describe, test, TestContext } from "node:test";
 import { unhandledRejectionsOf } from "../../support/rejections";
 import { freePort } from "../../support/services";
@@ -25,32 +24,13 @@ import {
 } from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
 import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
-import { describeHttps, httpsSettings } from "./https";
+import { describeHttps, httpsSettings, localHttpsTest } from "./https";
+import { errorText, eventually, sleep } from "./wait";
 
 const ROOT = path.join(__dirname, "..", "..", "..");
 const INDEX = path.join(ROOT, "index.ts");
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// An Error as its name and message; anything else thrown as Node prints it, not as "[object Object]".
-const errorText = (error: unknown): string => (error instanceof Error ? String(error) : inspect(error));
-
-/** Polls `check` until it returns a value (not undefined) or `seconds` pass. */
-export async function eventually<T>(what: string, seconds: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + seconds * 1000;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${seconds} s${last ? ` (${errorText(last)})` : ""}`);
-    await sleep(500);
-  }
-}
+export { eventually, sleep } from "./wait";
 
 export interface Scenario {
   /** Test stack name; Docker objects are named `webstack-<stack>-…`. */
@@ -77,6 +57,8 @@ export interface Scenario {
    * shared tests run over HTTP, and the HTTPS tests run last on the same stack.
    */
   https?: boolean;
+  /** HTTPS from the stack's own CA, asked for by an update late in the scenario (the local target). */
+  localHttps?: boolean;
 }
 
 /** The app user's task limit the scenarios deploy with (`appProcesses`): 3 replicas need at least 224. */
@@ -933,17 +915,24 @@ export function describeStack(scenario: Scenario): void {
       assert.equal(replaced.Image, (await docker().getImage(image).inspect()).Id, `${replaced.Name} runs ${image}`);
     });
 
-    if (scenario.https) {
-      describeHttps({
-        docker,
-        prefix,
-        stack,
-        port: () => port,
-        httpsPort: () => httpsPort,
-        update: (changes) => update(changes),
-        readCount,
+    const httpsScenario = {
+      docker,
+      prefix,
+      stack,
+      port: () => port,
+      httpsPort: () => httpsPort,
+      update: (changes: Record<string, string | undefined>) => update(changes),
+      readCount,
+    };
+    if (scenario.localHttps) {
+      localHttpsTest({
+        ...httpsScenario,
+        caCertificate: async () =>
+          exported?.caCertificate === undefined ? undefined : outputValue(exported.caCertificate, "caCertificate"),
+        httpsUrl: () => exported?.httpsUrl,
       });
     }
+    if (scenario.https) describeHttps(httpsScenario);
 
     test("teardown leaves no container, network or volume of the stack", async () => {
       await realiser.destroy();
