@@ -102,6 +102,7 @@ async function tlsFor(dir: string): Promise<TlsVars> {
     activeDir: join(dir, "tls-active"),
     challengeRoot: join(dir, "acme"),
     hstsSeconds: 31536000,
+    names: ["127.0.0.1"],
     http2: http2Style((await execText("nginx", ["-v"], 10_000)).split("/")[1]),
   };
   const key = join(dir, "key.pem");

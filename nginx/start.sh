@@ -14,10 +14,11 @@
 # (default nginx.conf in the directory above this script's).
 #
 # HTTPS: when tls.conf and tls.env lie next to this script, the certificate bundle tls.env names
-# ($tls_bundle, written whole by the stack's ACME client) is watched too. While it exists,
-# tls.conf (the HTTPS listener and certificate) is copied into $tls_active, which nginx.conf
-# includes; a new bundle is picked up with a graceful reload. At start, a bundle nginx rejects is
-# left out, so nginx starts serving HTTP rather than not at all.
+# ($tls_bundle, written whole by the stack's ACME client or the stack's files) is watched too.
+# Each new bundle is copied into $tls_active, with tls.conf (the HTTPS listener, which reads that
+# copy), and checked with `nginx -t`; nginx.conf includes that directory, and a graceful reload
+# picks the bundle up. A bundle nginx rejects is put aside: nginx keeps the last one it accepted
+# (or serves HTTP alone until the first good one), and later reloads are not held up by it.
 set -u
 
 dir=$(dirname "$0")
@@ -63,15 +64,44 @@ snapshot() {
   printf '%s\n' "${out}config: ${sum%% *};$cert"
 }
 
-# Puts the HTTPS part in place while the certificate bundle exists, and takes it out otherwise.
+# Takes a new certificate bundle in (see above). A missing bundle changes nothing: nginx keeps
+# what it has. When nginx rejects the config with the new bundle and also without it, the bundle
+# is not the cause (an upstream name not resolving yet, say), and it stays in place.
+tls_taken=""
 tls_apply() {
   [ -n "$tls_conf" ] || return 0
+  sum=$(cksum "$tls_bundle" 2>/dev/null) || return 0
+  sum=${sum%% *}
+  [ "$sum" = "$tls_taken" ] && return 0
+  tls_taken=$sum
   mkdir -p "$tls_active"
-  if [ -s "$tls_bundle" ]; then
-    cp "$tls_conf" "$tls_active/https.conf.tmp" && mv "$tls_active/https.conf.tmp" "$tls_active/https.conf"
+  had=""
+  if [ -f "$tls_active/https.conf" ]; then
+    had=yes
+    cp -p "$tls_active/bundle.pem" "$tls_active/bundle.pem.good"
+  fi
+  (umask 077 && cp "$tls_bundle" "$tls_active/bundle.pem.tmp") || return 0
+  mv "$tls_active/bundle.pem.tmp" "$tls_active/bundle.pem"
+  cp "$tls_conf" "$tls_active/https.conf"
+  if why=$(nginx -t 2>&1); then
+    rm -f "$tls_active/bundle.pem.good"
+    return 0
+  fi
+  mv "$tls_active/bundle.pem" "$tls_active/bundle.pem.new"
+  if [ -n "$had" ]; then
+    mv "$tls_active/bundle.pem.good" "$tls_active/bundle.pem"
   else
     rm -f "$tls_active/https.conf"
   fi
+  if nginx -t -q 2>/dev/null; then
+    rm -f "$tls_active/bundle.pem.new"
+    log "nginx rejects the certificate bundle $tls_bundle; $([ -n "$had" ] && echo "keeping the last one it accepted" || echo "serving HTTP only") until it changes"
+    printf '%s\n' "$why" | sed 's/^/nginx-upstream-watch: /' >&2
+    return 0
+  fi
+  mv "$tls_active/bundle.pem.new" "$tls_active/bundle.pem"
+  cp "$tls_conf" "$tls_active/https.conf"
+  rm -f "$tls_active/bundle.pem.good"
 }
 
 # Reloads only after the same new answer was seen on two polls in a row (one odd DNS answer does
@@ -96,7 +126,6 @@ watch_upstreams() {
       continue
     fi
     log "upstream addresses, certificate or config changed from [$current] to [$seen]; reloading nginx"
-    # A bundle nginx cannot load fails only this reload: nginx keeps its last good one.
     tls_apply
     if nginx -s reload; then
       current=$seen
@@ -120,11 +149,6 @@ while ! initial=$(snapshot); do
   waited=$((waited + 1))
 done
 tls_apply
-if [ -n "$tls_conf" ] && [ -f "$tls_active/https.conf" ] && ! nginx -t -q 2>/dev/null; then
-  log "nginx rejects the certificate in $tls_bundle; starting without HTTPS until it changes"
-  nginx -t 2>&1 | sed 's/^/nginx-upstream-watch: /' >&2
-  rm -f "$tls_active/https.conf"
-fi
 # The snapshot is taken before nginx loads its config, so any later change is noticed.
 watch_upstreams "$$" "$initial" &
 

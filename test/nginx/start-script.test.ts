@@ -597,6 +597,7 @@ describe("nginx/start.sh with the real nginx and HTTPS", () => {
       activeDir: join(prefix, "tmp", "webstack-tls"),
       challengeRoot: join(prefix, "acme"),
       hstsSeconds: 600,
+      names: ["localhost", "127.0.0.1"],
       http2: http2Style(nginxVersion),
     };
     const vars = { ...loopbackNginxVars(prefix, port, [`localhost:${upstreamPort}`]), tls };
@@ -649,13 +650,20 @@ exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
     // HTTP now redirects, keeping the path and query; the challenge path and nginx's own health do not.
     // (Until the old worker has closed its listener, a new connection may still reach it.)
     const redirect = () => request(port, { path: "/visits?x=1", headers: { host: "localhost" } });
-    await waitFor("HTTP to redirect", async () => (await redirect()).status === 308);
+    let redirects = 0;
+    await waitFor("HTTP to redirect five times in a row", async () => {
+      redirects = (await redirect()).status === 308 ? redirects + 1 : 0;
+      return redirects >= 5;
+    });
     const redirected = await redirect();
     assert.deepEqual(
       [redirected.status, redirected.headers.location],
       [308, `https://localhost:${tlsPort}/visits?x=1`],
     );
     assert.equal(redirected.headers["strict-transport-security"], undefined, "no HSTS over plain HTTP");
+    // A Host that is not one of the stack's names is not echoed into the redirect.
+    const elsewhere = await request(port, { path: "/", headers: { host: "evil.example" } });
+    assert.deepEqual([elsewhere.status, elsewhere.headers.location], [308, `https://localhost:${tlsPort}/`]);
     const challenge = await request(port, { path: "/.well-known/acme-challenge/token1" });
     assert.deepEqual([challenge.status, challenge.body.toString("utf8")], [200, "token1.thumbprint"]);
     assert.equal((await request(port, { path: "/nginx-health" })).status, 200);
@@ -687,14 +695,36 @@ exec /usr/sbin/nginx -p "${prefix}/" -c "${prefix}/nginx.conf" "$@"
     await waitFor("nginx to exit", () => !h.groupAlive());
 
     // A bundle nginx cannot load (a key and no certificate) at start: HTTP serves, HTTPS waits.
+    // (The container's copy lies on a tmpfs, empty at each start.)
+    await rm(tls.activeDir, { recursive: true, force: true });
     await putBundle(first.bundle.split("-----BEGIN CERTIFICATE-----")[0]);
     const broken = await start();
     assert.equal((await request(port)).status, 200);
+    await assert.rejects(httpsGet(tlsPort, root), /ECONNREFUSED/);
+    // The rejected bundle holds up no later reload: a new replica address is taken in.
+    const workers = await childPids(broken.pid);
+    await broken.answer("localhost", ["127.0.0.1", "127.0.0.2"]);
+    await waitFor("a reload for the new address", async () => {
+      const now = await childPids(broken.pid);
+      return now.length === 1 && now[0] !== workers[0];
+    });
     await assert.rejects(httpsGet(tlsPort, root), /ECONNREFUSED/);
     await putBundle(second.bundle);
     await waitFor(
       "HTTPS once the bundle is whole",
       async () => (await httpsGet(tlsPort, root).catch(() => null))?.serial === second.serial,
+    );
+    // A bad bundle while HTTPS is up: nginx keeps the last one it accepted, through later reloads too.
+    await putBundle(first.bundle.split("-----BEGIN CERTIFICATE-----")[0]);
+    await broken.letPolls(10);
+    await broken.answer("localhost", ["127.0.0.1"]);
+    await broken.letPolls(10);
+    assert.equal((await httpsGet(tlsPort, root)).serial, second.serial);
+    const third = await ca.bundle();
+    await putBundle(third.bundle);
+    await waitFor(
+      "the next good bundle",
+      async () => (await httpsGet(tlsPort, root).catch(() => null))?.serial === third.serial,
     );
     process.kill(broken.pid, "SIGTERM");
     await waitFor("nginx to exit", () => !broken.groupAlive());
