@@ -14,13 +14,14 @@
 #                       this, so a CA that refuses is asked at most five times in its first hour
 #   ACME_RENEW_DAYS     renew when fewer days than this are left (default 30)
 #   ACME_CHECK_SECONDS  how often the expiry is checked once all is well (default 43200)
-# Files: /certs (a volume: lego's account and certificates, live/bundle.pem for nginx),
-# /webroot (a volume nginx serves at /.well-known/acme-challenge/), /tmp/acme-state (the health
-# check's answer: "ok …", "waiting …" or "failing …", with the reason).
+# Files: /certs (a volume: lego's account and certificates), /live (a volume nginx reads:
+# bundle.pem alone), /webroot (a volume nginx serves at /.well-known/acme-challenge/),
+# /tmp/acme-state (the health check's answer: "ok …", "waiting …" or "failing …", with the reason).
 # SIGUSR1 renews at once, whatever the expiry. SIGTERM ends the client.
 set -u
 
 certs=${ACME_CERTS:-/certs}
+live=${ACME_LIVE:-/live}
 webroot=${ACME_WEBROOT:-/webroot}
 lego=${ACME_LEGO:-/lego}
 state_file=${ACME_STATE:-/tmp/acme-state}
@@ -36,7 +37,7 @@ domain_args=""
 for name in "$@"; do domain_args="$domain_args --domains $name"; done
 crt="$certs/lego/certificates/$main.crt"
 key="$certs/lego/certificates/$main.key"
-bundle="$certs/live/bundle.pem"
+bundle="$live/bundle.pem"
 
 log() { printf 'webstack-acme: %s\n' "$*" >&2; }
 
@@ -48,13 +49,26 @@ if [ -n "${ACME_CA_PEM:-}" ]; then
   printf '%s\n' "$ACME_CA_PEM" > /tmp/acme-ca.pem
   export LEGO_CA_CERTIFICATES=/tmp/acme-ca.pem
 fi
-mkdir -p "$certs/live" "$webroot"
+mkdir -p "$live" "$webroot"
 
-# lego with the stack's account, server and names; $1 is run or renew, the rest its options.
+# lego with the stack's account, server and names; $1 is run or renew, the rest its options. Its
+# output goes to $lego_out. It runs in the background, so SIGTERM reaches it too (see the traps),
+# and a SIGUSR1, which ends `wait` early (a status above 128), does not abandon it.
+lego_out=/tmp/lego.out
+lego_pid=""
 lego_do() {
   # shellcheck disable=SC2086
   "$lego" --accept-tos --email "$ACME_EMAIL" --server "$ACME_SERVER" --path "$certs/lego" \
-    --http --http.webroot "$webroot" --key-type ec256 $domain_args "$@" 2>&1
+    --http --http.webroot "$webroot" --key-type ec256 $domain_args "$@" > "$lego_out" 2>&1 &
+  lego_pid=$!
+  while :; do
+    wait "$lego_pid"
+    code=$?
+    if [ "$code" -gt 128 ] && kill -0 "$lego_pid" 2>/dev/null; then continue; fi
+    break
+  done
+  lego_pid=""
+  return "$code"
 }
 
 # Gets or renews the certificate ($1: force to renew whatever the expiry); installs it when new.
@@ -66,14 +80,14 @@ obtain() {
     days=$renew_days
     [ "$force" = force ] && days=100000
     # Without --no-random-sleep, lego waits up to 8 minutes when not on a terminal.
-    output=$(lego_do renew --days "$days" --no-random-sleep) || { failed "$output"; return 1; }
+    lego_do renew --days "$days" --no-random-sleep || { failed "$(cat "$lego_out")"; return 1; }
   else
-    output=$(lego_do run) || { failed "$output"; return 1; }
+    lego_do run || { failed "$(cat "$lego_out")"; return 1; }
     printf '%s\n' "$ACME_DOMAINS" > "$certs/domains"
     rm -f "$certs/lego/reorder"
   fi
-  printf '%s\n' "$output" >&2
-  install
+  cat "$lego_out" >&2
+  install || { failure="lego succeeded, but installing $bundle failed"; return 1; }
 }
 
 # Logs lego's output and keeps its last line as the reason. A CA that no longer knows the
@@ -93,20 +107,22 @@ failed() {
 # Writes key and chain into the bundle when the certificate differs from the installed one.
 install() {
   new=$(cksum < "$crt")
-  if [ -s "$bundle" ] && [ "$(cat "$certs/live/installed" 2>/dev/null)" = "$new" ]; then
+  if [ -s "$bundle" ] && [ "$(cat "$live/installed" 2>/dev/null)" = "$new" ]; then
     return 0
   fi
   (umask 077 && cat "$key" "$crt" > "$bundle.tmp") && mv "$bundle.tmp" "$bundle" || return 1
-  printf '%s\n' "$new" > "$certs/live/installed"
+  printf '%s\n' "$new" > "$live/installed"
   log "installed a new certificate for $ACME_DOMAINS"
 }
 
 force=""
 trap 'force=force; [ -n "${sleeper:-}" ] && kill "$sleeper" 2>/dev/null' USR1
-trap 'log "stopping"; [ -n "${sleeper:-}" ] && kill "$sleeper" 2>/dev/null; exit 0' TERM INT
+trap 'log "stopping"; for p in ${lego_pid:-} ${sleeper:-}; do kill "$p" 2>/dev/null; done; exit 0' TERM INT
 
-# Sleeps $1 seconds; SIGUSR1 or SIGTERM end the sleep early.
+# Sleeps $1 seconds; SIGUSR1 or SIGTERM end the sleep early, and a SIGUSR1 that came while lego
+# ran skips it.
 pause() {
+  [ -n "$force" ] && return 0
   sleep "$1" &
   sleeper=$!
   wait "$sleeper" 2>/dev/null

@@ -164,6 +164,12 @@ interface Built {
   container: docker.Container;
 }
 
+interface AcmeVolumes {
+  certs: docker.Volume;
+  live: docker.Volume;
+  webroot: docker.Volume;
+}
+
 interface FilesRun extends Built {
   volume: docker.Volume;
 }
@@ -212,11 +218,15 @@ export class WebStack extends pulumi.ComponentResource {
     const replicas = this.createReplicas(postgres.container, redis.container);
     this.replicaNames = replicas.map((r) => r.spec.containerName);
     this.replicas = replicas.map((r) => r.container);
-    const acme = args.https?.acme === undefined ? undefined : this.createAcme(args.https, args.https.acme);
+    const acmeVolumes = args.https?.acme === undefined ? undefined : this.createAcmeVolumes();
     const proxy = this.createProxy(
       replicas.map((r) => r.container),
-      acme,
+      acmeVolumes,
     );
+    // After nginx, which answers its challenges: its first order does not meet a stale nginx.
+    if (args.https?.acme !== undefined && acmeVolumes !== undefined) {
+      this.createAcme(args.https, args.https.acme, acmeVolumes, proxy.container);
+    }
 
     this.url = pulumi.interpolate`http://${args.host.publicAddress}${this.boundPort(proxy.container)}`;
     if (args.https !== undefined) {
@@ -418,15 +428,26 @@ export class WebStack extends pulumi.ComponentResource {
    * The ACME client and its two volumes: the certificates (on the cloud host's block storage, so
    * a replaced VM does not order again) and the webroot nginx answers challenges from.
    */
-  private createAcme(https: StackHttps, client: AcmeConfig): Built & { certs: docker.Volume; webroot: docker.Volume } {
+  /**
+   * The ACME client's volumes: its account and certificates (on the cloud host's block storage, so
+   * a replaced VM does not order again), the one file nginx reads (`tls-live`: nginx never sees the
+   * account key), and the webroot nginx answers challenges from.
+   */
+  private createAcmeVolumes(): AcmeVolumes {
     // The block storage of a VM made before HTTPS existed has no directory for them yet.
     const { certsDir } = this.args.host;
     const made =
       certsDir === undefined
         ? []
         : [this.args.host.runOnHost(`${this.name}-certs-dir`, { create: `mkdir -p ${certsDir}` }, { parent: this })];
-    const certs = this.createVolume("certs", certsDir, made);
-    const webroot = this.createVolume("acme-webroot");
+    return {
+      certs: this.createVolume("certs", certsDir, made),
+      live: this.createVolume("tls-live"),
+      webroot: this.createVolume("acme-webroot"),
+    };
+  }
+
+  private createAcme(https: StackHttps, client: AcmeConfig, volumes: AcmeVolumes, proxy: pulumi.Resource): Built {
     const ref = this.args.images.acme;
     if (ref === undefined) throw new Error("WebStack: https needs images.acme, the ACME client's image");
     const spec = acmeSpec(this.args.names, {
@@ -440,15 +461,15 @@ export class WebStack extends pulumi.ComponentResource {
       },
       limits: this.limits("acme"),
     });
-    const built = this.createContainer(`${this.name}-acme`, spec, {
+    return this.createContainer(`${this.name}-acme`, spec, {
       image: this.stockImage("acme", ref),
-      volumes: { certs: certs.name, "acme-webroot": webroot.name },
+      volumes: { certs: volumes.certs.name, "tls-live": volumes.live.name, "acme-webroot": volumes.webroot.name },
+      dependsOn: [proxy],
       transform: this.args.transform?.acme,
     });
-    return { ...built, certs, webroot };
   }
 
-  private createProxy(replicas: pulumi.Resource[], acme?: { certs: docker.Volume; webroot: docker.Volume }): Built {
+  private createProxy(replicas: pulumi.Resource[], acme?: AcmeVolumes): Built {
     const { names, httpPort, bindAddress, maxRequestBody, https } = this.args;
     const files = nginxContainerFiles(
       dockerNginxVars({
@@ -468,6 +489,8 @@ export class WebStack extends pulumi.ComponentResource {
                 hstsSeconds: https.hstsSeconds,
                 nginxVersion: imageVersion(this.args.images.nginx),
                 source: https.acme === undefined ? "file" : "acme",
+                // The local CA's certificate is for localhost and 127.0.0.1 as well.
+                names: https.acme === undefined ? [...https.domains, "localhost", "127.0.0.1"] : https.domains,
               },
       }),
     );
@@ -497,7 +520,7 @@ export class WebStack extends pulumi.ComponentResource {
       image,
       volumes: {
         "files-nginx": run.volume.name,
-        ...(acme === undefined ? {} : { certs: acme.certs.name, "acme-webroot": acme.webroot.name }),
+        ...(acme === undefined ? {} : { "tls-live": acme.live.name, "acme-webroot": acme.webroot.name }),
       },
       filesRun: run,
       // nginx's watcher reloads a new config itself (see nginxStartHash for the rest).

@@ -56,8 +56,18 @@ export const FILES_SCRIPT = [
 ].join("\n");
 
 export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx" | "acme";
-/** `certs` and `acme-webroot`: the ACME client's, read by nginx; only with HTTPS. */
-export type VolumeRole = "postgres-data" | "redis-data" | "files-app" | "files-nginx" | "certs" | "acme-webroot";
+/**
+ * The ACME client's (only with HTTPS): `certs` (its account and lego's files), `tls-live` (the
+ * bundle nginx reads) and `acme-webroot` (challenges nginx answers).
+ */
+export type VolumeRole =
+  | "postgres-data"
+  | "redis-data"
+  | "files-app"
+  | "files-nginx"
+  | "certs"
+  | "tls-live"
+  | "acme-webroot";
 /**
  * `front`: nginx ↔ app. `back` (internal, no way out): app ↔ Postgres and Redis. `acme`: the ACME
  * client's way out to its CA, shared with nothing else (only with HTTPS).
@@ -502,7 +512,7 @@ export function nginxSpec(names: StackNames, options: NginxSpecOptions): Contain
       ...(!options.acmeVolumes
         ? []
         : [
-            { volume: "certs" as const, containerPath: NGINX_CERTS_DIR, readOnly: true },
+            { volume: "tls-live" as const, containerPath: NGINX_CERTS_DIR, readOnly: true },
             { volume: "acme-webroot" as const, containerPath: NGINX_ACME_WEBROOT, readOnly: true },
           ]),
     ],
@@ -558,6 +568,7 @@ export function acmeSpec(names: StackNames, options: AcmeSpecOptions): Container
     ports: [],
     volumes: [
       { volume: "certs", containerPath: "/certs", readOnly: false },
+      { volume: "tls-live", containerPath: "/live", readOnly: false },
       { volume: "acme-webroot", containerPath: "/webroot", readOnly: false },
     ],
     capabilities: [],

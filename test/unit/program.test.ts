@@ -10,6 +10,7 @@ import { DEFAULT_IMAGES } from "../../components/config";
 import { pullCommand } from "../../components/specs/cloud-init";
 import { hashTree } from "../../components/specs/release";
 import {
+  dependsOn,
   evaluated,
   isSecretValue,
   MOCK_BOUND_PORT,
@@ -646,7 +647,7 @@ describe("HTTPS on the cloud targets", () => {
       const mounts = (c: Registered) =>
         (c.inputs.volumes as Inputs[]).map((v) => [v.volumeName, v.containerPath, v.readOnly ?? false]);
       assert.deepEqual(mounts(nginx).slice(1), [
-        ["webstack-test-certs", "/etc/webstack-certs", true],
+        ["webstack-test-tls-live", "/etc/webstack-certs", true],
         ["webstack-test-acme-webroot", "/var/www/acme", true],
       ]);
 
@@ -655,6 +656,7 @@ describe("HTTPS on the cloud targets", () => {
       assert.equal(mocks.named("webstack-acme-image").inputs.name, DEFAULT_IMAGES.acmeImage);
       assert.deepEqual(mounts(acme), [
         ["webstack-test-certs", "/certs", false],
+        ["webstack-test-tls-live", "/live", false],
         ["webstack-test-acme-webroot", "/webroot", false],
       ]);
       assert.deepEqual(
@@ -679,6 +681,13 @@ describe("HTTPS on the cloud targets", () => {
       const made = mocks.named("webstack-certs-dir");
       assert.match(String(made.inputs.create), /^mkdir -p \/srv\/webstack-data\/certs$/);
       assert.ok(made.order < certs.order, "the directory before the volume");
+      assert.equal(
+        mocks.named("webstack-tls-live").inputs.driverOpts,
+        undefined,
+        "the bundle is remade from lego's files",
+      );
+      // The ACME client's first order meets the nginx that answers its challenges.
+      assert.ok(dependsOn(acme, nginx), "nginx before the ACME client");
     });
   }
 
