@@ -6,6 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as runtimeConfig from "@pulumi/pulumi/runtime/config";
 import * as net from "node:net";
 import { z } from "zod";
+import { DOCKER_TLS_PORT } from "./specs/cloud-init";
 import { isThrowawayStack } from "./specs/stacks";
 import { DEFAULT_APP_PROCESSES, DEFAULT_LIMITS, LIMITED_ROLES, LimitedRole, ResourceLimits } from "./specs/containers";
 
@@ -641,13 +642,42 @@ function httpsProblems(target: Target | undefined, raw: RawConfig, values: Parti
       );
     }
   }
-  const httpsPort = values.httpsPort as number | undefined;
-  const httpPort = (values.httpPort as number | undefined) ?? (target === "local" ? 8080 : 80);
-  if (httpsPort !== undefined && httpsPort === httpPort) {
-    problems.push(`${NAMESPACE}:httpsPort must differ from webstack:httpPort (both are ${httpsPort})`);
+  const local = target === "local";
+  const httpPort = (values.httpPort as number | undefined) ?? (local ? 8080 : 80);
+  const httpsPort = (values.httpsPort as number | undefined) ?? (local ? 8443 : 443);
+  if (httpsPort === httpPort) {
+    const which = raw.httpsPort === undefined ? `its default ${httpsPort}` : String(httpsPort);
+    problems.push(
+      `${NAMESPACE}:httpsPort must differ from webstack:httpPort (both are ${httpsPort}; httpsPort is ${which}): set one of them to another port`,
+    );
+  }
+  if (!local && raw.httpsPort !== undefined && ADMIN_PORTS.includes(httpsPort)) {
+    problems.push(
+      `${NAMESPACE}:httpsPort must not be ${httpsPort}: the firewall keeps SSH (22) and the Docker API (${DOCKER_TLS_PORT}) to webstack:adminCidrs (got ${show(raw.httpsPort)})`,
+    );
+  }
+  // Let's Encrypt validates HTTP-01 on port 80 only, and limits failed validations per hour.
+  const server = (values.acmeServer as string | undefined) ?? ACME_SERVERS.letsencrypt;
+  if (!local && (Object.values(ACME_SERVERS) as string[]).includes(server)) {
+    if (httpPort !== 80) {
+      problems.push(
+        `${NAMESPACE}:httpPort must be 80 with Let's Encrypt, which validates the domain on port 80 only (got ${show(String(httpPort))})`,
+      );
+    }
+    const retry = values.acmeRetrySeconds as number | undefined;
+    if (retry !== undefined && retry < LETSENCRYPT_MIN_RETRY) {
+      problems.push(
+        `${NAMESPACE}:acmeRetrySeconds must be at least ${LETSENCRYPT_MIN_RETRY} with Let's Encrypt, which allows 5 failed validations per name an hour (got ${show(raw.acmeRetrySeconds!)})`,
+      );
+    }
   }
   return problems;
 }
+
+/** Ports only the admin CIDRs may reach on a cloud host. */
+const ADMIN_PORTS = [22, DOCKER_TLS_PORT];
+/** The shortest first retry that keeps doubling retries within Let's Encrypt's failed-validation limit. */
+const LETSENCRYPT_MIN_RETRY = 300;
 
 function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string[] {
   const problems: string[] = [];
@@ -663,6 +693,11 @@ function cloudProblems(target: Exclude<Target, "local">, raw: RawConfig): string
     const allowed =
       target === "digitalocean" ? "a droplet size slug such as s-1vcpu-2gb" : "an EC2 instance type such as t3.small";
     problems.push(`${NAMESPACE}:size must be ${allowed} for target ${show(target)} (got ${show(size)})`);
+  }
+  if (raw.httpPort !== undefined && ADMIN_PORTS.includes(Number(raw.httpPort))) {
+    problems.push(
+      `${NAMESPACE}:httpPort must not be ${Number(raw.httpPort)}: the firewall keeps SSH (22) and the Docker API (${DOCKER_TLS_PORT}) to webstack:adminCidrs (got ${show(raw.httpPort)})`,
+    );
   }
   if (raw.httpPort !== undefined && /^\s*0+\s*$/.test(raw.httpPort)) {
     problems.push(

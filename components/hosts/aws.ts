@@ -187,6 +187,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     this.vmId = instance.id;
     this.publicIp = ip.publicIp;
     this.publicAddress = ip.publicIp;
+    // One record per name, named after it: dropping or reordering a name leaves the others be.
     // A records only: an Elastic IP is IPv4, and the instance gets no IPv6 address.
     const { https } = args;
     if (https?.dnsZone !== undefined) {
@@ -195,9 +196,9 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
         { provider: cloud, parent: this },
       );
       dnsNames(https.dnsZone, https.domains).forEach(
-        (dns, index) =>
+        (dns) =>
           new aws.route53.Record(
-            `${name}-dns-${index}`,
+            `${name}-dns-${dns.fqdn}`,
             { zoneId: zone.zoneId, name: dns.fqdn, type: "A", ttl: DNS_TTL, records: [ip.publicIp] },
             inCloud,
           ),

@@ -159,13 +159,14 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     this.vmId = droplet.id;
     this.publicIp = ip.ipAddress;
     this.publicAddress = ip.ipAddress;
+    // One record per name, named after it: dropping or reordering a name leaves the others be.
     // A records only: a reserved IP is IPv4, and the droplet gets no IPv6 address.
     const { https } = args;
     if (https?.dnsZone !== undefined) {
       dnsNames(https.dnsZone, https.domains).forEach(
-        (dns, index) =>
+        (dns) =>
           new digitalocean.DnsRecord(
-            `${name}-dns-${index}`,
+            `${name}-dns-${dns.fqdn}`,
             { domain: https.dnsZone!, type: "A", name: dns.relative, value: ip.ipAddress, ttl: DNS_TTL },
             inCloud,
           ),

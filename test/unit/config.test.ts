@@ -335,7 +335,31 @@ function httpsBad(): { settings: Record<string, string>; message: string }[] {
     ),
     bad({ hstsSeconds: "-1" }, 'webstack:hstsSeconds must be a whole number from 0 to 63072000 (got "-1")'),
     bad({ acmeRetrySeconds: "0" }, 'webstack:acmeRetrySeconds must be a whole number from 1 to 3600 (got "0")'),
-    bad({ httpsPort: "80" }, "webstack:httpsPort must differ from webstack:httpPort (both are 80)"),
+    bad(
+      { httpsPort: "80" },
+      "webstack:httpsPort must differ from webstack:httpPort (both are 80; httpsPort is 80): set one of them to another port",
+    ),
+    bad(
+      { httpPort: "443" },
+      "webstack:httpsPort must differ from webstack:httpPort (both are 443; httpsPort is its default 443): set one of them to another port",
+      `webstack:httpPort must be 80 with Let's Encrypt, which validates the domain on port 80 only (got "443")`,
+    ),
+    bad(
+      { httpPort: "8080" },
+      `webstack:httpPort must be 80 with Let's Encrypt, which validates the domain on port 80 only (got "8080")`,
+    ),
+    bad(
+      { httpsPort: "2376" },
+      'webstack:httpsPort must not be 2376: the firewall keeps SSH (22) and the Docker API (2376) to webstack:adminCidrs (got "2376")',
+    ),
+    bad(
+      { httpPort: "22", acmeServer: "https://ca.internal/dir" },
+      'webstack:httpPort must not be 22: the firewall keeps SSH (22) and the Docker API (2376) to webstack:adminCidrs (got "22")',
+    ),
+    bad(
+      { acmeRetrySeconds: "60" },
+      `webstack:acmeRetrySeconds must be at least 300 with Let's Encrypt, which allows 5 failed validations per name an hour (got "60")`,
+    ),
     bad(
       { acmeImage: "Lego:Latest" },
       'webstack:acmeImage must be a Docker image reference such as goacme/lego:v4.25.2 (got "Lego:Latest")',
@@ -366,7 +390,7 @@ function httpsBad(): { settings: Record<string, string>; message: string }[] {
         '  - webstack:dnsZone applies only to the digitalocean and aws targets (target is "local")\n' +
         `  - webstack:acmeEmail applies only to the digitalocean and aws targets: the local target's certificate comes from a CA the stack makes (target is "local")\n` +
         `  - webstack:acmeServer applies only to the digitalocean and aws targets: the local target's certificate comes from a CA the stack makes (target is "local")\n` +
-        "  - webstack:httpsPort must differ from webstack:httpPort (both are 8080)",
+        "  - webstack:httpsPort must differ from webstack:httpPort (both are 8080; httpsPort is 8080): set one of them to another port",
     },
   ];
 }
@@ -518,7 +542,7 @@ describe("defaults and good configs", () => {
         extraDomains: '["www.example.com", "example.com"]',
         dnsZone: "example.com",
         httpsPort: "8443",
-        acmeRetrySeconds: "2",
+        acmeRetrySeconds: "600",
       },
       new Set(),
       { throwaway: true },
@@ -529,7 +553,7 @@ describe("defaults and good configs", () => {
         email: "ops@example.com",
         server: "https://acme-v02.api.letsencrypt.org/directory",
         caCertificate: undefined,
-        retrySeconds: 2,
+        retrySeconds: 600,
       },
       dnsZone: "example.com",
       hstsSeconds: 600,
