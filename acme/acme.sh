@@ -71,14 +71,15 @@ lego_do() {
   return "$code"
 }
 
-# Gets or renews the certificate ($1: force to renew whatever the expiry); installs it when new.
+# Gets or renews the certificate ($1: "force" to renew whatever the expiry); installs it when new.
+# (Shell variables are global: this one must not be named after the `force` flag.)
 # The names of an existing certificate are compared with the wanted ones: a new name needs a new
 # order (run), not a renewal.
 obtain() {
-  force=$1
+  how=$1
   if [ -s "$crt" ] && [ "$(cat "$certs/domains" 2>/dev/null)" = "$ACME_DOMAINS" ] && [ ! -e "$certs/lego/reorder" ]; then
     days=$renew_days
-    [ "$force" = force ] && days=100000
+    [ "$how" = force ] && days=100000
     # Without --no-random-sleep, lego waits up to 8 minutes when not on a terminal.
     lego_do renew --days "$days" --no-random-sleep || { failed "$(cat "$lego_out")"; return 1; }
   else

@@ -162,6 +162,9 @@ describe("acme/acme.sh", () => {
     await waitFor("a forced renewal", async () => (await c.calls()).length === 2, 10_000);
     assert.match((await c.calls())[1], /renew --days 100000 --no-random-sleep$/);
     await waitFor("the renewed bundle", async () => (await c.bundle()) === "KEY 2\nCERT 2\n", 10_000);
+    // One signal, one renewal: then the client rests until its next check.
+    await sleep(1500);
+    assert.equal((await c.calls()).length, 2);
 
     // A third run, stopped while lego works: both end at once.
     c.signal("SIGUSR1");
