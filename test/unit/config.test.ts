@@ -333,6 +333,10 @@ function httpsBad(): { settings: Record<string, string>; message: string }[] {
       { extraDomains: '["app.example.com"]' },
       'webstack:extraDomains must not repeat webstack:domain "app.example.com" (got "[\\"app.example.com\\"]")',
     ),
+    bad(
+      { extraDomains: '["www.example.com", "www.example.com"]' },
+      'webstack:extraDomains must list each name once (got "[\\"www.example.com\\", \\"www.example.com\\"]")',
+    ),
     bad({ hstsSeconds: "-1" }, 'webstack:hstsSeconds must be a whole number from 0 to 63072000 (got "-1")'),
     bad({ acmeRetrySeconds: "0" }, 'webstack:acmeRetrySeconds must be a whole number from 1 to 3600 (got "0")'),
     bad(
@@ -559,10 +563,66 @@ describe("defaults and good configs", () => {
       hstsSeconds: 600,
       httpsPort: 8443,
     });
+    // Let's Encrypt's floor for the first retry is allowed itself.
+    assert.equal(parseConfig({ ...site, acmeRetrySeconds: "300" }).https?.acme?.retrySeconds, 300);
     assert.equal(
       parseConfig({ ...site, acmeServer: "https://ca.internal:9000/acme/dir" }).https?.acme?.server,
       "https://ca.internal:9000/acme/dir",
     );
+  });
+
+  test("HTTPS values at their edges: e-mail addresses, PEM certificates, names, directory URLs", () => {
+    const site = { ...DO, domain: "app.example.com", acmeEmail: "ops@example.com" };
+    const accepted = (settings: Record<string, string>) => parseConfig({ ...site, ...settings }).https;
+    const refused = (settings: Record<string, string>) =>
+      assert.throws(() => parseConfig({ ...site, ...settings }), ConfigError, JSON.stringify(settings));
+    for (const acmeEmail of ["ops+alerts@mail.example.co.uk", "o.p-s@a.io", "x@1.example"]) {
+      assert.equal(accepted({ acmeEmail })?.acme?.email, acmeEmail);
+    }
+    for (const acmeEmail of [
+      "<ops@example.com",
+      "ops@example.com>",
+      "ops@-example.com",
+      "ops@example-.com",
+      "@example.com",
+    ]) {
+      refused({ acmeEmail });
+    }
+    const body = "MIIBszCCAVmgAwIBAgIUUo2w\nQ0EwHhcNMjYxMTI2MDAwMDAw=";
+    for (const pem of [
+      `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----`,
+      `-----BEGIN CERTIFICATE-----\r\n${body.replace("\n", "\r\n")}\r\n-----END CERTIFICATE-----\r\n\r\n`,
+    ]) {
+      assert.equal(
+        accepted({ acmeServer: "https://ca.internal/dir", acmeCaCertificate: pem })?.acme?.caCertificate,
+        pem,
+      );
+    }
+    for (const pem of [
+      `junk-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----`,
+      `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----junk`,
+      "-----BEGIN CERTIFICATE-----\nAA#A\n-----END CERTIFICATE-----",
+      "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----",
+    ]) {
+      refused({ acmeServer: "https://ca.internal/dir", acmeCaCertificate: pem });
+    }
+    // A name up to 253 characters, its last label anything but all digits; a trailing dot dropped.
+    const long = [61, 63, 63, 63].map((n, i) => String.fromCharCode(97 + i).repeat(n)).join(".");
+    assert.equal(long.length, 253);
+    assert.deepEqual(accepted({ domain: long })?.domains, [long]);
+    assert.throws(() => parseConfig({ ...site, domain: `a${long}` }), /at least two labels/);
+    for (const domain of ["app.example.c1", "app.example.1c"])
+      assert.deepEqual(accepted({ domain })?.domains, [domain]);
+    assert.deepEqual(accepted({ extraDomains: '["www.example.com."]' })?.domains, [
+      "app.example.com",
+      "www.example.com",
+    ]);
+    assert.throws(
+      () => parseConfig({ ...site, domain: "app.example.com/go://x" }),
+      /must be a bare name without a path/,
+      "a scheme only at the start",
+    );
+    for (const acmeServer of ["https://user@ca.example/dir", "https://:secret@ca.example/dir"]) refused({ acmeServer });
   });
 
   test("HTTPS on the local target: the stack's own CA (no ACME client), port 8443, no HSTS unless asked", () => {
