@@ -442,16 +442,7 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
 const ACME_KEYS: readonly Key[] = ["acmeEmail", "acmeServer", "acmeCaCertificate", "acmeRetrySeconds"];
 
 /** Settings that only mean something when `domain` is set. */
-const HTTPS_KEYS: readonly Key[] = [
-  "extraDomains",
-  "acmeEmail",
-  "acmeServer",
-  "acmeCaCertificate",
-  "dnsZone",
-  "hstsSeconds",
-  "acmeRetrySeconds",
-  "httpsPort",
-];
+const HTTPS_KEYS: readonly Key[] = ["extraDomains", ...ACME_KEYS, "dnsZone", "hstsSeconds", "httpsPort"];
 
 const CLOUD_ONLY: readonly Key[] = ["region", "size", "adminCidrs", "imageRegistry", "dataVolumeGb"];
 
