@@ -26,3 +26,9 @@ export const release = stack.releaseId;
 export const caCertificate = localCertificate?.caCertificate;
 /** The bearer token `POST /reset` requires: `pulumi stack output adminToken --show-secrets`. */
 export const adminToken = pulumi.secret(stack.adminToken);
+/**
+ * The passphrase that encrypts the stack's backups (with backups on): keep a copy apart from the
+ * stack (`pulumi stack output backupPassphrase --show-secrets`), or a kept bucket cannot be read
+ * once the stack is gone.
+ */
+export const backupPassphrase = stack.backupPassphrase && pulumi.secret(stack.backupPassphrase);

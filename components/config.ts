@@ -100,7 +100,32 @@ export interface WebstackConfig {
    * stack makes on the local target.
    */
   https?: HttpsConfig;
+  /** Continuous backups of Postgres (pgBackRest); undefined only on a throwaway stack that switched them off. */
+  backups?: BackupConfig;
 }
+
+/**
+ * Base backups on a schedule and every WAL segment archived as it fills (or after
+ * `archiveTimeoutSeconds`), so the database can be restored to any moment since the oldest kept
+ * full backup. On a cloud target they go to a bucket the stack makes; locally, to a volume.
+ */
+export interface BackupConfig {
+  /** Days between full backups. @default 7 */
+  fullDays: number;
+  /** Hours between backups of any kind (differential ones between the full ones). @default 24 */
+  diffHours: number;
+  /** Full backups kept; WAL is kept back to the oldest of them. @default 4 (four weeks of daily restore points) */
+  retentionFull: number;
+  /** Differential backups kept. @default 7 */
+  retentionDiff: number;
+  /** Postgres switches to a new WAL segment, and so archives, at least this often while it writes. @default 30 */
+  archiveTimeoutSeconds: number;
+  /** The DigitalOcean Spaces region of the bucket. @default the stack's region (digitalocean only) */
+  bucketRegion?: string;
+}
+
+/** DigitalOcean regions with Spaces (object storage). */
+export const SPACES_REGIONS = ["nyc3", "sfo2", "sfo3", "ams3", "fra1", "sgp1", "syd1", "blr1", "lon1", "tor1", "atl1"];
 
 /** Let's Encrypt's directories: production, and staging for stacks that come and go. */
 export const ACME_SERVERS = {
@@ -191,6 +216,13 @@ const KEYS = [
   "hstsSeconds",
   "acmeRetrySeconds",
   "httpsPort",
+  "backups",
+  "backupFullDays",
+  "backupDiffHours",
+  "backupRetentionFull",
+  "backupRetentionDiff",
+  "archiveTimeoutSeconds",
+  "backupRegion",
 ] as const;
 type Key = (typeof KEYS)[number];
 
@@ -436,7 +468,24 @@ const CHECKS: { [K in Key]: Check<unknown> } = {
   hstsSeconds: wholeNumber(0, 63072000),
   acmeRetrySeconds: wholeNumber(1, 3600),
   httpsPort: wholeNumber(1, 65535),
+  backups: boolean(),
+  backupFullDays: wholeNumber(1, 35),
+  backupDiffHours: wholeNumber(1, 168),
+  backupRetentionFull: wholeNumber(1, 52),
+  backupRetentionDiff: wholeNumber(1, 100),
+  archiveTimeoutSeconds: wholeNumber(10, 60),
+  backupRegion: oneOf(SPACES_REGIONS),
 };
+
+/** Settings of the backups, which mean nothing with `backups: false`. */
+const BACKUP_KEYS: readonly Key[] = [
+  "backupFullDays",
+  "backupDiffHours",
+  "backupRetentionFull",
+  "backupRetentionDiff",
+  "archiveTimeoutSeconds",
+  "backupRegion",
+];
 
 /** Settings of the ACME client: cloud targets only. */
 const ACME_KEYS: readonly Key[] = ["acmeEmail", "acmeServer", "acmeCaCertificate", "acmeRetrySeconds"];
@@ -526,6 +575,7 @@ export function parseConfig(
   }
 
   problems.push(...httpsProblems(target, raw, values));
+  problems.push(...backupProblems(target, raw, values, kind.throwaway));
 
   if (problems.length > 0 || target === undefined) throw new ConfigError(problems);
 
@@ -562,7 +612,67 @@ export function parseConfig(
     limits: (values.limits as Record<LimitedRole, ResourceLimits> | undefined) ?? structuredClone(DEFAULT_LIMITS),
     appProcesses: (values.appProcesses as number | undefined) ?? DEFAULT_APP_PROCESSES,
     https: values.domain === undefined ? undefined : httpsConfig(values, cloud, kind.throwaway),
+    backups:
+      values.backups === false
+        ? undefined
+        : {
+            fullDays: (values.backupFullDays as number | undefined) ?? 7,
+            diffHours: (values.backupDiffHours as number | undefined) ?? 24,
+            retentionFull: (values.backupRetentionFull as number | undefined) ?? 4,
+            retentionDiff: (values.backupRetentionDiff as number | undefined) ?? 7,
+            archiveTimeoutSeconds: (values.archiveTimeoutSeconds as number | undefined) ?? 30,
+            bucketRegion:
+              target === "digitalocean" ? ((values.backupRegion as string | undefined) ?? raw.region) : undefined,
+          },
   };
+}
+
+/** The backup settings together: who may switch backups off, what needs them on, and the bucket's region. */
+function backupProblems(
+  target: Target | undefined,
+  raw: RawConfig,
+  values: Partial<Record<Key, unknown>>,
+  throwaway: boolean,
+): string[] {
+  const problems: string[] = [];
+  if (values.backups === false) {
+    // Only a stack that comes and goes with a pull request may run without a way back.
+    if (!throwaway) {
+      problems.push(
+        `${NAMESPACE}:backups may be false only on a throwaway stack (pr-<number>); this stack's data must be restorable, so remove the setting (got ${show(raw.backups!)})`,
+      );
+    }
+    for (const key of BACKUP_KEYS) {
+      if (raw[key] !== undefined) {
+        problems.push(`${NAMESPACE}:${key} applies only with backups on: remove it, or remove webstack:backups false`);
+      }
+    }
+    return problems;
+  }
+  const fullDays = (values.backupFullDays as number | undefined) ?? 7;
+  const diffHours = values.backupDiffHours as number | undefined;
+  if (diffHours !== undefined && diffHours > fullDays * 24) {
+    problems.push(
+      `${NAMESPACE}:backupDiffHours must be at most ${fullDays * 24}, the hours between full backups (webstack:backupFullDays ${fullDays}) (got ${show(raw.backupDiffHours!)})`,
+    );
+  }
+  if (raw.backupRegion !== undefined && target !== undefined && target !== "digitalocean") {
+    problems.push(
+      `${NAMESPACE}:backupRegion applies only to the digitalocean target, whose Spaces regions are not all droplet regions (target is ${show(target)})`,
+    );
+  }
+  if (
+    target === "digitalocean" &&
+    raw.backupRegion === undefined &&
+    raw.region !== undefined &&
+    DO_REGION.test(raw.region) &&
+    !SPACES_REGIONS.includes(raw.region)
+  ) {
+    problems.push(
+      `${NAMESPACE}:backupRegion is required: region ${show(raw.region)} has no Spaces for the backups' bucket; set it to one of ${SPACES_REGIONS.map(show).join(", ")}`,
+    );
+  }
+  return problems;
 }
 
 function httpsConfig(values: Partial<Record<Key, unknown>>, cloud: boolean, throwaway: boolean): HttpsConfig {

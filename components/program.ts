@@ -4,6 +4,7 @@ import { SecretKey, WebstackConfig } from "./config";
 import { createHost, DockerHost } from "./hosts";
 import { StackNames } from "./specs/containers";
 import { hashTree } from "./specs/release";
+import { isThrowawayStack } from "./specs/stacks";
 import { LocalCertificate } from "./local-ca";
 import { ReleaseImages } from "./release-images";
 import { stackReleaseId, WebStack, WebStackArgs } from "./web-stack";
@@ -34,7 +35,7 @@ export function buildWebstack(
   options: WebstackOptions,
 ): Webstack {
   const names: StackNames = { prefix: `webstack-${options.stack}`, stack: options.stack };
-  const host = createHost("host", config, names.prefix);
+  const host = createHost("host", config, names.prefix, undefined, { throwaway: isThrowawayStack(options.stack) });
   const localName = `${names.prefix}-app`;
   const sourceHash = hashTree(options.appDir);
   const revision = imageRevision(sourceHash, config.nodeImage);
@@ -87,6 +88,7 @@ export function buildWebstack(
       acme: config.acmeImage,
     },
     https: config.https && { ...config.https, certificate: localCertificate?.bundle },
+    backups: config.backups && { schedule: config.backups, bucket: host.backupBucket },
     postgresPassword: secrets.postgresPassword,
     redisPassword: secrets.redisPassword,
     redisAof: config.redisAof,

@@ -12,10 +12,12 @@ import {
   NGINX_CONF_PATH,
   nginxContainerFiles,
 } from "../nginx/render";
-import { AcmeConfig } from "./config";
-import { DockerHost } from "./hosts/docker-host";
+import { AcmeConfig, BackupConfig } from "./config";
+import { BackupBucket, DockerHost } from "./hosts/docker-host";
+import { BackupRepository, pgbackrestConf } from "./specs/backups";
 import {
   acmeSpec,
+  backupSpec,
   APP_SECRET_FILES,
   APP_USER,
   appReplicaSpec,
@@ -74,6 +76,11 @@ export interface WebStackArgs {
    * HTTP-01 through nginx). @default undefined (HTTP only)
    */
   https?: StackHttps;
+  /**
+   * Continuous backups of Postgres with pgBackRest: WAL archived as it is written, base backups on
+   * the schedule, to `bucket` or else to a volume of the host. @default undefined (none)
+   */
+  backups?: StackBackups;
   /** Postgres password (a secret). @default a generated 32-character password */
   postgresPassword?: pulumi.Input<string>;
   /** Redis password (a secret; letters, digits, '_' and '-'). @default a generated 32-character password */
@@ -116,6 +123,8 @@ export interface WebStackArgs {
     nginx?: Transform<docker.ContainerArgs>;
     /** The ACME client (with `https`). */
     acme?: Transform<docker.ContainerArgs>;
+    /** The backup container (with `backups`). */
+    backup?: Transform<docker.ContainerArgs>;
     /** The one-off runs that write the app's and nginx's read-only files. */
     files?: Transform<docker.ContainerArgs>;
     /** A release's one-off migration run. */
@@ -133,6 +142,20 @@ export interface StackHttps {
   /** The private key and certificate chain as one PEM (a secret), given to nginx as a file (the local CA's). */
   certificate?: pulumi.Input<string>;
 }
+
+/** What WebStack needs of the backup settings. */
+export interface StackBackups {
+  schedule: BackupConfig;
+  /** The cloud host's bucket (see DockerHost.backupBucket); none keeps the backups on a volume of the host. */
+  bucket?: BackupBucket;
+}
+
+/** The directory the stack's Postgres image is built from (pgBackRest over the pinned image). */
+const POSTGRES_CONTEXT = path.join(__dirname, "..", "postgres", "image");
+const POSTGRES_DOCKERFILE = readFileSync(path.join(POSTGRES_CONTEXT, "Dockerfile"), "utf8");
+/** The backup container's script and its health check, run by the image's shell. */
+const BACKUP_SCRIPT = readFileSync(path.join(__dirname, "..", "postgres", "backup.sh"), "utf8");
+const BACKUP_HEALTH_SCRIPT = readFileSync(path.join(__dirname, "..", "postgres", "backup-health.sh"), "utf8");
 
 /** The ACME client's script, run by the image's shell. */
 const ACME_SCRIPT = readFileSync(path.join(__dirname, "..", "acme", "acme.sh"), "utf8");
@@ -192,6 +215,8 @@ export class WebStack extends pulumi.ComponentResource {
   readonly redisPassword: pulumi.Output<string>;
   /** The bearer token `POST /reset` requires (a secret, generated per stack). */
   readonly adminToken: pulumi.Output<string>;
+  /** The passphrase the backups are encrypted with (a secret, generated per stack), with backups on. */
+  readonly backupPassphrase?: pulumi.Output<string>;
 
   private readonly args: WebStackArgs;
   private readonly name: string;
@@ -206,11 +231,20 @@ export class WebStack extends pulumi.ComponentResource {
     this.postgresPassword = this.password("postgres", args.postgresPassword);
     this.redisPassword = this.password("redis", args.redisPassword);
     this.adminToken = this.password("admin-token", undefined, 40);
+    if (args.backups !== undefined) {
+      const cipher = new random.RandomPassword(
+        `${this.name}-backup-cipher`,
+        { length: 64, special: false },
+        { parent: this },
+      );
+      this.backupPassphrase = pulumi.secret(cipher.result);
+    }
     this.secrets = this.secretDocuments();
     this.networks = {
       front: this.createNetwork("front"),
       back: this.createNetwork("back"),
       ...(args.https?.acme === undefined ? {} : { acme: this.createNetwork("acme") }),
+      ...(args.backups?.bucket === undefined ? {} : { backup: this.createNetwork("backup") }),
     };
     const postgres = this.createPostgres();
     const redis = this.createRedis();
@@ -284,7 +318,36 @@ export class WebStack extends pulumi.ComponentResource {
       redisUrl: pulumi.secret(this.redisPassword.apply(redisUrl)),
       adminToken: this.adminToken,
       ...(this.args.https?.certificate === undefined ? {} : { tlsBundle: pulumi.secret(this.args.https.certificate) }),
+      ...(this.args.backups === undefined ? {} : { pgbackrestConf: this.pgbackrestConf(this.args.backups) }),
     };
+  }
+
+  /**
+   * pgBackRest's configuration, with a passphrase generated for the stack that encrypts every file
+   * of the repository: without it (`pulumi config`'s secrets or the stack's state), the backups
+   * are unreadable, to the bucket's owner too.
+   */
+  private pgbackrestConf(backups: StackBackups): pulumi.Output<string> {
+    const cipher = this.backupPassphrase;
+    if (cipher === undefined) throw new Error("WebStack: backups need their passphrase");
+    const { bucket, schedule } = backups;
+    if (bucket === undefined) {
+      return pulumi.secret(cipher.apply((cipherPass) => pgbackrestConf({ kind: "volume" }, schedule, { cipherPass })));
+    }
+    return pulumi.secret(
+      pulumi
+        .all([cipher, bucket.bucket, bucket.endpoint, bucket.accessKeyId, bucket.secretAccessKey])
+        .apply(([cipherPass, name, endpoint, accessKeyId, secretAccessKey]) => {
+          const repository: BackupRepository = {
+            kind: "bucket",
+            bucket: name,
+            endpoint,
+            region: bucket.region,
+            pathStyle: bucket.pathStyle,
+          };
+          return pgbackrestConf(repository, schedule, { cipherPass, accessKeyId, secretAccessKey });
+        }),
+    );
   }
 
   private createNetwork(role: NetworkRole): docker.Network {
@@ -321,14 +384,84 @@ export class WebStack extends pulumi.ComponentResource {
 
   private createPostgres(): Built {
     const volume = this.createVolume("postgres-data", this.args.host.dataDir);
-    const image = this.stockImage("postgres", this.args.images.postgres);
-    const spec = postgresSpec(this.args.names, this.limits("postgres"));
-    return this.createContainer(`${this.name}-postgres`, spec, {
+    const { backups } = this.args;
+    if (backups === undefined) {
+      const spec = postgresSpec(this.args.names, this.limits("postgres"));
+      return this.createContainer(`${this.name}-postgres`, spec, {
+        image: this.stockImage("postgres", this.args.images.postgres),
+        volumes: { "postgres-data": volume.name },
+        waitTimeout: 180,
+        transform: this.args.transform?.postgres,
+      });
+    }
+    const bucket = backups.bucket !== undefined;
+    const image = this.postgresImage();
+    const socket = this.createVolume("postgres-socket");
+    const repository = bucket ? undefined : this.createVolume("backups");
+    const volumes = {
+      "postgres-data": volume.name,
+      "postgres-socket": socket.name,
+      ...(repository === undefined ? {} : { backups: repository.name }),
+    };
+    const { archiveTimeoutSeconds, fullDays, diffHours } = backups.schedule;
+    const spec = postgresSpec(this.args.names, this.limits("postgres"), { archiveTimeoutSeconds, bucket });
+    const postgres = this.createContainer(`${this.name}-postgres`, spec, {
       image,
-      volumes: { "postgres-data": volume.name },
+      volumes,
       waitTimeout: 180,
       transform: this.args.transform?.postgres,
     });
+    const backupContainer = backupSpec(this.args.names, {
+      archiveTimeoutSeconds,
+      bucket,
+      script: BACKUP_SCRIPT,
+      healthScript: BACKUP_HEALTH_SCRIPT,
+      fullDays,
+      diffHours,
+      limits: this.limits("backup"),
+    });
+    this.createContainer(`${this.name}-backup`, backupContainer, {
+      image,
+      volumes,
+      dependsOn: [postgres.container],
+      transform: this.args.transform?.backup,
+    });
+    return postgres;
+  }
+
+  /**
+   * The pinned Postgres image with pgBackRest, built on the host from the image the host pulled.
+   * Its tag is a hash of the Dockerfile and the base image, so either change is a visible rebuild.
+   */
+  private postgresImage(): pulumi.Output<string> {
+    const base = this.args.images.postgres;
+    const pulled = new docker.RemoteImage(
+      `${this.name}-postgres-image`,
+      { name: base, keepLocally: true },
+      this.onHost(),
+    );
+    const tag = createHash("sha256").update(POSTGRES_DOCKERFILE).update(base).digest("hex").slice(0, 12);
+    const imageName = `${this.args.names.prefix}-postgres:${tag}`;
+    const built = new docker.Image(
+      `${this.name}-postgres-build`,
+      {
+        imageName,
+        build: {
+          context: POSTGRES_CONTEXT,
+          dockerfile: path.join(POSTGRES_CONTEXT, "Dockerfile"),
+          args: { POSTGRES_IMAGE: base },
+          builderVersion: "BuilderV1",
+        },
+        skipPush: true,
+      },
+      { ...this.onHost(), dependsOn: [...this.args.host.ready, pulled] },
+    );
+    const local = new docker.RemoteImage(
+      `${this.name}-postgres-local`,
+      { name: imageName, keepLocally: true },
+      { ...this.onHost(), dependsOn: [...this.args.host.ready, built] },
+    );
+    return pulumi.all([built.repoDigest, local.imageId]).apply(([digest]) => digest);
   }
 
   private createRedis(): Built {

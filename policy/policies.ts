@@ -195,6 +195,12 @@ export function isPinnedImage(reference: string): boolean {
 const PIN_HINT =
   "use a tag that names a version (contains a digit, not latest) such as nginx:1.28.0-bookworm, or a digest (@sha256:…)";
 
+/** What the stack's builds take their base image from, as the violations name them. */
+const BASE_IMAGES: Record<string, string> = {
+  NODE_IMAGE: " (the app's base image)",
+  POSTGRES_IMAGE: " (Postgres's base image)",
+};
+
 /** Every image reference the stack pulls, runs or builds from. */
 export function imagePinProblems(type: string, resource: string, props: Props): string[] {
   const check = (what: string, setting: string, reference: unknown): string[] => {
@@ -207,12 +213,14 @@ export function imagePinProblems(type: string, resource: string, props: Props): 
       return check("remote image", "name", props.name);
     case TYPES.container:
       return check("container", "image", props.image);
-    case TYPES.image:
-      return check(
-        "image",
-        "build.args.NODE_IMAGE (the app's base image)",
-        record(record(props.build).args).NODE_IMAGE,
-      );
+    case TYPES.image: {
+      // Every base image a build is given: the app's (NODE_IMAGE) and Postgres's (POSTGRES_IMAGE).
+      const args = record(record(props.build).args);
+      return Object.keys(args)
+        .filter((name) => name.endsWith("_IMAGE"))
+        .sort()
+        .flatMap((name) => check("image", `build.args.${name}${BASE_IMAGES[name] ?? ""}`, args[name]));
+    }
     default:
       return [];
   }

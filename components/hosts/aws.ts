@@ -5,7 +5,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, DNS_TTL, dnsNames, inboundRules } from "../specs/firewall";
-import { DockerHost, HostHttps, ImageRegistryTarget } from "./docker-host";
+import { s3BackupBucket } from "./backup-bucket";
+import { BackupBucket, DockerHost, HostHttps, ImageRegistryTarget } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface AwsHostArgs {
@@ -31,6 +32,11 @@ export interface AwsHostArgs {
    * @default undefined (HTTP only)
    */
   https?: HostHttps;
+  /**
+   * A bucket for the stack's backups and a key scoped to it, in `region`; `keepOnDestroy` keeps
+   * it when the stack is destroyed. @default undefined (no bucket)
+   */
+  backups?: { region: string; keepOnDestroy: boolean };
   /** Prefix of cloud resource names, unique per stack. @example "webstack-prod" */
   namePrefix: string;
 }
@@ -69,6 +75,7 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
+  readonly backupBucket?: BackupBucket;
   readonly runOnHost: DockerHost["runOnHost"];
 
   constructor(name: string, args: AwsHostArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -77,6 +84,9 @@ export class AwsHost extends pulumi.ComponentResource implements DockerHost {
     const inCloud = { parent: this, provider: cloud };
     const prefix = cloudName(args.namePrefix);
     const tags = { "webstack:stack": prefix, Name: prefix };
+    this.backupBucket =
+      args.backups &&
+      s3BackupBucket(name, { prefix, region: args.region, keepOnDestroy: args.backups.keepOnDestroy, tags }, inCloud);
 
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
     const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });

@@ -5,7 +5,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
 import { cloudInit, DATA_MOUNT, pullCommand } from "../specs/cloud-init";
 import { cloudName, DNS_TTL, dnsNames, inboundRules } from "../specs/firewall";
-import { DockerHost, HostHttps, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
+import { spacesBackupBucket } from "./backup-bucket";
+import { BackupBucket, DockerHost, HostHttps, ImageRegistryTarget, RegistryCredentials } from "./docker-host";
 import { RemoteEngine } from "./remote-engine";
 
 export interface DigitalOceanHostArgs {
@@ -29,6 +30,11 @@ export interface DigitalOceanHostArgs {
    * @default undefined (HTTP only)
    */
   https?: HostHttps;
+  /**
+   * A bucket for the stack's backups and a key scoped to it, in `region`; `keepOnDestroy` keeps
+   * it when the stack is destroyed. @default undefined (no bucket)
+   */
+  backups?: { region: string; keepOnDestroy: boolean };
   /** Prefix of cloud resource names, unique per stack. @example "webstack-prod" */
   namePrefix: string;
   /** Droplet image slug. @default "debian-12-x64" */
@@ -57,6 +63,7 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
   readonly ready: pulumi.Resource[];
   readonly vmId: pulumi.Output<string>;
   readonly registry?: ImageRegistryTarget;
+  readonly backupBucket?: BackupBucket;
   readonly runOnHost: DockerHost["runOnHost"];
 
   constructor(name: string, args: DigitalOceanHostArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -64,6 +71,13 @@ export class DigitalOceanHost extends pulumi.ComponentResource implements Docker
     const cloud = new digitalocean.Provider(`${name}-provider`, {}, { parent: this });
     const inCloud = { parent: this, provider: cloud };
     const prefix = cloudName(args.namePrefix);
+    this.backupBucket =
+      args.backups &&
+      spacesBackupBucket(
+        name,
+        { prefix, region: args.backups.region, keepOnDestroy: args.backups.keepOnDestroy },
+        inCloud,
+      );
 
     const sshKey = new tls.PrivateKey(`${name}-ssh-key`, { algorithm: "ED25519" }, { parent: this });
     const hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });

@@ -44,6 +44,19 @@ export interface HostHttps {
   dnsZone?: string;
 }
 
+/** An S3-compatible bucket and a key scoped to it, as pgBackRest reaches them. */
+export interface BackupBucket {
+  bucket: pulumi.Output<string>;
+  /** The S3 API's host name. @example "fra1.digitaloceanspaces.com" */
+  endpoint: pulumi.Input<string>;
+  region: string;
+  /** Path-style URLs (`endpoint/bucket/key`), for S3 servers without virtual hosts. @default false */
+  pathStyle?: boolean;
+  /** The key's id and secret (both secrets). */
+  accessKeyId: pulumi.Output<string>;
+  secretAccessKey: pulumi.Output<string>;
+}
+
 export interface DockerHost {
   /** The engine the stack's containers run on. */
   provider: docker.Provider;
@@ -64,6 +77,8 @@ export interface DockerHost {
    * replaced VM (same reserved IP, empty engine) gets the whole stack again in the same update.
    */
   vmId?: pulumi.Output<string>;
+  /** The bucket the stack's backups go to (cloud hosts with backups); undefined means a volume on the host. */
+  backupBucket?: BackupBucket;
   /** Where the app image goes; undefined means "build it on the host's own engine, no registry". */
   registry?: ImageRegistryTarget;
   /**

@@ -13,8 +13,12 @@ export function createHost(
   config: WebstackConfig,
   namePrefix: string,
   opts?: pulumi.ComponentResourceOptions,
+  kind: { throwaway: boolean } = { throwaway: false },
 ): DockerHost {
   const { region, size } = config;
+  // A throwaway stack's backups go with it; an environment's outlive `pulumi destroy`.
+  const backups = (bucketRegion: string) =>
+    config.backups && { region: config.backups.bucketRegion ?? bucketRegion, keepOnDestroy: !kind.throwaway };
   switch (config.target) {
     case "local":
       return new LocalHost(name, { bindAddress: config.httpBindAddress }, opts);
@@ -30,6 +34,7 @@ export function createHost(
           protectData: config.protectData,
           docrRegistry: config.imageRegistry === "cloud" ? config.docrRegistry : undefined,
           https: config.https,
+          backups: backups(required(region, "region")),
           namePrefix,
         },
         opts,
@@ -47,6 +52,7 @@ export function createHost(
           protectData: config.protectData,
           useEcr: config.imageRegistry === "cloud",
           https: config.https,
+          backups: backups(required(region, "region")),
           namePrefix,
         },
         opts,

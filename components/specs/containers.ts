@@ -17,6 +17,14 @@ export const POSTGRES_USER = "webstack";
 export const POSTGRES_DB = "webstack";
 /** A subdirectory, so a freshly formatted block volume's lost+found never confuses initdb. */
 export const PGDATA = "/var/lib/postgresql/data/pgdata";
+/** Where the Postgres data volume is mounted; PGDATA is inside it, so a restore can set it aside there. */
+export const POSTGRES_DATA_MOUNT = "/var/lib/postgresql/data";
+/** The pgBackRest stanza of every stack: its repository holds one database cluster. */
+export const BACKUP_STANZA = "webstack";
+export const PGBACKREST_CONF = "/etc/pgbackrest/pgbackrest.conf";
+/** The repository's path: a volume on the local target, the key prefix in a cloud stack's bucket. */
+export const BACKUP_REPO_PATH = "/var/lib/pgbackrest";
+export const POSTGRES_SOCKET_DIR = "/var/run/postgresql";
 export const REDIS_CONF = "/usr/local/etc/redis/redis.conf";
 /** The numeric user the app image runs as; set on the container too, so a replaced image cannot run as root. */
 export const APP_USER = "10001:10001";
@@ -55,7 +63,7 @@ export const FILES_SCRIPT = [
   `if [ -n "$owner" ]; then find ${FILES_OUT} -mindepth 1 -exec chown "$owner" {} +; fi`,
 ].join("\n");
 
-export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx" | "acme";
+export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx" | "acme" | "backup";
 /**
  * The ACME client's (only with HTTPS): `certs` (its account and lego's files), `tls-live` (the
  * bundle nginx reads) and `acme-webroot` (challenges nginx answers).
@@ -67,12 +75,17 @@ export type VolumeRole =
   | "files-nginx"
   | "certs"
   | "tls-live"
-  | "acme-webroot";
+  | "acme-webroot"
+  /** Postgres's unix socket directory, shared with the backup container (only with backups). */
+  | "postgres-socket"
+  /** The backup repository on the local target (a cloud stack's is a bucket). */
+  | "backups";
 /**
  * `front`: nginx ↔ app. `back` (internal, no way out): app ↔ Postgres and Redis. `acme`: the ACME
- * client's way out to its CA, shared with nothing else (only with HTTPS).
+ * client's way out to its CA, shared with nothing else (only with HTTPS). `backup`: the way out to
+ * a cloud stack's backup bucket, for Postgres (which archives WAL) and the backup container.
  */
-export type NetworkRole = "front" | "back" | "acme";
+export type NetworkRole = "front" | "back" | "acme" | "backup";
 
 /** Secret documents the component builds from Pulumi secrets; a spec names them, never holds them. */
 export type SecretDocument =
@@ -82,7 +95,9 @@ export type SecretDocument =
   | "redisUrl"
   | "adminToken"
   /** nginx's private key and certificate chain, when the stack makes them (the local target's CA). */
-  | "tlsBundle";
+  | "tlsBundle"
+  /** pgBackRest's configuration: the repository's encryption passphrase and the bucket's key. */
+  | "pgbackrestConf";
 
 /** What a file holds: a secret document by name, or plain text that may show in a diff. */
 export type FileContent = { secret: SecretDocument } | { text: string };
@@ -112,12 +127,12 @@ export interface ResourceLimits {
 }
 
 /** The containers that run for the stack's lifetime, each with limits of its own. */
-export type LimitedRole = "postgres" | "redis" | "nginx" | "app" | "acme";
-export const LIMITED_ROLES: readonly LimitedRole[] = ["postgres", "redis", "nginx", "app", "acme"];
+export type LimitedRole = "postgres" | "redis" | "nginx" | "app" | "acme" | "backup";
+export const LIMITED_ROLES: readonly LimitedRole[] = ["postgres", "redis", "nginx", "app", "acme", "backup"];
 
 /**
- * Limits for the default VM sizes (2 GiB: s-1vcpu-2gb, t3.small): with 3 replicas the stack may
- * take 1.5 GiB, leaving the rest to the system and Docker. Postgres weighs twice the others, so a
+ * Limits for the default VM sizes (2 GiB: s-1vcpu-2gb, t3.small): with 3 replicas and backups the
+ * stack may take 1.6 GiB (1.7 with HTTPS's client), leaving the rest to the system and Docker. Postgres weighs twice the others, so a
  * busy replica cannot starve the database every replica waits on.
  */
 export const DEFAULT_LIMITS: Record<LimitedRole, ResourceLimits> = {
@@ -127,6 +142,9 @@ export const DEFAULT_LIMITS: Record<LimitedRole, ResourceLimits> = {
   app: { memoryMb: 256, cpuShares: 1024 },
   // lego's run and renew need about 30 MiB; it is idle but twice a day.
   acme: { memoryMb: 96, cpuShares: 256 },
+  // pgBackRest streams each file through compression and encryption with 1 MB buffers; a backup
+  // never outweighs the database.
+  backup: { memoryMb: 128, cpuShares: 512 },
 };
 
 /** The share of a memory limit a process is told to keep to, leaving room for what it does not count. */
@@ -217,14 +235,42 @@ function labels(names: StackNames, role: Role, extra: Record<string, string> = {
  * into a 0700 one as it goes), then drops to the postgres user; the server itself then holds no
  * capability at all.
  */
-export function postgresSpec(names: StackNames, limits: ResourceLimits = DEFAULT_LIMITS.postgres): ContainerSpec {
+export function postgresSpec(
+  names: StackNames,
+  limits: ResourceLimits = DEFAULT_LIMITS.postgres,
+  backups?: PostgresBackups,
+): ContainerSpec {
   return {
     role: "postgres",
     containerName: `${names.prefix}-postgres`,
+    ...(backups === undefined
+      ? {}
+      : {
+          // Every finished WAL segment goes to the repository before Postgres may recycle it; a
+          // failed push is retried and holds the segment, so the archive never has a gap.
+          command: [
+            "postgres",
+            "-c",
+            "archive_mode=on",
+            "-c",
+            `archive_command=pgbackrest --stanza=${BACKUP_STANZA} archive-push %p`,
+            "-c",
+            `archive_timeout=${backups.archiveTimeoutSeconds}`,
+          ],
+        }),
     env: { POSTGRES_USER, POSTGRES_DB, PGDATA, POSTGRES_PASSWORD_FILE },
-    // Read by the entrypoint while it is still root, before it drops to the postgres user.
-    files: [{ path: POSTGRES_PASSWORD_FILE, mode: "0400", content: { secret: "postgresPassword" } }],
-    networks: [{ network: "back", aliases: [POSTGRES_ALIAS] }],
+    files: [
+      // Read by the entrypoint while it is still root, before it drops to the postgres user.
+      { path: POSTGRES_PASSWORD_FILE, mode: "0400", content: { secret: "postgresPassword" } },
+      // Read by archive-push as the postgres user, the only user this container runs.
+      ...(backups === undefined
+        ? []
+        : [{ path: PGBACKREST_CONF, mode: "0444" as const, content: { secret: "pgbackrestConf" as const } }]),
+    ],
+    networks: [
+      { network: "back", aliases: [POSTGRES_ALIAS] },
+      ...(backups?.bucket === true ? [{ network: "backup" as const, aliases: [] }] : []),
+    ],
     healthcheck: {
       // Over TCP, so the temporary socket-only server of the image's first-run init never counts as ready.
       tests: ["CMD", "pg_isready", "-h", "127.0.0.1", "-U", POSTGRES_USER, "-d", POSTGRES_DB],
@@ -236,7 +282,15 @@ export function postgresSpec(names: StackNames, limits: ResourceLimits = DEFAULT
     restart: "unless-stopped",
     oneOff: false,
     ports: [],
-    volumes: [{ volume: "postgres-data", containerPath: "/var/lib/postgresql/data", readOnly: false }],
+    volumes: [
+      { volume: "postgres-data", containerPath: POSTGRES_DATA_MOUNT, readOnly: false },
+      ...(backups === undefined
+        ? []
+        : [{ volume: "postgres-socket" as const, containerPath: POSTGRES_SOCKET_DIR, readOnly: false }]),
+      ...(backups === undefined || backups.bucket
+        ? []
+        : [{ volume: "backups" as const, containerPath: BACKUP_REPO_PATH, readOnly: false }]),
+    ],
     capabilities: ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID"],
     readOnlyRoot: false,
     tmpfs: {},
@@ -246,6 +300,76 @@ export function postgresSpec(names: StackNames, limits: ResourceLimits = DEFAULT
     stopSignal: "SIGINT",
     stopTimeout: 30,
     limits,
+  };
+}
+
+/** What Postgres needs to know of the stack's backups. */
+export interface PostgresBackups {
+  archiveTimeoutSeconds: number;
+  /** The repository is a bucket (cloud targets), reached over the `backup` network; else a volume. */
+  bucket: boolean;
+}
+
+export interface BackupSpecOptions extends PostgresBackups {
+  /** The backup container's script (postgres/backup.sh), run by the image's shell. */
+  script: string;
+  /** The health check's script (postgres/backup-health.sh). */
+  healthScript: string;
+  fullDays: number;
+  diffHours: number;
+  limits?: ResourceLimits;
+}
+
+/**
+ * The backup container: the Postgres image's pgBackRest, as the postgres user, taking the
+ * scheduled backups. It reads the data directory (read-only) and reaches the server through its
+ * socket, so it needs no password and no network but the bucket's. Its health is the backups'.
+ */
+export function backupSpec(names: StackNames, options: BackupSpecOptions): ContainerSpec {
+  const env = {
+    PGDATA,
+    PGUSER: POSTGRES_USER,
+    PGDATABASE: POSTGRES_DB,
+    BACKUP_STANZA,
+    BACKUP_FULL_DAYS: String(options.fullDays),
+    BACKUP_DIFF_HOURS: String(options.diffHours),
+  };
+  return {
+    role: "backup",
+    containerName: `${names.prefix}-backup`,
+    entrypoint: ["/bin/sh", "-c", options.script, "webstack-backup"],
+    user: "postgres",
+    env,
+    files: [{ path: PGBACKREST_CONF, mode: "0444", content: { secret: "pgbackrestConf" } }],
+    networks: options.bucket ? [{ network: "backup", aliases: [] }] : [],
+    healthcheck: {
+      // The check's one line is what `docker inspect` shows: the backups' ages, or why they fail.
+      tests: ["CMD", "/bin/sh", "-c", options.healthScript],
+      interval: "30s",
+      timeout: "20s",
+      startPeriod: "10m",
+      retries: 3,
+    },
+    // A bucket outage must not hold up a release; the check shows it instead.
+    waitHealthy: false,
+    restart: "unless-stopped",
+    oneOff: false,
+    ports: [],
+    volumes: [
+      { volume: "postgres-data", containerPath: POSTGRES_DATA_MOUNT, readOnly: true },
+      { volume: "postgres-socket", containerPath: POSTGRES_SOCKET_DIR, readOnly: false },
+      ...(options.bucket ? [] : [{ volume: "backups" as const, containerPath: BACKUP_REPO_PATH, readOnly: false }]),
+    ],
+    capabilities: [],
+    // The provider uploads the configuration file into the root.
+    readOnlyRoot: false,
+    tmpfs: { "/tmp": `${TMPFS},size=64m` },
+    labels: labels(names, "backup"),
+    logOpts: LOG_OPTS,
+    stopSignal: "SIGTERM",
+    // An interrupted backup is resumed by the next one.
+    stopTimeout: 10,
+    limits: options.limits ?? DEFAULT_LIMITS.backup,
   };
 }
 

@@ -16,8 +16,17 @@ const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN };
 
 const one = (problem: string) => `Invalid webstack configuration (1 problem):\n  - ${problem}`;
 
-const BAD: { settings: Record<string, string>; message: string; secretKeys?: string[] }[] = [
+/** A bad config, its whole error message, and the stack it is evaluated for (default "test", an environment's). */
+interface Bad {
+  settings: Record<string, string>;
+  message: string;
+  secretKeys?: string[];
+  stack?: string;
+}
+
+const BAD: Bad[] = [
   ...httpsBad(),
+  ...backupsBad(),
   {
     settings: { target: "gcp" },
     message: one('webstack:target must be one of "local", "digitalocean", "aws" (got "gcp")'),
@@ -206,13 +215,13 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   {
     settings: { limits: "384" },
     message: one(
-      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme (got "384")',
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme, backup (got "384")',
     ),
   },
   {
     settings: { limits: "{app: 384}" },
     message: one(
-      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme (got "{app: 384}")',
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme, backup (got "{app: 384}")',
     ),
   },
   {
@@ -226,7 +235,7 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   {
     settings: { limits: "[]" },
     message: one(
-      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme (got "[]")',
+      'webstack:limits must be an object such as {"app":{"memoryMb":384,"cpuShares":1024}} with roles postgres, redis, nginx, app, acme, backup (got "[]")',
     ),
   },
   {
@@ -243,7 +252,7 @@ const BAD: { settings: Record<string, string>; message: string; secretKeys?: str
   },
   {
     settings: { limits: '{"worker":{"memoryMb":128}}' },
-    message: one("webstack:limits.worker is not a role with limits (roles: postgres, redis, nginx, app, acme)"),
+    message: one("webstack:limits.worker is not a role with limits (roles: postgres, redis, nginx, app, acme, backup)"),
   },
   {
     settings: { limits: '{"redis":{"pids":100}}' },
@@ -399,6 +408,106 @@ function httpsBad(): { settings: Record<string, string>; message: string }[] {
   ];
 }
 
+/** Bad backup settings; `stack` pr-7 is a throwaway stack, the only kind that may switch backups off. */
+function backupsBad(): Bad[] {
+  const offOnlyThrowaway = (got: string) =>
+    `webstack:backups may be false only on a throwaway stack (pr-<number>); this stack's data must be restorable, so remove the setting (got "${got}")`;
+  const onlyWithBackups = (key: string) =>
+    `webstack:${key} applies only with backups on: remove it, or remove webstack:backups false`;
+  const spaces = '"nyc3", "sfo2", "sfo3", "ams3", "fra1", "sgp1", "syd1", "blr1", "lon1", "tor1", "atl1"';
+  return [
+    { settings: { backups: "false" }, message: one(offOnlyThrowaway("false")) },
+    { settings: { ...DO, backups: "false" }, message: one(offOnlyThrowaway("false")) },
+    // A leading zero is no pull request's number: not a throwaway stack.
+    { settings: { ...DO, backups: "false" }, stack: "pr-07", message: one(offOnlyThrowaway("false")) },
+    { settings: { ...AWS, backups: "false" }, stack: "prod", message: one(offOnlyThrowaway("false")) },
+    { settings: { backups: "no" }, message: one('webstack:backups must be true or false (got "no")') },
+    {
+      settings: { ...DO, backups: "false", backupRetentionFull: "3" },
+      stack: "pr-7",
+      message: one(onlyWithBackups("backupRetentionFull")),
+    },
+    {
+      settings: {
+        ...DO,
+        backups: "false",
+        backupFullDays: "7",
+        backupDiffHours: "24",
+        backupRetentionDiff: "7",
+        archiveTimeoutSeconds: "30",
+        backupRegion: "ams3",
+      },
+      stack: "pr-7",
+      message:
+        "Invalid webstack configuration (5 problems):\n" +
+        ["backupFullDays", "backupDiffHours", "backupRetentionDiff", "archiveTimeoutSeconds", "backupRegion"]
+          .map((key) => `  - ${onlyWithBackups(key)}`)
+          .join("\n"),
+    },
+    {
+      settings: { backups: "false", backupFullDays: "3" },
+      message:
+        "Invalid webstack configuration (2 problems):\n" +
+        `  - ${offOnlyThrowaway("false")}\n` +
+        `  - ${onlyWithBackups("backupFullDays")}`,
+    },
+    {
+      settings: { backupFullDays: "1", backupDiffHours: "25" },
+      message: one(
+        'webstack:backupDiffHours must be at most 24, the hours between full backups (webstack:backupFullDays 1) (got "25")',
+      ),
+    },
+    {
+      settings: { backupFullDays: "2", backupDiffHours: "49" },
+      message: one(
+        'webstack:backupDiffHours must be at most 48, the hours between full backups (webstack:backupFullDays 2) (got "49")',
+      ),
+    },
+    {
+      settings: { backupRegion: "ams3" },
+      message: one(
+        'webstack:backupRegion applies only to the digitalocean target, whose Spaces regions are not all droplet regions (target is "local")',
+      ),
+    },
+    {
+      settings: { ...AWS, backupRegion: "ams3" },
+      message: one(
+        'webstack:backupRegion applies only to the digitalocean target, whose Spaces regions are not all droplet regions (target is "aws")',
+      ),
+    },
+    {
+      settings: { ...DO, region: "nyc1" },
+      message: one(
+        `webstack:backupRegion is required: region "nyc1" has no Spaces for the backups' bucket; set it to one of ${spaces}`,
+      ),
+    },
+    {
+      settings: { ...DO, region: "nyc1", backupRegion: "nyc1" },
+      message: one(`webstack:backupRegion must be one of ${spaces} (got "nyc1")`),
+    },
+    {
+      settings: { backupFullDays: "36" },
+      message: one('webstack:backupFullDays must be a whole number from 1 to 35 (got "36")'),
+    },
+    {
+      settings: { backupDiffHours: "0" },
+      message: one('webstack:backupDiffHours must be a whole number from 1 to 168 (got "0")'),
+    },
+    {
+      settings: { backupRetentionFull: "53" },
+      message: one('webstack:backupRetentionFull must be a whole number from 1 to 52 (got "53")'),
+    },
+    {
+      settings: { backupRetentionDiff: "101" },
+      message: one('webstack:backupRetentionDiff must be a whole number from 1 to 100 (got "101")'),
+    },
+    {
+      settings: { archiveTimeoutSeconds: "5" },
+      message: one('webstack:archiveTimeoutSeconds must be a whole number from 10 to 60 (got "5")'),
+    },
+  ];
+}
+
 function knownSettings(): string {
   return [
     "target",
@@ -439,16 +548,23 @@ function knownSettings(): string {
     "hstsSeconds",
     "acmeRetrySeconds",
     "httpsPort",
+    "backups",
+    "backupFullDays",
+    "backupDiffHours",
+    "backupRetentionFull",
+    "backupRetentionDiff",
+    "archiveTimeoutSeconds",
+    "backupRegion",
     "postgresPassword",
     "redisPassword",
   ].join(", ");
 }
 
 describe("bad configs are rejected before any resource exists", () => {
-  for (const { settings, message, secretKeys } of BAD) {
-    test(JSON.stringify(settings), async () => {
+  for (const { settings, message, secretKeys, stack } of BAD) {
+    test(`${JSON.stringify(settings)}${stack === undefined ? "" : ` on stack ${stack}`}`, async () => {
       const mocks = new RecordingMocks();
-      await assert.rejects(runProgram(settings, { secretKeys, mocks }), (error: unknown) => {
+      await assert.rejects(runProgram(settings, { secretKeys, mocks, stack }), (error: unknown) => {
         assert.ok(error instanceof ConfigError, String(error));
         assert.equal(error.message, message);
         return true;
@@ -515,6 +631,14 @@ describe("defaults and good configs", () => {
       limits: DEFAULT_LIMITS,
       appProcesses: 1024,
       https: undefined,
+      backups: {
+        fullDays: 7,
+        diffHours: 24,
+        retentionFull: 4,
+        retentionDiff: 7,
+        archiveTimeoutSeconds: 30,
+        bucketRegion: undefined,
+      },
     });
   });
 
@@ -708,6 +832,63 @@ describe("defaults and good configs", () => {
     assert.deepEqual(awsConfig.adminCidrs, ["198.51.100.0/24", "2001:db8::/32"]);
   });
 
+  test("backups: on by default on every target and every stack; the bucket in the DigitalOcean region, or backupRegion; given values kept", () => {
+    const defaults = {
+      fullDays: 7,
+      diffHours: 24,
+      retentionFull: 4,
+      retentionDiff: 7,
+      archiveTimeoutSeconds: 30,
+      bucketRegion: undefined,
+    };
+    assert.deepEqual(parseConfig({}).backups, defaults);
+    assert.deepEqual(parseConfig({ backups: "true" }).backups, defaults);
+    assert.deepEqual(parseConfig(AWS).backups, defaults, "an S3 bucket is in the stack's own region");
+    assert.deepEqual(parseConfig(DO).backups, { ...defaults, bucketRegion: "nyc3" });
+    // A throwaway stack keeps them unless it switches them off.
+    assert.deepEqual(parseConfig(DO, new Set(), { throwaway: true }).backups, { ...defaults, bucketRegion: "nyc3" });
+    // A droplet region without Spaces, with a Spaces region for the bucket.
+    assert.deepEqual(parseConfig({ ...DO, region: "nyc1", backupRegion: "nyc3" }).backups?.bucketRegion, "nyc3");
+    assert.deepEqual(parseConfig({ ...DO, backupRegion: "fra1" }).backups?.bucketRegion, "fra1");
+    assert.deepEqual(
+      parseConfig({
+        ...DO,
+        backupFullDays: "14",
+        backupDiffHours: "6",
+        backupRetentionFull: "2",
+        backupRetentionDiff: "20",
+        archiveTimeoutSeconds: "60",
+        backupRegion: "ams3",
+      }).backups,
+      {
+        fullDays: 14,
+        diffHours: 6,
+        retentionFull: 2,
+        retentionDiff: 20,
+        archiveTimeoutSeconds: 60,
+        bucketRegion: "ams3",
+      },
+    );
+    // Differential backups as often as full ones, at the edge.
+    assert.equal(parseConfig({ backupFullDays: "1", backupDiffHours: "24" }).backups?.diffHours, 24);
+    assert.equal(parseConfig({ backupFullDays: "35", backupDiffHours: "168" }).backups?.diffHours, 168);
+  });
+
+  test("backups: false only on a throwaway stack, which then has none (and no bucket region, whatever its region)", () => {
+    const throwaway = { throwaway: true };
+    assert.equal(parseConfig({ backups: "false" }, new Set(), throwaway).backups, undefined);
+    assert.equal(parseConfig({ ...DO, backups: "false" }, new Set(), throwaway).backups, undefined);
+    assert.equal(parseConfig({ ...DO, region: "nyc1", backups: "false" }, new Set(), throwaway).backups, undefined);
+    assert.equal(parseConfig({ ...AWS, backups: "false" }, new Set(), throwaway).backups, undefined);
+    assert.throws(
+      () => parseConfig({ ...DO, backups: "false" }),
+      (error: unknown) =>
+        error instanceof ConfigError &&
+        error.problems.length === 1 &&
+        error.problems[0].startsWith("webstack:backups may be false only on a throwaway stack (pr-<number>)"),
+    );
+  });
+
   test("limits are inclusive and a configured value is kept as given", () => {
     assert.equal(parseConfig({ replicas: "1" }).replicas, 1);
     assert.equal(parseConfig({ replicas: "20" }).replicas, 20);
@@ -761,6 +942,18 @@ describe("each setting at the edges of what it allows", () => {
     table("limitRatePerIp", ["0", "100000"], ["100001"]);
     table("limitBurst", ["0", "1000000"], ["1000001"], { limitRatePerIp: "10" });
     table("dataVolumeGb", ["1", "16384"], ["0", "16385"], DO);
+    table("backupFullDays", ["1", "35"], ["0", "36", "-1", "2.5", ""], { backupDiffHours: "1" });
+    table("backupDiffHours", ["1", "168"], ["0", "169", "-1", "2.5", ""], { backupFullDays: "35" });
+    table("backupRetentionFull", ["1", "52"], ["0", "53", "-1", "2.5", ""]);
+    table("backupRetentionDiff", ["1", "100"], ["0", "101", "-1", "2.5", ""]);
+    table("archiveTimeoutSeconds", ["10", "60"], ["9", "61", "0", "2.5", ""]);
+    // Differential backups no further apart than full ones: fullDays × 24 hours at most.
+    accepts({ backupFullDays: "3", backupDiffHours: "72" });
+    assert.deepEqual(problemsOf({ backupFullDays: "3", backupDiffHours: "73" }), [
+      'webstack:backupDiffHours must be at most 72, the hours between full backups (webstack:backupFullDays 3) (got "73")',
+    ]);
+    // Without backupFullDays, its default of 7 days bounds it.
+    accepts({ backupDiffHours: "168" });
     assert.equal(parseConfig({ replicas: " 7 " }).replicas, 7);
     assert.equal(parseConfig({ ...DO, dataVolumeGb: "16384" }).dataVolumeGb, 16384);
     assert.equal(parseConfig({ shutdownGraceSeconds: "300" }).shutdownGraceSeconds, 300);
@@ -773,6 +966,8 @@ describe("each setting at the edges of what it allows", () => {
       assert.equal(parseConfig({ [key]: "true" })[key as "protectData"], true);
       assert.equal(parseConfig({ [key]: "false" })[key as "protectData"], false);
     }
+    // backups: false is refused on this (non-throwaway) stack by its own rule, not as a spelling.
+    table("backups", ["true"], ["True", "yes", "1", "", " true", "false"]);
   });
 
   test("addresses and CIDRs", () => {
@@ -936,6 +1131,11 @@ describe("each setting at the edges of what it allows", () => {
     assert.deepEqual(problemsOf({ ...DO, availabilityZone: "us-east-1a" }), [
       'webstack:availabilityZone applies only to the aws target (target is "digitalocean")',
     ]);
+    assert.deepEqual(problemsOf({ backupRegion: "ams3" }), [
+      'webstack:backupRegion applies only to the digitalocean target, whose Spaces regions are not all droplet regions (target is "local")',
+    ]);
+    refuses("backupRegion", { ...AWS, backupRegion: "ams3" });
+    table("backupRegion", ["nyc3", "sfo3", "atl1"], ["nyc1", "NYC3", "us-east-1", ""], DO);
     refuses("docrRegistry", { ...DO, imageRegistry: "cloud" });
     accepts({ ...AWS, imageRegistry: "cloud" });
     accepts({ ...DO, imageRegistry: "host" });
@@ -974,7 +1174,8 @@ describe("the committed stack files", () => {
             typeof value === "string" ? value : JSON.stringify(value),
           ]),
       );
-      assert.doesNotThrow(() => parseConfig(raw), file);
+      // The template is what every pr-<n> stack runs: a throwaway stack.
+      assert.doesNotThrow(() => parseConfig(raw, new Set(), { throwaway: file === "Pulumi.pr.yaml" }), file);
     }
   });
 
@@ -993,6 +1194,32 @@ describe("the committed stack files", () => {
     assert.equal(size, "s-1vcpu-1gb");
     const total =
       limits.postgres.memoryMb + limits.redis.memoryMb + limits.nginx.memoryMb + replicas * limits.app.memoryMb;
+    assert.ok(total <= 1024 - 192, `${total} MB of limits leave too little of 1024 MB to the system and Docker`);
+  });
+
+  // A pr-<n> stack runs what the template asks for: backups off, so no backup container to fit.
+  test("the throwaway stack's limits fit its 1 GB droplet with every long-running container it runs, the backup container's too", () => {
+    const { config } = parse(readFileSync(path.join(ROOT, "Pulumi.pr.yaml"), "utf8")) as {
+      config: Record<string, unknown>;
+    };
+    // Every webstack setting of the template, as a pr-<n> stack's program receives it.
+    const raw = Object.fromEntries(
+      Object.entries(config)
+        .filter(([key]) => key.startsWith("webstack:"))
+        .map(([key, value]) => [
+          key.slice("webstack:".length),
+          typeof value === "string" ? value : JSON.stringify(value),
+        ]),
+    );
+    const parsed = parseConfig(raw, new Set(), { throwaway: true });
+    const { limits, replicas } = parsed;
+    const total =
+      limits.postgres.memoryMb +
+      limits.redis.memoryMb +
+      limits.nginx.memoryMb +
+      replicas * limits.app.memoryMb +
+      (parsed.backups === undefined ? 0 : limits.backup.memoryMb) +
+      (parsed.https?.acme === undefined ? 0 : limits.acme.memoryMb);
     assert.ok(total <= 1024 - 192, `${total} MB of limits leave too little of 1024 MB to the system and Docker`);
   });
 });

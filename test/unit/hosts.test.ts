@@ -171,11 +171,19 @@ describe("aws host's registry and rights", () => {
     assert.match(userData(run), /"amazon-ecr-credential-helper"/, "the host pulls through the credential helper");
   });
 
-  test("without ECR: no repository, no role, and no credential helper on the host", async () => {
+  test("without ECR: no repository, no role, and no credential helper on the host; the only IAM identity is the backups' user", async () => {
     const run = await evaluated(settings);
+    // The backups' bucket has a user of its own (see backups.test.ts); the instance gets no role.
     assert.deepEqual(
-      run.mocks.resources.filter((r) => /aws:(ecr|iam)\//.test(r.type)).map((r) => r.type),
-      [],
+      run.mocks.resources
+        .filter((r) => /aws:(ecr|iam)\//.test(r.type))
+        .map((r) => `${r.type} ${r.name}`)
+        .sort(),
+      [
+        "aws:iam/accessKey:AccessKey host-backups-key",
+        "aws:iam/user:User host-backups-user",
+        "aws:iam/userPolicy:UserPolicy host-backups-policy",
+      ],
     );
     assert.doesNotMatch(userData(run), /ecr-credential-helper/);
     assert.match(

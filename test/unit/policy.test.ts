@@ -316,13 +316,15 @@ for (const { target, settings, cloud } of TARGETS) {
         .map((c) => c.name);
       assert.equal(apps.length, 3);
       const socket = "no host path may be or contain /var/run/docker.sock or /run/docker.sock";
+      // Data and socket volumes, and locally the backups' volume, come before the one added.
+      const added = cloud ? 2 : 3;
       assert.deepEqual(
         (await resourceViolations("no-privileged-containers", risky)).sort(),
         [
           `container "webstack-nginx" mounts the Docker socket: mounts[0].source is "/run/docker.sock": ${socket}`,
           `container "webstack-nginx" sets ipcMode to "host": containers must not share the host's namespaces (any ipcMode but "host")`,
           `container "webstack-nginx" sets pidMode to "host": containers must not share the host's namespaces (any pidMode but "host")`,
-          `container "webstack-postgres" mounts the Docker socket: volumes[1].hostPath is "/var/run": ${socket}`,
+          `container "webstack-postgres" mounts the Docker socket: volumes[${added}].hostPath is "/var/run": ${socket}`,
           `container "webstack-redis" sets networkMode to "host": containers must not share the host's namespaces (any networkMode but "host")`,
           ...apps.map(
             (a) =>
@@ -375,10 +377,16 @@ for (const { target, settings, cloud } of TARGETS) {
       for (const image of [DEFAULT_IMAGES.nginxImage, DEFAULT_IMAGES.redisImage, DEFAULT_IMAGES.postgresImage]) {
         assert.ok(pulled.includes(image), `${image} is pulled`);
       }
-      assert.equal(containers(resources).length, 6 + 2 + 1, "six services, two files runs, a migration run");
+      assert.equal(
+        containers(resources).length,
+        6 + 1 + 2 + 1,
+        "six services, the backup container, two files runs, a migration run",
+      );
       assert.deepEqual(
-        ofType(resources, TYPES.image).map((r) => (r.inputs.build as { args: unknown }).args),
-        [{ NODE_IMAGE: DEFAULT_IMAGES.nodeImage }],
+        ofType(resources, TYPES.image)
+          .map((r) => (r.inputs.build as { args: unknown }).args)
+          .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+        [{ NODE_IMAGE: DEFAULT_IMAGES.nodeImage }, { POSTGRES_IMAGE: DEFAULT_IMAGES.postgresImage }],
       );
       assert.deepEqual(await resourceViolations("pinned-images", resources), []);
 
@@ -405,6 +413,7 @@ for (const { target, settings, cloud } of TARGETS) {
           `image "app-image" build.args.NODE_IMAGE (the app's base image) is "node:lts-slim", which is not pinned: ${PIN_HINT}`,
           `remote image "webstack-nginx-image" name is "nginx", which is not pinned: ${PIN_HINT}`,
           `remote image "webstack-postgres-image" name is "postgres:bookworm", which is not pinned: ${PIN_HINT}`,
+          `image "webstack-postgres-build" build.args.POSTGRES_IMAGE (Postgres's base image) is "postgres:bookworm", which is not pinned: ${PIN_HINT}`,
           `remote image "webstack-redis-image" name is "redis:latest", which is not pinned: ${PIN_HINT}`,
           ...apps.map((a) => `container "${a}" image is "webstack-app:latest", which is not pinned: ${PIN_HINT}`),
         ].sort(),

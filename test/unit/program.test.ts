@@ -6,7 +6,8 @@ import { describe, test } from "node:test";
 import * as path from "node:path";
 import { inspect } from "node:util";
 import { imageRevision } from "../../components/app-image";
-import { DEFAULT_IMAGES } from "../../components/config";
+import { DEFAULT_IMAGES, parseConfig } from "../../components/config";
+import { pgbackrestConf } from "../../components/specs/backups";
 import { pullCommand } from "../../components/specs/cloud-init";
 import { hashTree } from "../../components/specs/release";
 import {
@@ -46,16 +47,41 @@ const generatedSecrets = (mocks: RecordingMocks) =>
     String(mocks.named(n).outputs.result),
   );
 
+/**
+ * The pgbackrest.conf a stack with default backup settings gets: a volume locally, else the
+ * host's bucket with its key, as the mocks made them; the passphrase is the generated one.
+ */
+function expectedPgbackrestConf(mocks: RecordingMocks, target: string): string {
+  const schedule = parseConfig({}).backups!;
+  const cipherPass = String(mocks.named("webstack-backup-cipher").outputs.result);
+  if (target === "local") return pgbackrestConf({ kind: "volume" }, schedule, { cipherPass });
+  const bucket = mocks.named("host-backups");
+  const key = mocks.named("host-backups-key");
+  const [name, region, endpoint, accessKeyId, secretAccessKey] =
+    target === "digitalocean"
+      ? [bucket.outputs.name, "nyc3", "nyc3.digitaloceanspaces.com", key.outputs.accessKey, key.outputs.secretKey]
+      : // An IAM access key's id is the resource's id (the mocks': "<name>-id").
+        [bucket.outputs.bucket, "us-east-1", "s3.us-east-1.amazonaws.com", `${key.name}-id`, key.outputs.secret];
+  // Spaces is reached path-style (the TLS name is the region's, whatever the bucket is called); S3 host-style.
+  const pathStyle = target === "digitalocean";
+  return pgbackrestConf({ kind: "bucket", bucket: String(name), endpoint, region, pathStyle }, schedule, {
+    cipherPass,
+    accessKeyId: String(accessKeyId),
+    secretAccessKey: String(secretAccessKey),
+  });
+}
+
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
-    test("registers the stack's resources: replicas + 3 services, 2 files runs, a migration run, 2 networks, 4 volumes, one app image", async () => {
+    test("registers the stack's resources: replicas + 4 services (one the backup container), 2 files runs, a migration run, 2 networks (3 on cloud: the way to the bucket), 6 volumes (5 on cloud: no backups volume), two built images (the app's, Postgres's)", async () => {
       const { mocks, outputs } = await evaluated(settings);
       const count = (type: string) => mocks.ofType(type).length;
-      assert.equal(count(CONTAINER), 3 + 3 + 2 + 1);
-      assert.equal(count("docker:index/network:Network"), 2);
-      assert.equal(count("docker:index/volume:Volume"), 4);
-      assert.equal(count("docker:index/image:Image"), 1);
-      assert.equal(count("docker:index/remoteImage:RemoteImage"), 3 + 1);
+      assert.equal(count(CONTAINER), 3 + 4 + 2 + 1);
+      assert.equal(count("docker:index/network:Network"), cloud ? 3 : 2);
+      assert.equal(count("docker:index/volume:Volume"), cloud ? 5 : 6);
+      assert.equal(count("docker:index/image:Image"), 2);
+      // The three stock images, the app's release tag, and the Postgres image built with pgBackRest.
+      assert.equal(count("docker:index/remoteImage:RemoteImage"), 3 + 1 + 1);
       const release = String(outputs.release);
       assert.deepEqual(
         containers(mocks.resources)
@@ -70,8 +96,16 @@ for (const { target, settings, cloud } of TARGETS) {
           "webstack-test-nginx",
           "webstack-test-files-nginx",
           "webstack-test-postgres",
+          "webstack-test-backup",
           "webstack-test-redis",
         ].sort(),
+      );
+      assert.deepEqual(
+        mocks
+          .ofType("docker:index/network:Network")
+          .map((n) => n.inputs.name)
+          .sort(),
+        ["webstack-test", "webstack-test-back", ...(cloud ? ["webstack-test-backup"] : [])],
       );
       assert.deepEqual(
         mocks
@@ -79,11 +113,20 @@ for (const { target, settings, cloud } of TARGETS) {
           .map((v) => v.inputs.name)
           .sort(),
         [
+          ...(cloud ? [] : ["webstack-test-backups"]),
           "webstack-test-files-app",
           "webstack-test-files-nginx",
           "webstack-test-postgres-data",
+          "webstack-test-postgres-socket",
           "webstack-test-redis-data",
         ],
+      );
+      assert.deepEqual(
+        mocks
+          .ofType("docker:index/image:Image")
+          .map((i) => i.name)
+          .sort(),
+        ["app-image", "webstack-postgres-build"],
       );
       if (target === "local") {
         assert.deepEqual(
@@ -95,7 +138,8 @@ for (const { target, settings, cloud } of TARGETS) {
             // The release images' removal with the stack, and their prune after each release.
             ...Array<string>(2).fill("command:local:Command"),
             "pulumi:providers:docker",
-            ...Array<string>(3).fill("random:index/randomPassword:RandomPassword"),
+            // The two passwords, the admin token and the backups' passphrase.
+            ...Array<string>(4).fill("random:index/randomPassword:RandomPassword"),
           ],
         );
       }
@@ -124,7 +168,7 @@ for (const { target, settings, cloud } of TARGETS) {
       );
     });
 
-    test("every service has a health check, a restart policy, log rotation and waits until healthy; one-off runs end", async () => {
+    test("every service has a health check, a restart policy and log rotation, and all but the backup container wait until healthy; one-off runs end", async () => {
       const { mocks } = await evaluated(settings);
       for (const c of containers(mocks.resources)) {
         assert.deepEqual(c.inputs.logOpts, { "max-size": "10m", "max-file": "3" }, `${c.name} logs`);
@@ -142,8 +186,11 @@ for (const { target, settings, cloud } of TARGETS) {
         assert.ok(Array.isArray(health.tests) && health.tests.length >= 2, `${c.name} health check`);
         assert.match(String(health.tests[0]), /^CMD(-SHELL)?$/);
         assert.equal(c.inputs.restart, "unless-stopped", `${c.name} restart`);
-        assert.equal(c.inputs.wait, true, `${c.name} wait`);
+        // The backup container's health is the backups': a bucket that cannot be reached must
+        // not hold up a release, so it is the one service not waited for.
+        assert.equal(c.inputs.wait, c.name !== "webstack-backup", `${c.name} wait`);
       }
+      assert.equal(mocks.named("webstack-backup").inputs.wait, false);
     });
 
     test("app replicas run as a non-root user with the app alias and their secrets as files", async () => {
@@ -170,10 +217,11 @@ for (const { target, settings, cloud } of TARGETS) {
       }
     });
 
-    test("secrets appear in no environment, label, command, name, health check or upload path, nor in any output but adminToken", async () => {
+    test("secrets appear in no environment, label, command, name, health check or upload path, nor in any output but adminToken and backupPassphrase (both secret)", async () => {
       const { mocks, outputs, secretOutputs } = await evaluated(settings);
-      const secrets = generatedSecrets(mocks);
-      assert.equal(secrets.length, 3, "the two passwords and the admin token were generated");
+      const passphrase = String(mocks.named("webstack-backup-cipher").outputs.result);
+      const secrets = [...generatedSecrets(mocks), passphrase];
+      assert.equal(secrets.length, 4, "the two passwords, the admin token and the backups' passphrase were generated");
       for (const c of containers(mocks.resources)) {
         const uploadPaths = ((c.inputs.uploads as Inputs[] | undefined) ?? []).map((u) => u.file);
         const visible = JSON.stringify([
@@ -187,13 +235,14 @@ for (const { target, settings, cloud } of TARGETS) {
         ]);
         for (const secret of secrets) assert.ok(!visible.includes(secret), `${c.name} shows a secret`);
       }
-      const { adminToken, ...others } = outputs;
+      const { adminToken, backupPassphrase, ...others } = outputs;
       for (const secret of secrets) assert.ok(!JSON.stringify(others).includes(secret));
       assert.ok(secrets.includes(String(adminToken)), "adminToken is the generated token");
-      assert.deepEqual(secretOutputs, ["adminToken"]);
+      assert.equal(backupPassphrase, passphrase, "backupPassphrase is the one pgBackRest encrypts with");
+      assert.deepEqual(secretOutputs.sort(), ["adminToken", "backupPassphrase"]);
     });
 
-    test("secret files reach the engine marked secret: Postgres's password, Redis's config, the app's URLs and token; TLS and SSH keys", async () => {
+    test("secret files reach the engine marked secret: Postgres's password, pgBackRest's config (Postgres's and the backup container's), Redis's config, the app's URLs and token; TLS and SSH keys", async () => {
       const { mocks } = await evaluated(settings);
       const [postgresPassword, redisPassword, adminToken] = generatedSecrets(mocks);
       const secretUploads = (name: string) => {
@@ -208,9 +257,19 @@ for (const { target, settings, cloud } of TARGETS) {
           secret: isSecretValue(raw) || (Array.isArray(raw) && isSecretValue((raw[i] as Inputs).content)),
         }));
       };
+      // Postgres's archive-push and the backup container read one config: the bucket's key (on a
+      // cloud target) and the repository's passphrase are in it, so it is a secret upload.
+      const pgbackrest = {
+        file: "/etc/pgbackrest/pgbackrest.conf",
+        permissions: "0444",
+        content: expectedPgbackrestConf(mocks, target),
+        secret: true,
+      };
       assert.deepEqual(secretUploads("webstack-postgres"), [
         { file: "/run/secrets/postgres-password", permissions: "0400", content: postgresPassword, secret: true },
+        pgbackrest,
       ]);
+      assert.deepEqual(secretUploads("webstack-backup"), [pgbackrest]);
       const [redisConf] = secretUploads("webstack-redis");
       assert.deepEqual(
         [redisConf.file, redisConf.permissions, redisConf.secret],
@@ -256,11 +315,17 @@ for (const { target, settings, cloud } of TARGETS) {
     test("the passwords and the admin token are Pulumi secrets, and every secret file's content too", async () => {
       const uploads: { name: string; uploads: docker.ContainerArgs["uploads"] }[] = [];
       const capture = (args: docker.ContainerArgs) => uploads.push({ name: plain(args.name), uploads: args.uploads });
-      const { built } = await runBuild(settings, { postgres: capture, redis: capture, files: capture });
+      const { built } = await runBuild(settings, {
+        postgres: capture,
+        redis: capture,
+        files: capture,
+        backup: capture,
+      });
       for (const secret of [built.stack.postgresPassword, built.stack.redisPassword, built.stack.adminToken]) {
         assert.equal(await pulumi.isSecret(secret), true);
       }
       assert.deepEqual(uploads.map((u) => u.name).sort(), [
+        "webstack-test-backup",
         "webstack-test-files-app",
         "webstack-test-files-nginx",
         "webstack-test-postgres",
@@ -289,14 +354,17 @@ for (const { target, settings, cloud } of TARGETS) {
           redis: capture,
           app: capture,
           nginx: capture,
+          backup: capture,
           files: capture,
           network: (a, o) => opts.push({ name: plain(a.name), dependsOn: o.dependsOn }),
           volume: (a, o) => opts.push({ name: plain(a.name), dependsOn: o.dependsOn }),
         });
         const [ready] = built.host.ready;
         assert.ok(ready instanceof pulumi.CustomResource);
-        // 6 containers, 2 files runs, 2 networks, 4 volumes.
-        assert.equal(opts.length, 6 + 2 + 2 + 4);
+        // 7 containers (3 replicas, Postgres, Redis, nginx, the backup container), 2 files runs,
+        // 3 networks (front, back, the backup's way out), 5 volumes (Postgres's data and socket,
+        // Redis's data, the 2 files runs').
+        assert.equal(opts.length, 7 + 2 + 3 + 5);
         for (const o of opts) {
           assert.ok(
             Array.isArray(o.dependsOn) && o.dependsOn.includes(ready),
@@ -326,7 +394,9 @@ for (const { target, settings, cloud } of TARGETS) {
             r.type,
           ),
         );
-        assert.equal(labelled.length, 6 + 2 + 1 + 2 + 4);
+        // 7 long-running containers (the backup container one), 2 files runs, the migration run,
+        // 3 networks (the backup's way out one), 5 volumes (Postgres's socket one).
+        assert.equal(labelled.length, 7 + 2 + 1 + 3 + 5);
         for (const r of labelled) {
           assert.deepEqual(
             (r.inputs.labels as Inputs[]).filter((l) => l.label === "webstack.vm"),
@@ -527,18 +597,35 @@ describe("image registries", () => {
 
   test("without a registry the image is built on the host's engine and never pushed", async () => {
     const { mocks } = await runProgram({ target: "digitalocean", region: "ams3", adminCidrs: ADMIN });
-    const image = mocks.ofType("docker:index/image:Image")[0];
+    const image = mocks.named("app-image");
+    assert.equal(image.type, "docker:index/image:Image");
     assert.equal(image.inputs.skipPush, true);
     assert.match(String(image.inputs.imageName), /^webstack-test-app:[0-9a-f]{12}$/);
     assert.deepEqual((image.inputs.build as Inputs).args, { NODE_IMAGE: "node:22.20.0-bookworm-slim" });
-    // The three stock images, and the release's tag of what was built: kept for a rollback.
+    // Postgres's image (the stock one with pgBackRest) is always built on the host, never pushed.
+    const postgres = mocks.named("webstack-postgres-build");
+    assert.deepEqual(
+      mocks
+        .ofType("docker:index/image:Image")
+        .map((i) => i.name)
+        .sort(),
+      ["app-image", "webstack-postgres-build"],
+    );
+    assert.equal(postgres.inputs.skipPush, true);
+    // The three stock images (Postgres's the base of its build), the release's tag of what was
+    // built, kept for a rollback, and Postgres's built image.
     const remote = mocks.ofType("docker:index/remoteImage:RemoteImage");
     assert.deepEqual(remote.map((r) => r.name).sort(), [
       "app-local",
       "webstack-nginx-image",
       "webstack-postgres-image",
+      "webstack-postgres-local",
       "webstack-redis-image",
     ]);
+    assert.deepEqual(mocks.named("webstack-postgres-local").inputs, {
+      name: postgres.inputs.imageName,
+      keepLocally: true,
+    });
     const local = mocks.named("app-local");
     assert.deepEqual(local.inputs, { name: image.inputs.imageName, keepLocally: true });
     assert.ok(local.order > image.order, "the tag is owned after the build");

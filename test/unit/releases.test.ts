@@ -84,7 +84,8 @@ describe("deletion and order", () => {
   for (const [target, settings] of Object.entries(TARGETS)) {
     test(`${target}: every long-running container is deleted with its grace period, not killed (the provider's default is 0 s)`, async () => {
       const { mocks } = await runProgram({ ...settings, shutdownGraceSeconds: "20" });
-      const expected: Record<string, number> = { postgres: 30, redis: 10, nginx: 15, app: 25 };
+      // The backup container's 10 s: an interrupted backup is resumed by the next one.
+      const expected: Record<string, number> = { postgres: 30, redis: 10, nginx: 15, app: 25, backup: 10 };
       const seen = new Set<string>();
       for (const c of containers(mocks.resources)) {
         if (c.inputs.attach === true) continue; // one-off runs end on their own
@@ -93,7 +94,7 @@ describe("deletion and order", () => {
         assert.equal(c.inputs.destroyGraceSeconds, expected[role], `${c.name} destroyGraceSeconds`);
         assert.equal(c.inputs.stopTimeout, expected[role], `${c.name} stopTimeout`);
       }
-      assert.deepEqual([...seen].sort(), ["app", "nginx", "postgres", "redis"]);
+      assert.deepEqual([...seen].sort(), ["app", "backup", "nginx", "postgres", "redis"]);
     });
 
     test(`${target}: nginx is created after every replica it sends to, and every Docker object after the readiness command`, async () => {
@@ -130,9 +131,10 @@ describe("passwords given with `pulumi config set --secret`", () => {
       { postgresPassword, redisPassword },
       { secretKeys: ["postgresPassword", "redisPassword"] },
     );
+    // The admin token and the backups' passphrase are always generated.
     assert.deepEqual(
       mocks.ofType("random:index/randomPassword:RandomPassword").map((r) => r.name),
-      ["webstack-admin-token"],
+      ["webstack-admin-token", "webstack-backup-cipher"],
       "no password generated for Postgres or Redis",
     );
     const uploads = (name: string): [string, string][] =>
@@ -191,15 +193,20 @@ describe("rollback and kept release images", () => {
   };
 
   for (const [target, settings] of Object.entries(TARGETS)) {
-    test(`${target}: rollbackTo runs the release's kept image again and builds nothing`, async () => {
+    test(`${target}: rollbackTo runs the release's kept image again and builds nothing of the app; Postgres's image is the one every update has`, async () => {
       const { mocks, outputs } = await runProgram({ ...settings, rollbackTo: "4F1C2AB9E0D3aaaa" });
       const rs = mocks.resources;
       assert.equal(outputs.release, "4f1c2ab9e0d3", "the release output names the release rolled back to");
+      // Postgres's image (with pgBackRest) is built from the stack's own Dockerfile, not the
+      // checkout: the same inputs as in an update without rollbackTo, so nothing is rebuilt.
+      const images = rs.filter((r) => r.type === "docker:index/image:Image");
       assert.deepEqual(
-        rs.filter((r) => r.type === "docker:index/image:Image"),
-        [],
-        "no image is built",
+        images.map((r) => r.name),
+        ["webstack-postgres-build"],
+        "no app image is built",
       );
+      const normal = (await runProgram(settings)).mocks.named("webstack-postgres-build");
+      assert.deepEqual(images[0].inputs, normal.inputs, "Postgres's build is the same as without rollbackTo");
       const kept = named(rs, "app-releases-rollback");
       assert.deepEqual(kept.inputs, { name: "webstack-test-app:4f1c2ab9e0d3", keepLocally: true });
       const check = named(rs, "app-releases-rollback-check");
@@ -249,10 +256,14 @@ describe("rollback and kept release images", () => {
     const kept = named(rolledBack.mocks.resources, "app-releases-rollback");
     assert.match(String(kept.inputs.name), /^123456789012\.dkr\.ecr\.us-east-1\.amazonaws\.com\/webstack-test-app:r1$/);
     assert.deepEqual(
-      rolledBack.mocks.resources.filter((r) => r.name === "app-pull" || r.type === "docker:index/image:Image"),
-      [],
-      "nothing is built, pushed or pulled",
+      rolledBack.mocks.resources
+        .filter((r) => r.name.startsWith("app-pull") || r.type === "docker:index/image:Image")
+        .map((r) => r.name),
+      // Postgres's image is built on the host, as in every update (never pushed, never pulled).
+      ["webstack-postgres-build"],
+      "nothing of the app is built, pushed or pulled",
     );
+    assert.equal(named(rolledBack.mocks.resources, "webstack-postgres-build").inputs.skipPush, true);
   });
 
   test("the app's user may have appProcesses tasks on the host: its replicas and migration run carry the limit, no other container does", async () => {

@@ -56,11 +56,23 @@ async function resources(settings: Record<string, string>): Promise<Registered[]
 // ---------------------------------------------------------------------------------------------
 // The checks
 
-/** The generated secrets (Postgres and Redis passwords, admin token). */
+/**
+ * The generated secrets (Postgres and Redis passwords, admin token, the backups' passphrase) and,
+ * on a cloud target, the backups' bucket key (its id and its secret).
+ */
 function secretsOf(rs: Registered[]): string[] {
-  return ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) =>
+  const generated = ["webstack-postgres-password", "webstack-redis-password", "webstack-admin-token"].map((n) =>
     String(named(rs, n).outputs.result),
   );
+  const cipher = rs.filter((r) => r.name === "webstack-backup-cipher").map((r) => String(r.outputs.result));
+  const bucketKeys = rs.flatMap((r) =>
+    r.type === "digitalocean:index/spacesKey:SpacesKey"
+      ? [String(r.outputs.accessKey), String(r.outputs.secretKey)]
+      : r.type === "aws:iam/accessKey:AccessKey"
+        ? [String(r.outputs.secret)]
+        : [],
+  );
+  return [...generated, ...cipher, ...bucketKeys];
 }
 
 /** Secrets anywhere `docker inspect` shows: environment, labels, command, entrypoint, health check. */
@@ -80,7 +92,24 @@ function secretFileProblems(rs: Registered[]): string[] {
   const postgres = containerNamed(rs, "webstack-test-postgres");
   if (!(postgres.inputs.envs as string[]).includes("POSTGRES_PASSWORD_FILE=/run/secrets/postgres-password"))
     problems.push("Postgres has no password file");
-  if (uploads(postgres).some((u) => u.permissions !== "0400")) problems.push("Postgres's password file is not 0400");
+  // Its password file is root's alone (the entrypoint reads it before dropping to postgres);
+  // pgBackRest's config is read by archive-push as postgres, the only user the container runs,
+  // and the upload is root's: 0444. Any other file is a problem.
+  const postgresModes: Record<string, string> = {
+    "/run/secrets/postgres-password": "0400",
+    "/etc/pgbackrest/pgbackrest.conf": "0444",
+  };
+  for (const u of uploads(postgres)) {
+    const mode = postgresModes[String(u.file)];
+    if (mode === undefined) problems.push(`Postgres gets the file ${String(u.file)}`);
+    else if (u.permissions !== mode) {
+      problems.push(
+        u.file === "/run/secrets/postgres-password"
+          ? "Postgres's password file is not 0400"
+          : `Postgres's ${String(u.file)} is ${String(u.permissions)}, not ${mode}`,
+      );
+    }
+  }
   const run = containerNamed(rs, "webstack-test-files-app");
   if (uploads(run).some((u) => u.permissions !== "0400")) problems.push("the app's staged files are not 0400");
   if (!(run.inputs.command as string[]).includes("owner=10001:10001"))
@@ -113,6 +142,8 @@ const ALLOWED_CAPABILITIES: Record<string, string[]> = {
   migrate: [],
   "files-app": ["CAP_CHOWN"],
   "files-nginx": [],
+  // pgBackRest runs as postgres from the start: it needs no capability.
+  backup: [],
 };
 
 function hardeningProblems(rs: Registered[]): string[] {
@@ -137,20 +168,31 @@ function hardeningProblems(rs: Registered[]): string[] {
   });
 }
 
-/** nginx on front only, Postgres and Redis on back only, the app on both; back internal. */
-function networkProblems(rs: Registered[]): string[] {
+/**
+ * nginx on front only, Postgres and Redis on back only, the app on both; back internal. With a
+ * bucket (cloud targets), Postgres (which archives WAL) and the backup container also join the
+ * `backup` network, their way out to it and nobody else's; locally the backup container has no
+ * network at all (the socket and the repository are volumes).
+ */
+function networkProblems(rs: Registered[], bucket: boolean): string[] {
   const problems: string[] = [];
   const networks = Object.fromEntries(ofType(rs, TYPES.network).map((n) => [String(n.inputs.name), n]));
   const back = networks["webstack-test-back"];
   if (back?.inputs.internal !== true) problems.push("the back network is not internal");
   if (networks["webstack-test"]?.inputs.internal === true) problems.push("the front network is internal");
+  const backup = networks["webstack-test-backup"];
+  if (bucket && backup === undefined) problems.push("there is no way out to the bucket");
+  if (bucket && backup?.inputs.internal === true)
+    problems.push("the backup network is internal: the bucket is out of reach");
+  if (!bucket && backup !== undefined) problems.push("a backup network without a bucket");
   const expected: Record<string, string[][]> = {
     nginx: [["webstack-test", "nginx"]],
-    postgres: [["webstack-test-back", "postgres"]],
+    postgres: [["webstack-test-back", "postgres"], ...(bucket ? [["webstack-test-backup"]] : [])],
     redis: [["webstack-test-back", "redis"]],
     app: [["webstack-test", "app"], ["webstack-test-back"]],
     // The migration run needs Postgres alone.
     migrate: [["webstack-test-back"]],
+    backup: bucket ? [["webstack-test-backup"]] : [],
   };
   for (const c of ofType(rs, TYPES.container)) {
     const role = roleOf(c);
@@ -359,8 +401,11 @@ describe("containers", () => {
       assert.deepEqual(hardeningProblems(await resources(settings)), []);
     });
 
-    test(`${target}: nginx on the front network, Postgres and Redis on the internal back network, the app on both`, async () => {
-      assert.deepEqual(networkProblems(await resources(settings)), []);
+    test(`${target}: nginx on the front network, Postgres and Redis on the internal back network, the app on both; ${target === "local" ? "the backup container on none" : "Postgres and the backup container on the way out to the bucket"}`, async () => {
+      const rs = await resources(settings);
+      assert.deepEqual(networkProblems(rs, target !== "local"), []);
+      // And each target's layout is caught on the other.
+      assert.ok(networkProblems(rs, target === "local").length > 0);
     });
   }
 
@@ -407,7 +452,7 @@ describe("containers", () => {
         args.envs = ["POSTGRES_PASSWORD=in-plain-sight-password"];
       },
     });
-    assert.deepEqual(networkProblems(mocks.resources), [
+    assert.deepEqual(networkProblems(mocks.resources, false), [
       "the back network is not internal",
       'webstack-test-redis is on [["webstack-test","redis"]], not [["webstack-test-back","redis"]]',
     ]);

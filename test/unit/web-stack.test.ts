@@ -22,7 +22,8 @@ describe("containers as the provider gets them", () => {
     // provider tells an empty collection from an unset one never comes into play.
     const { mocks } = await evaluated({});
     const containers = mocks.ofType(CONTAINER);
-    assert.equal(containers.length, 9);
+    // 3 replicas, Postgres, Redis, nginx, the backup container, 2 files runs, the migration run.
+    assert.equal(containers.length, 10);
     for (const c of containers) {
       for (const key of ["ports", "volumes", "uploads", "networksAdvanced", "tmpfs"]) {
         const value = c.inputs[key];
@@ -42,6 +43,10 @@ describe("containers as the provider gets them", () => {
     });
     assert.deepEqual(named("webstack-files-app-run").inputs.capabilities, { drops: ["ALL"], adds: ["CAP_CHOWN"] });
     assert.deepEqual(named("webstack-files-nginx-run").inputs.capabilities, { drops: ["ALL"] });
+    assert.deepEqual(named("webstack-backup").inputs.capabilities, { drops: ["ALL"] });
+    // Locally the backup container is on no network: none is sent, and its network mode is none.
+    assert.equal(named("webstack-backup").inputs.networksAdvanced, undefined);
+    assert.equal(named("webstack-backup").inputs.ports, undefined);
     const migrate = containers.find((c) => c.name.startsWith("webstack-migrate-"));
     assert.deepEqual(migrate?.inputs.capabilities, { drops: ["ALL"] });
     assert.equal((named("webstack-nginx").inputs.ports as unknown[]).length, 1);
@@ -50,10 +55,12 @@ describe("containers as the provider gets them", () => {
     assert.ok(named("webstack-postgres").inputs.volumes !== undefined);
   });
 
-  test("files runs have no network at all; every long-running container is on its networks and none has a network mode", async () => {
+  test("files runs and, locally, the backup container have no network at all; every other container is on its networks and none has a network mode", async () => {
     const { mocks } = await evaluated({});
     for (const c of mocks.ofType(CONTAINER)) {
-      if (isFilesRun(c)) {
+      // The local backup container reaches Postgres through its socket and the repository through
+      // a volume: no network at all, stricter than any. (On cloud it joins the backup network.)
+      if (isFilesRun(c) || c.name === "webstack-backup") {
         assert.equal(c.inputs.networkMode, "none", c.name);
         assert.equal(c.inputs.networksAdvanced, undefined, c.name);
       } else {
@@ -63,7 +70,7 @@ describe("containers as the provider gets them", () => {
     }
   });
 
-  test("logs go to json-file (docker logs works and its rotation applies); Postgres gets three minutes to become healthy, the rest 90 s", async () => {
+  test("logs go to json-file (docker logs works and its rotation applies); Postgres gets three minutes to become healthy, the backup container is not waited for, the rest 90 s", async () => {
     const { mocks } = await evaluated({});
     for (const c of mocks.ofType(CONTAINER)) {
       assert.equal(c.inputs.logDriver, "json-file", c.name);
@@ -71,17 +78,45 @@ describe("containers as the provider gets them", () => {
         assert.equal(c.inputs.waitTimeout, undefined, c.name);
         continue;
       }
+      if (c.name === "webstack-backup") {
+        // Its health is the backups' (a bucket outage shows there); it never holds up an update.
+        assert.deepEqual([c.inputs.wait, c.inputs.waitTimeout], [false, undefined], c.name);
+        continue;
+      }
       assert.equal(c.inputs.waitTimeout, c.name === "webstack-postgres" ? 180 : 90, c.name);
     }
   });
 
-  test("data volumes and the files runs' own volumes are writable; the files they wrote are mounted read-only", async () => {
+  test("data volumes, Postgres's socket, the backups' repository and the files runs' own volumes are writable; the files they wrote, and Postgres's data in the backup container, are mounted read-only", async () => {
     const { mocks } = await evaluated({});
     const mounts = (c: Registered) =>
-      (c.inputs.volumes as { containerPath: string; readOnly?: boolean }[]).map((v) => v.readOnly);
-    for (const c of mocks.ofType(CONTAINER)) {
-      const writes = c.name === "webstack-postgres" || c.name === "webstack-redis" || isFilesRun(c);
-      assert.deepEqual(mounts(c), [writes ? undefined : true], c.name);
+      (c.inputs.volumes as { volumeName: string; containerPath: string; readOnly?: boolean }[]).map((v) => [
+        v.volumeName,
+        v.containerPath,
+        v.readOnly,
+      ]);
+    // Postgres's data, its socket (the backup container connects through it) and, locally, the
+    // backups' repository, which both write: archive-push the WAL, the backup container the rest.
+    const postgresAndBackups = [
+      ["webstack-test-postgres-socket", "/var/run/postgresql", undefined],
+      ["webstack-test-backups", "/var/lib/pgbackrest", undefined],
+    ];
+    assert.deepEqual(mounts(mocks.named("webstack-postgres")), [
+      ["webstack-test-postgres-data", "/var/lib/postgresql/data", undefined],
+      ...postgresAndBackups,
+    ]);
+    // The backup container reads the data directory, never writes it.
+    assert.deepEqual(mounts(mocks.named("webstack-backup")), [
+      ["webstack-test-postgres-data", "/var/lib/postgresql/data", true],
+      ...postgresAndBackups,
+    ]);
+    for (const c of mocks.ofType(CONTAINER).filter((c) => !["webstack-postgres", "webstack-backup"].includes(c.name))) {
+      const writes = c.name === "webstack-redis" || isFilesRun(c);
+      assert.deepEqual(
+        mounts(c).map(([, , readOnly]) => readOnly),
+        [writes ? undefined : true],
+        c.name,
+      );
     }
   });
 
@@ -97,7 +132,8 @@ describe("containers as the provider gets them", () => {
   });
 
   test("each long-running container gets its role's memory (no swap past it) and CPU weight, the migration run the app's; a files run gets none", async () => {
-    const limits = '{"app":{"memoryMb":300,"cpuShares":512},"postgres":{"memoryMb":1024},"redis":{"memoryMb":200}}';
+    const limits =
+      '{"app":{"memoryMb":300,"cpuShares":512},"postgres":{"memoryMb":1024},"redis":{"memoryMb":200},"backup":{"cpuShares":256}}';
     const { mocks } = await evaluated({ limits });
     const expected: Record<string, [number, number]> = {
       postgres: [1024, 2048],
@@ -105,6 +141,7 @@ describe("containers as the provider gets them", () => {
       nginx: [128, 1024],
       app: [300, 512],
       migrate: [300, 512],
+      backup: [128, 256],
     };
     const containers = mocks.ofType(CONTAINER);
     for (const c of containers) {
@@ -119,7 +156,8 @@ describe("containers as the provider gets them", () => {
       const [memory, cpuShares] = expected[String(role)];
       assert.deepEqual(sent, [memory, memory, cpuShares], c.name);
     }
-    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 7);
+    // 3 replicas, the migration run, Postgres, Redis, nginx, the backup container.
+    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 8);
     // What must know its limit is told it: the app's heap, Redis's maxmemory (three quarters of each).
     for (const replica of containers.filter((c) => /^webstack-(app|migrate)-/.test(c.name))) {
       assert.ok((replica.inputs.envs as string[]).includes("NODE_OPTIONS=--max-old-space-size=225"), replica.name);
@@ -224,7 +262,13 @@ describe("the stack's other resources", () => {
   test("generated passwords are the stack's children", async () => {
     const { mocks } = await evaluated({});
     const passwords = mocks.ofType("random:index/randomPassword:RandomPassword");
-    assert.equal(passwords.length, 3);
+    // Postgres's and Redis's passwords, the admin token, the backups' passphrase.
+    assert.deepEqual(passwords.map((p) => p.name).sort(), [
+      "webstack-admin-token",
+      "webstack-backup-cipher",
+      "webstack-postgres-password",
+      "webstack-redis-password",
+    ]);
     for (const p of passwords) assert.match(p.urn, /::webstack:index:WebStack\$random:/, p.name);
   });
 

@@ -17,6 +17,8 @@ export interface Registered {
   order: number;
   /** The `protect` option the resource was registered with (MockResourceArgs leaves options out). */
   protect: boolean;
+  /** Its `retainOnDelete` option: the engine leaves it in the cloud when the stack lets go of it. */
+  retainOnDelete: boolean;
   /** The URN the mock monitor gave the resource. */
   urn: string;
   /** The state newResource returned (inputs plus mocked outputs), secrets still wrapped. */
@@ -96,6 +98,7 @@ export class RecordingMocks implements pulumi.runtime.Mocks {
       raw: inputs,
       order: this.resources.length,
       protect: options?.protect ?? false,
+      retainOnDelete: options?.retainOnDelete ?? false,
       urn: options?.urn ?? "",
       outputs: {},
       dependencies: options?.dependencies ?? [],
@@ -188,6 +191,8 @@ function outputsOf(args: { type: string; name: string; inputs: Inputs }): Record
   switch (args.type) {
     case "random:index/randomPassword:RandomPassword":
       return { result: `pw${hex(name, 30)}` };
+    case "random:index/randomId:RandomId":
+      return { hex: hex(name, 8) };
     case "tls:index/privateKey:PrivateKey":
       return {
         privateKeyPem: `-----BEGIN PRIVATE KEY-----\n${hex(name)}\n-----END PRIVATE KEY-----\n`,
@@ -229,6 +234,17 @@ function outputsOf(args: { type: string; name: string; inputs: Inputs }): Record
           auths: { "registry.digitalocean.com": { auth: Buffer.from("docr-user:docr-token").toString("base64") } },
         }),
       };
+    case "digitalocean:index/spacesBucket:SpacesBucket":
+      return { name: String(args.inputs.name) };
+    case "digitalocean:index/spacesKey:SpacesKey":
+      return { accessKey: `DO${hex(name, 18).toUpperCase()}`, secretKey: `sk${hex(`${name}:secret`, 40)}` };
+    case "aws:s3/bucket:Bucket": {
+      const prefix = args.inputs.bucketPrefix;
+      const bucket = `${typeof prefix === "string" ? prefix : name}${hex(name, 12)}`;
+      return { bucket, arn: `arn:aws:s3:::${bucket}` };
+    }
+    case "aws:iam/accessKey:AccessKey":
+      return { secret: `sk${hex(`${name}:secret`, 40)}` };
     case "aws:ec2/eip:Eip":
       return { publicIp: "203.0.113.20", allocationId: "eipalloc-0123456789abcdef0" };
     case "aws:ecr/repository:Repository":
@@ -252,6 +268,7 @@ export interface ProgramRun {
 
 interface RegistrationOptions {
   protect: boolean;
+  retainOnDelete: boolean;
   urn: string;
   dependencies: string[];
   replacementTrigger: unknown;
@@ -264,6 +281,7 @@ interface RegisterRequest {
   getName(): string;
   getParent(): string;
   getProtect(): boolean;
+  getRetainondelete(): boolean | undefined;
   getDependenciesList(): string[];
   getReplacementTrigger(): { toJavaScript(): unknown } | undefined;
   getIgnorechangesList(): string[];
@@ -279,9 +297,10 @@ interface MockMonitorInternals {
 }
 
 /**
- * Passes each registration's `protect` option, URN, dependencies, replacement trigger, ignored
- * changes and provider to the mocks: the mock monitor receives the whole register request but
- * hands newResource only type, name and inputs. Components' registered outputs are kept too.
+ * Passes each registration's `protect` and `retainOnDelete` options, URN, dependencies,
+ * replacement trigger, ignored changes and provider to the mocks: the mock monitor receives the
+ * whole register request but hands newResource only type, name and inputs. Components'
+ * registered outputs are kept too.
  */
 export function watchRegistrations(mocks: RecordingMocks): void {
   const monitor = pulumi.runtime.getMonitor() as unknown as MockMonitorInternals;
@@ -289,6 +308,7 @@ export function watchRegistrations(mocks: RecordingMocks): void {
   monitor.registerResource = (req, callback) => {
     mocks.noteRegistration(req.getType(), req.getName(), {
       protect: req.getProtect(),
+      retainOnDelete: req.getRetainondelete() ?? false,
       urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
       dependencies: req.getDependenciesList(),
       replacementTrigger: req.getReplacementTrigger()?.toJavaScript(),

@@ -1,0 +1,335 @@
+// Restoring a stack's Postgres from its pgBackRest repository, and the backups' status, on the
+// stack's own Docker engine (DOCKER_HOST: the local engine, or a cloud host over ssh://).
+//
+// A restore stops the app replicas (nginx answers 502 meanwhile: no request reaches a database
+// being replaced), stops the backup container and Postgres, sets the data directory aside on its
+// own volume (never deletes it), restores into a new one with pgBackRest, starts Postgres, checks
+// that it came out of recovery with the app's schema, and only then starts the replicas again.
+// A restore that fails puts the data directory it set aside back and starts everything as it was.
+import Docker from "dockerode";
+import {
+  BACKUP_STANZA,
+  PGBACKREST_CONF,
+  POSTGRES_DATA_MOUNT,
+  POSTGRES_DB,
+  POSTGRES_USER,
+} from "../components/specs/containers";
+
+export interface BackupInfo {
+  label: string;
+  type: "full" | "diff" | "incr";
+  /** When the backup started and stopped. */
+  start: Date;
+  stop: Date;
+  /** Bytes of the database the backup covers, and of what it stored in the repository. */
+  size: number;
+  repoSize: number;
+}
+
+export interface BackupStatus {
+  /** The backup container's health check: its last line, and whether it passed. */
+  health: { status: string; output: string };
+  backups: BackupInfo[];
+  /** The oldest and newest WAL segments in the archive. */
+  archive: { min?: string; max?: string };
+}
+
+export interface RestoreOptions {
+  stack: string;
+  /** A moment to restore to; undefined restores everything the archive holds. */
+  to?: Date;
+  log?: (line: string) => void;
+  /** Seconds to wait for Postgres to finish recovery and answer. @default 600 */
+  recoverySeconds?: number;
+}
+
+export interface RestoreReport {
+  /** The data directory set aside on the data volume, or undefined when there was none. */
+  setAside?: string;
+  /** The backup pgBackRest restored from. */
+  from?: string;
+  /** Migrations the restored database has applied, and its user tables. */
+  migrations: number;
+  tables: number;
+  /** Seconds from stopping the replicas to starting them again. */
+  seconds: number;
+}
+
+const STOP_SECONDS = 30;
+
+/** The Docker names of a stack's containers (see StackNames). */
+function names(stack: string) {
+  const prefix = `webstack-${stack}`;
+  return { postgres: `${prefix}-postgres`, backup: `${prefix}-backup`, restore: `${prefix}-restore` };
+}
+
+async function exec(container: Docker.Container, cmd: string[]): Promise<{ exitCode: number; output: string }> {
+  const run = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
+  const stream = await run.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  const { ExitCode } = await run.inspect();
+  return { exitCode: ExitCode ?? -1, output: demux(Buffer.concat(chunks)) };
+}
+
+/** The payload of Docker's multiplexed stdout/stderr stream (8-byte frame headers stripped). */
+function demux(raw: Buffer): string {
+  const parts: Buffer[] = [];
+  for (let offset = 0; offset + 8 <= raw.length; offset += 8 + raw.readUInt32BE(offset + 4)) {
+    parts.push(raw.subarray(offset + 8, offset + 8 + raw.readUInt32BE(offset + 4)));
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+async function inspectOrUndefined(container: Docker.Container): Promise<Docker.ContainerInspectInfo | undefined> {
+  return container.inspect().catch((err: { statusCode?: number }) => {
+    if (err.statusCode === 404) return undefined;
+    throw err;
+  });
+}
+
+/** The repository's backups, as pgBackRest's info reports them, asked in the backup container. */
+export async function listBackups(docker: Docker, stack: string): Promise<BackupStatus> {
+  const backup = docker.getContainer(names(stack).backup);
+  const info = await inspectOrUndefined(backup);
+  if (info === undefined) {
+    throw new Error(`stack ${stack} has no backup container (${names(stack).backup}): are backups switched off?`);
+  }
+  if (!info.State.Running) throw new Error(`${names(stack).backup} is not running; start it to read the repository`);
+  const { exitCode, output } = await exec(backup, ["pgbackrest", `--stanza=${BACKUP_STANZA}`, "--output=json", "info"]);
+  if (exitCode !== 0) throw new Error(`pgbackrest info failed in ${names(stack).backup}: ${output.trim()}`);
+  const health = info.State.Health;
+  const lastCheck = health?.Log?.[health.Log.length - 1];
+  return {
+    health: { status: health?.Status ?? "none", output: (lastCheck?.Output ?? "").trim() },
+    ...parseInfo(output),
+  };
+}
+
+/** pgBackRest's `info --output=json` for one stanza: its backups, oldest first, and the archive's range. */
+export function parseInfo(json: string): Pick<BackupStatus, "backups" | "archive"> {
+  type Stanza = {
+    backup?: {
+      label: string;
+      type: BackupInfo["type"];
+      timestamp: { start: number; stop: number };
+      info: { size: number; repository: { delta: number } };
+    }[];
+    archive?: { min?: string | null; max?: string | null }[];
+  };
+  const stanzas = JSON.parse(json) as Stanza[];
+  const stanza = stanzas[0] ?? {};
+  const backups = (stanza.backup ?? []).map((b) => ({
+    label: b.label,
+    type: b.type,
+    start: new Date(b.timestamp.start * 1000),
+    stop: new Date(b.timestamp.stop * 1000),
+    size: b.info.size,
+    repoSize: b.info.repository.delta,
+  }));
+  const archives = stanza.archive ?? [];
+  const last = archives[archives.length - 1];
+  return { backups, archive: { min: archives[0]?.min ?? undefined, max: last?.max ?? undefined } };
+}
+
+/** A moment as pgBackRest's time target takes it, in UTC: `2026-11-26 22:30:00.123+00`. */
+export function recoveryTarget(moment: Date): string {
+  return `${moment.toISOString().replace("T", " ").replace("Z", "")}+00`;
+}
+
+/** Parses --to: an ISO 8601 moment with a zone (`2026-11-26T22:30:00Z`, `…+01:00`). */
+export function parseMoment(text: string): Date {
+  const zoned = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$/;
+  const moment = new Date(text);
+  if (!zoned.test(text) || Number.isNaN(moment.getTime())) {
+    throw new Error(
+      `--to must be a moment with its time zone, such as 2026-11-26T22:30:00Z or 2026-11-26T23:30:00+01:00 (got ${JSON.stringify(text)})`,
+    );
+  }
+  return moment;
+}
+
+/** The script the one-off restore run executes as root; it hands the new directory to postgres. */
+function restoreScript(stamp: string, target?: Date): string {
+  const targetArgs =
+    target === undefined
+      ? ""
+      : ` --type=time "--target=${recoveryTarget(target)}" --target-action=promote --target-exclusive=n`;
+  return [
+    "set -eu",
+    `cd ${POSTGRES_DATA_MOUNT}`,
+    `if [ -e pgdata ]; then mv pgdata pgdata.broken-${stamp}; echo "set aside: pgdata.broken-${stamp}"; fi`,
+    "mkdir -m 0700 pgdata",
+    "chown postgres:postgres pgdata",
+    `setpriv --reuid=postgres --regid=postgres --init-groups pgbackrest --stanza=${BACKUP_STANZA} --log-level-console=info restore${targetArgs}`,
+  ].join("\n");
+}
+
+/** Puts the set-aside directory back after a failed restore, keeping what the restore left. */
+function undoScript(stamp: string): string {
+  return [
+    "set -eu",
+    `cd ${POSTGRES_DATA_MOUNT}`,
+    `if [ -e pgdata ]; then mv pgdata pgdata.failed-restore-${stamp}; fi`,
+    `if [ -e pgdata.broken-${stamp} ]; then mv pgdata.broken-${stamp} pgdata; fi`,
+  ].join("\n");
+}
+
+/** Runs a one-off container beside the stopped Postgres, with its volumes and pgBackRest's configuration. */
+async function runBeside(
+  docker: Docker,
+  stack: string,
+  postgres: Docker.ContainerInspectInfo,
+  backup: Docker.ContainerInspectInfo,
+  script: string,
+): Promise<{ exitCode: number; output: string }> {
+  const name = names(stack).restore;
+  await docker
+    .getContainer(name)
+    .remove({ force: true })
+    .catch(() => undefined);
+  // The backup container's networks: the bucket's way out on a cloud host, none locally.
+  const networks = Object.keys(backup.NetworkSettings.Networks ?? {});
+  const container = await docker.createContainer({
+    name,
+    Image: postgres.Image,
+    Entrypoint: ["/bin/sh", "-c", script],
+    Cmd: [],
+    User: "root",
+    Labels: { "webstack.stack": stack, "webstack.role": "restore" },
+    HostConfig: {
+      Mounts: postgres.Mounts.filter((m) => m.Type === "volume" && m.Name !== undefined).map((m) => ({
+        Type: "volume" as const,
+        Source: m.Name as string,
+        Target: m.Destination,
+      })),
+      NetworkMode: networks[0] ?? "none",
+      CapDrop: ["ALL"],
+      CapAdd: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"],
+      SecurityOpt: ["no-new-privileges:true"],
+    },
+  });
+  try {
+    // The configuration holds the repository's passphrase: it goes file to file, never through an argument.
+    const conf = await docker.getContainer(backup.Id).getArchive({ path: PGBACKREST_CONF });
+    await container.putArchive(conf, { path: PGBACKREST_CONF.slice(0, PGBACKREST_CONF.lastIndexOf("/")) });
+    const stream = await container.attach({ stream: true, stdout: true, stderr: true });
+    const chunks: Buffer[] = [];
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    await container.start();
+    const { StatusCode } = (await container.wait()) as { StatusCode: number };
+    return { exitCode: StatusCode, output: demux(Buffer.concat(chunks)) };
+  } finally {
+    await container.remove({ force: true }).catch(() => undefined);
+  }
+}
+
+async function waitFor<T>(what: string, seconds: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + seconds * 1000;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`${what} within ${seconds} s${last instanceof Error ? ` (last: ${last.message})` : ""}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+/**
+ * Restores the stack's Postgres to the newest state its repository holds, or to `to`. Refuses
+ * before stopping anything when the stack has no backup to restore from (or none before `to`).
+ */
+export async function restoreStack(docker: Docker, options: RestoreOptions): Promise<RestoreReport> {
+  const log = options.log ?? (() => undefined);
+  const { stack } = options;
+  const containerNames = names(stack);
+  const postgres = docker.getContainer(containerNames.postgres);
+  const backup = docker.getContainer(containerNames.backup);
+  const postgresInfo = await inspectOrUndefined(postgres);
+  if (postgresInfo === undefined)
+    throw new Error(`stack ${stack} has no Postgres container (${containerNames.postgres})`);
+
+  const status = await listBackups(docker, stack);
+  const done = status.backups.filter((b) => options.to === undefined || b.stop <= options.to);
+  if (done.length === 0) {
+    throw new Error(
+      options.to === undefined
+        ? `the repository of stack ${stack} holds no backup yet; nothing was stopped`
+        : `no backup of stack ${stack} ended before ${options.to.toISOString()} (the oldest ended ${status.backups[0]?.stop.toISOString() ?? "never"}); nothing was stopped`,
+    );
+  }
+  const from = done[done.length - 1].label;
+  const backupInfo = await backup.inspect();
+
+  const apps = await docker.listContainers({
+    all: true,
+    filters: { label: [`webstack.stack=${stack}`, "webstack.role=app"] },
+  });
+  const running = apps.filter((c) => c.State === "running").map((c) => docker.getContainer(c.Id));
+  const started = Date.now();
+  log(`stopping ${running.length} app replica(s), the backup container and Postgres`);
+  await Promise.all(running.map((c) => c.stop({ t: STOP_SECONDS }).catch(() => undefined)));
+  await backup.stop({ t: STOP_SECONDS }).catch(() => undefined);
+  await postgres.stop({ t: STOP_SECONDS }).catch(() => undefined);
+
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
+  log(
+    `restoring from backup ${from}${options.to === undefined ? " and all archived WAL" : ` to ${options.to.toISOString()}`}`,
+  );
+  const restored = await runBeside(docker, stack, postgresInfo, backupInfo, restoreScript(stamp, options.to));
+  const setAside = /set aside: (\S+)/.exec(restored.output)?.[1];
+  const restart = async () => {
+    await postgres.start().catch(() => undefined);
+    await backup.start().catch(() => undefined);
+    await Promise.all(running.map((c) => c.start().catch(() => undefined)));
+  };
+  if (restored.exitCode !== 0) {
+    const undone = await runBeside(docker, stack, postgresInfo, backupInfo, undoScript(stamp));
+    await restart();
+    throw new Error(
+      `the restore failed (exit ${restored.exitCode}); ${undone.exitCode === 0 ? "the data directory was put back and the stack started as it was" : `putting the data directory back failed too: ${undone.output.trim()}`}:\n${restored.output.trim()}`,
+    );
+  }
+  log(
+    setAside === undefined
+      ? "there was no data directory to set aside"
+      : `the old data directory is kept as ${setAside}`,
+  );
+
+  await postgres.start();
+  const psql = (sql: string) =>
+    exec(postgres, ["psql", "-XAt", "-U", POSTGRES_USER, "-d", POSTGRES_DB, "-c", sql]).then(({ exitCode, output }) =>
+      exitCode === 0 ? output.trim() : undefined,
+    );
+  await waitFor("Postgres finished recovery and answered", options.recoverySeconds ?? 600, async () =>
+    (await psql("SELECT pg_is_in_recovery()")) === "f" ? true : undefined,
+  );
+  const checks = await psql(
+    "SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM pg_stat_user_tables)",
+  );
+  const [migrations, tables] = (checks ?? "").split("|").map(Number);
+  if (checks === undefined || !(migrations > 0)) {
+    throw new Error(
+      `the restored database has no applied migration (${checks ?? "psql failed"}); the replicas stay stopped. ` +
+        `The data directory before the restore is kept as ${setAside ?? "nothing"} on the data volume`,
+    );
+  }
+  log(
+    `restored: ${migrations} migration(s) applied, ${tables} table(s); starting the backup container and the replicas`,
+  );
+  // A restore starts a new timeline: a full backup right away makes it restorable on its own.
+  await backup.start();
+  // Its script handles the signal once it has written its first state; before that it would end it.
+  await waitFor("the backup container started", 60, async () =>
+    (await exec(backup, ["test", "-f", "/tmp/backup-state"])).exitCode === 0 ? true : undefined,
+  );
+  await backup.kill({ signal: "SIGUSR1" });
+  await Promise.all(running.map((c) => c.start()));
+  return { setAside, from, migrations, tables, seconds: (Date.now() - started) / 1000 };
+}
