@@ -2,11 +2,13 @@
 # Builds the stand-in base images the real-engine tests substitute for official images (no image
 # registry is reachable here): a debootstrapped Debian bookworm imported as
 # webstack-standin/debian:bookworm, and from it postgres:15, redis:7, nginx:1.22, node:20, lego:4.9
-# and pebble:2.4 under webstack-standin/. Cached: an image is rebuilt only when its tag is missing
+# pebble:2.4 and s3:3.7 (s3rver, on the node stand-in) under webstack-standin/. The postgres stand-in
+# trusts a test CA made once per machine (/var/lib/webstack-standin/ca), which signs the s3 stand-in's
+# certificate. Cached: an image is rebuilt only when its tag is missing
 # or its webstack.recipe label differs from the hash of its recipe (files, base image id, inputs).
 #
 # Usage: DOCKER_HOST=unix:///run/webstack-test-docker.sock build-standin-images.sh [NAME...]
-#   NAME is postgres, redis, nginx, node, lego or pebble; none means all.
+#   NAME is postgres, redis, nginx, node, lego, pebble or s3; none means all.
 set -eu
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
@@ -67,10 +69,11 @@ build_base() {
   log "imported $base_tag"
 }
 
-# build_standin NAME TAG CONTEXT_DIR: CONTEXT_DIR holds the Dockerfile and its files.
+# build_standin NAME TAG CONTEXT_DIR [BASE]: CONTEXT_DIR holds the Dockerfile and its files; BASE
+# is the image it builds on (the Debian base unless given).
 build_standin() {
-  name=$1 tag=$2 context=$3
-  base_id=$(docker image inspect --format '{{.Id}}' "$base_tag")
+  name=$1 tag=$2 context=$3 base=${4:-$base_tag}
+  base_id=$(docker image inspect --format '{{.Id}}' "$base")
   recipe=$( (printf '%s\n' "$base_id"; cd "$context" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha)
   if [ "$(current_recipe "$tag")" = "$recipe" ]; then
     log "$tag is up to date"
@@ -78,7 +81,7 @@ build_standin() {
   fi
   log "building $tag"
   # Only the host network reaches the Debian mirror and the npm registry from here.
-  docker build --network host --build-arg "BASE_IMAGE=$base_tag" --label "webstack.recipe=$recipe" \
+  docker build --network host --build-arg "BASE_IMAGE=$base" --label "webstack.recipe=$recipe" \
     --tag "$tag" "$context" >"/var/tmp/webstack-standin-$name.log" 2>&1 \
     || { log "building $tag failed; last lines of /var/tmp/webstack-standin-$name.log:"; tail -n 30 "/var/tmp/webstack-standin-$name.log" >&2; exit 1; }
   log "built $tag"
@@ -107,6 +110,36 @@ build_node() {
   trap - EXIT INT TERM
 }
 
+# The test CA: made once per machine, trusted by the postgres stand-in, signing the s3 stand-in's
+# certificate. It certifies nothing outside the test engine's networks.
+ca_dir=/var/lib/webstack-standin/ca
+test_ca() {
+  if [ ! -s "$ca_dir/ca.key" ] || [ ! -s "$ca_dir/ca.crt" ]; then
+    mkdir -p "$ca_dir"
+    chmod 0700 "$ca_dir"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=webstack test CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$ca_dir/ca.key" -out "$ca_dir/ca.crt" 2>/dev/null
+    log "made the test CA in $ca_dir"
+  fi
+}
+
+# build_with_ca NAME TAG [BASE] [KEY]: the stand-in's directory plus the test CA's certificate (and
+# with KEY=key its private key too), assembled in a temporary context.
+build_with_ca() {
+  name=$1 tag=$2 base=${3:-$base_tag} key=${4:-}
+  test_ca
+  context=$(mktemp -d /var/tmp/webstack-standin-$name.XXXXXX)
+  trap 'rm -rf "$context"' EXIT INT TERM
+  cp -a "$standins/$name/." "$context/"
+  cp "$ca_dir/ca.crt" "$context/ca.crt"
+  if [ "$key" = key ]; then cp "$ca_dir/ca.key" "$context/ca.key"; fi
+  build_standin "$name" "$tag" "$context" "$base"
+  rm -rf "$context"
+  trap - EXIT INT TERM
+}
+
 if ! docker info >/dev/null 2>&1; then
   log "no Docker engine answers at ${DOCKER_HOST:-the default socket}; run scripts/engine/ensure-docker.sh start"
   exit 1
@@ -116,16 +149,20 @@ fi
 exec 8>/var/lock/webstack-standin-images.lock
 flock -w 1800 8 || { log "timed out waiting for /var/lock/webstack-standin-images.lock"; exit 1; }
 
-names=${*:-postgres redis nginx node lego pebble}
+names=${*:-postgres redis nginx node lego pebble s3}
 build_base
 for name in $names; do
   case "$name" in
-    postgres) build_standin postgres "$prefix/postgres:15" "$standins/postgres" ;;
+    postgres) build_with_ca postgres "$prefix/postgres:15" ;;
     redis) build_standin redis "$prefix/redis:7" "$standins/redis" ;;
     nginx) build_standin nginx "$prefix/nginx:1.22" "$standins/nginx" ;;
     node) build_node ;;
     lego) build_standin lego "$prefix/lego:4.9" "$standins/lego" ;;
     pebble) build_standin pebble "$prefix/pebble:2.4" "$standins/pebble" ;;
-    *) log "unknown stand-in '$name' (allowed: postgres redis nginx node lego pebble)"; exit 2 ;;
+    s3)
+      if [ -z "$(current_recipe "$prefix/node:20")" ]; then build_node; fi
+      build_with_ca s3 "$prefix/s3:3.7" "$prefix/node:20" key
+      ;;
+    *) log "unknown stand-in '$name' (allowed: postgres redis nginx node lego pebble s3)"; exit 2 ;;
   esac
 done

@@ -7,4 +7,5 @@ describeStack({
   bindAddress: "127.0.0.1",
   // Asked for by an update at the end, so the tests before it keep plain HTTP.
   localHttps: true,
+  restores: true,
 });

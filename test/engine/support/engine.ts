@@ -17,6 +17,7 @@ export const STANDIN_IMAGES = {
   node: "webstack-standin/node:20",
   lego: "webstack-standin/lego:4.9",
   pebble: "webstack-standin/pebble:2.4",
+  s3: "webstack-standin/s3:3.7",
 } as const;
 
 export type StandinName = keyof typeof STANDIN_IMAGES;

@@ -94,6 +94,11 @@ export interface EngineRealiserArgs {
   commandDelayMs?: number;
   /** Progress lines (never inputs or secrets). @default silent */
   log?: (line: string) => void;
+  /**
+   * Called with each network's name as soon as it exists, before anything joins it: where a test
+   * puts a stand-in on it (a cloud service under its real name, as a network alias).
+   */
+  onNetwork?: (name: string) => Promise<void>;
 }
 
 /** What `destroy()` removed, by Docker name (images by tag; an untagged image by id). */
@@ -224,6 +229,7 @@ export class EngineRealiser {
   private readonly engineAddress: string | undefined;
   private readonly commandDelayMs: number;
   private readonly log: (line: string) => void;
+  private readonly onNetwork: ((name: string) => Promise<void>) | undefined;
   private readonly realisers: Record<string, Realise>;
   private readonly inFlight = new Set<Promise<unknown>>();
   private currentUpdate = 0;
@@ -240,6 +246,7 @@ export class EngineRealiser {
     this.engineAddress = args.dockerHost ?? process.env.DOCKER_HOST;
     this.commandDelayMs = args.commandDelayMs ?? 0;
     this.log = args.log ?? (() => undefined);
+    this.onNetwork = args.onNetwork;
     this.realisers = {
       "docker:index/network:Network": (r, i, p) => this.realiseNetwork(r.name, i, p),
       "docker:index/volume:Volume": (r, i, p) => this.realiseVolume(r.name, i, p),
@@ -359,14 +366,28 @@ export class EngineRealiser {
    * and creates it again from those inputs: what a replacement does. Volumes are kept.
    */
   async recreateContainer(name: string): Promise<Json> {
-    const record = this.container(name);
-    const inputs = reveal(record.inputs) as Json;
-    await this.deleteContainer(record);
-    const { id, computed } = await this.createContainer(record.name, inputs);
-    record.id = id;
-    this.computed.set(record, computed);
-    record.outputs = { ...record.inputs, ...computed };
-    return record.outputs;
+    const [outputs] = await this.recreateContainers([name]);
+    return outputs;
+  }
+
+  /**
+   * Deletes these containers as the provider does, runs `meanwhile` (what happens to the host while
+   * they are gone: a volume lost, say), and creates them again in the order given, as the next
+   * update would.
+   */
+  async recreateContainers(names: string[], meanwhile?: () => Promise<void>): Promise<Json[]> {
+    const records = names.map((name) => this.container(name));
+    for (const record of records) await this.deleteContainer(record);
+    await meanwhile?.();
+    const outputs: Json[] = [];
+    for (const record of records) {
+      const { id, computed } = await this.createContainer(record.name, reveal(record.inputs) as Json);
+      record.id = id;
+      this.computed.set(record, computed);
+      record.outputs = { ...record.inputs, ...computed };
+      outputs.push(record.outputs);
+    }
+    return outputs;
   }
 
   /**
@@ -707,6 +728,7 @@ export class EngineRealiser {
       Labels: this.labels(logical, inputs.labels),
       Options: stringMap(inputs.options, `${logical}.options`),
     });
+    await this.onNetwork?.(name);
     return { id: created.id, computed: { name, driver, scope: "local" } };
   }
 
@@ -1430,6 +1452,11 @@ function plausibleOutputs(type: string, inputs: Json): Json {
       return {
         dockerCredentials: JSON.stringify({ auths: { "registry.digitalocean.com": { auth: "bW9jazptb2Nr" } } }),
       };
+    case "digitalocean:index/spacesBucket:SpacesBucket":
+      return { name: nameText(inputs.name ?? "backups"), urn: "do:space:backups" };
+    case "digitalocean:index/spacesKey:SpacesKey":
+      // s3rver's own credentials: what the scenario's stand-in for Spaces accepts.
+      return { accessKey: "S3RVER", secretKey: "S3RVER" };
     case "aws:ec2/instance:Instance":
       return {
         publicIp: "203.0.113.30",

@@ -23,7 +23,8 @@ import {
   STANDIN_IMAGES,
 } from "./engine";
 import { LoadResult, startLoad, visit } from "./load";
-import { EngineRealiser, EngineRealiserArgs, reveal } from "./realiser";
+import { EngineRealiser, EngineRealiserArgs, reveal, TEST_STACK_LABEL } from "./realiser";
+import { describeBackups, describeBucketBackups, startS3Standin } from "./backups";
 import { describeHttps, httpsSettings, localHttpsTest } from "./https";
 import { errorText, eventually, sleep } from "./wait";
 
@@ -59,6 +60,13 @@ export interface Scenario {
   https?: boolean;
   /** HTTPS from the stack's own CA, asked for by an update late in the scenario (the local target). */
   localHttps?: boolean;
+  /** Backups restored under load and to a moment (see backups.ts): the target keeps them on a volume. */
+  restores?: boolean;
+  /**
+   * The S3 endpoint a cloud target's backups go to (`nyc3.digitaloceanspaces.com`): the s3 stand-in
+   * takes its name on the stack's backup network.
+   */
+  bucketEndpoint?: string;
 }
 
 /** The app user's task limit the scenarios deploy with (`appProcesses`): 3 replicas need at least 224. */
@@ -215,6 +223,8 @@ export async function stopLoad(
 export function describeStack(scenario: Scenario): void {
   const { stack } = scenario;
   const prefix = `webstack-${stack}`;
+  /** The s3 stand-in's container, when the target's backups go to a bucket. */
+  const s3Name = `${prefix}-s3-standin`;
   let engine: Engine;
   let realiser: EngineRealiser;
   let port: number;
@@ -302,12 +312,28 @@ export function describeStack(scenario: Scenario): void {
   describe(`${stack}: the whole stack on a real Docker engine`, { timeout: 20 * 60_000 }, () => {
     before(async () => {
       engine = await startEngine();
-      await ensureStandinImages(engine);
+      await ensureStandinImages(engine, [
+        "postgres",
+        "redis",
+        "nginx",
+        "node",
+        ...(scenario.bucketEndpoint ? (["s3"] as const) : []),
+      ]);
       realiser = new EngineRealiser({
         docker: engine.docker,
         stack,
         engineProviders: scenario.engineProviders,
         commandDelayMs: scenario.readinessCommand === undefined ? 0 : COMMAND_DELAY_MS,
+        onNetwork: async (network) => {
+          const { bucketEndpoint } = scenario;
+          if (bucketEndpoint === undefined || network !== `${prefix}-backup`) return;
+          await startS3Standin(engine.docker, {
+            name: s3Name,
+            network,
+            endpoint: bucketEndpoint,
+            labels: { [TEST_STACK_LABEL]: stack },
+          });
+        },
       });
       await realiser.destroy();
       if (scenario.dataDir !== undefined) {
@@ -398,6 +424,7 @@ export function describeStack(scenario: Scenario): void {
           `${prefix}-nginx`,
           `${prefix}-postgres`,
           `${prefix}-redis`,
+          `${prefix}-backup`,
           ...(scenario.https ? [`${prefix}-acme`] : []),
         ].sort(),
       );
@@ -924,6 +951,38 @@ export function describeStack(scenario: Scenario): void {
       update: (changes: Record<string, string | undefined>) => update(changes),
       readCount,
     };
+    if (scenario.bucketEndpoint !== undefined) {
+      describeBucketBackups({
+        docker,
+        prefix,
+        stack,
+        port: () => port,
+        realiser: () => realiser,
+        readCount,
+        psql,
+        healthy,
+        s3Name,
+        bucket: () => {
+          const [bucket] = realiser
+            .ofType("digitalocean:index/spacesBucket:SpacesBucket")
+            .map((r) => String(reveal(r.outputs.name)));
+          assert.ok(bucket !== undefined, "the stack made a bucket");
+          return bucket;
+        },
+      });
+    }
+    if (scenario.restores) {
+      describeBackups({
+        docker,
+        prefix,
+        stack,
+        port: () => port,
+        realiser: () => realiser,
+        readCount,
+        psql,
+        healthy,
+      });
+    }
     if (scenario.localHttps) {
       localHttpsTest({
         ...httpsScenario,
