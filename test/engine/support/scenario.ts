@@ -951,16 +951,19 @@ export function describeStack(scenario: Scenario): void {
       update: (changes: Record<string, string | undefined>) => update(changes),
       readCount,
     };
+    const backupScenario = {
+      docker,
+      prefix,
+      stack,
+      port: () => port,
+      realiser: () => realiser,
+      readCount,
+      psql,
+      healthy,
+    };
     if (scenario.bucketEndpoint !== undefined) {
       describeBucketBackups({
-        docker,
-        prefix,
-        stack,
-        port: () => port,
-        realiser: () => realiser,
-        readCount,
-        psql,
-        healthy,
+        ...backupScenario,
         s3Name,
         bucket: () => {
           const [bucket] = realiser
@@ -971,18 +974,7 @@ export function describeStack(scenario: Scenario): void {
         },
       });
     }
-    if (scenario.restores) {
-      describeBackups({
-        docker,
-        prefix,
-        stack,
-        port: () => port,
-        realiser: () => realiser,
-        readCount,
-        psql,
-        healthy,
-      });
-    }
+    if (scenario.restores) describeBackups(backupScenario);
     if (scenario.localHttps) {
       localHttpsTest({
         ...httpsScenario,
