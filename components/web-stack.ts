@@ -32,6 +32,8 @@ import {
   NetworkRole,
   NGINX_DIR,
   nginxSpec,
+  postgresCheckFailure,
+  postgresCheckSpec,
   postgresSpec,
   redisConf,
   redisSpec,
@@ -129,6 +131,8 @@ export interface WebStackArgs {
     files?: Transform<docker.ContainerArgs>;
     /** A release's one-off migration run. */
     migrate?: Transform<docker.ContainerArgs>;
+    /** The one-off check of a new Postgres image against the data directory's major version. */
+    postgresCheck?: Transform<docker.ContainerArgs>;
   };
 }
 
@@ -385,17 +389,19 @@ export class WebStack extends pulumi.ComponentResource {
   private createPostgres(): Built {
     const volume = this.createVolume("postgres-data", this.args.host.dataDir);
     const { backups } = this.args;
+    const image = backups === undefined ? this.stockImage("postgres", this.args.images.postgres) : this.postgresImage();
+    const checked = this.createPostgresCheck(image, volume);
     if (backups === undefined) {
       const spec = postgresSpec(this.args.names, this.limits("postgres"));
       return this.createContainer(`${this.name}-postgres`, spec, {
-        image: this.stockImage("postgres", this.args.images.postgres),
+        image,
         volumes: { "postgres-data": volume.name },
+        dependsOn: [checked],
         waitTimeout: 180,
         transform: this.args.transform?.postgres,
       });
     }
     const bucket = backups.bucket !== undefined;
-    const image = this.postgresImage();
     const socket = this.createVolume("postgres-socket");
     const repository = bucket ? undefined : this.createVolume("backups");
     const volumes = {
@@ -408,6 +414,7 @@ export class WebStack extends pulumi.ComponentResource {
     const postgres = this.createContainer(`${this.name}-postgres`, spec, {
       image,
       volumes,
+      dependsOn: [checked],
       waitTimeout: 180,
       transform: this.args.transform?.postgres,
     });
@@ -427,6 +434,38 @@ export class WebStack extends pulumi.ComponentResource {
       transform: this.args.transform?.backup,
     });
     return postgres;
+  }
+
+  /**
+   * The check each new Postgres image passes before the server is replaced by it: a new major
+   * version never starts on the old data directory. Resolves to the run once it ended well; a
+   * failed check fails the update here, with the running server untouched, and names the way up.
+   */
+  private createPostgresCheck(image: pulumi.Output<string>, volume: docker.Volume): pulumi.Output<pulumi.Resource> {
+    const ref = this.args.images.postgres;
+    const spec = postgresCheckSpec(
+      this.args.names,
+      this.args.backups === undefined ? ref : `${ref} ${POSTGRES_DOCKERFILE}`,
+    );
+    const { container } = this.createContainer(`${this.name}-postgres-check`, spec, {
+      image,
+      volumes: { "postgres-data": volume.name },
+      transform: this.args.transform?.postgresCheck,
+    });
+    const { stack } = this.args.names;
+    return pulumi.all([container.exitCode, container.containerLogs]).apply(([exitCode, logs]) => {
+      if (exitCode !== 0) {
+        const why =
+          postgresCheckFailure(logs) ?? `it exited with code ${exitCode} (see \`docker logs ${spec.containerName}\`)`;
+        throw new Error(
+          `webstack:postgresImage ${ref} cannot run on this stack's data: ${why}. Postgres was not replaced; the server ` +
+            `before serves on. A new major version needs its data moved over first: run \`npm run upgrade-postgres -- ` +
+            `--stack ${stack} --image ${ref}\`, then \`pulumi up --refresh\` (see the README's "Postgres upgrades"), or set ` +
+            "webstack:postgresImage back",
+        );
+      }
+      return container;
+    });
   }
 
   /**
@@ -456,9 +495,10 @@ export class WebStack extends pulumi.ComponentResource {
       },
       { ...this.onHost(), dependsOn: [...this.args.host.ready, pulled] },
     );
+    // The stack's own tag: removed with the stack, and an old one once a new image replaced it.
     const local = new docker.RemoteImage(
       `${this.name}-postgres-local`,
-      { name: imageName, keepLocally: true },
+      { name: imageName, keepLocally: false },
       { ...this.onHost(), dependsOn: [...this.args.host.ready, built] },
     );
     return pulumi.all([built.repoDigest, local.imageId]).apply(([digest]) => digest);

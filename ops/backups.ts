@@ -10,6 +10,7 @@ import Docker from "dockerode";
 import {
   BACKUP_STANZA,
   PGBACKREST_CONF,
+  PGDATA,
   POSTGRES_DATA_MOUNT,
   POSTGRES_DB,
   POSTGRES_USER,
@@ -255,6 +256,11 @@ export async function restoreStack(docker: Docker, options: RestoreOptions): Pro
   if (postgresInfo === undefined)
     throw new Error(`stack ${stack} has no Postgres container (${containerNames.postgres})`);
 
+  if (options.to !== undefined && options.to.getTime() > Date.now()) {
+    throw new Error(
+      `--to ${options.to.toISOString()} is in the future: Postgres would stop recovery short of it and not start; nothing was stopped`,
+    );
+  }
   const status = await listBackups(docker, stack);
   const done = status.backups.filter((b) => options.to === undefined || b.stop <= options.to);
   if (done.length === 0) {
@@ -307,9 +313,19 @@ export async function restoreStack(docker: Docker, options: RestoreOptions): Pro
     exec(postgres, ["psql", "-XAt", "-U", POSTGRES_USER, "-d", POSTGRES_DB, "-c", sql]).then(({ exitCode, output }) =>
       exitCode === 0 ? output.trim() : undefined,
     );
-  await waitFor("Postgres finished recovery and answered", options.recoverySeconds ?? 600, async () =>
-    (await psql("SELECT pg_is_in_recovery()")) === "f" ? true : undefined,
-  );
+  try {
+    await waitFor("Postgres finished recovery and answered", options.recoverySeconds ?? 600, async () =>
+      (await psql("SELECT pg_is_in_recovery()")) === "f" ? true : undefined,
+    );
+  } catch (err) {
+    // Recovery that cannot finish (a moment past the archive's end, a missing segment): as it was.
+    await postgres.stop({ t: STOP_SECONDS }).catch(() => undefined);
+    const undone = await runBeside(docker, stack, postgresInfo, backupInfo, undoScript(stamp));
+    await restart();
+    throw new Error(
+      `${(err as Error).message}; ${undone.exitCode === 0 ? "the data directory was put back and the stack started as it was" : `putting the data directory back failed: ${undone.output.trim()}`} (see \`docker logs ${containerNames.postgres}\`)`,
+    );
+  }
   const checks = await psql(
     "SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM pg_stat_user_tables)",
   );
@@ -332,4 +348,229 @@ export async function restoreStack(docker: Docker, options: RestoreOptions): Pro
   await backup.kill({ signal: "SIGUSR1" });
   await Promise.all(running.map((c) => c.start()));
   return { setAside, from, migrations, tables, seconds: (Date.now() - started) / 1000 };
+}
+
+export interface UpgradeOptions {
+  stack: string;
+  /** The Postgres image of the new major version, as webstack:postgresImage will name it. */
+  image: string;
+  log?: (line: string) => void;
+  /** Seconds to wait for the new server to load the dump and answer. @default 1800 */
+  readySeconds?: number;
+}
+
+export interface UpgradeReport {
+  from: string;
+  to: string;
+  /** The old data directory, kept on the data volume. */
+  setAside: string;
+  /** Rows of every table of the app's database, before and after (equal, or the upgrade fails). */
+  rows: Record<string, number>;
+  seconds: number;
+}
+
+/** Exact row counts of every user table, by schema-qualified name. */
+async function tableRows(container: Docker.Container): Promise<Record<string, number>> {
+  const psql = (sql: string) =>
+    exec(container, ["psql", "-XAt", "-U", POSTGRES_USER, "-d", POSTGRES_DB, "-c", sql]).then(
+      ({ exitCode, output }) => {
+        if (exitCode !== 0) throw new Error(`psql failed: ${output.trim()}`);
+        return output.trim();
+      },
+    );
+  const tables = (await psql("SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1"))
+    .split("\n")
+    .filter((t) => t !== "");
+  const rows: Record<string, number> = {};
+  for (const table of tables) rows[table] = Number(await psql(`SELECT count(*) FROM ${table}`));
+  return rows;
+}
+
+/** The major version an image's Postgres is (the official images' PG_MAJOR). */
+async function imageMajor(docker: Docker, image: string, log: (line: string) => void): Promise<string> {
+  let info = await docker
+    .getImage(image)
+    .inspect()
+    .catch(() => undefined);
+  if (info === undefined) {
+    log(`pulling ${image}`);
+    const stream = await docker.pull(image);
+    await new Promise<void>((resolve, reject) =>
+      docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve())),
+    );
+    info = await docker.getImage(image).inspect();
+  }
+  const major = (info.Config.Env ?? []).find((e) => e.startsWith("PG_MAJOR="))?.slice("PG_MAJOR=".length);
+  if (major === undefined || !/^[0-9]+$/.test(major)) {
+    throw new Error(`${image} does not say its Postgres major version (PG_MAJOR), as the official images do`);
+  }
+  return major;
+}
+
+/**
+ * Moves the stack's data to a new major version of Postgres by dump and restore: the replicas
+ * stop (no write is left behind), the database is dumped into its own data directory, the
+ * directory is set aside as `pgdata.pg<old>-<time>`, and the new image's own first start creates
+ * a new one and loads the dump. Every table must have the rows it had, or the old directory is put
+ * back and the stack starts as it was. Then `pulumi up` with the new `postgresImage` starts the
+ * stack's Postgres on it; until then the replicas answer that the database is unavailable.
+ */
+export async function upgradePostgres(docker: Docker, options: UpgradeOptions): Promise<UpgradeReport> {
+  const log = options.log ?? (() => undefined);
+  const { stack, image } = options;
+  const n = names(stack);
+  const postgres = docker.getContainer(n.postgres);
+  const postgresInfo = await inspectOrUndefined(postgres);
+  if (postgresInfo === undefined || !postgresInfo.State.Running) {
+    throw new Error(`${n.postgres} is not running: the upgrade dumps the database from the running server`);
+  }
+  const to = await imageMajor(docker, image, log);
+  const version = await exec(postgres, ["cat", `${PGDATA}/PG_VERSION`]);
+  const from = version.output.trim();
+  if (version.exitCode !== 0 || !/^[0-9]+$/.test(from)) throw new Error(`cannot read ${PGDATA}/PG_VERSION: ${from}`);
+  if (from === to) throw new Error(`${n.postgres} is Postgres ${from} already: a new minor version needs no upgrade`);
+  if (Number(to) < Number(from)) throw new Error(`${image} is Postgres ${to}, older than the data's ${from}`);
+
+  const started = Date.now();
+  const apps = await docker.listContainers({ filters: { label: [`webstack.stack=${stack}`, "webstack.role=app"] } });
+  const replicas = apps.map((c) => docker.getContainer(c.Id));
+  const backup = docker.getContainer(n.backup);
+  log(`stopping ${replicas.length} app replica(s) and the backup container`);
+  await Promise.all(replicas.map((c) => c.stop({ t: STOP_SECONDS }).catch(() => undefined)));
+  await backup.stop({ t: STOP_SECONDS }).catch(() => undefined);
+  const restartAll = async () => {
+    await postgres.start().catch(() => undefined);
+    await backup.start().catch(() => undefined);
+    await Promise.all(replicas.map((c) => c.start().catch(() => undefined)));
+  };
+
+  const rows = await tableRows(postgres);
+  const dump = `${PGDATA}/webstack-upgrade.sql`;
+  log(`dumping the database (${Object.keys(rows).length} tables) from Postgres ${from}`);
+  const dumped = await exec(postgres, [
+    "setpriv",
+    "--reuid=postgres",
+    "--regid=postgres",
+    "--init-groups",
+    "pg_dump",
+    "-U",
+    POSTGRES_USER,
+    "-d",
+    POSTGRES_DB,
+    "--no-owner",
+    "-f",
+    dump,
+  ]);
+  if (dumped.exitCode !== 0) {
+    await restartAll();
+    throw new Error(`pg_dump failed; the stack was started as it was: ${dumped.output.trim()}`);
+  }
+  await postgres.stop({ t: STOP_SECONDS });
+
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
+  const setAside = `pgdata.pg${from}-${stamp}`;
+  const passwordFile = (postgresInfo.Config.Env ?? [])
+    .find((e) => e.startsWith("POSTGRES_PASSWORD_FILE="))
+    ?.split("=")[1];
+  if (passwordFile === undefined) throw new Error(`${n.postgres} has no POSTGRES_PASSWORD_FILE`);
+  // The password goes file to file into /tmp, which every image has, and the new image reads it there.
+  const copiedPassword = `/tmp/${passwordFile.slice(passwordFile.lastIndexOf("/") + 1)}`;
+  const env = [
+    ...(postgresInfo.Config.Env ?? []).filter((e) => /^(POSTGRES_USER|POSTGRES_DB|PGDATA)=/.test(e)),
+    `POSTGRES_PASSWORD_FILE=${copiedPassword}`,
+  ];
+  const script = [
+    "set -eu",
+    `cd ${POSTGRES_DATA_MOUNT}`,
+    `mv pgdata ${setAside}`,
+    "mkdir -p /docker-entrypoint-initdb.d",
+    `cp ${setAside}/webstack-upgrade.sql /docker-entrypoint-initdb.d/webstack-upgrade.sql`,
+    "chmod 0644 /docker-entrypoint-initdb.d/webstack-upgrade.sql",
+    // The image's own first start: a new directory, the stack's user and database, then the dump.
+    "exec docker-entrypoint.sh postgres",
+  ].join("\n");
+  const upgraderName = `webstack-${stack}-upgrade`;
+  await docker
+    .getContainer(upgraderName)
+    .remove({ force: true })
+    .catch(() => undefined);
+  const upgrader = await docker.createContainer({
+    name: upgraderName,
+    Image: image,
+    Entrypoint: ["/bin/sh", "-c", script],
+    Cmd: [],
+    User: "root",
+    Env: env,
+    Labels: { "webstack.stack": stack, "webstack.role": "upgrade" },
+    HostConfig: {
+      Mounts: postgresInfo.Mounts.filter((m) => m.Destination === POSTGRES_DATA_MOUNT && m.Name !== undefined).map(
+        (m) => ({ Type: "volume" as const, Source: m.Name as string, Target: m.Destination }),
+      ),
+      NetworkMode: "none",
+      CapDrop: ["ALL"],
+      CapAdd: ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SETUID", "SETGID"],
+      SecurityOpt: ["no-new-privileges:true"],
+    },
+  });
+  const undo = async (why: string): Promise<never> => {
+    await upgrader.remove({ force: true }).catch(() => undefined);
+    const undone = await runBeside(
+      docker,
+      stack,
+      postgresInfo,
+      await backup.inspect(),
+      [
+        "set -eu",
+        `cd ${POSTGRES_DATA_MOUNT}`,
+        // Nothing was moved when the new image never started.
+        `if [ -e ${setAside} ]; then`,
+        `  if [ -e pgdata ]; then mv pgdata pgdata.failed-upgrade-${stamp}; fi`,
+        `  mv ${setAside} pgdata`,
+        "fi",
+        "rm -f pgdata/webstack-upgrade.sql",
+      ].join("\n"),
+    );
+    await restartAll();
+    throw new Error(
+      `${why}; ${undone.exitCode === 0 ? "the old data directory was put back and the stack started as it was" : `putting the old data directory back failed: ${undone.output.trim()}`}`,
+    );
+  };
+  try {
+    // The password file goes file to file, never through an argument or the environment.
+    const secret = await postgres.getArchive({ path: passwordFile });
+    await upgrader.putArchive(secret, { path: "/tmp" });
+    await upgrader.start();
+    log(`Postgres ${to} creates a new data directory and loads the dump`);
+    // Over TCP: the image's first-start server listens on its socket only, the final one on TCP.
+    await waitFor(`Postgres ${to} loaded the dump and answered`, options.readySeconds ?? 1800, async () => {
+      const state = (await upgrader.inspect()).State;
+      if (!state.Running) {
+        const logs = (await upgrader.logs({ stdout: true, stderr: true, tail: 20 })).toString("utf8");
+        throw new Error(`Postgres ${to} ended with code ${state.ExitCode}: ${logs.trim()}`);
+      }
+      return (await exec(upgrader, ["pg_isready", "-q", "-h", "127.0.0.1"])).exitCode === 0 ? true : undefined;
+    }).catch((err: Error) => undo(err.message));
+    const after = await tableRows(upgrader);
+    if (JSON.stringify(after) !== JSON.stringify(rows)) {
+      await undo(`the new database's rows differ: before ${JSON.stringify(rows)}, after ${JSON.stringify(after)}`);
+    }
+    await exec(upgrader, ["rm", "-f", `${POSTGRES_DATA_MOUNT}/${setAside}/webstack-upgrade.sql`]);
+    await upgrader.stop({ t: STOP_SECONDS });
+    await upgrader.remove({ force: true });
+  } catch (err) {
+    if ((err as Error).message.includes("the stack started as it was")) throw err;
+    await undo((err as Error).message);
+  }
+  // The check that refused the new image: gone from the engine, `pulumi up --refresh` drops it
+  // from the state too, and runs it again.
+  const checks = await docker.listContainers({
+    all: true,
+    filters: { label: [`webstack.stack=${stack}`, "webstack.role=postgres-check"] },
+  });
+  for (const check of checks.filter((c) => c.State === "exited" && !/\(0\)/.test(c.Status))) {
+    await docker.getContainer(check.Id).remove({ force: true });
+  }
+  // The replicas wait for the database, and answer that it is unavailable, until `pulumi up`.
+  await Promise.all(replicas.map((c) => c.start().catch(() => undefined)));
+  return { from, to, setAside, rows, seconds: (Date.now() - started) / 1000 };
 }

@@ -75,8 +75,30 @@ newest() {
 set_state "waiting for Postgres"
 until pg_isready -q -h "$socket_dir"; do pause 2; done
 
+# The newest Postgres major version the stanza knows, and the server's.
+stanza_major() {
+  "$pgbackrest" --stanza="$stanza" --output=json info 2>/dev/null | jq -r '[.[0].db[]?.version | tonumber] | max // empty'
+}
+server_major() {
+  psql -h "$socket_dir" -XAtc "SHOW server_version_num" 2>/dev/null | awk '{ print int($1 / 10000) }'
+}
+# After a major upgrade (npm run upgrade-postgres) the stanza must learn the new version. Only a
+# newer version is taken: a different database of the same version (an empty one after a lost
+# volume) is refused, so a restore still finds the backups of the one that was lost.
+stanza_ready() {
+  run stanza-create && return 0
+  known=$(stanza_major)
+  running=$(server_major)
+  if [ -n "$known" ] && [ -n "$running" ] && [ "$running" -gt "$known" ]; then
+    say "Postgres went from $known to $running: upgrading the stanza"
+    # The backups of the old version are no base for the new one's: a full backup comes first.
+    run stanza-upgrade && forced=full && return 0
+  fi
+  return 1
+}
+
 retry=$retry_first
-until run stanza-create; do
+until stanza_ready; do
   set_state "failing stanza-create: $last; retrying in ${retry}s"
   say "stanza-create failed: $last; retrying in ${retry}s"
   pause "$retry"

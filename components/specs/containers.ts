@@ -63,7 +63,17 @@ export const FILES_SCRIPT = [
   `if [ -n "$owner" ]; then find ${FILES_OUT} -mindepth 1 -exec chown "$owner" {} +; fi`,
 ].join("\n");
 
-export type Role = "postgres" | "redis" | "app" | "migrate" | "nginx" | "files-app" | "files-nginx" | "acme" | "backup";
+export type Role =
+  | "postgres"
+  | "redis"
+  | "app"
+  | "migrate"
+  | "nginx"
+  | "files-app"
+  | "files-nginx"
+  | "acme"
+  | "backup"
+  | "postgres-check";
 /**
  * The ACME client's (only with HTTPS): `certs` (its account and lego's files), `tls-live` (the
  * bundle nginx reads) and `acme-webroot` (challenges nginx answers).
@@ -303,6 +313,64 @@ export function postgresSpec(
   };
 }
 
+/**
+ * The check a Postgres image passes before it may run on the stack's data directory: the major
+ * version the directory was made by (PG_VERSION) must be the image's (PG_MAJOR, which the official
+ * images set). A new directory passes. Exit code 3 and one line on stderr when they differ.
+ */
+export const POSTGRES_CHECK_SCRIPT = [
+  "set -eu",
+  'want="${PG_MAJOR:-}"',
+  "if [ -z \"$want\" ]; then want=$(postgres --version | sed -E 's/^[^0-9]* ([0-9]+)[.].*$/\\1/'); fi",
+  'have=""',
+  'if [ -e "$PGDATA/PG_VERSION" ]; then have=$(cat "$PGDATA/PG_VERSION"); fi',
+  'if [ -n "$have" ] && [ "$have" != "$want" ]; then',
+  '  echo "postgres-check: the data directory is Postgres $have and the image is Postgres $want" >&2',
+  "  exit 3",
+  "fi",
+  'echo "postgres-check: the data directory is ${have:-new}, the image is Postgres $want"',
+].join("\n");
+
+/**
+ * A one-off run of a Postgres image against the data directory, read-only, that ends well only
+ * when the image's major version is the directory's (see POSTGRES_CHECK_SCRIPT). Named after the
+ * image, so each new image is checked once, before the server is replaced by it.
+ */
+export function postgresCheckSpec(names: StackNames, image: string): ContainerSpec {
+  const tag = createHash("sha256").update(image).digest("hex").slice(0, 12);
+  return {
+    role: "postgres-check",
+    containerName: `${names.prefix}-postgres-check-${tag}`,
+    entrypoint: ["/bin/sh", "-c", POSTGRES_CHECK_SCRIPT],
+    // Root with the one capability to read the directory, whichever uid the image's postgres has.
+    user: "0:0",
+    env: { PGDATA },
+    files: [],
+    networks: [],
+    restart: "no",
+    oneOff: true,
+    ports: [],
+    volumes: [{ volume: "postgres-data", containerPath: POSTGRES_DATA_MOUNT, readOnly: true }],
+    capabilities: ["CAP_DAC_READ_SEARCH"],
+    readOnlyRoot: true,
+    tmpfs: {},
+    labels: labels(names, "postgres-check"),
+    logOpts: LOG_OPTS,
+    stopSignal: "SIGTERM",
+    stopTimeout: 10,
+    limits: { memoryMb: 64, cpuShares: 256 },
+  };
+}
+
+/** What a failed Postgres check said: its own line, without the stream headers a raw Docker log may carry. */
+export function postgresCheckFailure(logs: string | undefined): string | undefined {
+  const line = (logs ?? "")
+    .split("\n")
+    .map((l) => l.replace(/^[\x00-\x08][\x00-\xff]{7}/, "").trim())
+    .find((l) => l.startsWith("postgres-check: the data directory is Postgres"));
+  return line?.replace(/^postgres-check: /, "");
+}
+
 /** What Postgres needs to know of the stack's backups. */
 export interface PostgresBackups {
   archiveTimeoutSeconds: number;
@@ -345,8 +413,9 @@ export function backupSpec(names: StackNames, options: BackupSpecOptions): Conta
     healthcheck: {
       // The check's one line is what `docker inspect` shows: the backups' ages, or why they fail.
       tests: ["CMD", "/bin/sh", "-c", options.healthScript],
-      interval: "30s",
-      timeout: "20s",
+      // A file read, a directory listing and one query: cheap enough to ask often.
+      interval: "15s",
+      timeout: "10s",
       startPeriod: "10m",
       retries: 3,
     },

@@ -432,7 +432,8 @@ describe("the Postgres and backup containers", () => {
     assert.deepEqual(base.inputs, { name: DEFAULT_IMAGES.postgresImage, keepLocally: true });
     assert.ok(build.dependencies.includes(base.urn), "built once its base image is on the host");
     const local = mocks.named("webstack-postgres-local");
-    assert.deepEqual(local.inputs, { name: build.inputs.imageName, keepLocally: true });
+    // Removed with the stack, and when a new image replaces it.
+    assert.deepEqual(local.inputs, { name: build.inputs.imageName, keepLocally: false });
     for (const name of ["webstack-postgres", "webstack-backup"]) {
       assert.equal(mocks.named(name).inputs.image, build.outputs.repoDigest, `${name} runs the built image`);
       assert.ok(mocks.named(name).dependencies.includes(local.urn), `${name} after the image is on the host`);

@@ -379,8 +379,8 @@ for (const { target, settings, cloud } of TARGETS) {
       }
       assert.equal(
         containers(resources).length,
-        6 + 1 + 2 + 1,
-        "six services, the backup container, two files runs, a migration run",
+        6 + 1 + 2 + 1 + 1,
+        "six services, the backup container, two files runs, a migration run, the Postgres image's check",
       );
       assert.deepEqual(
         ofType(resources, TYPES.image)

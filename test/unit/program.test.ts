@@ -4,6 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import * as path from "node:path";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { inspect } from "node:util";
 import { imageRevision } from "../../components/app-image";
 import { DEFAULT_IMAGES, parseConfig } from "../../components/config";
@@ -37,8 +39,19 @@ const containers = (resources: Registered[]) => resources.filter((r) => r.type =
 const envOf = (c: Registered) => (c.inputs.envs as string[] | undefined) ?? [];
 // The components name things with plain strings; anything else is shown for what it is, not as "[object Promise]".
 const plain = (value: unknown): string => (typeof value === "string" ? value : inspect(value));
-/** The one-off runs: the files runs and the release's migration run. */
-const isOneOff = (c: Registered) => /-files-(app|nginx)$|-migrate-[^-]+$/.test(String(c.inputs.name));
+/** The one-off runs: the files runs, the release's migration run and the Postgres image's check. */
+const isOneOff = (c: Registered) =>
+  /-files-(app|nginx)$|-migrate-[^-]+$|-postgres-check-[0-9a-f]{12}$/.test(String(c.inputs.name));
+/**
+ * The Postgres image's check is named after what it checks: the configured image and, with
+ * backups (on every stack here), the Dockerfile Postgres's image is built with over it.
+ */
+const POSTGRES_DOCKERFILE = readFileSync(path.join(__dirname, "..", "..", "postgres", "image", "Dockerfile"), "utf8");
+const postgresCheckName = (prefix: string) =>
+  `${prefix}-postgres-check-${createHash("sha256")
+    .update(`${DEFAULT_IMAGES.postgresImage} ${POSTGRES_DOCKERFILE}`)
+    .digest("hex")
+    .slice(0, 12)}`;
 const replicasOf = (resources: Registered[]) =>
   containers(resources).filter((c) => /-app-.+-[0-9]+$/.test(String(c.inputs.name)));
 /** The generated Postgres password, Redis password and admin token, in that order. */
@@ -73,10 +86,10 @@ function expectedPgbackrestConf(mocks: RecordingMocks, target: string): string {
 
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
-    test("registers the stack's resources: replicas + 4 services (one the backup container), 2 files runs, a migration run, 2 networks (3 on cloud: the way to the bucket), 6 volumes (5 on cloud: no backups volume), two built images (the app's, Postgres's)", async () => {
+    test("registers the stack's resources: replicas + 4 services (one the backup container), 2 files runs, a migration run, the Postgres image's check, 2 networks (3 on cloud: the way to the bucket), 6 volumes (5 on cloud: no backups volume), two built images (the app's, Postgres's)", async () => {
       const { mocks, outputs } = await evaluated(settings);
       const count = (type: string) => mocks.ofType(type).length;
-      assert.equal(count(CONTAINER), 3 + 4 + 2 + 1);
+      assert.equal(count(CONTAINER), 3 + 4 + 2 + 1 + 1);
       assert.equal(count("docker:index/network:Network"), cloud ? 3 : 2);
       assert.equal(count("docker:index/volume:Volume"), cloud ? 5 : 6);
       assert.equal(count("docker:index/image:Image"), 2);
@@ -96,6 +109,7 @@ for (const { target, settings, cloud } of TARGETS) {
           "webstack-test-nginx",
           "webstack-test-files-nginx",
           "webstack-test-postgres",
+          postgresCheckName("webstack-test"),
           "webstack-test-backup",
           "webstack-test-redis",
         ].sort(),
@@ -356,15 +370,16 @@ for (const { target, settings, cloud } of TARGETS) {
           nginx: capture,
           backup: capture,
           files: capture,
+          postgresCheck: capture,
           network: (a, o) => opts.push({ name: plain(a.name), dependsOn: o.dependsOn }),
           volume: (a, o) => opts.push({ name: plain(a.name), dependsOn: o.dependsOn }),
         });
         const [ready] = built.host.ready;
         assert.ok(ready instanceof pulumi.CustomResource);
         // 7 containers (3 replicas, Postgres, Redis, nginx, the backup container), 2 files runs,
-        // 3 networks (front, back, the backup's way out), 5 volumes (Postgres's data and socket,
-        // Redis's data, the 2 files runs').
-        assert.equal(opts.length, 7 + 2 + 3 + 5);
+        // the Postgres image's check, 3 networks (front, back, the backup's way out), 5 volumes
+        // (Postgres's data and socket, Redis's data, the 2 files runs').
+        assert.equal(opts.length, 7 + 2 + 1 + 3 + 5);
         for (const o of opts) {
           assert.ok(
             Array.isArray(o.dependsOn) && o.dependsOn.includes(ready),
@@ -395,8 +410,9 @@ for (const { target, settings, cloud } of TARGETS) {
           ),
         );
         // 7 long-running containers (the backup container one), 2 files runs, the migration run,
-        // 3 networks (the backup's way out one), 5 volumes (Postgres's socket one).
-        assert.equal(labelled.length, 7 + 2 + 1 + 3 + 5);
+        // the Postgres image's check, 3 networks (the backup's way out one), 5 volumes (Postgres's
+        // socket one).
+        assert.equal(labelled.length, 7 + 2 + 1 + 1 + 3 + 5);
         for (const r of labelled) {
           assert.deepEqual(
             (r.inputs.labels as Inputs[]).filter((l) => l.label === "webstack.vm"),
@@ -622,9 +638,10 @@ describe("image registries", () => {
       "webstack-postgres-local",
       "webstack-redis-image",
     ]);
+    // The stack's own Postgres tag goes with the stack (the app's go with the release command).
     assert.deepEqual(mocks.named("webstack-postgres-local").inputs, {
       name: postgres.inputs.imageName,
-      keepLocally: true,
+      keepLocally: false,
     });
     const local = mocks.named("app-local");
     assert.deepEqual(local.inputs, { name: image.inputs.imageName, keepLocally: true });

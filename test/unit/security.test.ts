@@ -144,6 +144,9 @@ const ALLOWED_CAPABILITIES: Record<string, string[]> = {
   "files-nginx": [],
   // pgBackRest runs as postgres from the start: it needs no capability.
   backup: [],
+  // The Postgres image's check runs as root to read the data directory whichever uid owns it: it
+  // may read past file permissions, nothing more (no chown, no setuid, no write).
+  "postgres-check": ["CAP_DAC_READ_SEARCH"],
 };
 
 function hardeningProblems(rs: Registered[]): string[] {
@@ -158,7 +161,9 @@ function hardeningProblems(rs: Registered[]): string[] {
     if (!((c.inputs.securityOpts as string[] | undefined) ?? []).includes("no-new-privileges:true"))
       problems.push(`${name} may gain privileges`);
     const readOnly = role === "app" || role === "migrate" || role === "nginx";
-    if (readOnly && c.inputs.readOnly !== true) problems.push(`${name} has a writable root`);
+    // The Postgres check writes nothing at all: a read-only root, and no tmpfs to need.
+    if ((readOnly || role === "postgres-check") && c.inputs.readOnly !== true)
+      problems.push(`${name} has a writable root`);
     if (readOnly && Object.keys((c.inputs.tmpfs as Inputs | undefined) ?? {}).length === 0) {
       problems.push(`${name} has nowhere to write`);
     }
@@ -192,6 +197,8 @@ function networkProblems(rs: Registered[], bucket: boolean): string[] {
     app: [["webstack-test", "app"], ["webstack-test-back"]],
     // The migration run needs Postgres alone.
     migrate: [["webstack-test-back"]],
+    // The Postgres image's check reads the data volume and talks to nobody: no network at all.
+    "postgres-check": [],
     backup: bucket ? [["webstack-test-backup"]] : [],
   };
   for (const c of ofType(rs, TYPES.container)) {
@@ -397,7 +404,7 @@ describe("containers", () => {
       assert.deepEqual(secretFileProblems(rs), []);
     });
 
-    test(`${target}: every container drops all capabilities but its image's start-up needs, no new privileges, read-only app and nginx`, async () => {
+    test(`${target}: every container drops all capabilities but its image's start-up needs, no new privileges, read-only app, nginx and the Postgres check`, async () => {
       assert.deepEqual(hardeningProblems(await resources(settings)), []);
     });
 
@@ -423,13 +430,22 @@ describe("containers", () => {
         args.tmpfs = undefined;
         args.labels = [{ label: "webstack.role", value: "app" }];
       },
+      postgresCheck: (args) => {
+        args.readOnly = false;
+        args.capabilities = { drops: ["ALL"], adds: ["CAP_DAC_READ_SEARCH", "CAP_DAC_OVERRIDE"] };
+      },
     });
     const problems = hardeningProblems(mocks.resources);
+    const check = String(
+      ofType(mocks.resources, TYPES.container).find((c) => roleOf(c) === "postgres-check")?.inputs.name,
+    );
     for (const expected of [
       "webstack-test-nginx does not drop all capabilities",
       "webstack-test-nginx has a writable root",
       "webstack-test-redis may gain privileges",
       "webstack-test-redis adds CAP_SYS_ADMIN",
+      `${check} has a writable root`,
+      `${check} adds CAP_DAC_OVERRIDE`,
     ]) {
       assert.ok(problems.includes(expected), `${expected} in ${problems.join("; ")}`);
     }
@@ -460,7 +476,10 @@ describe("containers", () => {
   });
 
   test("a files run that fails stops the update before the container it writes for exists", async () => {
-    const { mocks, failures } = await programFailures(LOCAL, { mocks: new RecordingMocks({ exitCode: 1 }) });
+    // The files runs fail; every other one-off (the migration run, the Postgres image's check) would pass.
+    const ending = (name: string) =>
+      /-files-(app|nginx)$/.test(name) ? { exitCode: 1, logs: "" } : { exitCode: 0, logs: "" };
+    const { mocks, failures } = await programFailures(LOCAL, { mocks: new RecordingMocks({ exitCode: ending }) });
     assert.deepEqual(
       [...new Set(failures.map((f) => f.message.replace(/^error serializing property "labels": /, "")))].sort(),
       ["app", "nginx"].map(

@@ -20,6 +20,7 @@ import {
   migrationFailure,
   migrationRunSpec,
   nginxSpec,
+  postgresCheckSpec,
   postgresSpec,
   redisConf,
   redisSpec,
@@ -392,6 +393,7 @@ describe("container specs", () => {
       filesRunSpec(names, { consumer: "app", files: [{ path: "a", mode: "0400", content: { secret: "adminToken" } }] }),
       filesRunSpec(names, { consumer: "nginx", files: [{ path: "b", mode: "0444", content: { text: "b" } }] }),
       migrationRunSpec(names, { release: "r1" }),
+      postgresCheckSpec(names, "postgres:17.6-bookworm"),
       acmeSpec(names, { script: "echo", env: { ACME_SERVER: "https://acme.test/dir" } }),
     ];
     for (const spec of specs) {

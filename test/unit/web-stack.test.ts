@@ -13,8 +13,12 @@ const ADMIN = '["198.51.100.0/24"]';
 const AWS = { target: "aws", region: "us-east-1", adminCidrs: ADMIN, imageRegistry: "cloud" };
 
 const isFilesRun = (c: Registered) => /-files-(app|nginx)-run$/.test(c.name);
-/** The files runs and the release's migration run: waited for until they end, never for health. */
-const isOneOff = (c: Registered) => isFilesRun(c) || /-migrate-[0-9a-f]{12}$/.test(c.name);
+const isPostgresCheck = (c: Registered) => c.name === "webstack-postgres-check";
+/**
+ * The files runs, the release's migration run and the Postgres image's check: waited for until
+ * they end, never for health.
+ */
+const isOneOff = (c: Registered) => isFilesRun(c) || isPostgresCheck(c) || /-migrate-[0-9a-f]{12}$/.test(c.name);
 
 describe("containers as the provider gets them", () => {
   test("ports, volumes, uploads, networks, tmpfs and added capabilities a spec leaves empty are left unset, not sent empty", async () => {
@@ -22,8 +26,9 @@ describe("containers as the provider gets them", () => {
     // provider tells an empty collection from an unset one never comes into play.
     const { mocks } = await evaluated({});
     const containers = mocks.ofType(CONTAINER);
-    // 3 replicas, Postgres, Redis, nginx, the backup container, 2 files runs, the migration run.
-    assert.equal(containers.length, 10);
+    // 3 replicas, Postgres, Redis, nginx, the backup container, 2 files runs, the migration run,
+    // the Postgres image's check.
+    assert.equal(containers.length, 11);
     for (const c of containers) {
       for (const key of ["ports", "volumes", "uploads", "networksAdvanced", "tmpfs"]) {
         const value = c.inputs[key];
@@ -44,6 +49,10 @@ describe("containers as the provider gets them", () => {
     assert.deepEqual(named("webstack-files-app-run").inputs.capabilities, { drops: ["ALL"], adds: ["CAP_CHOWN"] });
     assert.deepEqual(named("webstack-files-nginx-run").inputs.capabilities, { drops: ["ALL"] });
     assert.deepEqual(named("webstack-backup").inputs.capabilities, { drops: ["ALL"] });
+    assert.deepEqual(named("webstack-postgres-check").inputs.capabilities, {
+      drops: ["ALL"],
+      adds: ["CAP_DAC_READ_SEARCH"],
+    });
     // Locally the backup container is on no network: none is sent, and its network mode is none.
     assert.equal(named("webstack-backup").inputs.networksAdvanced, undefined);
     assert.equal(named("webstack-backup").inputs.ports, undefined);
@@ -55,12 +64,13 @@ describe("containers as the provider gets them", () => {
     assert.ok(named("webstack-postgres").inputs.volumes !== undefined);
   });
 
-  test("files runs and, locally, the backup container have no network at all; every other container is on its networks and none has a network mode", async () => {
+  test("files runs, the Postgres image's check and, locally, the backup container have no network at all; every other container is on its networks and none has a network mode", async () => {
     const { mocks } = await evaluated({});
     for (const c of mocks.ofType(CONTAINER)) {
       // The local backup container reaches Postgres through its socket and the repository through
       // a volume: no network at all, stricter than any. (On cloud it joins the backup network.)
-      if (isFilesRun(c) || c.name === "webstack-backup") {
+      // The Postgres check reads the data volume alone.
+      if (isFilesRun(c) || isPostgresCheck(c) || c.name === "webstack-backup") {
         assert.equal(c.inputs.networkMode, "none", c.name);
         assert.equal(c.inputs.networksAdvanced, undefined, c.name);
       } else {
@@ -87,7 +97,7 @@ describe("containers as the provider gets them", () => {
     }
   });
 
-  test("data volumes, Postgres's socket, the backups' repository and the files runs' own volumes are writable; the files they wrote, and Postgres's data in the backup container, are mounted read-only", async () => {
+  test("data volumes, Postgres's socket, the backups' repository and the files runs' own volumes are writable; the files they wrote, and Postgres's data in the backup container and the Postgres check, are mounted read-only", async () => {
     const { mocks } = await evaluated({});
     const mounts = (c: Registered) =>
       (c.inputs.volumes as { volumeName: string; containerPath: string; readOnly?: boolean }[]).map((v) => [
@@ -110,6 +120,10 @@ describe("containers as the provider gets them", () => {
       ["webstack-test-postgres-data", "/var/lib/postgresql/data", true],
       ...postgresAndBackups,
     ]);
+    // Nor does the Postgres image's check, which reads PG_VERSION alone.
+    assert.deepEqual(mounts(mocks.named("webstack-postgres-check")), [
+      ["webstack-test-postgres-data", "/var/lib/postgresql/data", true],
+    ]);
     for (const c of mocks.ofType(CONTAINER).filter((c) => !["webstack-postgres", "webstack-backup"].includes(c.name))) {
       const writes = c.name === "webstack-redis" || isFilesRun(c);
       assert.deepEqual(
@@ -131,7 +145,7 @@ describe("containers as the provider gets them", () => {
     }
   });
 
-  test("each long-running container gets its role's memory (no swap past it) and CPU weight, the migration run the app's; a files run gets none", async () => {
+  test("each long-running container gets its role's memory (no swap past it) and CPU weight, the migration run the app's, the Postgres check its own 64 MB whatever the limits; a files run gets none", async () => {
     const limits =
       '{"app":{"memoryMb":300,"cpuShares":512},"postgres":{"memoryMb":1024},"redis":{"memoryMb":200},"backup":{"cpuShares":256}}';
     const { mocks } = await evaluated({ limits });
@@ -142,6 +156,8 @@ describe("containers as the provider gets them", () => {
       app: [300, 512],
       migrate: [300, 512],
       backup: [128, 256],
+      // Not the server's: it reads one file. webstack:limits has no say in it.
+      "postgres-check": [64, 256],
     };
     const containers = mocks.ofType(CONTAINER);
     for (const c of containers) {
@@ -156,8 +172,8 @@ describe("containers as the provider gets them", () => {
       const [memory, cpuShares] = expected[String(role)];
       assert.deepEqual(sent, [memory, memory, cpuShares], c.name);
     }
-    // 3 replicas, the migration run, Postgres, Redis, nginx, the backup container.
-    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 8);
+    // 3 replicas, the migration run, Postgres, Redis, nginx, the backup container, the Postgres check.
+    assert.equal(containers.filter((c) => !isFilesRun(c)).length, 9);
     // What must know its limit is told it: the app's heap, Redis's maxmemory (three quarters of each).
     for (const replica of containers.filter((c) => /^webstack-(app|migrate)-/.test(c.name))) {
       assert.ok((replica.inputs.envs as string[]).includes("NODE_OPTIONS=--max-old-space-size=225"), replica.name);

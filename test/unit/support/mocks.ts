@@ -367,10 +367,10 @@ async function evaluate(
 /** Runs the program as runProgram does and returns what made it fail (see unhandledRejectionsOf). */
 export async function programFailures(
   settings: Record<string, string>,
-  options: { mocks?: RecordingMocks } = {},
+  options: { mocks?: RecordingMocks; stack?: string } = {},
 ): Promise<{ mocks: RecordingMocks; failures: Error[] }> {
   const mocks = options.mocks ?? new RecordingMocks();
-  const failures = await unhandledRejectionsOf(() => runProgram(settings, { mocks }), 200);
+  const failures = await unhandledRejectionsOf(() => runProgram(settings, { mocks, stack: options.stack }), 200);
   return { mocks, failures };
 }
 
