@@ -8,7 +8,7 @@
 # or its webstack.recipe label differs from the hash of its recipe (files, base image id, inputs).
 #
 # Usage: DOCKER_HOST=unix:///run/webstack-test-docker.sock build-standin-images.sh [NAME...]
-#   NAME is postgres, redis, nginx, node, lego, pebble or s3; none means all.
+#   NAME is postgres, postgres17, redis, nginx, node, lego, pebble or s3; none means all.
 set -eu
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
@@ -69,19 +69,19 @@ build_base() {
   log "imported $base_tag"
 }
 
-# build_standin NAME TAG CONTEXT_DIR [BASE]: CONTEXT_DIR holds the Dockerfile and its files; BASE
-# is the image it builds on (the Debian base unless given).
+# build_standin NAME TAG CONTEXT_DIR [BASE] [ARG]: CONTEXT_DIR holds the Dockerfile and its files;
+# BASE is the image it builds on (the Debian base unless given); ARG one more NAME=VALUE build argument.
 build_standin() {
-  name=$1 tag=$2 context=$3 base=${4:-$base_tag}
+  name=$1 tag=$2 context=$3 base=${4:-$base_tag} arg=${5:-}
   base_id=$(docker image inspect --format '{{.Id}}' "$base")
-  recipe=$( (printf '%s\n' "$base_id"; cd "$context" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha)
+  recipe=$( (printf '%s\n' "$base_id${arg:+ $arg}"; cd "$context" && find . -type f | LC_ALL=C sort | xargs sha256sum) | sha)
   if [ "$(current_recipe "$tag")" = "$recipe" ]; then
     log "$tag is up to date"
     return 0
   fi
   log "building $tag"
   # Only the host network reaches the Debian mirror and the npm registry from here.
-  docker build --network host --build-arg "BASE_IMAGE=$base" --label "webstack.recipe=$recipe" \
+  docker build --network host --build-arg "BASE_IMAGE=$base" ${arg:+--build-arg "$arg"} --label "webstack.recipe=$recipe" \
     --tag "$tag" "$context" >"/var/tmp/webstack-standin-$name.log" 2>&1 \
     || { log "building $tag failed; last lines of /var/tmp/webstack-standin-$name.log:"; tail -n 30 "/var/tmp/webstack-standin-$name.log" >&2; exit 1; }
   log "built $tag"
@@ -125,17 +125,17 @@ test_ca() {
   fi
 }
 
-# build_with_ca NAME TAG [BASE] [KEY]: the stand-in's directory plus the test CA's certificate (and
-# with KEY=key its private key too), assembled in a temporary context.
+# build_with_ca NAME TAG [BASE] [KEY] [ARG]: the stand-in's directory plus the test CA's certificate
+# (and with KEY=key its private key too), assembled in a temporary context.
 build_with_ca() {
-  name=$1 tag=$2 base=${3:-$base_tag} key=${4:-}
+  name=$1 tag=$2 base=${3:-$base_tag} key=${4:-} arg=${5:-}
   test_ca
   context=$(mktemp -d /var/tmp/webstack-standin-$name.XXXXXX)
   trap 'rm -rf "$context"' EXIT INT TERM
   cp -a "$standins/$name/." "$context/"
   cp "$ca_dir/ca.crt" "$context/ca.crt"
   if [ "$key" = key ]; then cp "$ca_dir/ca.key" "$context/ca.key"; fi
-  build_standin "$name" "$tag" "$context" "$base"
+  build_standin "$name" "$tag" "$context" "$base" "$arg"
   rm -rf "$context"
   trap - EXIT INT TERM
 }
@@ -149,11 +149,23 @@ fi
 exec 8>/var/lock/webstack-standin-images.lock
 flock -w 1800 8 || { log "timed out waiting for /var/lock/webstack-standin-images.lock"; exit 1; }
 
-names=${*:-postgres redis nginx node lego pebble s3}
+names=${*:-postgres postgres17 redis nginx node lego pebble s3}
 build_base
+
+# Debian trixie's base, for the Postgres of another major version (17) than bookworm's (15).
+trixie_base() {
+  bookworm_suite=$suite bookworm_tag=$base_tag
+  suite=trixie base_tag="$prefix/debian:trixie"
+  build_base
+  suite=$bookworm_suite base_tag=$bookworm_tag
+}
 for name in $names; do
   case "$name" in
     postgres) build_with_ca postgres "$prefix/postgres:15" ;;
+    postgres17)
+      trixie_base
+      build_with_ca postgres "$prefix/postgres:17" "$prefix/debian:trixie" "" PG_MAJOR=17
+      ;;
     redis) build_standin redis "$prefix/redis:7" "$standins/redis" ;;
     nginx) build_standin nginx "$prefix/nginx:1.22" "$standins/nginx" ;;
     node) build_node ;;
@@ -163,6 +175,6 @@ for name in $names; do
       if [ -z "$(current_recipe "$prefix/node:20")" ]; then build_node; fi
       build_with_ca s3 "$prefix/s3:3.7" "$prefix/node:20" key
       ;;
-    *) log "unknown stand-in '$name' (allowed: postgres redis nginx node lego pebble s3)"; exit 2 ;;
+    *) log "unknown stand-in '$name' (allowed: postgres postgres17 redis nginx node lego pebble s3)"; exit 2 ;;
   esac
 done

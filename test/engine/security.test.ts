@@ -238,11 +238,12 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
 
   test("docker inspect of every container shows no secret value; secrets are files only their reader can read", async () => {
     const found = secrets();
-    assert.equal(found.length, 3, "two passwords and the admin token");
+    assert.equal(found.length, 4, "two passwords, the admin token and the backups' passphrase");
     assert.ok(found.includes(adminToken));
     const names = await stackContainers();
-    // Two replicas, three services, three one-off runs (the files runs and the migration run).
-    assert.equal(names.length, 2 + 3 + 3, names.join(", "));
+    // Two replicas, three services and the backup container, four one-off runs (the files runs,
+    // the migration run and the Postgres image's check).
+    assert.equal(names.length, 2 + 4 + 4, names.join(", "));
     for (const name of names) {
       const info = await inspect(name);
       const shown = JSON.stringify([
@@ -272,6 +273,12 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       "/run/secrets/redis-url 400 10001",
     ]);
     assert.deepEqual(await files(`${PREFIX}-postgres`, "/run/secrets/*"), ["/run/secrets/postgres-password 400 0"]);
+    // pgBackRest's configuration (the passphrase) is read by the postgres user, the only one there.
+    for (const container of [`${PREFIX}-postgres`, `${PREFIX}-backup`]) {
+      assert.deepEqual(await files(container, "/etc/pgbackrest/pgbackrest.conf"), [
+        "/etc/pgbackrest/pgbackrest.conf 444 0",
+      ]);
+    }
     assert.deepEqual(await files(`${PREFIX}-redis`, "/usr/local/etc/redis/redis.conf"), [
       "/usr/local/etc/redis/redis.conf 444 0",
     ]);
@@ -291,6 +298,8 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       migrate: [],
       "files-app": ["CAP_CHOWN"],
       "files-nginx": [],
+      backup: [],
+      "postgres-check": ["CAP_DAC_READ_SEARCH"],
     };
     const names = await stackContainers();
     assert.ok(
@@ -308,13 +317,21 @@ describe("security: one hardened local stack attacked", { timeout: 20 * 60_000 }
       assert.deepEqual(info.HostConfig.SecurityOpt, ["no-new-privileges:true"], name);
       assert.equal(
         info.HostConfig.ReadonlyRootfs,
-        role === "app" || role === "migrate" || role === "nginx",
+        role === "app" || role === "migrate" || role === "nginx" || role === "postgres-check",
         `${name} read-only root`,
       );
       if (role === "migrate") {
         assert.deepEqual(
           [info.State.Status, info.State.ExitCode, info.Config.User, Object.keys(info.NetworkSettings.Networks)],
           ["exited", 0, "10001:10001", [`${PREFIX}-back`]],
+          name,
+        );
+        continue;
+      }
+      if (role === "postgres-check") {
+        assert.deepEqual(
+          [info.State.Status, info.State.ExitCode, info.HostConfig.NetworkMode, info.HostConfig.ReadonlyRootfs],
+          ["exited", 0, "none", true],
           name,
         );
         continue;

@@ -119,25 +119,41 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
     return found;
   };
   /** The names the program gives a stack's objects. */
-  const expectedNames = (s: Side): Named => ({
-    containers: [
-      ...Array.from({ length: s.replicas }, (_, i) => `${s.prefix}-app-${s.release}-${i + 1}`),
-      `${s.prefix}-migrate-${s.release}`,
-      `${s.prefix}-files-app`,
-      `${s.prefix}-files-nginx`,
-      `${s.prefix}-nginx`,
-      `${s.prefix}-postgres`,
-      `${s.prefix}-redis`,
-    ].sort(),
-    networks: [s.prefix, `${s.prefix}-back`],
-    volumes: [
-      `${s.prefix}-files-app`,
-      `${s.prefix}-files-nginx`,
-      `${s.prefix}-postgres-data`,
-      `${s.prefix}-redis-data`,
-    ],
-    images: [String(s.realiser.ofType("docker:index/image:Image").at(-1)?.outputs.imageName)],
-  });
+  const expectedNames = (s: Side): Named => {
+    // The Postgres image's check is named after the image (see postgresCheckSpec).
+    const check = s.realiser
+      .ofType("docker:index/container:Container")
+      .map((r) => String(r.outputs.name))
+      .filter((name) => name.startsWith(`${s.prefix}-postgres-check-`));
+    assert.equal(check.length, 1, `${s.stack}'s Postgres check`);
+    return {
+      containers: [
+        ...Array.from({ length: s.replicas }, (_, i) => `${s.prefix}-app-${s.release}-${i + 1}`),
+        `${s.prefix}-migrate-${s.release}`,
+        `${s.prefix}-files-app`,
+        `${s.prefix}-files-nginx`,
+        `${s.prefix}-nginx`,
+        `${s.prefix}-postgres`,
+        ...check,
+        `${s.prefix}-backup`,
+        `${s.prefix}-redis`,
+      ].sort(),
+      networks: [s.prefix, `${s.prefix}-back`],
+      volumes: [
+        `${s.prefix}-backups`,
+        `${s.prefix}-files-app`,
+        `${s.prefix}-files-nginx`,
+        `${s.prefix}-postgres-data`,
+        `${s.prefix}-postgres-socket`,
+        `${s.prefix}-redis-data`,
+      ],
+      // The app's image and the stack's Postgres image (pgBackRest over the pinned one).
+      images: s.realiser
+        .ofType("docker:index/image:Image")
+        .map((r) => String(r.outputs.imageName))
+        .sort(),
+    };
+  };
   const boundPort = async (s: Side) => {
     const info = await docker().getContainer(`${s.prefix}-nginx`).inspect();
     return info.NetworkSettings.Ports["80/tcp"]?.map((p) => ({ HostIp: p.HostIp, HostPort: p.HostPort }));
@@ -183,7 +199,7 @@ describe("two stacks side by side on one engine", { timeout: 15 * 60_000 }, () =
     }
   });
 
-  test("each stack's containers, network, volumes and app image are named webstack-<stack>-…, and none is the other's", async (t) => {
+  test("each stack's containers, network, volumes and images are named webstack-<stack>-…, and none is the other's", async (t) => {
     t.diagnostic(
       sides
         .map(

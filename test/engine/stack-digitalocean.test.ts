@@ -15,6 +15,8 @@ describeStack({
   readinessCommand: "host-engine-ready",
   // A cloud stack serves HTTPS with a certificate from its ACME CA: Pebble here.
   https: true,
+  // Its container layer is the local scenario's: this one tests what a cloud host changes.
+  layerTests: false,
   // Its backups go to a Spaces bucket: the s3 stand-in, under the region's endpoint name.
   bucketEndpoint: "nyc3.digitaloceanspaces.com",
 });

@@ -28,9 +28,15 @@ done
 mode=$(cat "$FAKE_DIR/mode")
 case "$cmd" in
   stanza-create)
+    if [ "$mode" = mismatch ]; then
+      echo "ERROR: [028]: backup info file or archive info file invalid"; exit 28
+    fi
     [ "$mode" = ok ] || { echo "ERROR: [056]: unable to connect to the repository"; exit 56; } ;;
+  stanza-upgrade)
+    cat "$FAKE_DIR/server" > "$FAKE_DIR/dbversion"
+    echo "ok" > "$FAKE_DIR/mode" ;;
   info)
-    printf '[{"name":"webstack","backup":['
+    printf '[{"name":"webstack","db":[{"id":1,"version":"%s"}],"backup":[' "$(cat "$FAKE_DIR/dbversion" 2>/dev/null || echo 15)"
     paste -sd, "$FAKE_DIR/backups" 2>/dev/null | tr -d '\\n'
     printf ']}]\\n' ;;
   backup)
@@ -46,6 +52,11 @@ esac
 
 const FAKE_PG_ISREADY = `#!/bin/sh
 [ -f "$FAKE_DIR/postgres-up" ]
+`;
+
+// The server's version as SHOW server_version_num prints it, from the file "server" (a major).
+const FAKE_PSQL = `#!/bin/sh
+echo "$(cat "$FAKE_DIR/server" 2>/dev/null || echo 15)0006"
 `;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -66,10 +77,11 @@ class BackupContainer {
 
   private constructor(readonly dir: string) {}
 
-  static async create(mode: "ok" | "fail", backups: object[] = []): Promise<BackupContainer> {
+  static async create(mode: "ok" | "fail" | "mismatch", backups: object[] = []): Promise<BackupContainer> {
     const dir = await mkdtemp(join(tmpdir(), "webstack-backup-"));
     await writeFile(join(dir, "pgbackrest"), FAKE_PGBACKREST, { mode: 0o755 });
     await writeFile(join(dir, "pg_isready"), FAKE_PG_ISREADY, { mode: 0o755 });
+    await writeFile(join(dir, "psql"), FAKE_PSQL, { mode: 0o755 });
     await writeFile(join(dir, "mode"), mode);
     await writeFile(join(dir, "backups"), backups.map((b) => `${JSON.stringify(b)}\n`).join(""));
     return new BackupContainer(dir);
@@ -120,7 +132,7 @@ class BackupContainer {
 
 describe("postgres/backup.sh against a fake pgbackrest", () => {
   const started: BackupContainer[] = [];
-  const container = async (mode: "ok" | "fail", backups: object[] = []) => {
+  const container = async (mode: "ok" | "fail" | "mismatch", backups: object[] = []) => {
     const c = await BackupContainer.create(mode, backups);
     started.push(c);
     return c;
@@ -224,6 +236,33 @@ describe("postgres/backup.sh against a fake pgbackrest", () => {
     assert.equal((await c.calls()).filter((call) => call.includes(" backup")).length, 3);
     await writeFile(join(c.dir, "mode"), "ok");
     await waitFor("recovery", async () => (await c.state()).startsWith("ok "), 20_000);
+  });
+
+  it("after a major upgrade it upgrades the stanza and takes a full backup at once, though a recent full one exists", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const recent = { label: "20261126-010000F", type: "full", timestamp: { start: now - 60, stop: now - 60 } };
+    const c = await container("mismatch", [recent]);
+    await writeFile(join(c.dir, "server"), "17");
+    await writeFile(join(c.dir, "postgres-up"), "");
+    c.start();
+    await waitFor("the full backup of Postgres 17", async () => (await c.state()).startsWith("ok 20261126-000002F"));
+    const calls = await c.calls();
+    assert.deepEqual(
+      calls.filter((call) => /stanza-|backup --type/.test(call)),
+      ["--stanza=webstack stanza-create", "--stanza=webstack stanza-upgrade", "--stanza=webstack backup --type=full"],
+    );
+    assert.match(c.output, /Postgres went from 15 to 17: upgrading the stanza/);
+  });
+
+  it("a database of the same version that is not the stanza's (an empty one after a lost volume) is refused, never adopted", async () => {
+    const c = await container("mismatch");
+    await writeFile(join(c.dir, "server"), "15");
+    await writeFile(join(c.dir, "postgres-up"), "");
+    c.start();
+    await waitFor("a failing state", async () => (await c.state()).startsWith("failing stanza-create"));
+    assert.match(await c.state(), /backup info file or archive info file invalid; retrying in 1s/);
+    await sleep(1500);
+    assert.ok(!(await c.calls()).some((call) => call.includes("stanza-upgrade")), "no stanza-upgrade");
   });
 
   it("a repository it cannot reach is a failing state before any backup", async () => {

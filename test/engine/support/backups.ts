@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { test, TestContext } from "node:test";
 import { listBackups, restoreStack } from "../../../ops/backups";
-import { execIn, STANDIN_IMAGES } from "./engine";
+import { derivedImage, Engine, execIn, STANDIN_IMAGES } from "./engine";
 import { startLoad, visit } from "./load";
 import { EngineRealiser } from "./realiser";
 import { eventually, sleep } from "./wait";
@@ -28,6 +28,10 @@ async function backupsCli(...args: string[]): Promise<string> {
 
 export interface BackupScenario {
   docker(): Docker;
+  engine(): Pick<Engine, "dockerHost">;
+  /** An update with these settings changed; a failed one resolves to what failed it. */
+  update(changes: Record<string, string | undefined>): Promise<unknown>;
+  failedUpdate(changes: Record<string, string | undefined>): Promise<Error[]>;
   prefix: string;
   stack: string;
   port(): number;
@@ -115,8 +119,9 @@ export function describeBackups(s: BackupScenario): void {
     const sampler = acknowledged(port);
     let failedAt = 0;
     try {
-      // Long enough for archive_timeout (30 s) to pass at least twice while visits are counted.
-      await sleep(75_000);
+      // Long enough for visits acknowledged more than 60 s before the failure, and for
+      // archive_timeout (30 s) to pass twice.
+      await sleep(66_000);
       failedAt = Date.now();
       await docker.getContainer(postgresName).stop({ t: 0 });
     } finally {
@@ -131,7 +136,14 @@ export function describeBackups(s: BackupScenario): void {
     const volumeName = postgres.Mounts.find((m) => m.Destination === "/var/lib/postgresql/data")?.Name;
     assert.ok(volumeName !== undefined);
     const volume = await docker.getVolume(volumeName).inspect();
-    await s.realiser().recreateContainers([postgresName, backupName], async () => {
+    // Every container that mounts it goes first: the image's check (which runs before Postgres
+    // again), Postgres and the backup container.
+    const users = (await docker.listContainers({ all: true, filters: { volume: [volumeName] } })).map((c) =>
+      c.Names[0].replace(/^\//, ""),
+    );
+    const order = [...users.filter((n) => n.startsWith(`${s.prefix}-postgres-check-`)), postgresName, backupName];
+    assert.deepEqual([...users].sort(), [...order].sort(), "what mounts the data volume");
+    await s.realiser().recreateContainers(order, async () => {
       await docker.getVolume(volumeName).remove();
       await docker.createVolume({ Name: volumeName, Labels: volume.Labels ?? {} });
     });
@@ -227,6 +239,95 @@ export function describeBackups(s: BackupScenario): void {
     const verify = await execIn(backup, ["pgbackrest", "--stanza=webstack", "--log-level-console=warn", "verify"]);
     assert.equal(verify.exitCode, 0, verify.output);
     assert.doesNotMatch(verify.output, /missing|invalid|ERROR/i, verify.output);
+  });
+  test("backups: a restore to a moment the archive does not reach fails, puts the data directory back and starts the stack as it was", async () => {
+    const port = s.port();
+    for (let i = 0; i < 10; i++) assert.equal((await visit(port)).status, 200);
+    const before = await s.readCount();
+    // No commit follows this moment, so recovery can never pass it: Postgres stops short of it.
+    const moment = new Date();
+    await sleep(1000);
+    await assert.rejects(
+      restoreStack(s.docker(), { stack: s.stack, to: moment, recoverySeconds: 45 }),
+      /^Error: Postgres finished recovery and answered within 45 s.*; the data directory was put back and the stack started as it was/s,
+    );
+    await s.healthy(postgresName, 120);
+    await eventually("the count served as before", 90, async () =>
+      (await s.readCount().catch(() => undefined)) === before ? true : undefined,
+    );
+    const { output } = await execIn(s.docker().getContainer(postgresName), ["ls", "/var/lib/postgresql/data"]);
+    assert.match(output, /pgdata\.failed-restore-\d{8}T\d{6}Z/, "what the restore left is kept too");
+    assert.equal((await visit(port)).status, 200);
+  });
+  test("Postgres upgrades: a new minor version keeps every row; a new major version is refused before the server is touched; npm run upgrade-postgres moves the data and the update then goes through, every row kept, the backups going on", async (t) => {
+    const docker = s.docker();
+    const rows = async () => {
+      const tables = await s.psql("SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1");
+      const counted: Record<string, number> = {};
+      for (const table of tables) counted[table] = Number((await s.psql(`SELECT count(*) FROM ${table}`))[0]);
+      return counted;
+    };
+
+    // A minor version: another image of the same major, on the same data directory.
+    const minor = await derivedImage(s.engine(), STANDIN_IMAGES.postgres, "webstack-standin/postgres:15-next");
+    const beforeMinor = await rows();
+    await s.update({ postgresImage: minor });
+    await s.healthy(postgresName, 180);
+    assert.deepEqual(await rows(), beforeMinor);
+    assert.equal((await visit(s.port())).status, 200);
+
+    // A major version: refused by the check, with the server before untouched.
+    const serving = await docker.getContainer(postgresName).inspect();
+    const failures = await s.failedUpdate({ postgresImage: STANDIN_IMAGES.postgres17 });
+    assert.deepEqual(
+      [...new Set(failures.map((f) => f.message))],
+      [
+        `webstack:postgresImage ${STANDIN_IMAGES.postgres17} cannot run on this stack's data: the data directory is Postgres 15 and the image is Postgres 17. ` +
+          "Postgres was not replaced; the server before serves on. A new major version needs its data moved over first: " +
+          `run \`npm run upgrade-postgres -- --stack ${s.stack} --image ${STANDIN_IMAGES.postgres17}\`, then \`pulumi up --refresh\` ` +
+          `(see the README's "Postgres upgrades"), or set webstack:postgresImage back`,
+      ],
+    );
+    const still = await docker.getContainer(postgresName).inspect();
+    assert.equal(still.Id, serving.Id);
+    assert.ok(still.State.Running);
+    assert.equal((await visit(s.port())).status, 200);
+
+    // Rows enough to be worth counting: a visit is a row of its own.
+    for (let i = 0; i < 300; i++) assert.equal((await visit(s.port())).status, 200);
+    const before = await rows();
+    const upgradedAt = Date.now();
+    const printed = await backupsCli("upgrade-postgres", "--stack", s.stack, "--image", STANDIN_IMAGES.postgres17);
+    t.diagnostic(`npm run upgrade-postgres:\n${printed}`);
+    assert.match(
+      printed,
+      /\nmoved stack \S+ from Postgres 15 to 17 in [\d.]+ s, every row kept \(.*\); the old data directory is kept as pgdata\.pg15-\d{8}T\d{6}Z\. Now run: pulumi config set webstack:postgresImage \S+ && pulumi up --refresh$/,
+    );
+    // `pulumi up --refresh`: the refused check, gone from the engine, leaves the state and runs again.
+    assert.deepEqual(
+      (await s.realiser().refresh()).filter((name) => name.endsWith("-postgres-check")),
+      ["webstack-postgres-check"],
+    );
+    await s.update({ postgresImage: STANDIN_IMAGES.postgres17 });
+    await s.healthy(postgresName, 180);
+    assert.match((await s.psql("SHOW server_version"))[0], /^17\./);
+    assert.deepEqual(await rows(), before);
+    const counted = Number((await s.psql("SELECT count FROM visit_counter"))[0]);
+    const next = await eventually("a visit on Postgres 17", 90, async () => {
+      const answer = await visit(s.port());
+      return answer.status === 200 ? (JSON.parse(answer.body) as { count: number }).count : undefined;
+    });
+    assert.equal(next, counted + 1);
+    // The stanza learns the new version, and a full backup of it follows.
+    await eventually("a full backup of Postgres 17", 300, async () => {
+      const status = await listBackups(docker, s.stack).catch(() => undefined);
+      const newest = status?.backups[status.backups.length - 1];
+      return newest?.type === "full" &&
+        newest.start.getTime() >= upgradedAt - 1000 &&
+        status?.health.status === "healthy"
+        ? newest
+        : undefined;
+    });
   });
 }
 

@@ -12,6 +12,7 @@ const scriptsDir = path.resolve(__dirname, "../../../scripts/engine");
 /** Tags of the stand-in images, by the official image they replace. */
 export const STANDIN_IMAGES = {
   postgres: "webstack-standin/postgres:15",
+  postgres17: "webstack-standin/postgres:17",
   redis: "webstack-standin/redis:7",
   nginx: "webstack-standin/nginx:1.22",
   node: "webstack-standin/node:20",

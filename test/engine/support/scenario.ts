@@ -63,6 +63,14 @@ export interface Scenario {
   /** Backups restored under load and to a moment (see backups.ts): the target keeps them on a volume. */
   restores?: boolean;
   /**
+   * Run the tests of the container layer itself (limits, OOM, fork bomb, reloads, releases,
+   * migrations, rollback, a new Redis image), which are the same on every target: the local
+   * scenario runs them; a cloud scenario, whose container layer is the same specs on the same
+   * engine, tests what differs (readiness, the data directory on block storage, HTTPS, the bucket).
+   * @default true
+   */
+  layerTests?: boolean;
+  /**
    * The S3 endpoint a cloud target's backups go to (`nyc3.digitaloceanspaces.com`): the s3 stand-in
    * takes its name on the stack's backup network.
    */
@@ -152,6 +160,7 @@ export async function checkoutWith(migrations: Record<string, string>): Promise<
     "nginx",
     "acme",
     "app",
+    "postgres",
   ]) {
     await fs.cp(path.join(ROOT, entry), path.join(dir, entry), {
       recursive: true,
@@ -251,6 +260,14 @@ export function describeStack(scenario: Scenario): void {
   const readCount = () => visitCount(port);
   /** The one-off runs: the files runs for the app and nginx, and the first release's migration run. */
   const oneOffs = [`${prefix}-files-app`, `${prefix}-files-nginx`, `${prefix}-migrate-r1`];
+  /** The one-off runs as the first update left them: those above and the Postgres image's check. */
+  const firstOneOffs = () => [
+    ...oneOffs,
+    ...realiser
+      .ofType("docker:index/container:Container")
+      .map((r) => String(r.outputs.name))
+      .filter((name) => name.startsWith(`${prefix}-postgres-check-`)),
+  ];
   /** Every password and token the program generated, as the recorded state holds them. */
   const generatedSecrets = () => {
     const found = realiser
@@ -309,6 +326,14 @@ export function describeStack(scenario: Scenario): void {
       (await inspect(name)).State.Health?.Status === "healthy" ? true : undefined,
     );
 
+  /** A test of the container layer, which only one scenario needs to run (see `layerTests`). */
+  const layerTest = (name: string, fn: (t: TestContext) => Promise<void>): void => {
+    const options =
+      scenario.layerTests === false ? { skip: "the container layer is the local scenario's to test" } : {};
+    // Registered like any test of the suite; node:test runs them in order.
+    void test(name, options, fn);
+  };
+
   describe(`${stack}: the whole stack on a real Docker engine`, { timeout: 20 * 60_000 }, () => {
     before(async () => {
       engine = await startEngine();
@@ -317,7 +342,9 @@ export function describeStack(scenario: Scenario): void {
         "redis",
         "nginx",
         "node",
-        ...(scenario.bucketEndpoint ? (["s3"] as const) : []),
+        ...(scenario.bucketEndpoint === undefined ? [] : (["s3"] as const)),
+        // Another major version, for the upgrade test.
+        ...(scenario.restores ? (["postgres17"] as const) : []),
       ]);
       realiser = new EngineRealiser({
         docker: engine.docker,
@@ -420,7 +447,7 @@ export function describeStack(scenario: Scenario): void {
         names.sort(),
         [
           ...replicas(),
-          ...oneOffs,
+          ...firstOneOffs(),
           `${prefix}-nginx`,
           `${prefix}-postgres`,
           `${prefix}-redis`,
@@ -446,14 +473,15 @@ export function describeStack(scenario: Scenario): void {
         } else {
           assert.deepEqual(bindings, [], `${name} publishes nothing`);
         }
-        if (oneOffs.includes(name)) {
+        if (firstOneOffs().includes(name)) {
           assert.deepEqual(
             [info.State.Status, info.State.ExitCode, info.HostConfig.RestartPolicy?.Name],
             ["exited", 0, "no"],
             `${name} ran once and ended well`,
           );
-        } else if (name === `${prefix}-acme`) {
-          // Its CA is down until the HTTPS tests: running, and saying so (see https.ts).
+        } else if (name === `${prefix}-acme` || name === `${prefix}-backup`) {
+          // The ACME client's CA is down until the HTTPS tests (see https.ts); the backup container
+          // is healthy once its first full backup is done, which its own tests wait for (backups.ts).
           assert.equal(info.State.Running, true, `${name} running`);
           assert.equal(info.HostConfig.RestartPolicy?.Name, "unless-stopped", `${name} restart policy`);
         } else {
@@ -489,181 +517,193 @@ export function describeStack(scenario: Scenario): void {
       for (const secret of secrets) assert.ok(!JSON.stringify(history).includes(secret), "no secret in an image layer");
     });
 
-    test("each service runs within its role's limits; a process past a replica's limit is killed inside it while the stack serves on; under load, a changed Postgres limit is applied without a restart and a changed Redis limit replaces Redis, failing no request", async (t) => {
-      const MiB = 1024 * 1024;
-      const limited = (name: string): [string, { memory: number; cpuShares: number }] => {
-        const role = name.startsWith(`${prefix}-app-`) ? "app" : (name.slice(prefix.length + 1) as LimitedRole);
-        const { memoryMb, cpuShares } = DEFAULT_LIMITS[role];
-        return [name, { memory: memoryMb * MiB, cpuShares }];
-      };
-      const services = [`${prefix}-postgres`, `${prefix}-redis`, `${prefix}-nginx`, ...replicas()];
-      for (const [name, { memory, cpuShares }] of services.map(limited)) {
-        const { HostConfig } = await inspect(name);
-        assert.deepEqual(
-          [HostConfig.Memory, HostConfig.MemorySwap, HostConfig.CpuShares],
-          [memory, memory, cpuShares],
-          name,
-        );
-      }
+    layerTest(
+      "each service runs within its role's limits; a process past a replica's limit is killed inside it while the stack serves on; under load, a changed Postgres limit is applied without a restart and a changed Redis limit replaces Redis, failing no request",
+      async (t) => {
+        const MiB = 1024 * 1024;
+        const limited = (name: string): [string, { memory: number; cpuShares: number }] => {
+          const role = name.startsWith(`${prefix}-app-`) ? "app" : (name.slice(prefix.length + 1) as LimitedRole);
+          const { memoryMb, cpuShares } = DEFAULT_LIMITS[role];
+          return [name, { memory: memoryMb * MiB, cpuShares }];
+        };
+        const services = [`${prefix}-postgres`, `${prefix}-redis`, `${prefix}-nginx`, ...replicas()];
+        for (const [name, { memory, cpuShares }] of services.map(limited)) {
+          const { HostConfig } = await inspect(name);
+          assert.deepEqual(
+            [HostConfig.Memory, HostConfig.MemorySwap, HostConfig.CpuShares],
+            [memory, memory, cpuShares],
+            name,
+          );
+        }
 
-      // Memory a replica's heap limit does not cover (buffers), taken until the kernel steps in.
-      const victim = replicas()[0];
-      const postgres = await inspect(`${prefix}-postgres`);
-      const hog = await execIn(docker().getContainer(victim), [
-        "node",
-        "-e",
-        "const kept = []; for (;;) kept.push(Buffer.alloc(8 << 20, 1));",
-      ]);
-      assert.equal(hog.exitCode, 137, `the process past ${victim}'s limit is killed (SIGKILL): ${hog.output}`);
-      const after = await inspect(victim);
-      assert.deepEqual([after.State.Running, after.State.Health?.Status], [true, "healthy"]);
-      const { status } = await visit(port);
-      assert.equal(status, 200);
-
-      const redis = await inspect(`${prefix}-redis`);
-      const before = await readCount();
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
-      try {
-        await sleep(2000);
-        await update({ limits: '{"postgres":{"memoryMb":640},"redis":{"memoryMb":160}}' });
-        await sleep(3000);
-      } finally {
-        await load.stop();
-      }
-      await settleLoad(t, load, before);
-      // Redis's maxmemory is in its config file: a new limit is a new Redis, which the app rides out.
-      const newRedis = await inspect(`${prefix}-redis`);
-      assert.notEqual(newRedis.Id, redis.Id);
-      assert.equal(newRedis.HostConfig.Memory, 160 * MiB);
-      const updated = await inspect(`${prefix}-postgres`);
-      assert.equal(updated.Id, postgres.Id, "Postgres is not replaced");
-      assert.equal(updated.State.StartedAt, postgres.State.StartedAt, "nor restarted");
-      assert.deepEqual([updated.HostConfig.Memory, updated.HostConfig.MemorySwap], [640 * MiB, 640 * MiB]);
-      assert.equal(updated.RestartCount, postgres.RestartCount);
-    });
-
-    test("a replica whose own server process goes past its memory limit is OOM-killed and restarted by its policy; under load no request fails and Postgres is untouched", async (t) => {
-      const victim = replicas()[1];
-      const { RestartCount: restartsBefore } = await inspect(victim);
-      const postgres = await inspect(`${prefix}-postgres`);
-      const before = await readCount();
-      const since = Math.floor(Date.now() / 1000);
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
-      try {
-        await sleep(1000);
-        // The replica's own server allocates outside its heap until the kernel steps in: Node's
-        // debugger, opened by SIGUSR1, has it evaluate the allocation. Killed with the server.
-        await execIn(docker().getContainer(victim), [
-          "sh",
-          "-c",
-          [
-            `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < "$p/cmdline")" in "node /app/dist/server.js"*) pid="\${p#/proc/}";; esac; done`,
-            'kill -USR1 "$pid"',
-            `(sleep 2; echo 'exec("globalThis.hog = []; for (;;) hog.push(Buffer.alloc(8 << 20, 1))")'; sleep 20) | timeout 25 node inspect 127.0.0.1:9229`,
-          ].join("\n"),
+        // Memory a replica's heap limit does not cover (buffers), taken until the kernel steps in.
+        const victim = replicas()[0];
+        const postgres = await inspect(`${prefix}-postgres`);
+        const hog = await execIn(docker().getContainer(victim), [
+          "node",
+          "-e",
+          "const kept = []; for (;;) kept.push(Buffer.alloc(8 << 20, 1));",
         ]);
-        await eventually(`${victim} restarted`, 60, async () =>
-          (await inspect(victim)).RestartCount > restartsBefore ? true : undefined,
-        );
-        await healthy(victim);
-        await sleep(2000);
-      } finally {
-        await load.stop();
-      }
-      const result = await settleLoad(t, load, before);
-      const events = await docker().getEvents({
-        since,
-        until: Math.ceil(Date.now() / 1000),
-        filters: { container: [victim], event: ["oom"] },
-      });
-      let said = "";
-      for await (const chunk of events) said += String(chunk);
-      t.diagnostic(`${victim}: OOM-killed and restarted; ${result.ok} requests served meanwhile, none failed`);
-      assert.match(said, /"status":"oom"/, `the kernel's OOM killer ended ${victim}'s server`);
-      const after = await inspect(victim);
-      assert.deepEqual([after.State.Running, after.State.Health?.Status], [true, "healthy"]);
-      const untouched = await inspect(`${prefix}-postgres`);
-      assert.deepEqual(
-        [untouched.State.StartedAt, untouched.RestartCount],
-        [postgres.State.StartedAt, postgres.RestartCount],
-        "Postgres was not restarted",
-      );
-    });
+        assert.equal(hog.exitCode, 137, `the process past ${victim}'s limit is killed (SIGKILL): ${hog.output}`);
+        const after = await inspect(victim);
+        assert.deepEqual([after.State.Running, after.State.Health?.Status], [true, "healthy"]);
+        const { status } = await visit(port);
+        assert.equal(status, 200);
 
-    test("a fork bomb in a replica stops at the app user's task limit; the stack serves on, and the replica was never short of threads", async (t) => {
-      const victim = replicas()[0];
-      for (const name of replicas())
+        const redis = await inspect(`${prefix}-redis`);
+        const before = await readCount();
+        const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+        try {
+          await sleep(2000);
+          await update({ limits: '{"postgres":{"memoryMb":640},"redis":{"memoryMb":160}}' });
+          await sleep(3000);
+        } finally {
+          await load.stop();
+        }
+        await settleLoad(t, load, before);
+        // Redis's maxmemory is in its config file: a new limit is a new Redis, which the app rides out.
+        const newRedis = await inspect(`${prefix}-redis`);
+        assert.notEqual(newRedis.Id, redis.Id);
+        assert.equal(newRedis.HostConfig.Memory, 160 * MiB);
+        const updated = await inspect(`${prefix}-postgres`);
+        assert.equal(updated.Id, postgres.Id, "Postgres is not replaced");
+        assert.equal(updated.State.StartedAt, postgres.State.StartedAt, "nor restarted");
+        assert.deepEqual([updated.HostConfig.Memory, updated.HostConfig.MemorySwap], [640 * MiB, 640 * MiB]);
+        assert.equal(updated.RestartCount, postgres.RestartCount);
+      },
+    );
+
+    layerTest(
+      "a replica whose own server process goes past its memory limit is OOM-killed and restarted by its policy; under load no request fails and Postgres is untouched",
+      async (t) => {
+        const victim = replicas()[1];
+        const { RestartCount: restartsBefore } = await inspect(victim);
+        const postgres = await inspect(`${prefix}-postgres`);
+        const before = await readCount();
+        const since = Math.floor(Date.now() / 1000);
+        const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+        try {
+          await sleep(1000);
+          // The replica's own server allocates outside its heap until the kernel steps in: Node's
+          // debugger, opened by SIGUSR1, has it evaluate the allocation. Killed with the server.
+          await execIn(docker().getContainer(victim), [
+            "sh",
+            "-c",
+            [
+              `for p in /proc/[0-9]*; do case "$(tr '\\0' ' ' < "$p/cmdline")" in "node /app/dist/server.js"*) pid="\${p#/proc/}";; esac; done`,
+              'kill -USR1 "$pid"',
+              `(sleep 2; echo 'exec("globalThis.hog = []; for (;;) hog.push(Buffer.alloc(8 << 20, 1))")'; sleep 20) | timeout 25 node inspect 127.0.0.1:9229`,
+            ].join("\n"),
+          ]);
+          await eventually(`${victim} restarted`, 60, async () =>
+            (await inspect(victim)).RestartCount > restartsBefore ? true : undefined,
+          );
+          await healthy(victim);
+          await sleep(2000);
+        } finally {
+          await load.stop();
+        }
+        const result = await settleLoad(t, load, before);
+        const events = await docker().getEvents({
+          since,
+          until: Math.ceil(Date.now() / 1000),
+          filters: { container: [victim], event: ["oom"] },
+        });
+        let said = "";
+        for await (const chunk of events) said += String(chunk);
+        t.diagnostic(`${victim}: OOM-killed and restarted; ${result.ok} requests served meanwhile, none failed`);
+        assert.match(said, /"status":"oom"/, `the kernel's OOM killer ended ${victim}'s server`);
+        const after = await inspect(victim);
+        assert.deepEqual([after.State.Running, after.State.Health?.Status], [true, "healthy"]);
+        const untouched = await inspect(`${prefix}-postgres`);
         assert.deepEqual(
-          (await inspect(name)).HostConfig.Ulimits,
-          [{ Name: "nproc", Soft: APP_PROCESSES, Hard: APP_PROCESSES }],
-          name,
+          [untouched.State.StartedAt, untouched.RestartCount],
+          [postgres.State.StartedAt, postgres.RestartCount],
+          "Postgres was not restarted",
         );
-      const atRest = await tasksOf(APP_UID);
-      t.diagnostic(`the app's user has ${atRest} tasks for ${replicas().length} replicas at rest`);
-      assert.ok(atRest <= TASKS_PER_REPLICA * replicas().length, `${atRest} tasks at rest`);
+      },
+    );
 
-      const before = await readCount();
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
-      let bomb: { exitCode: number; output: string };
-      let peak: number;
-      try {
-        await sleep(1000);
-        // Forks until the kernel refuses; dash gives up on the first refusal. Each child ends by itself.
-        bomb = await execIn(docker().getContainer(victim), [
-          "sh",
-          "-c",
-          `n=0; while [ $n -lt ${APP_PROCESSES * 4} ]; do sleep 15 & n=$((n+1)); done; echo "forked $n"`,
-        ]);
-        peak = await tasksOf(APP_UID);
-        await sleep(2000);
-      } finally {
-        await load.stop();
-      }
-      t.diagnostic(`bomb: exit ${bomb.exitCode}, ${peak} tasks of the app's user at its peak; ${bomb.output.trim()}`);
-      assert.notEqual(bomb.exitCode, 0, "the bomb was stopped");
-      assert.match(bomb.output, /fork/i, "by a refused fork");
-      assert.doesNotMatch(bomb.output, /^forked/m);
-      assert.ok(peak <= APP_PROCESSES, `${peak} tasks, past the limit of ${APP_PROCESSES}`);
-      assert.ok(peak > APP_PROCESSES - 20, `${peak} tasks: something else stopped the bomb`);
-      await settleLoad(t, load, before);
-      for (const name of [`${prefix}-postgres`, `${prefix}-redis`, `${prefix}-nginx`, ...replicas()]) {
-        const state = (await inspect(name)).State;
-        assert.deepEqual([state.Running, state.Health?.Status], [true, "healthy"], name);
-      }
-      // The children end by themselves, and the user's tasks are what they were.
-      await eventually("the bomb's children to end", 30, async () =>
-        (await tasksOf(APP_UID)) <= atRest + 2 ? true : undefined,
-      );
-    });
+    layerTest(
+      "a fork bomb in a replica stops at the app user's task limit; the stack serves on, and the replica was never short of threads",
+      async (t) => {
+        const victim = replicas()[0];
+        for (const name of replicas())
+          assert.deepEqual(
+            (await inspect(name)).HostConfig.Ulimits,
+            [{ Name: "nproc", Soft: APP_PROCESSES, Hard: APP_PROCESSES }],
+            name,
+          );
+        const atRest = await tasksOf(APP_UID);
+        t.diagnostic(`the app's user has ${atRest} tasks for ${replicas().length} replicas at rest`);
+        assert.ok(atRest <= TASKS_PER_REPLICA * replicas().length, `${atRest} tasks at rest`);
 
-    test("a new nginx config under load is reloaded in the running nginx: no failed request, the same container, the new limit in force", async (t) => {
-      const nginx = await inspect(`${prefix}-nginx`);
-      const body = Buffer.alloc(1536 * 1024, "x");
-      const post = async () =>
-        (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body, signal: AbortSignal.timeout(10_000) }))
-          .status;
-      assert.equal(await post(), 413, "1.5 MB is over the default 1m");
-      const before = await readCount();
-      let changedAt = 0;
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
-      try {
-        await sleep(2000);
-        changedAt = Math.floor(Date.now() / 1000) - 1;
-        await update({ maxRequestBody: "2m" });
-        await eventually("the new limit in force", 30, async () => ((await post()) !== 413 ? true : undefined));
-        await sleep(2000);
-      } finally {
-        await load.stop();
-      }
-      await settleLoad(t, load, before);
-      const after = await inspect(`${prefix}-nginx`);
-      assert.deepEqual([after.Id, after.State.StartedAt, after.RestartCount], [nginx.Id, nginx.State.StartedAt, 0]);
-      // The watcher says why it reloaded, on nginx's stderr (its access log is stdout).
-      const said = await docker()
-        .getContainer(`${prefix}-nginx`)
-        .logs({ stdout: false, stderr: true, since: changedAt });
-      assert.match(said.toString("utf8"), /config changed from .* reloading nginx/);
-    });
+        const before = await readCount();
+        const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+        let bomb: { exitCode: number; output: string };
+        let peak: number;
+        try {
+          await sleep(1000);
+          // Forks until the kernel refuses; dash gives up on the first refusal. Each child ends by itself.
+          bomb = await execIn(docker().getContainer(victim), [
+            "sh",
+            "-c",
+            `n=0; while [ $n -lt ${APP_PROCESSES * 4} ]; do sleep 15 & n=$((n+1)); done; echo "forked $n"`,
+          ]);
+          peak = await tasksOf(APP_UID);
+          await sleep(2000);
+        } finally {
+          await load.stop();
+        }
+        t.diagnostic(`bomb: exit ${bomb.exitCode}, ${peak} tasks of the app's user at its peak; ${bomb.output.trim()}`);
+        assert.notEqual(bomb.exitCode, 0, "the bomb was stopped");
+        assert.match(bomb.output, /fork/i, "by a refused fork");
+        assert.doesNotMatch(bomb.output, /^forked/m);
+        assert.ok(peak <= APP_PROCESSES, `${peak} tasks, past the limit of ${APP_PROCESSES}`);
+        assert.ok(peak > APP_PROCESSES - 20, `${peak} tasks: something else stopped the bomb`);
+        await settleLoad(t, load, before);
+        for (const name of [`${prefix}-postgres`, `${prefix}-redis`, `${prefix}-nginx`, ...replicas()]) {
+          const state = (await inspect(name)).State;
+          assert.deepEqual([state.Running, state.Health?.Status], [true, "healthy"], name);
+        }
+        // The children end by themselves, and the user's tasks are what they were.
+        await eventually("the bomb's children to end", 30, async () =>
+          (await tasksOf(APP_UID)) <= atRest + 2 ? true : undefined,
+        );
+      },
+    );
+
+    layerTest(
+      "a new nginx config under load is reloaded in the running nginx: no failed request, the same container, the new limit in force",
+      async (t) => {
+        const nginx = await inspect(`${prefix}-nginx`);
+        const body = Buffer.alloc(1536 * 1024, "x");
+        const post = async () =>
+          (await fetch(`http://127.0.0.1:${port}/`, { method: "POST", body, signal: AbortSignal.timeout(10_000) }))
+            .status;
+        assert.equal(await post(), 413, "1.5 MB is over the default 1m");
+        const before = await readCount();
+        let changedAt = 0;
+        const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+        try {
+          await sleep(2000);
+          changedAt = Math.floor(Date.now() / 1000) - 1;
+          await update({ maxRequestBody: "2m" });
+          await eventually("the new limit in force", 30, async () => ((await post()) !== 413 ? true : undefined));
+          await sleep(2000);
+        } finally {
+          await load.stop();
+        }
+        await settleLoad(t, load, before);
+        const after = await inspect(`${prefix}-nginx`);
+        assert.deepEqual([after.Id, after.State.StartedAt, after.RestartCount], [nginx.Id, nginx.State.StartedAt, 0]);
+        // The watcher says why it reloaded, on nginx's stderr (its access log is stdout).
+        const said = await docker()
+          .getContainer(`${prefix}-nginx`)
+          .logs({ stdout: false, stderr: true, since: changedAt });
+        assert.match(said.toString("utf8"), /config changed from .* reloading nginx/);
+      },
+    );
 
     test("data survives Postgres recreated on its volume and Redis restarted", async () => {
       const before = await readCount();
@@ -681,36 +721,39 @@ export function describeStack(scenario: Scenario): void {
       assert.equal((JSON.parse(body) as { count: number }).count, before + 1);
     });
 
-    test("under load, killing a replica and restarting Redis fail no request; the killed replica comes back by its restart policy", async (t) => {
-      const before = await readCount();
-      const victim = replicas()[0];
-      const restartsBefore = (await inspect(victim)).RestartCount;
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
-      let servedByVictimOnReturn = 0;
-      try {
-        await sleep(2000);
-        // A crash, not a `docker stop`: the restart policy must bring it back.
-        process.kill((await inspect(victim)).State.Pid, "SIGKILL");
-        await eventually(`${victim} restarted`, 60, async () => {
-          const info = await inspect(victim);
-          return info.RestartCount > restartsBefore && info.State.Health?.Status === "healthy" ? true : undefined;
-        });
-        servedByVictimOnReturn = load.result.servedBy.get(victim) ?? 0;
-        await docker().getContainer(`${prefix}-redis`).restart({ t: 10 });
-        await healthy(`${prefix}-redis`);
-        await sleep(3000);
-      } finally {
-        await load.stop();
-      }
-      const result = await settleLoad(t, load, before);
-      assert.deepEqual([...result.servedBy.keys()].sort(), replicas());
-      assert.ok(
-        (result.servedBy.get(victim) ?? 0) > servedByVictimOnReturn,
-        `${victim} serves again after its restart`,
-      );
-    });
+    layerTest(
+      "under load, killing a replica and restarting Redis fail no request; the killed replica comes back by its restart policy",
+      async (t) => {
+        const before = await readCount();
+        const victim = replicas()[0];
+        const restartsBefore = (await inspect(victim)).RestartCount;
+        const load = startLoad(port, { concurrency: 8, maxSeconds: 120 });
+        let servedByVictimOnReturn = 0;
+        try {
+          await sleep(2000);
+          // A crash, not a `docker stop`: the restart policy must bring it back.
+          process.kill((await inspect(victim)).State.Pid, "SIGKILL");
+          await eventually(`${victim} restarted`, 60, async () => {
+            const info = await inspect(victim);
+            return info.RestartCount > restartsBefore && info.State.Health?.Status === "healthy" ? true : undefined;
+          });
+          servedByVictimOnReturn = load.result.servedBy.get(victim) ?? 0;
+          await docker().getContainer(`${prefix}-redis`).restart({ t: 10 });
+          await healthy(`${prefix}-redis`);
+          await sleep(3000);
+        } finally {
+          await load.stop();
+        }
+        const result = await settleLoad(t, load, before);
+        assert.deepEqual([...result.servedBy.keys()].sort(), replicas());
+        assert.ok(
+          (result.servedBy.get(victim) ?? 0) > servedByVictimOnReturn,
+          `${victim} serves again after its restart`,
+        );
+      },
+    );
 
-    test("a new release replaces every replica under load with no failed request and no lost visit", async (t) => {
+    layerTest("a new release replaces every replica under load with no failed request and no lost visit", async (t) => {
       const oldReplicas = replicas();
       const before = await readCount();
       const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
@@ -740,149 +783,160 @@ export function describeStack(scenario: Scenario): void {
     // Expand: a nullable column the release before never mentions, so it serves on unchanged.
     const ADD_SOURCE = "ALTER TABLE counted_requests ADD COLUMN source text";
 
-    test("a release that brings a migration, under load: its migration run applies it once, before any replica of the release is created, and no request fails", async (t) => {
-      const withColumn = await checkoutWith({ "0002_request-source": ADD_SOURCE });
-      checkouts.push(withColumn);
-      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter"]);
-      await updateUnderLoad(t, { release: "r3" }, withColumn);
-      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
-      assert.deepEqual(
-        await psql(
-          "SELECT column_name FROM information_schema.columns WHERE table_name = 'counted_requests' ORDER BY ordinal_position",
-        ),
-        ["request_id", "count", "counted_at", "source"],
-      );
-      const run = await inspect(`${prefix}-migrate-r3`);
-      assert.deepEqual([run.State.Status, run.State.ExitCode], ["exited", 0]);
-      const said = await docker().getContainer(`${prefix}-migrate-r3`).logs({ stdout: true, stderr: true });
-      assert.match(said.toString("utf8"), /"msg":"applied 0002_request-source"/);
-      assert.deepEqual(
-        replicas(),
-        [1, 2, 3].map((i) => `${prefix}-app-r3-${i}`),
-      );
-      const ended = Date.parse(run.State.FinishedAt);
-      for (const name of replicas()) {
-        const created = Date.parse((await inspect(name)).Created);
-        assert.ok(created > ended, `${name} was created after the migration run ended`);
-      }
-    });
+    layerTest(
+      "a release that brings a migration, under load: its migration run applies it once, before any replica of the release is created, and no request fails",
+      async (t) => {
+        const withColumn = await checkoutWith({ "0002_request-source": ADD_SOURCE });
+        checkouts.push(withColumn);
+        assert.deepEqual(await appliedMigrations(), ["0001_visit-counter"]);
+        await updateUnderLoad(t, { release: "r3" }, withColumn);
+        assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
+        assert.deepEqual(
+          await psql(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'counted_requests' ORDER BY ordinal_position",
+          ),
+          ["request_id", "count", "counted_at", "source"],
+        );
+        const run = await inspect(`${prefix}-migrate-r3`);
+        assert.deepEqual([run.State.Status, run.State.ExitCode], ["exited", 0]);
+        const said = await docker().getContainer(`${prefix}-migrate-r3`).logs({ stdout: true, stderr: true });
+        assert.match(said.toString("utf8"), /"msg":"applied 0002_request-source"/);
+        assert.deepEqual(
+          replicas(),
+          [1, 2, 3].map((i) => `${prefix}-app-r3-${i}`),
+        );
+        const ended = Date.parse(run.State.FinishedAt);
+        for (const name of replicas()) {
+          const created = Date.parse((await inspect(name)).Created);
+          assert.ok(created > ended, `${name} was created after the migration run ended`);
+        }
+      },
+    );
 
-    test("a release whose migration fails, under load: the update fails naming the migration, no replica of it exists, the release before serves on without a failed request; the fixed release goes through", async (t) => {
-      const broken = await checkoutWith({
-        "0002_request-source": ADD_SOURCE,
-        "0003_source-index": "CREATE INDEX counted_requests_source ON counted_requests (sauce)",
-      });
-      const fixed = await checkoutWith({
-        "0002_request-source": ADD_SOURCE,
-        "0003_source-index": "CREATE INDEX counted_requests_source ON counted_requests (source)",
-      });
-      checkouts.push(broken, fixed);
-      const serving = replicas();
-      const before = await readCount();
-      const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
-      let failures: Error[];
-      try {
-        await sleep(2000);
-        realiser.beginUpdate();
-        failures = await failedDeploy(realiser, { ...settings, release: "r4" }, { checkout: broken });
-        // A failed update deletes nothing, so there is no finishUpdate().
-        await sleep(3000);
-      } finally {
-        await load.stop();
-      }
-      await settleLoad(t, load, before);
-      assert.deepEqual(
-        [...new Set(failures.map((f) => f.message))],
-        [
-          `${prefix}-migrate-r4 exited with code 1: migration 0003_source-index failed: column "sauce" does not exist. ` +
-            `No replica of release r4 was created; the release before it serves on (see \`docker logs ${prefix}-migrate-r4\`)`,
-        ],
-      );
-      assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), serving);
-      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
-
-      await updateUnderLoad(t, { release: "r5" }, fixed);
-      assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source", "0003_source-index"]);
-      assert.deepEqual(
-        replicas(),
-        [1, 2, 3].map((i) => `${prefix}-app-r5-${i}`),
-      );
-      const left = await stackContainers();
-      assert.ok(
-        !left.some((n) => /-(app|migrate)-r[34]\b/.test(n)),
-        `the failed release and the one before are gone: ${left.join(", ")}`,
-      );
-    });
-
-    test("a rollback under load runs a kept release's image again, builds nothing, and fails no request; its migration run finds the newer schema enough; only the newest keepReleases images stay", async (t) => {
-      const IMAGE = "docker:index/image:Image";
-      // The stack's release images on the engine, by tag (its release).
-      const kept = async () =>
-        (await docker().listImages({ filters: { reference: [`${prefix}-app`] } }))
-          .flatMap((image) => image.RepoTags ?? [])
-          .map((tag) => tag.slice(tag.lastIndexOf(":") + 1))
-          .sort();
-      // A cloud host prunes over SSH, which the realiser records and does not run.
-      const prunes = scenario.readinessCommand === undefined;
-      // r1 to r5 were built; r4's image too, though its migration failed. The newest three stay.
-      if (prunes) assert.deepEqual(await kept(), ["r3", "r4", "r5"]);
-      const builds = realiser.ofType(IMAGE).length;
-      const migrations = await appliedMigrations();
-      // The same load at rest first: what the rollback's latency is held against.
-      const countAtRest = await readCount();
-      const atRest = startLoad(port, { concurrency: 8, maxSeconds: 300 });
-      await sleep(5000);
-      await settleLoad(t, atRest, countAtRest);
-
-      if (prunes) {
-        // r1's image was pruned: the update fails before any container of it exists.
+    layerTest(
+      "a release whose migration fails, under load: the update fails naming the migration, no replica of it exists, the release before serves on without a failed request; the fixed release goes through",
+      async (t) => {
+        const broken = await checkoutWith({
+          "0002_request-source": ADD_SOURCE,
+          "0003_source-index": "CREATE INDEX counted_requests_source ON counted_requests (sauce)",
+        });
+        const fixed = await checkoutWith({
+          "0002_request-source": ADD_SOURCE,
+          "0003_source-index": "CREATE INDEX counted_requests_source ON counted_requests (source)",
+        });
+        checkouts.push(broken, fixed);
         const serving = replicas();
-        realiser.beginUpdate();
-        const failures = await failedDeploy(realiser, { ...settings, rollbackTo: "r1" });
-        const why =
-          `webstack:rollbackTo: release r1's image ${prefix}-app:r1 is not on the host (it keeps the 3 newest, ` +
-          "see webstack:keepReleases); deploy that release's commit instead";
-        assert.ok(failures.length > 0, "the update failed");
-        // The check's own failure, and each registration that waited on the image, passing it on.
-        for (const failure of failures) assert.ok(failure.message.endsWith(why), failure.message);
+        const before = await readCount();
+        const load = startLoad(port, { concurrency: 8, maxSeconds: 300 });
+        let failures: Error[];
+        try {
+          await sleep(2000);
+          realiser.beginUpdate();
+          failures = await failedDeploy(realiser, { ...settings, release: "r4" }, { checkout: broken });
+          // A failed update deletes nothing, so there is no finishUpdate().
+          await sleep(3000);
+        } finally {
+          await load.stop();
+        }
+        await settleLoad(t, load, before);
+        assert.deepEqual(
+          [...new Set(failures.map((f) => f.message))],
+          [
+            `${prefix}-migrate-r4 exited with code 1: migration 0003_source-index failed: column "sauce" does not exist. ` +
+              `No replica of release r4 was created; the release before it serves on (see \`docker logs ${prefix}-migrate-r4\`)`,
+          ],
+        );
         assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), serving);
-      }
+        assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source"]);
 
-      await updateUnderLoad(t, { rollbackTo: "r3" });
-      assert.equal(realiser.ofType(IMAGE).length, builds, "nothing was built");
-      assert.equal(exported?.release, "r3", "the release output names the release rolled back to");
-      assert.deepEqual(
-        replicas(),
-        [1, 2, 3].map((i) => `${prefix}-app-r3-${i}`),
-      );
-      const r3 = (await docker().getImage(`${prefix}-app:r3`).inspect()).Id;
-      for (const name of replicas()) assert.equal((await inspect(name)).Image, r3, `${name} runs r3's image`);
-      const run = await inspect(`${prefix}-migrate-r3`);
-      assert.deepEqual([run.State.Status, run.State.ExitCode], ["exited", 0]);
-      const said = await docker().getContainer(`${prefix}-migrate-r3`).logs({ stdout: true, stderr: true });
-      assert.match(said.toString("utf8"), /"msg":"schema is up to date"/);
-      assert.deepEqual(await appliedMigrations(), migrations, "a rollback changes no schema");
-      if (prunes) assert.deepEqual(await kept(), ["r3", "r4", "r5"]);
+        await updateUnderLoad(t, { release: "r5" }, fixed);
+        assert.deepEqual(await appliedMigrations(), ["0001_visit-counter", "0002_request-source", "0003_source-index"]);
+        assert.deepEqual(
+          replicas(),
+          [1, 2, 3].map((i) => `${prefix}-app-r5-${i}`),
+        );
+        const left = await stackContainers();
+        assert.ok(
+          !left.some((n) => /-(app|migrate)-r[34]\b/.test(n)),
+          `the failed release and the one before are gone: ${left.join(", ")}`,
+        );
+      },
+    );
 
-      // Forward again: the checkout, built as a new release. r3 still ran when the prune came, so
-      // the engine refused to remove its image; the next release's prune takes it.
-      await updateUnderLoad(t, { rollbackTo: undefined, release: "r6" });
-      assert.equal(realiser.ofType(IMAGE).length, builds + 1);
-      assert.deepEqual(
-        replicas(),
-        [1, 2, 3].map((i) => `${prefix}-app-r6-${i}`),
-      );
-      if (prunes) {
-        assert.deepEqual(await kept(), ["r3", "r4", "r5", "r6"]);
-        const prune = realiser
-          .ofType("command:local:Command")
-          .filter((c) => c.name === "app-releases-prune")
-          .at(-1);
-        assert.match(String(prune?.outputs.stdout), /^kept webstack-[a-z0-9-]+-app:r3: in use$/m);
-      }
-    });
+    layerTest(
+      "a rollback under load runs a kept release's image again, builds nothing, and fails no request; its migration run finds the newer schema enough; only the newest keepReleases images stay",
+      async (t) => {
+        const IMAGE = "docker:index/image:Image";
+        // The stack's release images on the engine, by tag (its release).
+        const kept = async () =>
+          (await docker().listImages({ filters: { reference: [`${prefix}-app`] } }))
+            .flatMap((image) => image.RepoTags ?? [])
+            .map((tag) => tag.slice(tag.lastIndexOf(":") + 1))
+            .sort();
+        // A cloud host prunes over SSH, which the realiser records and does not run.
+        const prunes = scenario.readinessCommand === undefined;
+        // r1 to r5 were built; r4's image too, though its migration failed. The newest three stay.
+        if (prunes) assert.deepEqual(await kept(), ["r3", "r4", "r5"]);
+        // The app's builds: the stack's Postgres image is registered with every update, unchanged.
+        const appBuilds = () => realiser.ofType(IMAGE).filter((r) => r.name === "app-image").length;
+        const builds = appBuilds();
+        const migrations = await appliedMigrations();
+        // The same load at rest first: what the rollback's latency is held against.
+        const countAtRest = await readCount();
+        const atRest = startLoad(port, { concurrency: 8, maxSeconds: 300 });
+        await sleep(5000);
+        await settleLoad(t, atRest, countAtRest);
 
-    test("a new Redis image under load replaces Redis and fails no request", async (t) => {
+        if (prunes) {
+          // r1's image was pruned: the update fails before any container of it exists.
+          const serving = replicas();
+          realiser.beginUpdate();
+          const failures = await failedDeploy(realiser, { ...settings, rollbackTo: "r1" });
+          const why =
+            `webstack:rollbackTo: release r1's image ${prefix}-app:r1 is not on the host (it keeps the 3 newest, ` +
+            "see webstack:keepReleases); deploy that release's commit instead";
+          assert.ok(failures.length > 0, "the update failed");
+          // The check's own failure, and each registration that waited on the image, passing it on.
+          for (const failure of failures) assert.ok(failure.message.endsWith(why), failure.message);
+          assert.deepEqual((await stackContainers()).filter((n) => n.includes("-app-")).sort(), serving);
+        }
+
+        await updateUnderLoad(t, { rollbackTo: "r3" });
+        assert.equal(appBuilds(), builds, "nothing of the app was built");
+        assert.equal(exported?.release, "r3", "the release output names the release rolled back to");
+        assert.deepEqual(
+          replicas(),
+          [1, 2, 3].map((i) => `${prefix}-app-r3-${i}`),
+        );
+        const r3 = (await docker().getImage(`${prefix}-app:r3`).inspect()).Id;
+        for (const name of replicas()) assert.equal((await inspect(name)).Image, r3, `${name} runs r3's image`);
+        const run = await inspect(`${prefix}-migrate-r3`);
+        assert.deepEqual([run.State.Status, run.State.ExitCode], ["exited", 0]);
+        const said = await docker().getContainer(`${prefix}-migrate-r3`).logs({ stdout: true, stderr: true });
+        assert.match(said.toString("utf8"), /"msg":"schema is up to date"/);
+        assert.deepEqual(await appliedMigrations(), migrations, "a rollback changes no schema");
+        if (prunes) assert.deepEqual(await kept(), ["r3", "r4", "r5"]);
+
+        // Forward again: the checkout, built as a new release. r3 still ran when the prune came, so
+        // the engine refused to remove its image; the next release's prune takes it.
+        await updateUnderLoad(t, { rollbackTo: undefined, release: "r6" });
+        assert.equal(appBuilds(), builds + 1);
+        assert.deepEqual(
+          replicas(),
+          [1, 2, 3].map((i) => `${prefix}-app-r6-${i}`),
+        );
+        if (prunes) {
+          assert.deepEqual(await kept(), ["r3", "r4", "r5", "r6"]);
+          const prune = realiser
+            .ofType("command:local:Command")
+            .filter((c) => c.name === "app-releases-prune")
+            .at(-1);
+          assert.match(String(prune?.outputs.stdout), /^kept webstack-[a-z0-9-]+-app:r3: in use$/m);
+        }
+      },
+    );
+
+    layerTest("a new Redis image under load replaces Redis and fails no request", async (t) => {
       const redis = await inspect(`${prefix}-redis`);
       const image = await derivedImage(engine, STANDIN_IMAGES.redis, "webstack-standin/redis:7-next");
       await updateUnderLoad(t, { redisImage: image });
@@ -953,6 +1007,16 @@ export function describeStack(scenario: Scenario): void {
     };
     const backupScenario = {
       docker,
+      engine: () => engine,
+      update: (changes: Record<string, string | undefined>) => update(changes),
+      failedUpdate: (changes: Record<string, string | undefined>) => {
+        realiser.beginUpdate();
+        // A failed update deletes nothing, so there is no finishUpdate().
+        const merged = Object.entries({ ...settings, ...changes }).filter(
+          (entry): entry is [string, string] => entry[1] !== undefined,
+        );
+        return failedDeploy(realiser, Object.fromEntries(merged), { checkout });
+      },
       prefix,
       stack,
       port: () => port,
