@@ -7,6 +7,10 @@ import { createHost } from "../../components/hosts";
 import { parseDockerAuth } from "../../components/hosts/digitalocean";
 import { dependsOn, evaluated, ProgramRun, runProgram } from "./support/mocks";
 
+// The deployer's own engine is the Docker provider's default, read from DOCKER_HOST: these tests
+// describe a deployer without it set, whatever the shell that runs them has.
+delete process.env.DOCKER_HOST;
+
 const ADMIN = '["198.51.100.0/24"]';
 const CLOUDS = [
   {
