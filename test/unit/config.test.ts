@@ -120,6 +120,11 @@ const BAD: Bad[] = [
     message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")'),
   },
   {
+    // A droplet region without Spaces is no reason to ask for a bucket's region on the local target.
+    settings: { region: "nyc1" },
+    message: one('webstack:region applies only to the digitalocean and aws targets (target is "local")'),
+  },
+  {
     settings: { ...DO, httpPort: "80.5" },
     message: one('webstack:httpPort must be a whole number from 0 to 65535 (got "80.5")'),
   },
