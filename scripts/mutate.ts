@@ -53,7 +53,7 @@ const AREAS: Record<string, Area> = {
   },
   specs: {
     mutate: ["components/specs/**/*.ts"],
-    tests: ["test/unit/specs.test.ts", "test/nginx/render.test.ts"],
+    tests: ["test/unit/specs.test.ts", "test/unit/backup-specs.test.ts", "test/nginx/render.test.ts"],
     tsconfig: "scripts/mutate/tsconfig.specs.json",
     goal: 85,
     timeoutMs: 20_000,
