@@ -114,7 +114,7 @@ export interface BackupConfig {
   fullDays: number;
   /** Hours between backups of any kind (differential ones between the full ones). @default 24 */
   diffHours: number;
-  /** Full backups kept; WAL is kept back to the oldest of them. @default 4 (four weeks of daily restore points) */
+  /** Full backups kept; WAL is kept back to the oldest of them. @default 4 (restores reach 21 to 28 days back) */
   retentionFull: number;
   /** Differential backups kept. @default 7 */
   retentionDiff: number;

@@ -168,11 +168,14 @@ function restoreScript(stamp: string, target?: Date): string {
 
 /** Puts the set-aside directory back after a failed restore, keeping what the restore left. */
 function undoScript(stamp: string): string {
+  // Only what the restore set aside is put back: a restore that never moved it left it in place.
   return [
     "set -eu",
     `cd ${POSTGRES_DATA_MOUNT}`,
-    `if [ -e pgdata ]; then mv pgdata pgdata.failed-restore-${stamp}; fi`,
-    `if [ -e pgdata.broken-${stamp} ]; then mv pgdata.broken-${stamp} pgdata; fi`,
+    `if [ -e pgdata.broken-${stamp} ]; then`,
+    `  if [ -e pgdata ]; then mv pgdata pgdata.failed-restore-${stamp}; fi`,
+    `  mv pgdata.broken-${stamp} pgdata`,
+    "fi",
   ].join("\n");
 }
 
@@ -181,7 +184,7 @@ async function runBeside(
   docker: Docker,
   stack: string,
   postgres: Docker.ContainerInspectInfo,
-  backup: Docker.ContainerInspectInfo,
+  backup: Docker.ContainerInspectInfo | undefined,
   script: string,
 ): Promise<{ exitCode: number; output: string }> {
   const name = names(stack).restore;
@@ -190,7 +193,7 @@ async function runBeside(
     .remove({ force: true })
     .catch(() => undefined);
   // The backup container's networks: the bucket's way out on a cloud host, none locally.
-  const networks = Object.keys(backup.NetworkSettings.Networks ?? {});
+  const networks = Object.keys(backup?.NetworkSettings.Networks ?? {});
   const container = await docker.createContainer({
     name,
     Image: postgres.Image,
@@ -208,12 +211,15 @@ async function runBeside(
       CapDrop: ["ALL"],
       CapAdd: ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"],
       SecurityOpt: ["no-new-privileges:true"],
+      Memory: 1024 * 1024 * 1024,
     },
   });
   try {
     // The configuration holds the repository's passphrase: it goes file to file, never through an argument.
-    const conf = await docker.getContainer(backup.Id).getArchive({ path: PGBACKREST_CONF });
-    await container.putArchive(conf, { path: PGBACKREST_CONF.slice(0, PGBACKREST_CONF.lastIndexOf("/")) });
+    if (backup !== undefined) {
+      const conf = await docker.getContainer(backup.Id).getArchive({ path: PGBACKREST_CONF });
+      await container.putArchive(conf, { path: PGBACKREST_CONF.slice(0, PGBACKREST_CONF.lastIndexOf("/")) });
+    }
     const stream = await container.attach({ stream: true, stdout: true, stderr: true });
     const chunks: Buffer[] = [];
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -225,6 +231,9 @@ async function runBeside(
   }
 }
 
+/** A probe's error that ends the wait at once: what it waits for can no longer happen. */
+class Fatal extends Error {}
+
 async function waitFor<T>(what: string, seconds: number, probe: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + seconds * 1000;
   let last: unknown;
@@ -233,6 +242,7 @@ async function waitFor<T>(what: string, seconds: number, probe: () => Promise<T 
       const value = await probe();
       if (value !== undefined) return value;
     } catch (err) {
+      if (err instanceof Fatal) throw new Error(`${what}: ${err.message}`);
       last = err;
     }
     if (Date.now() > deadline) {
@@ -283,70 +293,73 @@ export async function restoreStack(docker: Docker, options: RestoreOptions): Pro
   await Promise.all(running.map((c) => c.stop({ t: STOP_SECONDS }).catch(() => undefined)));
   await backup.stop({ t: STOP_SECONDS }).catch(() => undefined);
   await postgres.stop({ t: STOP_SECONDS }).catch(() => undefined);
-
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
-  log(
-    `restoring from backup ${from}${options.to === undefined ? " and all archived WAL" : ` to ${options.to.toISOString()}`}`,
-  );
-  const restored = await runBeside(docker, stack, postgresInfo, backupInfo, restoreScript(stamp, options.to));
-  const setAside = /set aside: (\S+)/.exec(restored.output)?.[1];
   const restart = async () => {
     await postgres.start().catch(() => undefined);
     await backup.start().catch(() => undefined);
     await Promise.all(running.map((c) => c.start().catch(() => undefined)));
   };
-  if (restored.exitCode !== 0) {
-    const undone = await runBeside(docker, stack, postgresInfo, backupInfo, undoScript(stamp));
+  if ((await postgres.inspect()).State.Running) {
     await restart();
-    throw new Error(
-      `the restore failed (exit ${restored.exitCode}); ${undone.exitCode === 0 ? "the data directory was put back and the stack started as it was" : `putting the data directory back failed too: ${undone.output.trim()}`}:\n${restored.output.trim()}`,
-    );
+    throw new Error(`${containerNames.postgres} did not stop; nothing was changed and the stack was started again`);
   }
-  log(
-    setAside === undefined
-      ? "there was no data directory to set aside"
-      : `the old data directory is kept as ${setAside}`,
-  );
 
-  await postgres.start();
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
   const psql = (sql: string) =>
     exec(postgres, ["psql", "-XAt", "-U", POSTGRES_USER, "-d", POSTGRES_DB, "-c", sql]).then(({ exitCode, output }) =>
       exitCode === 0 ? output.trim() : undefined,
     );
+  let setAside: string | undefined;
+  let checks: string | undefined;
   try {
-    await waitFor("Postgres finished recovery and answered", options.recoverySeconds ?? 600, async () =>
-      (await psql("SELECT pg_is_in_recovery()")) === "f" ? true : undefined,
+    log(
+      `restoring from backup ${from}${options.to === undefined ? " and all archived WAL" : ` to ${options.to.toISOString()}`}`,
     );
+    const restored = await runBeside(docker, stack, postgresInfo, backupInfo, restoreScript(stamp, options.to));
+    setAside = /set aside: (\S+)/.exec(restored.output)?.[1];
+    if (restored.exitCode !== 0)
+      throw new Error(`the restore failed (exit ${restored.exitCode}):\n${restored.output.trim()}`);
+    log(
+      setAside === undefined
+        ? "there was no data directory to set aside"
+        : `the old data directory is kept as ${setAside}`,
+    );
+    await postgres.start();
+    await waitFor("Postgres finished recovery and answered", options.recoverySeconds ?? 600, async () => {
+      const state = (await postgres.inspect()).State;
+      // Recovery that cannot finish (a moment past the archive's end) ends the server; its restart
+      // policy would only start it again.
+      if (state.Restarting || (!state.Running && state.ExitCode !== 0)) {
+        throw new Fatal(`Postgres stopped during recovery with code ${state.ExitCode}`);
+      }
+      return (await psql("SELECT pg_is_in_recovery()")) === "f" ? true : undefined;
+    });
+    checks = await psql("SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM pg_stat_user_tables)");
+    if (checks === undefined || !(Number(checks.split("|")[0]) > 0)) {
+      throw new Error(`the restored database has no applied migration (${checks ?? "psql failed"})`);
+    }
   } catch (err) {
-    // Recovery that cannot finish (a moment past the archive's end, a missing segment): as it was.
+    // As it was: the data directory the restore set aside goes back, and everything starts again.
     await postgres.stop({ t: STOP_SECONDS }).catch(() => undefined);
-    const undone = await runBeside(docker, stack, postgresInfo, backupInfo, undoScript(stamp));
+    const undone = await runBeside(docker, stack, postgresInfo, backupInfo, undoScript(stamp)).catch(
+      (error: Error) => ({ exitCode: -1, output: error.message }),
+    );
     await restart();
     throw new Error(
       `${(err as Error).message}; ${undone.exitCode === 0 ? "the data directory was put back and the stack started as it was" : `putting the data directory back failed: ${undone.output.trim()}`} (see \`docker logs ${containerNames.postgres}\`)`,
     );
   }
-  const checks = await psql(
-    "SELECT (SELECT count(*) FROM schema_migrations), (SELECT count(*) FROM pg_stat_user_tables)",
-  );
-  const [migrations, tables] = (checks ?? "").split("|").map(Number);
-  if (checks === undefined || !(migrations > 0)) {
-    throw new Error(
-      `the restored database has no applied migration (${checks ?? "psql failed"}); the replicas stay stopped. ` +
-        `The data directory before the restore is kept as ${setAside ?? "nothing"} on the data volume`,
-    );
-  }
+  const [migrations, tables] = checks.split("|").map(Number);
   log(
-    `restored: ${migrations} migration(s) applied, ${tables} table(s); starting the backup container and the replicas`,
+    `restored: ${migrations} migration(s) applied, ${tables} table(s); starting the replicas and the backup container`,
   );
-  // A restore starts a new timeline: a full backup right away makes it restorable on its own.
+  await Promise.all(running.map((c) => c.start()));
+  // A restore starts a new timeline: a full backup right away makes it restorable on its own. Its
+  // script handles the signal once it has written its first state; before that it would end it.
   await backup.start();
-  // Its script handles the signal once it has written its first state; before that it would end it.
   await waitFor("the backup container started", 60, async () =>
     (await exec(backup, ["test", "-f", "/tmp/backup-state"])).exitCode === 0 ? true : undefined,
   );
   await backup.kill({ signal: "SIGUSR1" });
-  await Promise.all(running.map((c) => c.start()));
   return { setAside, from, migrations, tables, seconds: (Date.now() - started) / 1000 };
 }
 
@@ -431,6 +444,11 @@ export async function upgradePostgres(docker: Docker, options: UpgradeOptions): 
   if (from === to) throw new Error(`${n.postgres} is Postgres ${from} already: a new minor version needs no upgrade`);
   if (Number(to) < Number(from)) throw new Error(`${image} is Postgres ${to}, older than the data's ${from}`);
 
+  const passwordFile = (postgresInfo.Config.Env ?? [])
+    .find((e) => e.startsWith("POSTGRES_PASSWORD_FILE="))
+    ?.split("=")[1];
+  if (passwordFile === undefined) throw new Error(`${n.postgres} has no POSTGRES_PASSWORD_FILE`);
+
   const started = Date.now();
   const apps = await docker.listContainers({ filters: { label: [`webstack.stack=${stack}`, "webstack.role=app"] } });
   const replicas = apps.map((c) => docker.getContainer(c.Id));
@@ -444,35 +462,36 @@ export async function upgradePostgres(docker: Docker, options: UpgradeOptions): 
     await Promise.all(replicas.map((c) => c.start().catch(() => undefined)));
   };
 
-  const rows = await tableRows(postgres);
   const dump = `${PGDATA}/webstack-upgrade.sql`;
-  log(`dumping the database (${Object.keys(rows).length} tables) from Postgres ${from}`);
-  const dumped = await exec(postgres, [
-    "setpriv",
-    "--reuid=postgres",
-    "--regid=postgres",
-    "--init-groups",
-    "pg_dump",
-    "-U",
-    POSTGRES_USER,
-    "-d",
-    POSTGRES_DB,
-    "--no-owner",
-    "-f",
-    dump,
-  ]);
-  if (dumped.exitCode !== 0) {
+  let rows: Record<string, number>;
+  try {
+    rows = await tableRows(postgres);
+    log(`dumping the database (${Object.keys(rows).length} tables) from Postgres ${from}`);
+    const dumped = await exec(postgres, [
+      "setpriv",
+      "--reuid=postgres",
+      "--regid=postgres",
+      "--init-groups",
+      "pg_dump",
+      "-U",
+      POSTGRES_USER,
+      "-d",
+      POSTGRES_DB,
+      "--no-owner",
+      "-f",
+      dump,
+    ]);
+    if (dumped.exitCode !== 0) throw new Error(`pg_dump failed: ${dumped.output.trim()}`);
+    await postgres.stop({ t: STOP_SECONDS });
+    if ((await postgres.inspect()).State.Running) throw new Error(`${n.postgres} did not stop`);
+  } catch (err) {
+    await exec(postgres, ["rm", "-f", dump]).catch(() => undefined);
     await restartAll();
-    throw new Error(`pg_dump failed; the stack was started as it was: ${dumped.output.trim()}`);
+    throw new Error(`${(err as Error).message}; nothing was changed and the stack was started as it was`);
   }
-  await postgres.stop({ t: STOP_SECONDS });
 
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
   const setAside = `pgdata.pg${from}-${stamp}`;
-  const passwordFile = (postgresInfo.Config.Env ?? [])
-    .find((e) => e.startsWith("POSTGRES_PASSWORD_FILE="))
-    ?.split("=")[1];
-  if (passwordFile === undefined) throw new Error(`${n.postgres} has no POSTGRES_PASSWORD_FILE`);
   // The password goes file to file into /tmp, which every image has, and the new image reads it there.
   const copiedPassword = `/tmp/${passwordFile.slice(passwordFile.lastIndexOf("/") + 1)}`;
   const env = [
@@ -490,35 +509,17 @@ export async function upgradePostgres(docker: Docker, options: UpgradeOptions): 
     "exec docker-entrypoint.sh postgres",
   ].join("\n");
   const upgraderName = `webstack-${stack}-upgrade`;
-  await docker
-    .getContainer(upgraderName)
-    .remove({ force: true })
-    .catch(() => undefined);
-  const upgrader = await docker.createContainer({
-    name: upgraderName,
-    Image: image,
-    Entrypoint: ["/bin/sh", "-c", script],
-    Cmd: [],
-    User: "root",
-    Env: env,
-    Labels: { "webstack.stack": stack, "webstack.role": "upgrade" },
-    HostConfig: {
-      Mounts: postgresInfo.Mounts.filter((m) => m.Destination === POSTGRES_DATA_MOUNT && m.Name !== undefined).map(
-        (m) => ({ Type: "volume" as const, Source: m.Name as string, Target: m.Destination }),
-      ),
-      NetworkMode: "none",
-      CapDrop: ["ALL"],
-      CapAdd: ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SETUID", "SETGID"],
-      SecurityOpt: ["no-new-privileges:true"],
-    },
-  });
+  let upgrader: Docker.Container | undefined;
+  let undoing = false;
   const undo = async (why: string): Promise<never> => {
-    await upgrader.remove({ force: true }).catch(() => undefined);
+    undoing = true;
+    await upgrader?.remove({ force: true }).catch(() => undefined);
     const undone = await runBeside(
       docker,
       stack,
       postgresInfo,
-      await backup.inspect(),
+      // A stack without backups has no backup container: the run then needs nothing of it.
+      await backup.inspect().catch(() => undefined),
       [
         "set -eu",
         `cd ${POSTGRES_DATA_MOUNT}`,
@@ -529,36 +530,60 @@ export async function upgradePostgres(docker: Docker, options: UpgradeOptions): 
         "fi",
         "rm -f pgdata/webstack-upgrade.sql",
       ].join("\n"),
-    );
+    ).catch((error: Error) => ({ exitCode: -1, output: error.message }));
     await restartAll();
     throw new Error(
       `${why}; ${undone.exitCode === 0 ? "the old data directory was put back and the stack started as it was" : `putting the old data directory back failed: ${undone.output.trim()}`}`,
     );
   };
   try {
+    await docker
+      .getContainer(upgraderName)
+      .remove({ force: true })
+      .catch(() => undefined);
+    const created = await docker.createContainer({
+      name: upgraderName,
+      Image: image,
+      Entrypoint: ["/bin/sh", "-c", script],
+      Cmd: [],
+      User: "root",
+      Env: env,
+      Labels: { "webstack.stack": stack, "webstack.role": "upgrade" },
+      HostConfig: {
+        Mounts: postgresInfo.Mounts.filter((m) => m.Destination === POSTGRES_DATA_MOUNT && m.Name !== undefined).map(
+          (m) => ({ Type: "volume" as const, Source: m.Name as string, Target: m.Destination }),
+        ),
+        NetworkMode: "none",
+        CapDrop: ["ALL"],
+        CapAdd: ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "SETUID", "SETGID"],
+        SecurityOpt: ["no-new-privileges:true"],
+        Memory: 1024 * 1024 * 1024,
+      },
+    });
+    upgrader = created;
     // The password file goes file to file, never through an argument or the environment.
     const secret = await postgres.getArchive({ path: passwordFile });
-    await upgrader.putArchive(secret, { path: "/tmp" });
-    await upgrader.start();
+    await created.putArchive(secret, { path: "/tmp" });
+    await created.start();
     log(`Postgres ${to} creates a new data directory and loads the dump`);
     // Over TCP: the image's first-start server listens on its socket only, the final one on TCP.
     await waitFor(`Postgres ${to} loaded the dump and answered`, options.readySeconds ?? 1800, async () => {
-      const state = (await upgrader.inspect()).State;
+      const state = (await created.inspect()).State;
       if (!state.Running) {
-        const logs = (await upgrader.logs({ stdout: true, stderr: true, tail: 20 })).toString("utf8");
-        throw new Error(`Postgres ${to} ended with code ${state.ExitCode}: ${logs.trim()}`);
+        const logs = (await created.logs({ stdout: true, stderr: true, tail: 20 })).toString("utf8");
+        throw new Fatal(`Postgres ${to} ended with code ${state.ExitCode}: ${logs.trim()}`);
       }
-      return (await exec(upgrader, ["pg_isready", "-q", "-h", "127.0.0.1"])).exitCode === 0 ? true : undefined;
-    }).catch((err: Error) => undo(err.message));
-    const after = await tableRows(upgrader);
+      return (await exec(created, ["pg_isready", "-q", "-h", "127.0.0.1"])).exitCode === 0 ? true : undefined;
+    });
+    const after = await tableRows(created);
     if (JSON.stringify(after) !== JSON.stringify(rows)) {
-      await undo(`the new database's rows differ: before ${JSON.stringify(rows)}, after ${JSON.stringify(after)}`);
+      throw new Error(`the new database's rows differ: before ${JSON.stringify(rows)}, after ${JSON.stringify(after)}`);
     }
-    await exec(upgrader, ["rm", "-f", `${POSTGRES_DATA_MOUNT}/${setAside}/webstack-upgrade.sql`]);
-    await upgrader.stop({ t: STOP_SECONDS });
-    await upgrader.remove({ force: true });
+    await exec(created, ["rm", "-f", `${POSTGRES_DATA_MOUNT}/${setAside}/webstack-upgrade.sql`]);
+    await created.stop({ t: STOP_SECONDS });
+    await created.remove({ force: true });
   } catch (err) {
-    if ((err as Error).message.includes("the stack started as it was")) throw err;
+    if (undoing) throw err;
     await undo((err as Error).message);
   }
   // The check that refused the new image: gone from the engine, `pulumi up --refresh` drops it

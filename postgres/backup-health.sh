@@ -18,7 +18,7 @@ case "$state" in
   *) echo "$state"; exit 1 ;;
 esac
 set -- $state
-label=$2 stop=$3
+label=${2:-unknown} stop=${3:-0}
 backup_age=$((now - stop))
 # A backup is due every BACKUP_DIFF_HOURS; one that has not happened an hour later is missing.
 if [ "$backup_age" -gt $((diff_hours * 3600 + 3600)) ]; then
@@ -30,7 +30,8 @@ fi
 oldest=$(ls -tr "$pgdata/pg_wal/archive_status" 2>/dev/null | grep '\.ready$' | head -n 1)
 waiting=$(ls "$pgdata/pg_wal/archive_status" 2>/dev/null | grep -c '\.ready$')
 if [ -n "$oldest" ]; then
-  since=$(stat -c %Y "$pgdata/pg_wal/archive_status/$oldest")
+  # Archived between the listing and now: it waits no longer.
+  since=$(stat -c %Y "$pgdata/pg_wal/archive_status/$oldest" 2>/dev/null) || since=$now
   if [ $((now - since)) -gt "$lag_limit" ]; then
     echo "failing: WAL ${oldest%.ready} has waited $((now - since))s to be archived ($waiting waiting)"
     exit 1

@@ -51,8 +51,10 @@ run() {
   child=$!
   wait "$child"
   rc=$?
-  # A signal interrupts wait with a status above 128 while pgbackrest still runs: wait again.
-  while [ "$rc" -gt 128 ] && kill -0 "$child" 2>/dev/null; do
+  # A signal interrupts wait with a status above 128 while pgbackrest may still run: wait again
+  # (a few times: a pgbackrest that a signal ended keeps that status).
+  for _ in 1 2 3; do
+    [ "$rc" -gt 128 ] || break
     wait "$child"
     rc=$?
   done
@@ -136,8 +138,14 @@ while :; do
     [ "$kind" = full ] && forced=""
     retry=$retry_first
     done_now=$(newest any)
-    set_state "ok $done_now"
-    say "$kind backup ${done_now% *} done"
+    if [ -n "$done_now" ]; then
+      set_state "ok $done_now"
+      say "$kind backup ${done_now% *} done"
+    else
+      set_state "failing: pgbackrest info answered nothing after the $kind backup"
+      say "$kind backup done, but pgbackrest info answered nothing"
+      pause "$retry_first"
+    fi
   else
     set_state "failing $kind backup: $last; retrying in ${retry}s"
     say "$kind backup failed: $last; retrying in ${retry}s"
