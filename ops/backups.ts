@@ -64,7 +64,8 @@ function names(stack: string) {
   return { postgres: `${prefix}-postgres`, backup: `${prefix}-backup`, restore: `${prefix}-restore` };
 }
 
-async function exec(container: Docker.Container, cmd: string[]): Promise<{ exitCode: number; output: string }> {
+/** Runs a command in a container through the Engine API: its exit code and its output. */
+export async function exec(container: Docker.Container, cmd: string[]): Promise<{ exitCode: number; output: string }> {
   const run = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
   const stream = await run.start({ hijack: true, stdin: false });
   const chunks: Buffer[] = [];
@@ -74,7 +75,7 @@ async function exec(container: Docker.Container, cmd: string[]): Promise<{ exitC
 }
 
 /** The payload of Docker's multiplexed stdout/stderr stream (8-byte frame headers stripped). */
-function demux(raw: Buffer): string {
+export function demux(raw: Buffer): string {
   const parts: Buffer[] = [];
   for (let offset = 0; offset + 8 <= raw.length; offset += 8 + raw.readUInt32BE(offset + 4)) {
     parts.push(raw.subarray(offset + 8, offset + 8 + raw.readUInt32BE(offset + 4)));
@@ -166,17 +167,27 @@ function restoreScript(stamp: string, target?: Date): string {
   ].join("\n");
 }
 
-/** Puts the set-aside directory back after a failed restore, keeping what the restore left. */
-function undoScript(stamp: string): string {
-  // Only what the restore set aside is put back: a restore that never moved it left it in place.
+/**
+ * Puts the directory a restore or an upgrade set aside back, keeping what it left as
+ * `pgdata.failed-<what>-<stamp>`. Only what was set aside is put back: a run that never moved it
+ * left it in place.
+ */
+function undoScript(setAside: string, failed: string, stamp: string): string {
   return [
     "set -eu",
     `cd ${POSTGRES_DATA_MOUNT}`,
-    `if [ -e pgdata.broken-${stamp} ]; then`,
-    `  if [ -e pgdata ]; then mv pgdata pgdata.failed-restore-${stamp}; fi`,
-    `  mv pgdata.broken-${stamp} pgdata`,
+    `if [ -e ${setAside} ]; then`,
+    `  if [ -e pgdata ]; then mv pgdata pgdata.failed-${failed}-${stamp}; fi`,
+    `  mv ${setAside} pgdata`,
     "fi",
+    // An upgrade's dump, which a restore never leaves.
+    "rm -f pgdata/webstack-upgrade.sql",
   ].join("\n");
+}
+
+/** A moment as names of set-aside directories carry it: `20261126T223724Z`. */
+function stampOf(moment: Date): string {
+  return moment.toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
 }
 
 /** Runs a one-off container beside the stopped Postgres, with its volumes and pgBackRest's configuration. */
@@ -303,7 +314,7 @@ export async function restoreStack(docker: Docker, options: RestoreOptions): Pro
     throw new Error(`${containerNames.postgres} did not stop; nothing was changed and the stack was started again`);
   }
 
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
+  const stamp = stampOf(new Date());
   const psql = (sql: string) =>
     exec(postgres, ["psql", "-XAt", "-U", POSTGRES_USER, "-d", POSTGRES_DB, "-c", sql]).then(({ exitCode, output }) =>
       exitCode === 0 ? output.trim() : undefined,
@@ -340,9 +351,13 @@ export async function restoreStack(docker: Docker, options: RestoreOptions): Pro
   } catch (err) {
     // As it was: the data directory the restore set aside goes back, and everything starts again.
     await postgres.stop({ t: STOP_SECONDS }).catch(() => undefined);
-    const undone = await runBeside(docker, stack, postgresInfo, backupInfo, undoScript(stamp)).catch(
-      (error: Error) => ({ exitCode: -1, output: error.message }),
-    );
+    const undone = await runBeside(
+      docker,
+      stack,
+      postgresInfo,
+      backupInfo,
+      undoScript(`pgdata.broken-${stamp}`, "restore", stamp),
+    ).catch((error: Error) => ({ exitCode: -1, output: error.message }));
     await restart();
     throw new Error(
       `${(err as Error).message}; ${undone.exitCode === 0 ? "the data directory was put back and the stack started as it was" : `putting the data directory back failed: ${undone.output.trim()}`} (see \`docker logs ${containerNames.postgres}\`)`,
@@ -490,7 +505,7 @@ export async function upgradePostgres(docker: Docker, options: UpgradeOptions): 
     throw new Error(`${(err as Error).message}; nothing was changed and the stack was started as it was`);
   }
 
-  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*$/, "Z");
+  const stamp = stampOf(new Date());
   const setAside = `pgdata.pg${from}-${stamp}`;
   // The password goes file to file into /tmp, which every image has, and the new image reads it there.
   const copiedPassword = `/tmp/${passwordFile.slice(passwordFile.lastIndexOf("/") + 1)}`;
@@ -520,16 +535,7 @@ export async function upgradePostgres(docker: Docker, options: UpgradeOptions): 
       postgresInfo,
       // A stack without backups has no backup container: the run then needs nothing of it.
       await backup.inspect().catch(() => undefined),
-      [
-        "set -eu",
-        `cd ${POSTGRES_DATA_MOUNT}`,
-        // Nothing was moved when the new image never started.
-        `if [ -e ${setAside} ]; then`,
-        `  if [ -e pgdata ]; then mv pgdata pgdata.failed-upgrade-${stamp}; fi`,
-        `  mv ${setAside} pgdata`,
-        "fi",
-        "rm -f pgdata/webstack-upgrade.sql",
-      ].join("\n"),
+      undoScript(setAside, "upgrade", stamp),
     ).catch((error: Error) => ({ exitCode: -1, output: error.message }));
     await restartAll();
     throw new Error(

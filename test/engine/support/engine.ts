@@ -5,6 +5,7 @@ import Docker from "dockerode";
 import { execFile } from "node:child_process";
 import * as path from "node:path";
 import { promisify } from "node:util";
+import { exec } from "../../../ops/backups";
 
 const run = promisify(execFile);
 const scriptsDir = path.resolve(__dirname, "../../../scripts/engine");
@@ -106,22 +107,8 @@ export async function ensureStandinImages(
 }
 
 /** Runs a command in a container through the Engine API; returns its exit code and output. */
-export async function execIn(
-  container: Docker.Container,
-  cmd: string[],
-): Promise<{ exitCode: number; output: string }> {
-  const exec = await container.exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true });
-  const stream = await exec.start({ hijack: true, stdin: false });
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  const { ExitCode } = await exec.inspect();
-  // Strip the 8-byte frame headers of the multiplexed stream.
-  const raw = Buffer.concat(chunks);
-  const parts: Buffer[] = [];
-  for (let offset = 0; offset + 8 <= raw.length; offset += 8 + raw.readUInt32BE(offset + 4)) {
-    parts.push(raw.subarray(offset + 8, offset + 8 + raw.readUInt32BE(offset + 4)));
-  }
-  return { exitCode: ExitCode ?? -1, output: Buffer.concat(parts).toString("utf8") };
+export function execIn(container: Docker.Container, cmd: string[]): Promise<{ exitCode: number; output: string }> {
+  return exec(container, cmd);
 }
 
 /**

@@ -24,6 +24,7 @@ import * as path from "node:path";
 import { Readable } from "node:stream";
 import { inspect, promisify } from "node:util";
 import * as tar from "tar-stream";
+import { demux } from "../../../ops/backups";
 
 /** Label on every object the realiser creates; `destroy()` removes what carries it. */
 export const TEST_STACK_LABEL = "webstack.test.stack";
@@ -1326,16 +1327,6 @@ async function waitHealthy(container: Docker.Container, logical: string, timeout
 }
 
 /** Strips the 8-byte frame headers Docker puts on non-TTY log streams. */
-function demux(buffer: Buffer): string {
-  const parts: Buffer[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
-    offset += 8 + size;
-  }
-  return Buffer.concat(parts).toString("utf8");
-}
 
 /** Go duration ("5s", "1m30s", "500ms") to nanoseconds, as the Engine API wants them. */
 export function goDuration(value: unknown, setting: string): number | undefined {
