@@ -113,8 +113,11 @@ async function tlsFor(dir: string): Promise<TlsVars> {
     ["req", "-x509", "-new", "-key", key, "-subj", "/CN=127.0.0.1", "-days", "1", "-out", cert],
     30_000,
   );
-  await writeFile(tls.bundlePath, (await readFile(key, "utf8")) + (await readFile(cert, "utf8")));
+  const bundle = (await readFile(key, "utf8")) + (await readFile(cert, "utf8"));
+  await writeFile(tls.bundlePath, bundle);
+  // nginx serves the start script's copy of the bundle, beside the HTTPS part it includes.
   await mkdir(tls.activeDir);
+  await writeFile(join(tls.activeDir, "bundle.pem"), bundle);
   await writeFile(join(tls.activeDir, "https.conf"), renderTlsServer(tls, "127.0.0.1"));
   return tls;
 }
