@@ -1,11 +1,11 @@
 // The built artifact as real processes: `node app/dist/server.js`, `node app/dist/migrate.js` and
-// `node app/dist/healthcheck.js`.
+// the image's health check, `bash app/healthcheck.sh`.
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { Agent, request, type IncomingHttpHeaders } from "node:http";
-import { createConnection, type Socket } from "node:net";
+import { Agent, createServer, request, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http";
+import { createConnection, type AddressInfo, type Socket } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
@@ -14,16 +14,29 @@ import { call, migratedDatabase, waitFor } from "./helpers";
 
 const APP_DIR = path.resolve(__dirname, "..");
 const SERVER_JS = path.join(APP_DIR, "dist", "server.js");
-const HEALTHCHECK_JS = path.join(APP_DIR, "dist", "healthcheck.js");
+const HEALTHCHECK_SH = path.join(APP_DIR, "healthcheck.sh");
 const MIGRATE_JS = path.join(APP_DIR, "dist", "migrate.js");
 
-function runNode(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+function runFile(
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, args, { env, timeout: 60_000 }, (error, stdout, stderr) => {
+    execFile(file, args, { env, timeout: 60_000 }, (error, stdout, stderr) => {
       const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+function runNode(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runFile(process.execPath, args, env);
+}
+
+/** The image's health check against `port`, as Docker runs it. */
+function healthCheck(port: number): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runFile("bash", [HEALTHCHECK_SH], { PATH: process.env.PATH, PORT: String(port) });
 }
 
 /** Builds dist/ when it is missing or older than any source file. */
@@ -145,6 +158,40 @@ async function waitForLockWaiter(databaseUrl: string): Promise<void> {
     await observer.end();
   }
 }
+
+describe("the image's health check (bash app/healthcheck.sh)", () => {
+  /** A server on a free loopback port that answers every request with `handle`. */
+  async function serving(handle: (res: ServerResponse) => void): Promise<Server> {
+    const server = createServer((_req, res) => handle(res));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    return server;
+  }
+  const portOf = (server: Server): number => (server.address() as AddressInfo).port;
+
+  it("passes on 200 and fails on any other status, on silence past 2 s and on a closed port", async () => {
+    const ok = await serving((res) => res.writeHead(200).end("{}"));
+    const failing = await serving((res) => res.writeHead(503).end("{}"));
+    const redirect = await serving((res) => res.writeHead(302, { location: "/" }).end());
+    // Accepts the connection and never answers.
+    const silent = await serving(() => undefined);
+    const closedPort = portOf(ok);
+    try {
+      assert.equal((await healthCheck(portOf(ok))).code, 0);
+      assert.equal((await healthCheck(portOf(failing))).code, 1);
+      assert.equal((await healthCheck(portOf(redirect))).code, 1);
+      const started = Date.now();
+      assert.equal((await healthCheck(portOf(silent))).code, 1);
+      const waited = Date.now() - started;
+      assert.ok(waited >= 1900 && waited < 10_000, `a silent server fails the check after its 2 s, not ${waited} ms`);
+    } finally {
+      silent.closeAllConnections();
+      await Promise.all(
+        [ok, failing, redirect, silent].map((server) => new Promise((resolve) => server.close(resolve))),
+      );
+    }
+    assert.equal((await healthCheck(closedPort)).code, 1, "nothing listens on the port any more");
+  });
+});
 
 describe("app process", () => {
   let pg: PostgresServer;
@@ -285,7 +332,7 @@ describe("app process", () => {
       (await call(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined,
     );
 
-    const healthy = await runNode([HEALTHCHECK_JS], { PATH: process.env.PATH, PORT: String(port) });
+    const healthy = await healthCheck(port);
     assert.equal(healthy.code, 0);
 
     // An idle keep-alive connection must not hold up the shutdown.
@@ -329,7 +376,7 @@ describe("app process", () => {
     }
 
     assert.deepEqual(await bounded("the process to exit", app.exited), { code: 0, signal: null });
-    const unhealthy = await runNode([HEALTHCHECK_JS], { PATH: process.env.PATH, PORT: String(port) });
+    const unhealthy = await healthCheck(port);
     assert.equal(unhealthy.code, 1);
 
     const check = new Client({ connectionString: databaseUrl });

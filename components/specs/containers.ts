@@ -551,7 +551,8 @@ export function appReplicaSpec(names: StackNames, options: AppReplicaOptions): C
       { network: "back", aliases: [] },
     ],
     healthcheck: {
-      tests: ["CMD", "node", "/app/dist/healthcheck.js"],
+      // A bash script, not node: a check every 5 s in every replica costs a shell, not a Node start.
+      tests: ["CMD", "bash", "/app/healthcheck.sh"],
       interval: "5s",
       timeout: "3s",
       startPeriod: "30s",

@@ -146,7 +146,7 @@ describe("container specs", () => {
         { network: "back", aliases: [] },
       ],
       healthcheck: {
-        tests: ["CMD", "node", "/app/dist/healthcheck.js"],
+        tests: ["CMD", "bash", "/app/healthcheck.sh"],
         interval: "5s",
         timeout: "3s",
         startPeriod: "30s",
