@@ -396,6 +396,8 @@ export function renderNginxConfig(vars: NginxVars): string {
     WORKER_PROCESSES: String(vars.workerProcesses),
     PID_PATH: vars.pidPath,
     WORKER_CONNECTIONS: String(vars.workerConnections),
+    // A proxied request holds two of a worker's connections: the client's and the app's.
+    UPSTREAM_KEEPALIVE: String(Math.floor(vars.workerConnections / 2)),
     MIME_TYPES_PATH: vars.mimeTypesPath,
     ACCESS_LOG: `${vars.accessLogPath} webstack_json${vars.accessLogBuffered ? " buffer=4k flush=1s" : ""}`,
     RESOLVER_DIRECTIVE:

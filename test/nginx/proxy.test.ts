@@ -45,7 +45,10 @@ const BIG_BODY = JSON.stringify({
   items: Array.from({ length: 400 }, (_, i) => ({ id: i, name: `item number ${i}` })),
 });
 
-/** Answers with what it received as JSON; /big answers a large JSON document instead. */
+/**
+ * Answers with what it received as JSON; /big answers a large JSON document instead, and /slow
+ * answers after 200 ms, so that many requests are in flight at once.
+ */
 async function startEcho(): Promise<EchoServer> {
   const seen: SeenRequest[] = [];
   const server = http.createServer((req, res) => {
@@ -63,7 +66,9 @@ async function startEcho(): Promise<EchoServer> {
       seen.push(record);
       res.setHeader("content-type", "application/json");
       res.setHeader("x-powered-by", "echo");
-      res.end(req.url === "/big" ? BIG_BODY : JSON.stringify(record));
+      const body = req.url === "/big" ? BIG_BODY : JSON.stringify(record);
+      if (req.url === "/slow") setTimeout(() => res.end(body), 200);
+      else res.end(body);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -243,6 +248,21 @@ describe("headers", () => {
     const first = json(await request(edge.port, { path: "/a" })) as unknown as SeenRequest;
     const second = json(await request(edge.port, { path: "/b" })) as unknown as SeenRequest;
     assert.equal(second.remotePort, first.remotePort);
+  });
+
+  it("keeps the upstream connections a burst opened for the next burst", async () => {
+    // 100 requests in flight at once open 100 connections to the app; a pool smaller than that
+    // (nginx's per-worker idle limit) closes the rest once they are done, and the next burst
+    // connects again. Every connect is a handshake and an accept on the app's event loop.
+    const burst = async (): Promise<Set<number>> => {
+      const answers = await Promise.all(Array.from({ length: 100 }, () => request(edge.port, { path: "/slow" })));
+      return new Set(answers.map((res) => (json(res) as unknown as SeenRequest).remotePort));
+    };
+    const first = await burst();
+    assert.ok(first.size >= 90, `the first burst used ${first.size} connections, expected about 100 in flight`);
+    const second = await burst();
+    const opened = [...second].filter((port) => !first.has(port));
+    assert.ok(opened.length <= 10, `the second burst opened ${opened.length} new upstream connections`);
   });
 
   it("gives each request an id, passes a well-formed incoming one through, and returns it", async () => {

@@ -63,7 +63,8 @@ describe("renderNginxConfig for the Docker stack", () => {
   it("proxies to the app alias through a keepalive upstream", () => {
     for (const expected of [
       "server app:3000 max_fails=0;",
-      "keepalive 32;",
+      // Half the worker's connection limit (1024 by default).
+      "keepalive 512;",
       "proxy_pass http://webstack_app;",
       "proxy_http_version 1.1;",
       'proxy_set_header Connection "";',
@@ -121,6 +122,9 @@ describe("renderNginxConfig for the Docker stack", () => {
     assert.ok(custom.includes("client_max_body_size 10m;"));
     assert.ok(custom.includes("worker_processes 2;"));
     assert.ok(custom.includes("worker_connections 4096;"));
+    assert.ok(custom.includes("keepalive 2048;"), "the upstream pool follows the connection limit");
+    const smallest = lines(renderNginxConfig(dockerNginxVars({ workerConnections: 65 })));
+    assert.ok(smallest.includes("keepalive 32;"), "half of an odd limit, rounded down");
   });
 });
 
