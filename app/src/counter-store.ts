@@ -24,8 +24,9 @@ export interface CounterStoreOptions {
   connectTimeoutMs?: number;
   poolSize?: number;
   /**
-   * Visits that may wait for the next batch; one more is refused with CounterBusy at once rather
-   * than queued behind a database that cannot keep up (default 2000).
+   * Visits that may wait behind a batch being written; one more is refused with CounterBusy at
+   * once rather than queued behind a database that cannot keep up (default 2000). Visits going into
+   * a batch about to start wait behind nothing and are not counted.
    */
   maxWaiting?: number;
 }
@@ -53,6 +54,11 @@ export class CounterStore {
   private readonly waiting: WaitingVisit[] = [];
   /** True while a batch is being written; the visits that arrive meanwhile wait for the next. */
   private writing = false;
+  /**
+   * True between a batch being due and it taking its visits (the rest of the event loop's turn):
+   * the visits that arrive then go into it, so they wait behind nothing.
+   */
+  private starting = false;
 
   private readonly maxWaiting: number;
 
@@ -78,8 +84,9 @@ export class CounterStore {
    * instead of once per visit. Each visit still gets its own number, in arrival order.
    */
   recordVisit(requestId: string | undefined): Promise<VisitResult> {
-    if (this.waiting.length >= this.maxWaiting) {
-      return Promise.reject(new CounterBusy(`${this.waiting.length} visits are already waiting for the database`));
+    const behind = this.starting ? Math.max(0, this.waiting.length - MAX_BATCH) : this.waiting.length;
+    if (behind >= this.maxWaiting) {
+      return Promise.reject(new CounterBusy(`${behind} visits are already waiting for the database`));
     }
     return new Promise<VisitResult>((resolve, reject) => {
       this.waiting.push({ requestId, resolve, reject });
@@ -91,6 +98,11 @@ export class CounterStore {
     this.writing = true;
     try {
       while (this.waiting.length > 0) {
+        // A batch takes its visits once this turn of the event loop has handled every request it
+        // read: visits that arrive together are written together, not the first one alone.
+        this.starting = true;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.starting = false;
         const batch = this.waiting.splice(0, MAX_BATCH);
         try {
           const results = await this.countBatch(batch.map((visit) => visit.requestId));

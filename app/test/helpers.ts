@@ -1,7 +1,7 @@
 // Shared by the app's tests: start in-process instances, make HTTP calls, wait (boundedly).
 import { buildServer, type App, type BuildOptions } from "../src/app";
 import assert from "node:assert/strict";
-import type { Client } from "pg";
+import { Client } from "pg";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
 import { migrate } from "../src/migrations";
 
@@ -147,6 +147,24 @@ export async function whileCounterLocked<T>(db: Client, work: () => Promise<T>):
     return await work();
   } finally {
     await db.query("COMMIT");
+  }
+}
+
+/** Waits until a visit is blocked on the counter's row lock, i.e. a request is in flight. */
+export async function waitForLockWaiter(databaseUrl: string): Promise<void> {
+  // A connection of its own: inside the lock holder's transaction pg_stat_activity would be one
+  // frozen snapshot.
+  const observer = new Client({ connectionString: databaseUrl });
+  await observer.connect();
+  try {
+    await waitFor("a visit waiting on the row lock", async () => {
+      const waiting = await observer.query<{ n: string }>(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%count_visits%'",
+      );
+      return waiting.rows[0]?.n === "1" ? true : undefined;
+    });
+  } finally {
+    await observer.end();
   }
 }
 

@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "pg";
 import { startPostgresAndRedis, type PostgresServer, type RedisServer } from "../../test/support/services";
-import { call, migratedDatabase, waitFor } from "./helpers";
+import { call, migratedDatabase, waitFor, waitForLockWaiter } from "./helpers";
 
 const APP_DIR = path.resolve(__dirname, "..");
 const SERVER_JS = path.join(APP_DIR, "dist", "server.js");
@@ -139,24 +139,6 @@ function bounded<T>(what: string, promise: Promise<T>, ms = 20_000): Promise<T> 
     timer = setTimeout(() => reject(new Error(`gave up waiting for ${what} after ${ms} ms`)), ms);
   });
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
-/** Waits until a visit is blocked on the counter's row lock, i.e. a request is in flight. */
-async function waitForLockWaiter(databaseUrl: string): Promise<void> {
-  // A connection of its own: inside the lock holder's transaction pg_stat_activity would be one
-  // frozen snapshot.
-  const observer = new Client({ connectionString: databaseUrl });
-  await observer.connect();
-  try {
-    await waitFor("a visit waiting on the row lock", async () => {
-      const waiting = await observer.query<{ n: string }>(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%count_visits%'",
-      );
-      return waiting.rows[0]?.n === "1" ? true : undefined;
-    });
-  } finally {
-    await observer.end();
-  }
 }
 
 describe("the image's health check (bash app/healthcheck.sh)", () => {

@@ -24,6 +24,7 @@ import {
   startApp,
   testConfig,
   waitFor,
+  waitForLockWaiter,
   whileCounterLocked,
   type RunningApp,
   type StartOptions,
@@ -288,11 +289,13 @@ describe("the app in process", () => {
     const { url, db } = await database("busy");
     const { baseUrl } = await launch(url, { statementTimeoutMs: 30_000 }, { build: { maxWaitingVisits: 1 } });
     assert.equal((await call(`${baseUrl}/`)).body.count, 1);
+    const visit = () =>
+      call(`${baseUrl}/`).then((r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), body: r.body }));
     const visits = await whileCounterLocked(db, async () => {
       // One visit is written (waiting for the lock), one waits for the next batch, the third is refused.
-      const started = [0, 1, 2].map(() =>
-        call(`${baseUrl}/`).then((r) => ({ status: r.status, retryAfter: r.headers.get("retry-after"), body: r.body })),
-      );
+      const first = visit();
+      await waitForLockWaiter(url);
+      const started = [first, visit(), visit()];
       // Only the refused one can answer while the lock is held.
       await Promise.race(started);
       return started;
