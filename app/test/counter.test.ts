@@ -220,6 +220,29 @@ describe("visit counter", () => {
     }
   });
 
+  it("lets the visits asked for in one turn into the batch about to start, and limits only those past it", async () => {
+    const store = new CounterStore(databaseUrl, { maxWaiting: 3 });
+    try {
+      const before = await store.read();
+      // A batch holds 500: of 505 visits asked for at once, 500 go into the starting batch, three
+      // may wait behind it, and the last two are refused.
+      const outcomes = await Promise.allSettled(Array.from({ length: 505 }, () => store.recordVisit(undefined)));
+      const refused = outcomes.filter((o) => o.status === "rejected");
+      assert.equal(outcomes.filter((o) => o.status === "fulfilled").length, 503);
+      assert.deepEqual(
+        outcomes.slice(503).map((o) => o.status),
+        ["rejected", "rejected"],
+      );
+      assert.ok(refused.every((o) => o.status === "rejected" && o.reason instanceof CounterBusy));
+      const reason: unknown = refused[0]?.status === "rejected" ? refused[0].reason : undefined;
+      assert.ok(reason instanceof CounterBusy);
+      assert.equal(reason.message, "3 visits are already waiting for the database");
+      assert.deepEqual(await store.read(), { count: before.count + 503, version: before.version + 503 });
+    } finally {
+      await store.close();
+    }
+  });
+
   it("loses no visit and counts none twice: 600 requests, 30 at a time, over 3 replicas", async () => {
     const replicas = apps.slice(0, 3);
     await resetCounter(replicas[0].baseUrl);
