@@ -33,6 +33,52 @@ export const DEFAULT_SIZES: Record<Exclude<Target, "local">, string> = {
   aws: "t3.small",
 };
 
+/**
+ * The vCPUs of a droplet size slug or an EC2 instance type, when its name tells them (s-2vcpu-4gb,
+ * c-4; t3.small, m5.2xlarge); undefined for a name it does not know.
+ */
+export function vcpusOf(target: Exclude<Target, "local">, size: string): number | undefined {
+  if (target === "digitalocean") {
+    const match = /-(\d+)vcpu-/.exec(size) ?? /^c2?-(\d+)(?:-intel)?$/.exec(size);
+    return match === null ? undefined : Number(match[1]);
+  }
+  const [family, kind = ""] = size.split(".");
+  const burstable = /^t\d[a-z]*$/.test(family);
+  if (/^(nano|micro|small)$/.test(kind)) return burstable ? (family === "t2" ? 1 : 2) : undefined;
+  // A medium burstable type has 2; a medium Graviton type (m6g.medium, a1.medium) has one.
+  if (kind === "medium") return burstable ? 2 : 1;
+  if (kind === "large") return 2;
+  const xlarge = /^(\d*)xlarge$/.exec(kind);
+  return xlarge === null ? undefined : 4 * Number(xlarge[1] || 1);
+}
+
+/**
+ * Replicas past a host's vCPUs add no speed: each visit then costs more CPU (smaller batches per
+ * replica, processes waiting for a core), and on two cores three replicas counted visits at about
+ * 0.6 times the rate of one or two (README, "How many replicas"). Two are always fine: one left
+ * serving while the other restarts.
+ */
+export const MIN_SPARE_REPLICAS = 2;
+
+/** Replicas for a cloud host when webstack:replicas is unset: its vCPUs, at least 2 and at most 3. */
+export function defaultReplicas(vcpus: number | undefined): number {
+  return vcpus === undefined ? 3 : Math.min(3, Math.max(MIN_SPARE_REPLICAS, vcpus));
+}
+
+/** A warning for more replicas than a cloud host has vCPUs (and more than 2), or undefined. */
+export function replicaAdvice(config: Pick<WebstackConfig, "target" | "replicas" | "size">): string | undefined {
+  if (config.target === "local" || config.size === undefined) return undefined;
+  const vcpus = vcpusOf(config.target, config.size);
+  if (vcpus === undefined) return undefined;
+  const fit = Math.max(MIN_SPARE_REPLICAS, vcpus);
+  if (config.replicas <= fit) return undefined;
+  return (
+    `${NAMESPACE}:replicas is ${config.replicas} but size ${config.size} has ${vcpus} vCPU${vcpus === 1 ? "" : "s"}: ` +
+    `replicas past the vCPUs make every visit cost more CPU and the counter slower, not faster. ` +
+    `Set webstack:replicas to ${fit}, or pick a size with ${config.replicas} vCPUs.`
+  );
+}
+
 /** The validated, defaulted configuration every component is built from. */
 export interface WebstackConfig {
   target: Target;
@@ -564,7 +610,10 @@ export function parseConfig(
     );
   }
 
-  const replicas = (values.replicas as number | undefined) ?? 3;
+  const cloudTarget = target !== "local" ? target : undefined;
+  const replicas =
+    (values.replicas as number | undefined) ??
+    (cloudTarget === undefined ? 3 : defaultReplicas(vcpusOf(cloudTarget, raw.size ?? DEFAULT_SIZES[cloudTarget])));
   // During a release two sets of replicas run, and the migration run beside them.
   const processes = values.appProcesses as number | undefined;
   if (processes !== undefined && processes < TASKS_PER_REPLICA * (2 * replicas + 1)) {

@@ -1,6 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { AppImage, imageRevision } from "./app-image";
-import { SecretKey, WebstackConfig } from "./config";
+import { replicaAdvice, SecretKey, WebstackConfig } from "./config";
 import { createHost, DockerHost } from "./hosts";
 import { StackNames } from "./specs/containers";
 import { hashTree } from "./specs/release";
@@ -50,6 +50,8 @@ export function buildWebstack(
   const images = new ReleaseImages("app-releases", { host, localName, keep: config.keepReleases });
   let image: AppImage | undefined;
   let appImage: pulumi.Output<string>;
+  const advice = replicaAdvice(config);
+  if (advice !== undefined) void pulumi.log.warn(advice);
   if (config.rollbackTo !== undefined) {
     void pulumi.log.warn(
       `webstack:rollbackTo is set: release ${release} runs again from its image on the host, and this checkout is ` +

@@ -119,7 +119,9 @@ describe("preview summaries", () => {
       state: exportOf("staging", doR1),
       prices: PRICES,
     });
-    assert.deepEqual(p.counts, { create: 3, update: 0, replace: 1, delete: 3 });
+    // One create and one delete per replica: the default count on the 1-vCPU default size.
+    assert.equal(newApps.length, 2);
+    assert.deepEqual(p.counts, { create: newApps.length, update: 0, replace: 1, delete: oldApps.length });
     assert.equal(p.release, "r2");
     assert.deepEqual(
       p.changes.find((c) => c.kind === "replace"),

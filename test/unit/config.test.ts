@@ -3,9 +3,17 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { describe, test } from "node:test";
+import { describe, mock, test } from "node:test";
 import { parse } from "yaml";
-import { ConfigError, DEFAULT_IMAGES, parseConfig, readStackConfig } from "../../components/config";
+import {
+  ConfigError,
+  DEFAULT_IMAGES,
+  defaultReplicas,
+  parseConfig,
+  readStackConfig,
+  replicaAdvice,
+  vcpusOf,
+} from "../../components/config";
 import { DEFAULT_LIMITS } from "../../components/specs/containers";
 import * as pulumi from "@pulumi/pulumi";
 import { RecordingMocks, runProgram } from "./support/mocks";
@@ -905,6 +913,103 @@ describe("defaults and good configs", () => {
       parseConfig({ nginxImage: "registry.example.com:5000/team/nginx:1.28@sha256:" + "a".repeat(64) }).nginxImage,
       "registry.example.com:5000/team/nginx:1.28@sha256:" + "a".repeat(64),
     );
+  });
+});
+
+describe("replicas and the host's vCPUs", () => {
+  test("a droplet size or an instance type tells its vCPUs; a name it does not know tells nothing", () => {
+    const cases: [target: "digitalocean" | "aws", size: string, vcpus: number | undefined][] = [
+      ["digitalocean", "s-1vcpu-1gb", 1],
+      ["digitalocean", "s-1vcpu-512mb-10gb", 1],
+      ["digitalocean", "s-2vcpu-4gb", 2],
+      ["digitalocean", "s-4vcpu-8gb-amd", 4],
+      ["digitalocean", "g-16vcpu-64gb", 16],
+      ["digitalocean", "c-2", 2],
+      ["digitalocean", "c-4-intel", 4],
+      ["digitalocean", "c2-16", 16],
+      ["digitalocean", "gpu-h100x1-80gb", undefined],
+      ["digitalocean", "gpu-c-2", undefined],
+      ["digitalocean", "c-2-amd64", undefined],
+      ["aws", "t2.micro", 1],
+      ["aws", "t2.medium", 2],
+      ["aws", "t3.nano", 2],
+      ["aws", "t3.small", 2],
+      ["aws", "t3a.medium", 2],
+      ["aws", "t4g.small", 2],
+      ["aws", "m6g.medium", 1],
+      ["aws", "m5.large", 2],
+      ["aws", "c5.xlarge", 4],
+      ["aws", "m5.2xlarge", 8],
+      ["aws", "c5.24xlarge", 96],
+      ["aws", "m5.metal", undefined],
+      ["aws", "m5.small", undefined],
+      ["aws", "t3", undefined],
+      // Names only as close to those as a typo: the family and the size must match whole.
+      ["aws", "xt3.small", undefined],
+      ["aws", "t3x.small", 2],
+      ["aws", "t3-.small", undefined],
+      ["aws", "t3.xsmall", undefined],
+      ["aws", "t3.smallx", undefined],
+      ["aws", "m5.yxlarge", undefined],
+      ["aws", "m5.xlargey", undefined],
+    ];
+    for (const [target, size, vcpus] of cases) assert.equal(vcpusOf(target, size), vcpus, `${target} ${size}`);
+  });
+
+  test("unset, a cloud stack runs as many replicas as its VM has vCPUs, at least 2 and at most 3; locally 3", () => {
+    assert.deepEqual([undefined, 1, 2, 3, 4, 64].map(defaultReplicas), [3, 2, 2, 3, 3, 3]);
+    assert.equal(parseConfig({}).replicas, 3);
+    assert.equal(parseConfig(DO).replicas, 2, "s-1vcpu-2gb");
+    assert.equal(parseConfig({ ...DO, size: "s-4vcpu-8gb" }).replicas, 3);
+    assert.equal(parseConfig({ ...DO, size: "gpu-h100x1-80gb" }).replicas, 3, "vCPUs unknown");
+    assert.equal(parseConfig(AWS).replicas, 2, "t3.small");
+    assert.equal(parseConfig({ ...AWS, size: "c5.xlarge" }).replicas, 3);
+    assert.equal(parseConfig({ ...DO, replicas: "5" }).replicas, 5, "a configured count is kept");
+    assert.equal(parseConfig({ ...AWS, replicas: "1" }).replicas, 1);
+  });
+
+  test("more replicas than vCPUs, and more than 2, get a warning that names the setting, the size and a count that fits", () => {
+    const advice = (settings: Record<string, string>) => replicaAdvice(parseConfig(settings));
+    assert.equal(
+      advice({ ...DO, replicas: "3" }),
+      "webstack:replicas is 3 but size s-1vcpu-2gb has 1 vCPU: replicas past the vCPUs make every visit cost " +
+        "more CPU and the counter slower, not faster. Set webstack:replicas to 2, or pick a size with 3 vCPUs.",
+    );
+    assert.equal(
+      advice({ ...AWS, size: "c5.xlarge", replicas: "5" }),
+      "webstack:replicas is 5 but size c5.xlarge has 4 vCPUs: replicas past the vCPUs make every visit cost " +
+        "more CPU and the counter slower, not faster. Set webstack:replicas to 4, or pick a size with 5 vCPUs.",
+    );
+    for (const fits of [
+      DO,
+      { ...DO, replicas: "2" },
+      { ...DO, replicas: "1" },
+      { ...AWS, size: "c5.xlarge", replicas: "4" },
+      { ...DO, size: "gpu-h100x1-80gb", replicas: "20" },
+      { replicas: "20" },
+    ]) {
+      assert.equal(advice(fits), undefined, JSON.stringify(fits));
+    }
+  });
+
+  test("the program logs the warning at preview and up, and nothing for a count that fits", async () => {
+    const warn = mock.method(pulumi.log, "warn", () => Promise.resolve());
+    try {
+      await runProgram({ ...AWS, replicas: "3" });
+      const said = warn.mock.calls.map((call) => String(call.arguments[0]));
+      assert.deepEqual(
+        said.filter((m) => m.startsWith("webstack:replicas")),
+        [replicaAdvice(parseConfig({ ...AWS, replicas: "3" }))],
+      );
+      warn.mock.resetCalls();
+      await runProgram(AWS);
+      assert.deepEqual(
+        warn.mock.calls.map((call) => String(call.arguments[0])).filter((m) => m.startsWith("webstack:replicas")),
+        [],
+      );
+    } finally {
+      warn.mock.restore();
+    }
   });
 });
 

@@ -40,7 +40,7 @@ import {
   TYPES,
   webstackPolicies,
 } from "../../policy/policies";
-import { DEFAULT_IMAGES } from "../../components/config";
+import { DEFAULT_IMAGES, parseConfig } from "../../components/config";
 import { promiseOf, RecordingMocks, Registered, runBuild, runProgram, watchRegistrations } from "./support/mocks";
 
 const POLICY_DIR = path.join(__dirname, "..", "..", "policy");
@@ -273,6 +273,8 @@ const ADMIN_RULE =
 for (const { target, settings, cloud } of TARGETS) {
   describe(`policies on target ${target}`, () => {
     const base = () => resourcesOf(settings);
+    // The default count: 3 locally, the VM's vCPUs (at least 2, at most 3) on a cloud host.
+    const replicas = parseConfig(settings).replicas;
 
     test("only-nginx-publishes-ports: the program passes; a Redis port published by a transform fails", async () => {
       const resources = await base();
@@ -314,7 +316,7 @@ for (const { target, settings, cloud } of TARGETS) {
       const apps = containers(risky)
         .filter((c) => c.name.startsWith("webstack-app-"))
         .map((c) => c.name);
-      assert.equal(apps.length, 3);
+      assert.equal(apps.length, replicas);
       const socket = "no host path may be or contain /var/run/docker.sock or /run/docker.sock";
       // Data and socket volumes, and locally the backups' volume, come before the one added.
       const added = cloud ? 2 : 3;
@@ -356,7 +358,7 @@ for (const { target, settings, cloud } of TARGETS) {
       const apps = containers(unlimited)
         .filter((c) => c.name.startsWith("webstack-app-"))
         .map((c) => c.name);
-      assert.equal(apps.length, 3);
+      assert.equal(apps.length, replicas);
       assert.deepEqual(
         (await resourceViolations("memory-limits", unlimited)).sort(),
         [
@@ -379,8 +381,8 @@ for (const { target, settings, cloud } of TARGETS) {
       }
       assert.equal(
         containers(resources).length,
-        6 + 1 + 2 + 1 + 1,
-        "six services, the backup container, two files runs, a migration run, the Postgres image's check",
+        replicas + 3 + 1 + 2 + 1 + 1,
+        "the replicas, nginx, Postgres, Redis, the backup container, two files runs, a migration run, the Postgres image's check",
       );
       assert.deepEqual(
         ofType(resources, TYPES.image)

@@ -86,10 +86,12 @@ function expectedPgbackrestConf(mocks: RecordingMocks, target: string): string {
 
 for (const { target, settings, cloud } of TARGETS) {
   describe(`target ${target}`, () => {
+    // The default count: 3 locally, the VM's vCPUs (at least 2, at most 3) on a cloud host.
+    const replicas = parseConfig(settings).replicas;
     test("registers the stack's resources: replicas + 4 services (one the backup container), 2 files runs, a migration run, the Postgres image's check, 2 networks (3 on cloud: the way to the bucket), 6 volumes (5 on cloud: no backups volume), two built images (the app's, Postgres's)", async () => {
       const { mocks, outputs } = await evaluated(settings);
       const count = (type: string) => mocks.ofType(type).length;
-      assert.equal(count(CONTAINER), 3 + 4 + 2 + 1 + 1);
+      assert.equal(count(CONTAINER), replicas + 4 + 2 + 1 + 1);
       assert.equal(count("docker:index/network:Network"), cloud ? 3 : 2);
       assert.equal(count("docker:index/volume:Volume"), cloud ? 5 : 6);
       assert.equal(count("docker:index/image:Image"), 2);
@@ -103,9 +105,7 @@ for (const { target, settings, cloud } of TARGETS) {
         [
           "webstack-test-files-app",
           `webstack-test-migrate-${release}`,
-          `webstack-test-app-${release}-1`,
-          `webstack-test-app-${release}-2`,
-          `webstack-test-app-${release}-3`,
+          ...Array.from({ length: replicas }, (_, i) => `webstack-test-app-${release}-${i + 1}`),
           "webstack-test-nginx",
           "webstack-test-files-nginx",
           "webstack-test-postgres",
@@ -376,10 +376,10 @@ for (const { target, settings, cloud } of TARGETS) {
         });
         const [ready] = built.host.ready;
         assert.ok(ready instanceof pulumi.CustomResource);
-        // 7 containers (3 replicas, Postgres, Redis, nginx, the backup container), 2 files runs,
-        // the Postgres image's check, 3 networks (front, back, the backup's way out), 5 volumes
-        // (Postgres's data and socket, Redis's data, the 2 files runs').
-        assert.equal(opts.length, 7 + 2 + 1 + 3 + 5);
+        // The replicas, Postgres, Redis, nginx, the backup container, 2 files runs, the Postgres
+        // image's check, 3 networks (front, back, the backup's way out), 5 volumes (Postgres's data
+        // and socket, Redis's data, the 2 files runs').
+        assert.equal(opts.length, replicas + 4 + 2 + 1 + 3 + 5);
         for (const o of opts) {
           assert.ok(
             Array.isArray(o.dependsOn) && o.dependsOn.includes(ready),
@@ -409,10 +409,10 @@ for (const { target, settings, cloud } of TARGETS) {
             r.type,
           ),
         );
-        // 7 long-running containers (the backup container one), 2 files runs, the migration run,
-        // the Postgres image's check, 3 networks (the backup's way out one), 5 volumes (Postgres's
-        // socket one).
-        assert.equal(labelled.length, 7 + 2 + 1 + 1 + 3 + 5);
+        // The replicas and 4 long-running services (the backup container one), 2 files runs, the
+        // migration run, the Postgres image's check, 3 networks (the backup's way out one), 5 volumes
+        // (Postgres's socket one).
+        assert.equal(labelled.length, replicas + 4 + 2 + 1 + 1 + 3 + 5);
         for (const r of labelled) {
           assert.deepEqual(
             (r.inputs.labels as Inputs[]).filter((l) => l.label === "webstack.vm"),

@@ -101,7 +101,7 @@ describe("deletion and order", () => {
       const { mocks } = await runProgram(settings);
       const nginx = mocks.named("webstack-nginx");
       const apps = replicas(mocks.resources);
-      assert.equal(apps.length, 3);
+      assert.equal(apps.length, parseConfig(settings).replicas);
       for (const app of apps) assert.ok(nginx.dependencies.includes(app.urn), `nginx depends on ${app.name}`);
       if (target === "local") return;
       const ready = mocks.named("host-engine-ready");
@@ -216,7 +216,7 @@ describe("rollback and kept release images", () => {
       const apps = replicas(rs);
       assert.deepEqual(
         apps.map((r) => r.inputs.name),
-        [1, 2, 3].map((i) => `webstack-test-app-4f1c2ab9e0d3-${i}`),
+        Array.from({ length: parseConfig(settings).replicas }, (_, i) => `webstack-test-app-4f1c2ab9e0d3-${i + 1}`),
       );
       for (const app of apps) assert.equal(app.inputs.image, kept.outputs.imageId, `${app.name} runs the kept image`);
       assert.equal(named(rs, "webstack-migrate-4f1c2ab9e0d3").inputs.image, kept.outputs.imageId);
