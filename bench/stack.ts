@@ -1,8 +1,9 @@
 // What the deployed stack serves: the dev stack (local target, 3 replicas) realised on the real
 // Docker engine by the engine tier's machinery, then loaded with wrk from the host, each path three
 // ways: through the published port (Docker's proxy, then nginx), to nginx's container address, and
-// straight to replicas' addresses. Prints the figures and the ratios the project holds itself to,
-// then the many-clients run, and tears the stack down. A benchmark, not a test: it fails only when
+// straight to replicas' addresses. Prints the figures, where each row's CPU went (by container, and
+// the machine's in all), the ratios the project holds itself to, then the many-clients run, and
+// tears the stack down. A benchmark, not a test: it fails only when
 // it cannot measure.
 //
 //   npm run bench:stack
@@ -16,7 +17,7 @@
 // BENCH_CONNECTIONS (32), BENCH_THREADS (2), BENCH_REPLICAS (3), BENCH_MANY_CLIENTS (1000),
 // BENCH_MANY_SECONDS (60; 0 skips the many-clients run), BENCH_IDLE (5000 idle connections held
 // during one more counter row; 0 skips it), BENCH_KEEP=1 (leave the stack running).
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect, type Socket } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -88,8 +89,57 @@ async function targetsOf(engine: Engine, port: number): Promise<Targets> {
   };
 }
 
+/** CPU time so far, in ns: each of the stack's running containers' (by name), and the machine's busy time. */
+interface CpuSample {
+  containers: Map<string, number>;
+  machine: number;
+}
+
+/** CPU time a row's measured run cost, in µs per request: by role (the replicas together), and the machine's. */
+interface CpuShare {
+  roles: Map<string, number>;
+  machine: number;
+}
+
+/** USER_HZ: /proc/stat counts in hundredths of a second on Linux. */
+const CLOCK_TICK_NS = 10_000_000;
+
+async function cpuSample(engine: Engine): Promise<CpuSample> {
+  const listed = await engine.docker.listContainers({ filters: { name: [`${PREFIX}-`] } });
+  const containers = new Map<string, number>();
+  await Promise.all(
+    listed.map(async (c) => {
+      // One sample, not the default two a second apart: the cumulative figure is all this needs.
+      const stats = await engine.docker.getContainer(c.Id).stats({ stream: false, "one-shot": true });
+      containers.set(c.Names[0].replace(/^\//, ""), stats.cpu_stats.cpu_usage.total_usage);
+    }),
+  );
+  // "cpu  user nice system idle iowait irq softirq steal ...": busy is all but idle and iowait.
+  const fields = (await readFile("/proc/stat", "utf8")).split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+  const busy = fields.slice(0, 8).reduce((sum, ticks, i) => (i === 3 || i === 4 ? sum : sum + ticks), 0);
+  return { containers, machine: busy * CLOCK_TICK_NS };
+}
+
+/** The replicas' names end in the release and their number; every other container is its role. */
+function roleOf(container: string): string {
+  const role = container.slice(PREFIX.length + 1);
+  return role.startsWith("app-") ? "replicas" : role;
+}
+
+function cpuShare(before: CpuSample, after: CpuSample, requests: number): CpuShare {
+  const roles = new Map<string, number>();
+  for (const [name, ns] of after.containers) {
+    const spent = ns - (before.containers.get(name) ?? ns);
+    roles.set(roleOf(name), (roles.get(roleOf(name)) ?? 0) + spent / 1000 / Math.max(1, requests));
+  }
+  return { roles, machine: (after.machine - before.machine) / 1000 / Math.max(1, requests) };
+}
+
+/** A row and the CPU its run cost. */
+type Measured = Row & { cpu: CpuShare };
+
 /** One row: a warm-up, then the measured run; `origins` share the connections (one wrk each). */
-async function measure(wrk: Wrk, label: string, path: string, origins: string[]): Promise<Row> {
+async function measure(wrk: Wrk, engine: Engine, label: string, path: string, origins: string[]): Promise<Measured> {
   const each = Math.max(1, Math.floor(settings.connections / origins.length));
   const run = (seconds: number) =>
     Promise.all(
@@ -104,9 +154,32 @@ async function measure(wrk: Wrk, label: string, path: string, origins: string[])
       ),
     );
   if (settings.warmupSeconds > 0) await run(settings.warmupSeconds);
+  const before = await cpuSample(engine);
   const row = rowOf(label, combined(await run(settings.durationSeconds)));
+  const cpu = cpuShare(before, await cpuSample(engine), row.result.requests);
   process.stderr.write(`measured ${label}: ${row.rps.toFixed(0)} req/s\n`);
-  return row;
+  return { ...row, cpu };
+}
+
+/** Where each row's CPU went, indented so that no line reads as a row of the main table. */
+function printCpu(rows: Measured[]): void {
+  const roles = ["replicas", "postgres", "nginx", "redis", "backup"];
+  const header = ["scenario", ...roles, "containers", "machine"];
+  const body = rows.map((row) => {
+    const containers = [...row.cpu.roles.values()].reduce((sum, us) => sum + us, 0);
+    return [
+      row.label,
+      ...roles.map((role) => (row.cpu.roles.get(role) ?? 0).toFixed(0)),
+      containers.toFixed(0),
+      row.cpu.machine.toFixed(0),
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
+  for (const cells of [header, ...body]) {
+    console.log(
+      `  ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ")}`,
+    );
+  }
 }
 
 /** Opens `count` connections that never send a request; resolves once each is open or failed. */
@@ -145,7 +218,7 @@ interface Goal {
 }
 
 /** The run with the median req/s (the lower middle one of an even count). */
-function medianRow(runs: Row[]): Row {
+function medianRow<R extends Row>(runs: R[]): R {
   if (runs.length === 0) throw new Error("no run to take a median of");
   const sorted = [...runs].sort((a, b) => a.rps - b.rps);
   return sorted[Math.floor((sorted.length - 1) / 2)];
@@ -228,12 +301,14 @@ async function main(): Promise<void> {
       );
     }
     // Rows take turns, so a slow spell of the machine spreads over all of them, not one.
-    const runs: Record<string, Row[]> = {};
+    const runs: Record<string, Measured[]> = {};
     for (let round = 1; round <= settings.rounds; round += 1) {
       process.stderr.write(`round ${round} of ${settings.rounds}\n`);
-      for (const [key, label, path, origins] of plan) (runs[key] ??= []).push(await measure(wrk, label, path, origins));
+      for (const [key, label, path, origins] of plan) {
+        (runs[key] ??= []).push(await measure(wrk, engine, label, path, origins));
+      }
     }
-    const rows: Record<string, Row> = Object.fromEntries(
+    const rows: Record<string, Measured> = Object.fromEntries(
       Object.entries(runs).map(([key, measured]) => [key, medianRow(measured)]),
     );
 
@@ -288,6 +363,11 @@ async function main(): Promise<void> {
         console.log(`  ${rows[key].label.padEnd(34)} ${rps.map((r) => r.toFixed(0)).join(" / ")}`);
       }
     }
+    console.log(
+      "\nCPU per request in µs, each row's median run: each container's (its cgroup's, through the engine's " +
+        "stats), and the machine's busy time (/proc/stat: wrk, dockerd and the kernel's network work too)",
+    );
+    printCpu(Object.values(rows));
     console.log("\nratios (of the medians)");
     for (const g of goals(rows)) {
       console.log(`  ${g.value.toFixed(2).padStart(6)}  ${g.met ? "meets" : "BELOW"} ${g.goal}  ${g.what}`);

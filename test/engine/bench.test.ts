@@ -34,6 +34,25 @@ describe("npm run bench:stack", () => {
       assert.equal(row.errors, 0, `${label}: ${row.errors} errors`);
     }
     assert.equal(bench.stdout.match(/^\s+[\d.]+\s+(meets|BELOW) [<>]= [\d.]+\s+\S/gm)?.length, 4, bench.stdout);
+    // Where each row's CPU went: the replicas, Postgres, nginx, Redis, the backup container, all
+    // containers, the machine; every row's replicas spent some.
+    const cpu = [...bench.stdout.matchAll(/^ {2}(\S.*?)((?:\s+\d+){7})$/gm)].map((m) => ({
+      label: m[1],
+      us: m[2].trim().split(/\s+/).map(Number),
+    }));
+    assert.deepEqual(
+      cpu.map((c) => c.label),
+      ROWS,
+      bench.stdout,
+    );
+    for (const { label, us } of cpu) {
+      assert.ok(us[0] > 0, `${label}: the replicas spent no CPU`);
+      // Each figure is rounded on its own: the sum may be one under the parts.
+      assert.ok(
+        us[5] + 1 >= us[0] + us[1],
+        `${label}: the containers together spent less than the replicas and Postgres`,
+      );
+    }
 
     const named = { filters: { name: ["webstack-bench-"] } };
     assert.deepEqual(await engine.docker.listContainers({ all: true, ...named }), []);
