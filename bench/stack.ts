@@ -3,8 +3,7 @@
 // ways: through the published port (Docker's proxy, then nginx), to nginx's container address, and
 // straight to replicas' addresses. Prints the figures, where each row's CPU went (by container, and
 // the machine's in all), the ratios the project holds itself to, then the many-clients run, and
-// tears the stack down. A benchmark, not a test: it fails only when
-// it cannot measure.
+// tears the stack down. A benchmark, not a test: it fails only when it cannot measure.
 //
 //   npm run bench:stack
 //   BENCH_DURATION=10 BENCH_CONNECTIONS=32 BENCH_MANY_SECONDS=0 npm run bench:stack
@@ -31,6 +30,7 @@ import {
   errorsOf,
   intSetting,
   printRows,
+  printTable,
   rowOf,
   wrkRunner,
   execText,
@@ -174,12 +174,7 @@ function printCpu(rows: Measured[]): void {
       row.cpu.machine.toFixed(0),
     ];
   });
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
-  for (const cells of [header, ...body]) {
-    console.log(
-      `  ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ")}`,
-    );
-  }
+  printTable(header, body, "  ");
 }
 
 /** Opens `count` connections that never send a request; resolves once each is open or failed. */

@@ -151,9 +151,15 @@ export function printRows(rows: Row[]): void {
     String(row.result.requests),
     String(row.errors),
   ]);
+  printTable(header, body);
+}
+
+/** A table: the first column left-aligned, the others right-aligned, each line after `indent`. */
+export function printTable(header: string[], body: string[][], indent = ""): void {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i].length)));
-  const format = (cells: string[]): string =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
-  console.log(format(header));
-  for (const cells of body) console.log(format(cells));
+  for (const cells of [header, ...body]) {
+    console.log(
+      indent + cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  "),
+    );
+  }
 }

@@ -75,7 +75,7 @@ export function replicaAdvice(config: Pick<WebstackConfig, "target" | "replicas"
   return (
     `${NAMESPACE}:replicas is ${config.replicas} but size ${config.size} has ${vcpus} vCPU${vcpus === 1 ? "" : "s"}: ` +
     `replicas past the vCPUs make every visit cost more CPU and the counter slower, not faster. ` +
-    `Set webstack:replicas to ${fit}, or pick a size with ${config.replicas} vCPUs.`
+    `Set webstack:replicas to ${fit}, or pick a size with at least ${config.replicas} vCPUs.`
   );
 }
 

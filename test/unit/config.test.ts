@@ -973,12 +973,12 @@ describe("replicas and the host's vCPUs", () => {
     assert.equal(
       advice({ ...DO, replicas: "3" }),
       "webstack:replicas is 3 but size s-1vcpu-2gb has 1 vCPU: replicas past the vCPUs make every visit cost " +
-        "more CPU and the counter slower, not faster. Set webstack:replicas to 2, or pick a size with 3 vCPUs.",
+        "more CPU and the counter slower, not faster. Set webstack:replicas to 2, or pick a size with at least 3 vCPUs.",
     );
     assert.equal(
       advice({ ...AWS, size: "c5.xlarge", replicas: "5" }),
       "webstack:replicas is 5 but size c5.xlarge has 4 vCPUs: replicas past the vCPUs make every visit cost " +
-        "more CPU and the counter slower, not faster. Set webstack:replicas to 4, or pick a size with 5 vCPUs.",
+        "more CPU and the counter slower, not faster. Set webstack:replicas to 4, or pick a size with at least 5 vCPUs.",
     );
     for (const fits of [
       DO,
