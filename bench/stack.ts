@@ -127,12 +127,13 @@ function roleOf(container: string): string {
 }
 
 function cpuShare(before: CpuSample, after: CpuSample, requests: number): CpuShare {
+  const perRequestUs = (ns: number) => ns / 1000 / Math.max(1, requests);
   const roles = new Map<string, number>();
   for (const [name, ns] of after.containers) {
-    const spent = ns - (before.containers.get(name) ?? ns);
-    roles.set(roleOf(name), (roles.get(roleOf(name)) ?? 0) + spent / 1000 / Math.max(1, requests));
+    const role = roleOf(name);
+    roles.set(role, (roles.get(role) ?? 0) + perRequestUs(ns - (before.containers.get(name) ?? ns)));
   }
-  return { roles, machine: (after.machine - before.machine) / 1000 / Math.max(1, requests) };
+  return { roles, machine: perRequestUs(after.machine - before.machine) };
 }
 
 /** A row and the CPU its run cost. */

@@ -994,19 +994,14 @@ describe("replicas and the host's vCPUs", () => {
 
   test("the program logs the warning at preview and up, and nothing for a count that fits", async () => {
     const warn = mock.method(pulumi.log, "warn", () => Promise.resolve());
+    const replicaWarnings = () =>
+      warn.mock.calls.map((call) => String(call.arguments[0])).filter((m) => m.startsWith("webstack:replicas"));
     try {
       await runProgram({ ...AWS, replicas: "3" });
-      const said = warn.mock.calls.map((call) => String(call.arguments[0]));
-      assert.deepEqual(
-        said.filter((m) => m.startsWith("webstack:replicas")),
-        [replicaAdvice(parseConfig({ ...AWS, replicas: "3" }))],
-      );
+      assert.deepEqual(replicaWarnings(), [replicaAdvice(parseConfig({ ...AWS, replicas: "3" }))]);
       warn.mock.resetCalls();
       await runProgram(AWS);
-      assert.deepEqual(
-        warn.mock.calls.map((call) => String(call.arguments[0])).filter((m) => m.startsWith("webstack:replicas")),
-        [],
-      );
+      assert.deepEqual(replicaWarnings(), []);
     } finally {
       warn.mock.restore();
     }
