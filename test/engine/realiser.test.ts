@@ -751,6 +751,33 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
   });
 
+  it("destroy leaves a container that is not the stack's alone, naming it when it holds the stack's network; once it is gone the sweep ends", async () => {
+    const { realiser, prefix, on, container } = await fresh();
+    await on("docker:index/network:Network", "net", { name: `${prefix}-net` });
+    await container("user", { command: SLEEPER, networksAdvanced: [{ name: `${prefix}-net` }] });
+    const stranger = await docker().createContainer({
+      name: `${prefix}-stranger`,
+      Image: STANDIN_IMAGES.node,
+      Cmd: SLEEPER,
+      HostConfig: { NetworkMode: `${prefix}-net` },
+    });
+    try {
+      await stranger.start();
+      await assert.rejects(
+        realiser.destroy(),
+        new RegExp(
+          `network ${prefix}-net: still in use by ${prefix}-stranger \\(running\\), which the sweep does not remove`,
+        ),
+      );
+      assert.equal((await stranger.inspect()).State.Running, true, "the sweep left the stranger running");
+      assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 1, volumes: 0 });
+    } finally {
+      await stranger.remove({ force: true });
+    }
+    assert.deepEqual((await realiser.destroy()).networks, [`${prefix}-net`]);
+    assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
+  });
+
   it("refuses to replace a network or volume, which the provider deletes before creating again", async () => {
     const { prefix, on, update } = await fresh();
     await on("docker:index/network:Network", "net", { name: `${prefix}-net` });

@@ -28,6 +28,8 @@ import { demux } from "../../../ops/backups";
 
 /** Label on every object the realiser creates; `destroy()` removes what carries it. */
 export const TEST_STACK_LABEL = "webstack.test.stack";
+/** The grace period, in seconds, the realiser gave a container it made; the sweep stops it with that. */
+const DESTROY_GRACE_LABEL = "webstack.test.destroy-grace";
 
 /** The local target's Docker provider: it talks to DOCKER_HOST, which startEngine points at the test engine. */
 export const LOCAL_ENGINE_PROVIDER = "host-docker";
@@ -407,27 +409,35 @@ export class EngineRealiser {
 
   /**
    * Removes every container, network and volume labelled with this stack (also those a crashed
-   * earlier run left), and with `images: true` the images built for it. Containers go first,
-   * each stopped with its own grace period. Images are untagged by name, never removed by id with
-   * force, which would also take the tags other stacks have on the same image.
+   * earlier run left), and with `images: true` the images built for it. Containers go first:
+   * the stack's own (those the realiser made, labelled with their grace period), each stopped
+   * with its grace period; then the test's stand-ins for what is outside the stack (a cloud's
+   * bucket), removed at once. The stand-ins outlive the stack's containers, as the cloud's services
+   * do: Postgres, stopping, still archives its last WAL to the bucket. Images are untagged by name,
+   * never removed by id with force, which would also take the tags other stacks have on the same
+   * image.
    */
   async destroy(options: { images?: boolean } = {}): Promise<DestroySummary> {
     const filters = { label: [`${TEST_STACK_LABEL}=${this.stack}`] };
     const summary: DestroySummary = { containers: [], networks: [], volumes: [], images: [] };
     const containers = await this.docker.listContainers({ all: true, filters });
-    await Promise.all(
-      containers.map(async (c) => {
-        const name = c.Names[0]?.replace(/^\//, "") ?? c.Id;
-        const grace = Number(c.Labels["webstack.test.destroy-grace"] ?? "10");
-        const container = this.docker.getContainer(c.Id);
-        // A sweep, not the provider: whatever is already stopped or gone is fine.
-        if (grace > 0) await container.stop({ t: grace }).catch(ignoreStatus(304, 404));
-        await container.remove({ force: true, v: true }).catch(ignoreStatus(404));
-        summary.containers.push(name);
-      }),
-    );
+    const own = containers.filter((c) => DESTROY_GRACE_LABEL in c.Labels);
+    const standins = containers.filter((c) => !(DESTROY_GRACE_LABEL in c.Labels));
+    for (const wave of [own, standins]) {
+      await Promise.all(
+        wave.map(async (c) => {
+          const name = c.Names[0]?.replace(/^\//, "") ?? c.Id;
+          const grace = Number(c.Labels[DESTROY_GRACE_LABEL] ?? "0");
+          const container = this.docker.getContainer(c.Id);
+          // A sweep, not the provider: whatever is already stopped or gone is fine.
+          if (grace > 0) await container.stop({ t: grace }).catch(ignoreStatus(304, 404));
+          await container.remove({ force: true, v: true }).catch(ignoreStatus(404));
+          summary.containers.push(name);
+        }),
+      );
+    }
     for (const n of await this.docker.listNetworks({ filters })) {
-      await this.docker.getNetwork(n.Id).remove();
+      await this.sweepNetwork(n.Id, n.Name);
       summary.networks.push(n.Name);
     }
     const { Volumes } = await this.docker.listVolumes({ filters });
@@ -444,6 +454,43 @@ export class EngineRealiser {
       }
     }
     return summary;
+  }
+
+  /**
+   * Removes a network of the sweep. The engine may still list an endpoint of a container the sweep
+   * has just removed (the endpoint goes when the engine has handled the container's exit): such an
+   * endpoint is disconnected and the removal tried again, for up to 10 s. A container that still
+   * exists and is not the stack's is never touched: the error names it.
+   */
+  private async sweepNetwork(id: string, name: string): Promise<void> {
+    const network = this.docker.getNetwork(id);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const failure = await network.remove().then(
+        () => undefined,
+        (err: EngineError) => err,
+      );
+      if (failure === undefined || failure.statusCode === 404) return;
+      if (failure.statusCode !== 403) throw failure;
+      const info = (await network.inspect()) as { Containers?: Record<string, { Name?: string }> };
+      const foreign: string[] = [];
+      for (const [container, endpoint] of Object.entries(info.Containers ?? {})) {
+        const found = await this.docker.getContainer(container).inspect().catch(notFound(undefined));
+        if (found === undefined) {
+          await network.disconnect({ Container: container, Force: true }).catch(ignoreStatus(404));
+        } else {
+          foreign.push(`${endpoint.Name ?? container} (${found.State.Status})`);
+        }
+      }
+      if (foreign.length > 0) {
+        throw new Error(
+          `network ${name}: still in use by ${foreign.join(", ")}, which the sweep does not remove: ` +
+            `a container of the test that is not labelled ${TEST_STACK_LABEL}=${this.stack}`,
+        );
+      }
+      if (Date.now() > deadline) throw failure;
+      await sleep(250);
+    }
   }
 
   /** Counts of objects still labelled with this stack (images not counted). */
@@ -1022,7 +1069,7 @@ export class EngineRealiser {
     const memorySwap = optNum(inputs.memorySwap, at("memorySwap"));
     const shmSize = optNum(inputs.shmSize, at("shmSize"));
     const labels = this.labels(logical, inputs.labels);
-    labels["webstack.test.destroy-grace"] = String(destroyGrace(inputs));
+    labels[DESTROY_GRACE_LABEL] = String(destroyGrace(inputs));
 
     const create: Docker.ContainerCreateOptions = {
       name,
