@@ -766,7 +766,7 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
       await assert.rejects(
         realiser.destroy(),
         new RegExp(
-          `network ${prefix}-net: still in use by ${prefix}-stranger \\(running\\), which the sweep does not remove`,
+          `network ${prefix}-net: still in use by ${prefix}-stranger \\(running\\), which the sweep did not remove`,
         ),
       );
       assert.equal((await stranger.inspect()).State.Running, true, "the sweep left the stranger running");

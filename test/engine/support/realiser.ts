@@ -484,8 +484,8 @@ export class EngineRealiser {
       }
       if (foreign.length > 0) {
         throw new Error(
-          `network ${name}: still in use by ${foreign.join(", ")}, which the sweep does not remove: ` +
-            `a container of the test that is not labelled ${TEST_STACK_LABEL}=${this.stack}`,
+          `network ${name}: still in use by ${foreign.join(", ")}, which the sweep did not remove ` +
+            `(not labelled ${TEST_STACK_LABEL}=${this.stack}, or made while the sweep ran)`,
         );
       }
       if (Date.now() > deadline) throw failure;
