@@ -15,6 +15,7 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Engine, ensureStandinImages, execIn, startEngine, STANDIN_IMAGES } from "./support/engine";
 import { EngineRealiser, RecordedResource } from "./support/realiser";
+import { sleep } from "./support/wait";
 
 function promiseOf<T>(output: pulumi.Output<T>): Promise<T> {
   return new Promise((resolve) => output.apply((value) => resolve(value)));
@@ -749,6 +750,33 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     await assert.rejects(docker().getImage(`${prefix}-probe:1`).inspect(), { statusCode: 404 });
     await docker().getImage(STANDIN_IMAGES.node).inspect();
     assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
+  });
+
+  it("deletes a network as the provider does: while a container still holds it, tries again, and removes it once the container is gone", async () => {
+    const { prefix, on, update } = await fresh();
+    await on("docker:index/network:Network", "net", { name: `${prefix}-net` });
+    const holder = await docker().createContainer({
+      name: `${prefix}-holder`,
+      Image: STANDIN_IMAGES.node,
+      Cmd: SLEEPER,
+      HostConfig: { NetworkMode: `${prefix}-net` },
+    });
+    try {
+      await holder.start();
+      const emptied = update(() => Promise.resolve()).then(
+        (summary) => ({ summary }),
+        (error: unknown) => ({ error }),
+      );
+      await sleep(1500);
+      await docker().getNetwork(`${prefix}-net`).inspect();
+      await holder.remove({ force: true });
+      const outcome = await emptied;
+      assert.ok("summary" in outcome, `the update failed: ${String("error" in outcome ? outcome.error : "")}`);
+      assert.deepEqual(outcome.summary.removed.networks, [`${prefix}-net`]);
+      await assert.rejects(docker().getNetwork(`${prefix}-net`).inspect(), { statusCode: 404 });
+    } finally {
+      await holder.remove({ force: true }).catch(() => undefined);
+    }
   });
 
   it("destroy leaves a container that is not the stack's alone, naming it when it holds the stack's network; once it is gone the sweep ends", async () => {

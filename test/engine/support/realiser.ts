@@ -1138,6 +1138,27 @@ export class EngineRealiser {
     return { create, networks, uploads: uploadArchives(logical, inputs.uploads), ports };
   }
 
+  /**
+   * Deletes a network as the provider does: while the engine answers that it has active endpoints
+   * (an endpoint goes when the engine has handled its container's exit), the removal is tried
+   * again, for up to 30 s; gone already is done.
+   */
+  private async deleteNetwork(id: string): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const failure = await this.docker
+        .getNetwork(id)
+        .remove()
+        .then(
+          () => undefined,
+          (err: EngineError) => err,
+        );
+      if (failure === undefined || failure.statusCode === 404) return;
+      if (!/has active endpoints/.test(failure.message) || Date.now() > deadline) throw failure;
+      await sleep(250);
+    }
+  }
+
   /** Deletes one recorded resource the way the provider's Delete does. */
   private async deleteResource(record: RecordedResource, summary: StackDestroySummary): Promise<void> {
     const inputs = reveal(record.inputs) as Json;
@@ -1147,7 +1168,7 @@ export class EngineRealiser {
         summary.removed.containers.push(String(record.outputs.name));
         break;
       case "docker:index/network:Network":
-        await this.docker.getNetwork(String(record.id)).remove().catch(ignoreStatus(404));
+        await this.deleteNetwork(String(record.id));
         summary.removed.networks.push(String(record.outputs.name));
         break;
       case "docker:index/volume:Volume":
