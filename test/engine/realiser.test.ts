@@ -752,17 +752,23 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     assert.deepEqual(await realiser.leftovers(), { containers: 0, networks: 0, volumes: 0 });
   });
 
+  /** A running container on `network` that no realiser made: it carries no stack label. */
+  async function outsider(name: string, network: string): Promise<Docker.Container> {
+    const made = await docker().createContainer({
+      name,
+      Image: STANDIN_IMAGES.node,
+      Cmd: SLEEPER,
+      HostConfig: { NetworkMode: network },
+    });
+    await made.start();
+    return made;
+  }
+
   it("deletes a network as the provider does: while a container still holds it, tries again, and removes it once the container is gone", async () => {
     const { prefix, on, update } = await fresh();
     await on("docker:index/network:Network", "net", { name: `${prefix}-net` });
-    const holder = await docker().createContainer({
-      name: `${prefix}-holder`,
-      Image: STANDIN_IMAGES.node,
-      Cmd: SLEEPER,
-      HostConfig: { NetworkMode: `${prefix}-net` },
-    });
+    const holder = await outsider(`${prefix}-holder`, `${prefix}-net`);
     try {
-      await holder.start();
       const emptied = update(() => Promise.resolve()).then(
         (summary) => ({ summary }),
         (error: unknown) => ({ error }),
@@ -783,14 +789,8 @@ describe("engine realiser, as strict as the provider", { timeout: 10 * 60_000 },
     const { realiser, prefix, on, container } = await fresh();
     await on("docker:index/network:Network", "net", { name: `${prefix}-net` });
     await container("user", { command: SLEEPER, networksAdvanced: [{ name: `${prefix}-net` }] });
-    const stranger = await docker().createContainer({
-      name: `${prefix}-stranger`,
-      Image: STANDIN_IMAGES.node,
-      Cmd: SLEEPER,
-      HostConfig: { NetworkMode: `${prefix}-net` },
-    });
+    const stranger = await outsider(`${prefix}-stranger`, `${prefix}-net`);
     try {
-      await stranger.start();
       await assert.rejects(
         realiser.destroy(),
         new RegExp(
