@@ -44,7 +44,7 @@ export function vcpusOf(target: Exclude<Target, "local">, size: string): number 
   }
   const [family, kind = ""] = size.split(".");
   const burstable = /^t\d[a-z]*$/.test(family);
-  if (/^(nano|micro|small)$/.test(kind)) return burstable ? (family === "t2" ? 1 : 2) : undefined;
+  if (/^(nano|micro|small)$/.test(kind)) return burstable ? (/^t[12]$/.test(family) ? 1 : 2) : undefined;
   // A medium burstable type has 2; a medium Graviton type (m6g.medium, a1.medium) has one.
   if (kind === "medium") return burstable ? 2 : 1;
   if (kind === "large") return 2;
@@ -75,7 +75,7 @@ export function replicaAdvice(config: Pick<WebstackConfig, "target" | "replicas"
   return (
     `${NAMESPACE}:replicas is ${config.replicas} but size ${config.size} has ${vcpus} vCPU${vcpus === 1 ? "" : "s"}: ` +
     `replicas past the vCPUs make every visit cost more CPU and the counter slower, not faster. ` +
-    `Set webstack:replicas to ${fit}, or pick a size with at least ${config.replicas} vCPUs.`
+    `Set ${NAMESPACE}:replicas to ${fit}, or pick a size with at least ${config.replicas} vCPUs.`
   );
 }
 
@@ -610,10 +610,11 @@ export function parseConfig(
     );
   }
 
-  const cloudTarget = target !== "local" ? target : undefined;
+  // A cloud host's size, given or the target's default.
+  const vm =
+    target === undefined || target === "local" ? undefined : { target, size: raw.size ?? DEFAULT_SIZES[target] };
   const replicas =
-    (values.replicas as number | undefined) ??
-    (cloudTarget === undefined ? 3 : defaultReplicas(vcpusOf(cloudTarget, raw.size ?? DEFAULT_SIZES[cloudTarget])));
+    (values.replicas as number | undefined) ?? (vm === undefined ? 3 : defaultReplicas(vcpusOf(vm.target, vm.size)));
   // During a release two sets of replicas run, and the migration run beside them.
   const processes = values.appProcesses as number | undefined;
   if (processes !== undefined && processes < TASKS_PER_REPLICA * (2 * replicas + 1)) {
@@ -633,7 +634,7 @@ export function parseConfig(
     target,
     replicas,
     region: raw.region,
-    size: cloud ? (raw.size ?? DEFAULT_SIZES[target]) : undefined,
+    size: vm?.size,
     httpPort: (values.httpPort as number | undefined) ?? (cloud ? 80 : 8080),
     httpBindAddress: (values.httpBindAddress as string | undefined) ?? (cloud ? "0.0.0.0" : "127.0.0.1"),
     release: values.release as string | undefined,

@@ -930,6 +930,7 @@ describe("replicas and the host's vCPUs", () => {
       ["digitalocean", "gpu-h100x1-80gb", undefined],
       ["digitalocean", "gpu-c-2", undefined],
       ["digitalocean", "c-2-amd64", undefined],
+      ["aws", "t1.micro", 1],
       ["aws", "t2.micro", 1],
       ["aws", "t2.medium", 2],
       ["aws", "t3.nano", 2],
