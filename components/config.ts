@@ -44,7 +44,7 @@ export function vcpusOf(target: Exclude<Target, "local">, size: string): number 
   }
   const [family, kind = ""] = size.split(".");
   const burstable = /^t\d[a-z]*$/.test(family);
-  if (/^(nano|micro|small)$/.test(kind)) return burstable ? (/^t[12]$/.test(family) ? 1 : 2) : undefined;
+  if (/^(nano|micro|small)$/.test(kind)) return burstable ? (family === "t1" || family === "t2" ? 1 : 2) : undefined;
   // A medium burstable type has 2; a medium Graviton type (m6g.medium, a1.medium) has one.
   if (kind === "medium") return burstable ? 2 : 1;
   if (kind === "large") return 2;
